@@ -1,0 +1,66 @@
+"""`vgrpo`: the one command line of the project.
+
+Each subcommand lives in its own module that exposes ``add_parser(subparsers)``; the parser it adds
+sets ``func`` to a callable taking the parsed namespace and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from trainer.errors import StudioError
+
+# Subcommand name -> module under trainer.cli. Imported lazily so `vgrpo data list` never pays
+# for importing torch or gradio.
+SUBCOMMANDS = {
+    "train": "trainer.cli.train",
+    "data": "trainer.cli.data",
+    "runs": "trainer.cli.runs",
+    "studio": "trainer.cli.studio",
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vgrpo", description="Video GRPO Studio command line.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
+    # Only the chosen subcommand's module is imported (the others may pull in heavy libraries).
+    wanted = next((a for a in argv if a in SUBCOMMANDS), None)
+    for name, module_name in SUBCOMMANDS.items():
+        if wanted is None or name == wanted:
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name != module_name:
+                    raise
+                continue  # not built yet
+            module.add_parser(subparsers)
+        else:
+            subparsers.add_parser(name, help=f"see `vgrpo {name} --help`")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except StudioError as exc:
+        # A user mistake: one clear line, no traceback.
+        print(f"vgrpo: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Video and image decoding for Qwen2.5-VL, through qwen-vl-utils.
+
+qwen-vl-utils owns frame sampling (``fps`` / ``max_frames``) and resizing (``min_pixels``,
+``max_pixels``, ``total_pixels``) exactly as the Qwen team trains with; this module only turns its
+knobs into a config, its failures into :class:`DataError` that name the file, and adds a cheap
+header probe (duration, size) for dataset validation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainer.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+# One merged video token covers a 28x28 px cell (14 px patches, 2x2 spatial merge).
+PIXELS_PER_TOKEN = 28 * 28
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """How videos (and images) are sampled and resized before the vision tower."""
+
+    fps: float = field(
+        default=2.0, metadata={"help": "Frames sampled per second of video (qwen-vl-utils `fps`)."}
+    )
+    max_frames: int = field(
+        default=16,
+        metadata={"help": "Upper bound on sampled frames per video; rounded down to an even number."},
+    )
+    min_pixels: int = field(
+        default=16 * PIXELS_PER_TOKEN,
+        metadata={"help": "Smallest frame area in pixels after resizing (28x28 px = one video token)."},
+    )
+    max_pixels: int = field(
+        default=128 * PIXELS_PER_TOKEN,
+        metadata={"help": "Largest frame area in pixels after resizing; caps tokens per frame pair."},
+    )
+    total_pixels: int | None = field(
+        default=None,
+        metadata={"help": "Budget of pixels over all sampled frames of one video (None: no budget)."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.fps <= 0:
+            raise ConfigError(f"fps must be > 0, got {self.fps}")
+        if self.max_frames < 2:
+            raise ConfigError(f"max_frames must be >= 2 (frames come in pairs), got {self.max_frames}")
+        if self.min_pixels < PIXELS_PER_TOKEN:
+            raise ConfigError(f"min_pixels must be >= {PIXELS_PER_TOKEN}, got {self.min_pixels}")
+        if self.max_pixels < self.min_pixels:
+            raise ConfigError(f"max_pixels ({self.max_pixels}) must be >= min_pixels ({self.min_pixels})")
+        if self.total_pixels is not None and self.total_pixels < self.min_pixels:
+            raise ConfigError(f"total_pixels ({self.total_pixels}) must be >= min_pixels ({self.min_pixels})")
+
+    def video_element(self, path: str | os.PathLike) -> dict[str, Any]:
+        """The ``{"type": "video", ...}`` element qwen-vl-utils reads, with these knobs."""
+        element: dict[str, Any] = {
+            "type": "video",
+            "video": str(path),
+            "fps": self.fps,
+            "max_frames": self.max_frames,
+            # qwen-vl-utils asks for at least 4 frames by default; short clips may have fewer.
+            "min_frames": 2,
+            "min_pixels": self.min_pixels,
+            "max_pixels": self.max_pixels,
+        }
+        if self.total_pixels is not None:
+            element["total_pixels"] = self.total_pixels
+        return element
+
+    def image_element(self, path: str | os.PathLike) -> dict[str, Any]:
+        return {
+            "type": "image",
+            "image": str(path),
+            "min_pixels": self.min_pixels,
+            "max_pixels": self.max_pixels,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a container header says about a video, without decoding every frame."""
+
+    duration_s: float
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+    codec: str
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Read a video's header and decode its first frame; raises DataError if it is missing or
+    unreadable, so validation catches corrupt files before training does."""
+    import av  # PyAV: a dependency of ours; fast header access for every container qwen reads
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"video not found: {path}")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DataError(f"no video stream in {path}")
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.base_rate or 0.0)
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / 1_000_000
+            else:
+                duration = 0.0
+            frames = stream.frames or (round(duration * fps) if fps else 0)
+            first = next(container.decode(stream), None)
+            if first is None:
+                raise DataError(f"video has no decodable frame: {path}")
+            return VideoInfo(
+                duration_s=duration,
+                fps=fps,
+                num_frames=int(frames),
+                width=first.width,
+                height=first.height,
+                codec=stream.codec_context.name,
+            )
+    except DataError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError, StopIteration) as exc:
+        raise DataError(f"cannot decode video {path}: {exc}") from exc
+
+
+def fetch_vision(messages: list[dict]) -> tuple[list | None, list | None, dict[str, Any]]:
+    """Decode every image and video in chat messages with qwen-vl-utils.
+
+    Returns ``(images, videos, video_kwargs)`` in the form the Qwen2.5-VL processor takes:
+    ``processor(text=..., images=images, videos=[v for v, _ in videos],
+    video_metadata=[m for _, m in videos], do_resize=False, **video_kwargs)``.
+    Raises DataError naming the file when one cannot be read.
+    """
+    from qwen_vl_utils import process_vision_info
+
+    try:
+        images, videos, video_kwargs = process_vision_info(
+            messages, return_video_kwargs=True, return_video_metadata=True
+        )
+    except DataError:
+        raise
+    except Exception as exc:  # qwen-vl-utils raises bare Exceptions from every backend
+        paths = [
+            str(el.get("video") or el.get("image"))
+            for msg in messages
+            for el in (msg["content"] if isinstance(msg["content"], list) else [])
+            if isinstance(el, dict) and ("video" in el or "image" in el)
+        ]
+        raise DataError(f"cannot decode {', '.join(paths) or 'vision input'}: {exc}") from exc
+    return images, videos, video_kwargs

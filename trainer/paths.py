@@ -1,0 +1,29 @@
+"""Where the project's shipped assets and a user's workspace live."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ASSETS_DIR = REPO_ROOT / "assets"
+# The embedded tiny Qwen2.5-VL (weights + tokenizer + processor), built by scripts/build_tiny_model.py.
+TINY_MODEL_DIR = ASSETS_DIR / "tiny-qwen2.5-vl"
+# The embedded synthetic video MCQ dataset, built by scripts/make_synthetic_dataset.py.
+SYNTHETIC_DIR = ASSETS_DIR / "synthetic_motion"
+
+WORKSPACE_ENV = "VGRPO_WORKSPACE"
+DB_ENV = "VGRPO_DB"
+
+
+def default_workspace() -> Path:
+    """The workspace (datasets, run configs, outputs, runs.db): $VGRPO_WORKSPACE or ./workspace."""
+    return Path(os.environ.get(WORKSPACE_ENV) or Path.cwd() / "workspace").resolve()
+
+
+def default_db_url(workspace: Path | None = None) -> str:
+    """$VGRPO_DB, or the SQLite file ``runs.db`` inside the workspace."""
+    if os.environ.get(DB_ENV):
+        return os.environ[DB_ENV]
+    ws = workspace if workspace is not None else default_workspace()
+    return f"sqlite:///{Path(ws).resolve() / 'runs.db'}"
