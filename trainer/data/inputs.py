@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from trainer.data.video import fetch_vision
@@ -13,16 +13,22 @@ def build_inputs(
     conversations: Sequence[list[dict]],
     completions: Sequence[str] | None = None,
     add_generation_prompt: bool = True,
+    video_transform: Callable[[Any], Any] | None = None,
 ) -> Any:
     """Tokenise a batch of conversations and decode their videos once.
 
     Each conversation is a list of chat messages (see ``trainer.data.prompts.chat_messages``).
-    With ``completions``, each completion is appended after the generation prompt and closed with
-    ``<|im_end|>`` (supervised or log-prob passes); the returned batch then also carries
-    ``prompt_lengths`` (B,) so callers can mask the prompt. Returns the processor's BatchFeature
-    with ``input_ids``/``attention_mask`` (B, L), ``pixel_values_videos``, ``video_grid_thw``
-    (num_videos, 3), ``second_per_grid_ts`` and ``mm_token_type_ids`` (B, L), left-padded so
-    generation can start right after the prompt.
+    Prompts are LEFT-padded to one length P, so generation starts right after every prompt and
+    completion token t of every row sits at position P + t. Returns the processor's BatchFeature
+    with ``input_ids``/``attention_mask``/``mm_token_type_ids`` (B, P), ``pixel_values_videos``,
+    ``video_grid_thw`` (num_videos, 3), ``second_per_grid_ts`` (and the image equivalents).
+
+    With ``completions``, each completion plus ``<|im_end|>`` is tokenised on its own (as the
+    model generated it) and appended after the prompt, right-padded to length T; the batch then
+    has length P + T, ``completion_mask`` (B, T) marks the completion tokens and
+    ``prompt_lengths`` (B,) is P for every row (where the completions start).
+    ``video_transform`` maps each decoded video (T, C, H, W) before it is patchified (T-GRPO
+    shuffles frames with it).
     """
     import torch
 
@@ -30,15 +36,13 @@ def build_inputs(
         processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=add_generation_prompt)
         for conv in conversations
     ]
-    prompt_texts = list(texts)
-    if completions is not None:
-        if len(completions) != len(texts):
-            raise ValueError(f"{len(completions)} completions for {len(texts)} conversations")
-        end = processor.tokenizer.eos_token or "<|im_end|>"
-        texts = [t + c + end for t, c in zip(texts, completions)]
     flat: list[dict] = [m for conv in conversations for m in conv]
     images, videos, video_kwargs = fetch_vision(flat) if _has_vision(flat) else (None, None, {})
-    kwargs: dict[str, Any] = dict(text=texts, images=images, padding=True, return_tensors="pt")
+    if videos and video_transform is not None:
+        videos = [(video_transform(v), m) for v, m in videos]
+    kwargs: dict[str, Any] = dict(
+        text=texts, images=images, padding=True, padding_side="left", return_tensors="pt"
+    )
     if videos:
         kwargs["videos"] = [v for v, _ in videos]
         kwargs["video_metadata"] = [m for _, m in videos]
@@ -49,18 +53,28 @@ def build_inputs(
         kwargs["cap_pixels_per_frame"] = False
         kwargs.update(video_kwargs)
     batch = processor(**kwargs)
-    if completions is not None:
-        # Prompt lengths from the same tokenizer call on the prompt alone; vision pads expand the
-        # same way in both, so count them from the full ids instead of re-running the processor.
-        tok = processor.tokenizer
-        lengths = []
-        for prompt, ids, mask in zip(prompt_texts, batch["input_ids"], batch["attention_mask"]):
-            n_text = len(tok(_strip_vision_pads(prompt, processor), add_special_tokens=False)["input_ids"])
-            n_pads = int((ids[mask.bool()] == _video_pad_id(processor)).sum()) + int(
-                (ids[mask.bool()] == _image_pad_id(processor)).sum()
-            )
-            lengths.append(n_text + n_pads)
-        batch["prompt_lengths"] = torch.tensor(lengths)
+    if completions is None:
+        return batch
+    if len(completions) != len(texts):
+        raise ValueError(f"{len(completions)} completions for {len(texts)} conversations")
+    tok = processor.tokenizer
+    end = tok.eos_token or "<|im_end|>"
+    enc = tok(
+        [c + end for c in completions],
+        add_special_tokens=False,
+        padding=True,
+        padding_side="right",
+        return_tensors="pt",
+    )
+    prompt_len = batch["input_ids"].shape[1]
+    batch["input_ids"] = torch.cat([batch["input_ids"], enc["input_ids"]], dim=1)
+    batch["attention_mask"] = torch.cat([batch["attention_mask"], enc["attention_mask"]], dim=1)
+    if "mm_token_type_ids" in batch:
+        batch["mm_token_type_ids"] = torch.cat(
+            [batch["mm_token_type_ids"], torch.zeros_like(enc["input_ids"])], dim=1
+        )
+    batch["completion_mask"] = enc["attention_mask"]
+    batch["prompt_lengths"] = torch.full((len(texts),), prompt_len, dtype=torch.long)
     return batch
 
 
@@ -71,15 +85,3 @@ def _has_vision(messages: list[dict]) -> bool:
         if isinstance(m.get("content"), list)
         for el in m["content"]
     )
-
-
-def _video_pad_id(processor: Any) -> int:
-    return processor.tokenizer.convert_tokens_to_ids(processor.video_token)
-
-
-def _image_pad_id(processor: Any) -> int:
-    return processor.tokenizer.convert_tokens_to_ids(processor.image_token)
-
-
-def _strip_vision_pads(text: str, processor: Any) -> str:
-    return text.replace(processor.video_token, "").replace(processor.image_token, "")

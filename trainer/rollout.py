@@ -1,0 +1,134 @@
+"""Sampling a group of completions per question with the policy (the "rollout" half of GRPO).
+
+Each prompt's video is decoded and preprocessed once; ``generate(num_return_sequences=G)`` then
+expands it inside the model, and the outputs come back grouped per prompt (p0s0, p0s1, ..., p1s0).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from trainer.data.inputs import build_inputs
+from trainer.data.prompts import chat_messages
+from trainer.data.video import VideoConfig
+
+VideoTransform = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class PromptBatch:
+    """B questions, tokenised and with their videos preprocessed, left-padded to one length P."""
+
+    records: list[Any]  # MCQRecord (B,)
+    inputs: dict[str, torch.Tensor]  # input_ids (B, P), attention_mask, mm_token_type_ids, vision tensors
+
+    @property
+    def size(self) -> int:
+        return len(self.records)
+
+    @property
+    def length(self) -> int:
+        return int(self.inputs["input_ids"].shape[1])
+
+
+@dataclass
+class RolloutBatch:
+    """G completions for each of B prompts, grouped per prompt: row b*G + g."""
+
+    prompt: PromptBatch
+    group_size: int
+    completion_ids: torch.Tensor  # (B*G, T), padded with pad_token_id after EOS
+    completion_mask: torch.Tensor  # (B*G, T), 1 for generated tokens up to and including EOS
+    texts: list[str]  # (B*G,) decoded completions
+    seconds: float
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.completion_mask.sum(dim=1)
+
+
+def conversation(record: Any, video_cfg: VideoConfig) -> list[dict]:
+    """The chat messages for one MCQ record, with the video knobs in its video element."""
+    messages = chat_messages(record.question, record.options, record.mode)
+    media = video_cfg.video_element(record.video) if record.video else video_cfg.image_element(record.image)
+    messages[0]["content"].insert(0, media)
+    return messages
+
+
+def build_prompt_batch(
+    processor: Any,
+    records: Sequence[Any],
+    video_cfg: VideoConfig,
+    video_transform: VideoTransform | None = None,
+) -> PromptBatch:
+    """Tokenise B records and decode each video once. ``video_transform`` maps a decoded video
+    (T, C, H, W) to another (used by T-GRPO to shuffle frames)."""
+    convs = [conversation(r, video_cfg) for r in records]
+    inputs = build_inputs(processor, convs, video_transform=video_transform)
+    return PromptBatch(records=list(records), inputs=dict(inputs))
+
+
+def completion_mask(completion_ids: torch.Tensor, eos_ids: Sequence[int]) -> torch.Tensor:
+    """1 for every token up to and including the first EOS of each row, 0 after it.
+
+    >>> completion_mask(torch.tensor([[5, 9, 7, 0], [5, 6, 6, 6]]), [9]).tolist()
+    [[1, 1, 0, 0], [1, 1, 1, 1]]
+    """
+    is_eos = torch.isin(completion_ids, torch.tensor(list(eos_ids), device=completion_ids.device))
+    # Tokens strictly after the first EOS: a running count of EOS seen before this position.
+    seen_before = torch.cumsum(is_eos.int(), dim=1) - is_eos.int()
+    return (seen_before == 0).long()
+
+
+@torch.no_grad()
+def generate_rollouts(
+    model: Any,
+    processor: Any,
+    prompt: PromptBatch,
+    group_size: int,
+    generation_kwargs: dict[str, Any],
+) -> RolloutBatch:
+    """Sample ``group_size`` completions per prompt. ``generation_kwargs`` come from
+    ``trainer.modeling.generation_kwargs`` (max_new_tokens, sampling, eos/pad ids, suppressed
+    vision tokens)."""
+    start = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        inputs = {k: v.to(device) for k, v in prompt.inputs.items()}
+        out = model.generate(**inputs, num_return_sequences=group_size, **generation_kwargs)
+    finally:
+        model.train(was_training)
+    completion_ids = out[:, prompt.length :]
+    eos = generation_kwargs.get("eos_token_id")
+    eos_ids = eos if isinstance(eos, list | tuple) else [eos]
+    mask = completion_mask(completion_ids, eos_ids)
+    pad_id = generation_kwargs.get("pad_token_id", 0)
+    completion_ids = torch.where(mask.bool(), completion_ids, torch.full_like(completion_ids, pad_id))
+    texts = processor.tokenizer.batch_decode(
+        [ids[m.bool()] for ids, m in zip(completion_ids, mask, strict=True)], skip_special_tokens=True
+    )
+    return RolloutBatch(
+        prompt=prompt,
+        group_size=group_size,
+        completion_ids=completion_ids.cpu(),
+        completion_mask=mask.cpu(),
+        texts=[t.strip() for t in texts],
+        seconds=time.perf_counter() - start,
+    )
+
+
+def shuffled_frames(generator: torch.Generator) -> VideoTransform:
+    """A video transform that permutes frames in time (T-GRPO's contrast input)."""
+
+    def transform(video: torch.Tensor) -> torch.Tensor:
+        order = torch.randperm(video.shape[0], generator=generator)
+        return video[order]
+
+    return transform
