@@ -15,9 +15,7 @@ THINK_INSTRUCTION = (
     "Think about the question inside <think> </think> tags, then give the right option "
     "inside <answer> </answer> tags, e.g. <answer>(A) text</answer>."
 )
-NO_THINK_INSTRUCTION = (
-    "Give the right option inside <answer> </answer> tags, e.g. <answer>(A) text</answer>."
-)
+NO_THINK_INSTRUCTION = "Give the right option inside <answer> </answer> tags, e.g. <answer>(A) text</answer>."
 
 
 def mode_for_dataset(name: str) -> str:

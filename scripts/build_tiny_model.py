@@ -1,0 +1,127 @@
+"""Build the embedded tiny Qwen2.5-VL (assets/tiny-qwen2.5-vl/): tokenizer, processor, config, weights.
+
+Steps: train a small byte-level BPE on the synthetic dataset's text (with Qwen2.5-VL's special
+tokens and chat template), build a real Qwen2_5_VLForConditionalGeneration with tiny sizes, run a
+format warm start (random answer letters: parseable outputs at chance accuracy), save everything so
+``AutoProcessor`` / ``Qwen2_5_VLForConditionalGeneration.from_pretrained`` load it like the real model.
+Needs assets/synthetic_motion (scripts/make_synthetic_dataset.py) and ../shared/realdata's tokenizer
+files (chat template, tokenizer_config). Deterministic for a seed and thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from scripts.tiny_model import config as tiny_config  # noqa: E402
+from scripts.tiny_model import tokenizer as tiny_tok  # noqa: E402
+from scripts.tiny_model import warm_start  # noqa: E402
+from trainer.data.prompts import NO_THINK, THINK, answer_text, user_text  # noqa: E402
+from trainer.paths import SYNTHETIC_DIR, TINY_MODEL_DIR  # noqa: E402
+
+REAL_TOKENIZER_DIR = REPO_ROOT.parent / "shared" / "realdata" / "qwen2_5_vl_tokenizer"
+logger = logging.getLogger("build_tiny_model")
+
+
+def corpus(dataset_dir: Path, template: str) -> list[str]:
+    """Every text the model will read or write: chat-templated prompts in both modes (video and image),
+    gold answers and warm-start answers."""
+    from jinja2 import Template
+
+    meta = json.loads((dataset_dir / "dataset.json").read_text())
+    options = {chr(ord("A") + i): text for i, text in enumerate(meta["options"])}
+    render = Template(template)
+    texts: list[str] = []
+    for split in meta["splits"]:
+        for suffix in ("", "_no_think"):
+            for line in (dataset_dir / f"{split}{suffix}.jsonl").read_text().splitlines():
+                record = json.loads(line)
+                question = record["conversations"][0]["value"].split("\n")[1]
+                gold = record["conversations"][1]["value"]
+                texts.append(gold)
+                colour = warm_start.COLOUR_RE.search(gold)
+                for letter in options:
+                    think = warm_start.warm_think(colour.group(1)) if colour else None
+                    texts.append(answer_text(letter, options, think))
+                for mode in (THINK, NO_THINK):
+                    for kind in ("video", "image"):
+                        content = [
+                            {"type": kind, kind: "x"},
+                            {"type": "text", "text": user_text(question, options, mode)},
+                        ]
+                        messages = [
+                            {"role": "user", "content": content},
+                            {"role": "assistant", "content": gold},
+                        ]
+                        texts.append(render.render(messages=messages, add_generation_prompt=False))
+    return texts
+
+
+def build(
+    out_dir: Path, dataset_dir: Path, seed: int, steps: int, batch_size: int, lr: float, vocab_size: int
+) -> dict:
+    import torch
+    from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    template = tiny_tok.chat_template(REAL_TOKENIZER_DIR)
+    tok = tiny_tok.train_tokenizer(corpus(dataset_dir, template), vocab_size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tiny_tok.write_tokenizer_files(tok, REAL_TOKENIZER_DIR, out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    processor = tiny_config.processor(tokenizer, template)
+    processor.save_pretrained(out_dir)
+
+    config = tiny_config.model_config(tokenizer)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config = tiny_config.generation_config(tokenizer)
+    t0 = time.perf_counter()
+    losses = warm_start.train(
+        model, processor, dataset_dir, steps=steps, batch_size=batch_size, lr=lr, seed=seed
+    )
+    warm_s = time.perf_counter() - t0
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    stats = {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "vocab": len(tokenizer),
+        "warm_start_steps": steps,
+        "warm_start_s": round(warm_s, 1),
+        "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
+        "seed": seed,
+        "threads": torch.get_num_threads(),
+    }
+    return stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=TINY_MODEL_DIR)
+    parser.add_argument("--dataset", type=Path, default=SYNTHETIC_DIR)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=300, help="format warm-start steps")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--vocab-size", type=int, default=1024, help="upper bound for the BPE vocabulary")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (results depend on it)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("qwen_vl_utils").setLevel(logging.WARNING)  # one line per decoded clip otherwise
+    import torch
+
+    torch.set_num_threads(args.threads)
+    stats = build(args.out, args.dataset, args.seed, args.steps, args.batch_size, args.lr, args.vocab_size)
+    size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
+    print(json.dumps({**stats, "size_mb": round(size / 1e6, 2)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Pieces of scripts/build_tiny_model.py: tokenizer, model config, format warm start."""

@@ -1,0 +1,169 @@
+"""Format warm start: a short supervised pass that teaches the answer FORMAT, not the answer.
+
+Targets are ``<think>The square is red. ...</think> <answer>(C) up</answer>`` (think prompts) or
+``<answer>(C) up</answer>`` (no_think prompts) with the letter drawn at random, independent of the
+video. The think text names the square's colour, which the video shows but which says nothing about
+the direction: the model learns to look at the video tokens while GRPO starts at chance accuracy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainer.data.prompts import NO_THINK, THINK, answer_text, user_text
+from trainer.data.video import VideoConfig
+
+logger = logging.getLogger(__name__)
+
+COLOUR_RE = re.compile(r"The (\w+) square")
+
+
+@dataclass(frozen=True)
+class Example:
+    video: str  # absolute path
+    question: str
+    colour: str
+
+
+def warm_think(colour: str) -> str:
+    return f"The square is {colour}. I compare where it is in the first and last frames."
+
+
+def load_examples(dataset_dir: Path, split: str) -> tuple[list[Example], dict[str, str], VideoConfig]:
+    meta = json.loads((dataset_dir / "dataset.json").read_text())
+    options = {chr(ord("A") + i): text for i, text in enumerate(meta["options"])}
+    examples = []
+    for line in (dataset_dir / f"{split}.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        human, gpt = record["conversations"][0]["value"], record["conversations"][1]["value"]
+        question = human.split("\n")[1]
+        colour = COLOUR_RE.search(gpt).group(1)  # type: ignore[union-attr]
+        examples.append(Example(str(dataset_dir / record["video"]), question, colour))
+    return examples, options, VideoConfig(**meta["video"])
+
+
+def conversation(example: Example, options: dict[str, str], mode: str, video: VideoConfig) -> list[dict]:
+    text = {"type": "text", "text": user_text(example.question, options, mode)}
+    return [{"role": "user", "content": [video.video_element(example.video), text]}]
+
+
+@contextlib.contextmanager
+def cached_video_decoding() -> Iterator[None]:
+    """Memoise qwen-vl-utils' decode per video element while the warm start runs.
+
+    Decoding + resizing a clip costs ~10-40 ms on a busy 2-core machine, more than the tiny model's
+    forward and backward on it; each clip is seen many times, so decode it once. build_inputs stays
+    the code path (tokenising, processor, prompt lengths); only its fetch_vision is memoised.
+    """
+    from trainer.data import inputs
+
+    real = inputs.fetch_vision
+    cache: dict[str, tuple] = {}
+
+    def fetch(messages: list[dict]) -> tuple:
+        videos, kwargs = [], {}
+        for message in messages:
+            for element in message["content"]:
+                if element.get("type") != "video":
+                    continue
+                key = json.dumps(element, sort_keys=True)
+                if key not in cache:
+                    _, decoded, video_kwargs = real([{"role": "user", "content": [element]}])
+                    cache[key] = (decoded[0], video_kwargs)
+                videos.append(cache[key][0])
+                kwargs = cache[key][1]
+        return None, videos, kwargs
+
+    inputs.fetch_vision = fetch
+    try:
+        yield
+    finally:
+        inputs.fetch_vision = real
+
+
+def completion_labels(batch: Any) -> Any:
+    """Labels = input_ids on completion tokens (incl. the closing <|im_end|>), -100 elsewhere.
+    Rows are left-padded: row i's prompt starts at L - (number of real tokens)."""
+    import torch
+
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    length = ids.shape[1]
+    pos = torch.arange(length).unsqueeze(0)
+    start = length - mask.sum(dim=1, keepdim=True) + batch["prompt_lengths"].unsqueeze(1)
+    return torch.where((pos >= start) & mask.bool(), ids, torch.full_like(ids, -100))
+
+
+def train(
+    model: Any,
+    processor: Any,
+    dataset_dir: Path,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    pool_size: int = 512,
+    think_fraction: float = 0.5,
+    answer_fn: Any = None,
+) -> list[float]:
+    """AdamW on the whole model over a random pool of ``pool_size`` train clips (format needs few; a
+    small pool keeps decoding cheap); returns the loss of every step. ``answer_fn(example, rng)``
+    picks the target letter (default: uniformly at random — the format warm start)."""
+    import torch
+
+    from trainer.data.inputs import build_inputs
+
+    examples, options, video = load_examples(dataset_dir, "train")
+    letters = sorted(options)
+    rng = random.Random(seed)
+    examples = rng.sample(examples, min(pool_size, len(examples)))
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * (1 - s / steps) + 0.05)
+    model.train()
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    with cached_video_decoding():
+        for step in range(steps):
+            convs, targets = [], []
+            for ex in rng.sample(examples, batch_size):
+                mode = THINK if rng.random() < think_fraction else NO_THINK
+                letter = answer_fn(ex, rng) if answer_fn else rng.choice(letters)
+                convs.append(conversation(ex, options, mode, video))
+                targets.append(answer_text(letter, options, warm_think(ex.colour) if mode == THINK else None))
+            loss = supervised_step(model, opt, build_inputs(processor, convs, completions=targets))
+            sched.step()
+            losses.append(loss)
+            if step % 25 == 0 or step == steps - 1:
+                logger.info("step %d/%d loss %.4f (%.1f s)", step, steps, loss, time.perf_counter() - t0)
+    model.eval()
+    return losses
+
+
+def supervised_step(model: Any, opt: Any, batch: Any) -> float:
+    """One AdamW step of next-token loss on the completion tokens; mm_token_type_ids makes the
+    forward use 3-D (mrope) positions for the video tokens."""
+    import torch
+
+    out = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        pixel_values_videos=batch["pixel_values_videos"],
+        video_grid_thw=batch["video_grid_thw"],
+        second_per_grid_ts=batch["second_per_grid_ts"],
+        mm_token_type_ids=batch["mm_token_type_ids"],
+        labels=completion_labels(batch),
+    )
+    opt.zero_grad(set_to_none=True)
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return float(out.loss)

@@ -1,0 +1,161 @@
+"""`vgrpo runs` through trainer.cli.main: list, show, export round trips, delete."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from rundb_helpers import metrics_for, rollouts_for
+
+from trainer.cli import main
+from trainer.metrics_keys import KL_DIV
+from trainer.rundb import RunStore
+
+
+@pytest.fixture
+def filled(store: RunStore, tmp_path: Path) -> RunStore:
+    out = tmp_path / "outputs" / "motion"
+    out.mkdir(parents=True)
+    (out / "adapter.bin").write_bytes(b"x")
+    done = store.create_run("motion", config={"grpo_beta": 0.1}, output_dir=str(out))
+    for step in (1, 2, 3):
+        store.log_metrics(done.id, step, metrics_for(step), wall_time=1000.0 + step)
+    store.log_rollouts(done.id, rollouts_for(2))
+    store.finish_run(done.id, "finished")
+    store.create_run("queued-one")
+    return store
+
+
+def test_list_json(filled: RunStore, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["runs", "list", "--json", "--db", db_url]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [(r["id"], r["name"], r["status"]) for r in runs] == [
+        (2, "queued-one", "queued"),
+        (1, "motion", "finished"),
+    ]
+    assert main(["runs", "list", "--json", "--status", "finished", "--db", db_url]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)] == ["motion"]
+
+
+def test_list_table(filled: RunStore, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["runs", "list", "--db", db_url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["id", "name", "status", "created", "ended", "error"]
+    assert lines[1].split()[:3] == ["2", "queued-one", "queued"]
+
+
+def test_show_by_name(filled: RunStore, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["runs", "show", "motion", "--json", "--db", db_url]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["id"], doc["status"], doc["config"]) == (1, "finished", {"grpo_beta": 0.1})
+    assert doc["counts"] == {"metrics": 36, "rollouts": 2}
+    assert doc["latest_metrics"][KL_DIV] == {"step": 3, "value": 3.01}
+    assert main(["runs", "show", "1", "--db", db_url]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "run 1: motion  [finished]"
+    assert "36 metric points, 2 rollouts" in out
+
+
+def test_unknown_run_is_one_line_error(
+    filled: RunStore, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["runs", "show", "nope", "--db", db_url]) == 1
+    assert capsys.readouterr().err == f"vgrpo: error: no run with id or name 'nope' in {db_url}\n"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_export_metrics_round_trip(filled: RunStore, db_url: str, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"m.{fmt}"
+    assert main(["runs", "export", "motion", "--format", fmt, "-o", str(out), "--db", db_url]) == 0
+    read = {"csv": pd.read_csv, "jsonl": lambda p: pd.read_json(p, lines=True), "parquet": pd.read_parquet}[
+        fmt
+    ]
+    frame = read(out)
+    expected = pd.DataFrame([p.__dict__ for p in filled.metric_points(1)])
+    assert list(frame.columns) == ["step", "name", "value", "wall_time"]
+    assert len(frame) == 36
+    pd.testing.assert_frame_equal(frame, expected, check_dtype=False)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_export_rollouts_round_trip(filled: RunStore, db_url: str, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"r.{fmt}"
+    assert (
+        main(["runs", "export", "1", "--format", fmt, "--what", "rollouts", "-o", str(out), "--db", db_url])
+        == 0
+    )
+    if fmt == "csv":
+        with out.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        options = [json.loads(r["options"]) for r in rows]
+        completions = [r["completion"] for r in rows]
+    elif fmt == "jsonl":
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        options = [r["options"] for r in rows]
+        completions = [r["completion"] for r in rows]
+        assert rows[1]["advantage"] == 0.5
+    else:
+        table = pq.read_table(out).to_pylist()
+        options = [json.loads(r["options"]) for r in table]
+        completions = [r["completion"] for r in table]
+        assert [r["total_reward"] for r in table] == [0.3, 1.0]
+    expected = rollouts_for(2)
+    assert options == [dict(r.options) for r in expected]
+    assert completions == [r.completion for r in expected]
+
+
+def test_export_csv_to_stdout(filled: RunStore, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["runs", "export", "motion", "--format", "csv", "--db", db_url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "step,name,value,wall_time"
+    assert len(lines) == 37
+
+
+def test_export_parquet_needs_output(
+    filled: RunStore, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["runs", "export", "motion", "--format", "parquet", "--db", db_url]) == 1
+    assert "give -o FILE" in capsys.readouterr().err
+
+
+def test_delete_asks_and_no_keeps_everything(
+    filled: RunStore, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    assert main(["runs", "delete", "motion", "--db", db_url]) == 1
+    assert capsys.readouterr().out == "nothing deleted\n"
+    assert filled.count_rows(1) == {"metrics": 36, "rollouts": 2}
+
+
+def test_delete_yes_with_files(filled: RunStore, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    out_dir = Path(filled.get_run(1).output_dir)  # type: ignore[arg-type]
+    assert main(["runs", "delete", "motion", "--yes", "--files", "--db", db_url]) == 0
+    assert capsys.readouterr().out == (
+        f"deleted run 1 (motion): 36 metric points, 2 rollouts, and the directory {out_dir}\n"
+    )
+    assert not out_dir.exists()
+    assert [r.name for r in filled.list_runs()] == ["queued-one"]
+
+
+def test_delete_without_files_keeps_output_dir(
+    filled: RunStore, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("builtins.input", lambda prompt: "yes")
+    out_dir = Path(filled.get_run(1).output_dir)  # type: ignore[arg-type]
+    assert main(["runs", "delete", "1", "--db", db_url]) == 0
+    assert (out_dir / "adapter.bin").read_bytes() == b"x"
+    assert filled.count_rows(1) == {"metrics": 0, "rollouts": 0}
+
+
+def test_delete_refuses_a_running_run(
+    store: RunStore, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = store.create_run("live")
+    store.mark_running(run.id)
+    assert main(["runs", "delete", "live", "--yes", "--db", db_url]) == 1
+    assert "is running; abort it before deleting it" in capsys.readouterr().err
+    assert store.get_run(run.id).status == "running"

@@ -1,0 +1,106 @@
+"""run_lifecycle end states, the heartbeat, and a SIGKILLed trainer marked failed by the next reader."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+
+import pytest
+from rundb_helpers import train_until_killed, wait_for
+
+from trainer.rundb import Heartbeat, RunAborted, RunStore, run_lifecycle
+from trainer.rundb.liveness import DIED_MESSAGE
+
+
+def test_clean_exit_marks_finished(store: RunStore) -> None:
+    run = store.create_run("r")
+    with run_lifecycle(store, run.id) as running:
+        assert (running.status, running.pid) == ("running", os.getpid())
+    done = store.get_run(run.id)
+    assert (done.status, done.error, done.traceback) == ("finished", None, None)
+    assert done.ended_at is not None and done.ended_at >= done.started_at  # type: ignore[operator]
+    assert [e.kind for e in store.events(run.id)] == ["started", "finished"]
+
+
+def test_crash_marks_failed_with_traceback(store: RunStore) -> None:
+    run = store.create_run("r")
+
+    def explode() -> None:
+        raise ValueError("reward is NaN at step 17")
+
+    with pytest.raises(ValueError, match="reward is NaN"), run_lifecycle(store, run.id):
+        explode()
+    failed = store.get_run(run.id)
+    assert failed.status == "failed"
+    assert failed.error == "ValueError: reward is NaN at step 17"
+    assert failed.traceback is not None
+    assert "in explode" in failed.traceback
+    assert failed.traceback.rstrip().endswith("ValueError: reward is NaN at step 17")
+    assert [(e.kind, e.level) for e in store.events(run.id)] == [("started", "info"), ("failed", "error")]
+
+
+def test_ctrl_c_marks_aborted(store: RunStore) -> None:
+    run = store.create_run("r")
+    with pytest.raises(KeyboardInterrupt), run_lifecycle(store, run.id):
+        raise KeyboardInterrupt
+    aborted = store.get_run(run.id)
+    assert (aborted.status, aborted.error, aborted.traceback) == (
+        "aborted",
+        "aborted: KeyboardInterrupt",
+        None,
+    )
+
+
+def test_sigterm_marks_aborted_and_restores_handler(store: RunStore) -> None:
+    run = store.create_run("r")
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(RunAborted, match="SIGTERM"), run_lifecycle(store, run.id):
+        os.kill(os.getpid(), signal.SIGTERM)
+        wait_for(lambda: False, timeout_s=5.0)  # the signal interrupts this wait
+    assert store.get_run(run.id).status == "aborted"
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_system_exit_zero_is_finished(store: RunStore) -> None:
+    run = store.create_run("r")
+    with pytest.raises(SystemExit), run_lifecycle(store, run.id):
+        raise SystemExit(0)
+    assert store.get_run(run.id).status == "finished"
+
+
+def test_heartbeat_advances(store: RunStore) -> None:
+    run = store.create_run("r")
+    first = store.mark_running(run.id, heartbeat_interval_s=0.05).heartbeat_at
+    beat = Heartbeat(store, run.id, interval_s=0.05).start()
+    try:
+        wait_for(lambda: store.get_run(run.id).heartbeat_at > first, timeout_s=5.0)  # type: ignore[operator]
+    finally:
+        beat.stop()
+
+
+def test_sigkilled_trainer_is_marked_failed_within_two_intervals(db_url: str) -> None:
+    interval_s = 0.5
+    store = RunStore(db_url)
+    run = store.create_run("doomed")
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    proc = ctx.Process(target=train_until_killed, args=(db_url, run.id, interval_s, ready))
+    proc.start()
+    try:
+        assert ready.wait(60), "trainer process did not start"
+        assert store.get_run(run.id).status == "running"
+    finally:
+        proc.kill()
+        proc.join()  # reap it: a zombie still has a pid
+    killed_at = time.time()
+    assert proc.exitcode == -signal.SIGKILL
+    dead = wait_for(
+        lambda: (r := store.get_run(run.id)).status == "failed" and r, timeout_s=2 * interval_s + 2
+    )
+    seen_at = time.time()
+    assert seen_at - killed_at <= 2 * interval_s
+    assert dead.error is not None and dead.error.startswith(DIED_MESSAGE)
+    assert store.count_rows(run.id)["metrics"] >= 5 * 12
+    store.close()

@@ -1,0 +1,102 @@
+"""`vgrpo train`: run GRPO from a YAML config (the one the studio writes) and/or flags.
+
+Every config field is a flag (``--grpo_alpha 0.5``); flags override the YAML. Also reachable as
+``python -m trainer.train`` with the same flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from trainer.config import SECTIONS, build_config, field_index, load_yaml, merge
+
+logger = logging.getLogger(__name__)
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--name VALUE`` flag per config field, its help from the field's metadata."""
+    parser.add_argument(
+        "--config", help="YAML config (sections model/data/video/grpo/optim/run, or flat keys)"
+    )
+    parser.add_argument(
+        "--attach_run", type=int, default=None, help=argparse.SUPPRESS
+    )  # the studio's run row
+    for section in SECTIONS:
+        group = parser.add_argument_group(section)
+        for name, (sec, f) in field_index().items():
+            if sec != section:
+                continue
+            default = f.default if f.default is not None else "none"
+            group.add_argument(
+                f"--{name}",
+                dest=name,
+                default=argparse.SUPPRESS,
+                metavar=name.upper(),
+                # A bare boolean flag (`--bf16`) means true, as in Hugging Face scripts.
+                nargs="?" if isinstance(f.default, bool) else None,
+                const="true" if isinstance(f.default, bool) else None,
+                help=f"{f.metadata.get('help', '')} (default: {default})",
+            )
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    index = field_index()
+    return {k: v for k, v in vars(args).items() if k in index}
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainer.loop import train
+
+    base = load_yaml(args.config) if args.config else {}
+    cfg = build_config(merge(base, overrides_from(args)))
+    bar = _progress_bar()
+    try:
+        outcome = train(cfg, progress=bar, attach_run_id=args.attach_run)
+    finally:
+        bar.close()
+    if outcome.eval is not None:
+        print(
+            f"eval: accuracy {outcome.eval.accuracy:.3f}, format {outcome.eval.format_rate:.3f} "
+            f"on {outcome.eval.num_records} records"
+        )
+    print(f"run {outcome.run_id}: {outcome.steps} steps, checkpoint {outcome.final_checkpoint}")
+    return 0
+
+
+class _progress_bar:  # noqa: N801 - reads as a function at the call site
+    """A tqdm bar showing reward, accuracy and KL, created on the first step (when the total is known)."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def __call__(self, step: int, total: int, metrics: dict[str, float]) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None:
+            self._bar = tqdm(total=total, initial=step - 1, desc="grpo", unit="step", file=sys.stderr)
+        self._bar.set_postfix(
+            reward=f"{metrics.get('grpo/total_reward', 0):.3f}",
+            acc=f"{metrics.get('grpo/accuracy_reward', 0):.2f}",
+            fmt=f"{metrics.get('grpo/format_reward', 0):.2f}",
+            kl=f"{metrics.get('grpo/kl_div', 0):.4f}",
+            refresh=False,
+        )
+        self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="run GRPO training",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_flags(parser)
+    parser.set_defaults(func=run)

@@ -1,0 +1,550 @@
+"""The GRPO training loop: sample a group per question, score, compute advantages, update.
+
+Read it top to bottom: ``train`` sets up (accelerate, model, reference, data, run database) and
+runs ``grpo_step`` until done, saving checkpoints and evaluating on the way. The math lives in
+``trainer.grpo``, the rewards in ``trainer.rewards``; this file only wires them together.
+Everything distributed goes through accelerate (DDP, DeepSpeed, FSDP from ``accelerate launch``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from contextlib import ExitStack, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainer import grpo
+from trainer import metrics_keys as mk
+from trainer.checkpoint import TrainerState, load_checkpoint, resolve_resume, save_checkpoint
+from trainer.config import TrainConfig
+from trainer.data import load_dataset_use
+from trainer.errors import StudioError
+from trainer.evaluate import EvalResult, evaluate
+from trainer.logprobs import completion_logprobs
+from trainer.modeling import generation_kwargs, load_policy
+from trainer.paths import default_db_url, default_workspace
+from trainer.rollout import RolloutBatch, build_prompt_batch, generate_rollouts, shuffled_frames
+from trainer.rundb import MetricsWriter, Rollout, RunAborted, RunStore, run_lifecycle
+from trainer.sampler import next_batch, total_steps
+from trainer.scoring import Scores, score_rollouts, temporal_bonus
+from trainer.trainable import set_trainable, trainable_parameters
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int, dict[str, float]], None]
+
+OOM_HINT = (
+    "out of GPU memory: lower grpo_sample_size, generation_max_length, per_device_train_batch_size "
+    "or the video's max_pixels/max_frames, or turn on gradient_checkpointing (or use LoRA / DeepSpeed ZeRO-3)"
+)
+
+
+@dataclass
+class TrainOutcome:
+    run_id: int | None
+    output_dir: Path
+    steps: int
+    final_checkpoint: Path | None
+    eval: EvalResult | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class MicroBatch:
+    """One micro-batch of rollouts with everything the update needs."""
+
+    rollout: RolloutBatch
+    scores: Scores
+    advantages: torch.Tensor  # (B*G,), already scaled by grpo_alpha inside the loss
+    logp_old: torch.Tensor | None  # (B*G, T) when num_iterations > 1
+    logp_ref: torch.Tensor | None  # (B*G, T) when grpo_beta > 0
+
+
+class StopRequested:
+    """SIGTERM sets a flag; the loop stops at the next step boundary, saves, and ends ``aborted``.
+
+    Stopping between steps (not inside one) lets every process agree on where to stop and save a
+    checkpoint that resumes cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> StopRequested:
+        if _in_main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        logger.warning("received %s: stopping after this step", signal.Signals(signum).name)
+        self.requested = True
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def dataset_fingerprints(spec: str, workspace: Path) -> dict[str, str]:
+    """sha256 of each annotation file the run reads, so a run records exactly what it saw."""
+    from trainer.data import resolve_dataset_use
+
+    out = {}
+    for entry, percent in resolve_dataset_use(spec, workspace):
+        digest = hashlib.sha256(Path(entry.annotation_path).read_bytes()).hexdigest()
+        out[f"{entry.name}%{percent:g}"] = digest
+    return out
+
+
+def train(
+    cfg: TrainConfig,
+    progress: ProgressFn | None = None,
+    attach_run_id: int | None = None,
+) -> TrainOutcome:
+    """Run GRPO training as ``cfg`` says. ``attach_run_id`` continues a run row the studio created
+    (status queued) instead of creating one. Returns where the results are."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    accelerator = Accelerator(mixed_precision="bf16" if cfg.model.bf16 else "no")
+    set_seed(cfg.run.seed)
+    if cfg.run.num_threads:
+        torch.set_num_threads(cfg.run.num_threads)
+    workspace = Path(cfg.data.workspace) if cfg.data.workspace else default_workspace()
+    run_name = cfg.run.run_name or time.strftime("grpo-%Y%m%d-%H%M%S")
+    output_dir = Path(cfg.run.output_dir) if cfg.run.output_dir else workspace / "outputs" / run_name
+    resume_path = resolve_resume(cfg.run.resume_from_checkpoint, output_dir)
+
+    store: RunStore | None = None
+    run_id: int | None = None
+    with ExitStack() as stack:
+        if accelerator.is_main_process:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            (output_dir / "train_config.yaml").write_text(cfg.to_yaml())
+            store = stack.enter_context(RunStore(cfg.run.db or default_db_url(workspace)))
+            run_id = _open_run(store, cfg, run_name, output_dir, workspace, attach_run_id, resume_path)
+            # SIGTERM is handled by StopRequested (stop at a step boundary, save, then abort).
+            stack.enter_context(run_lifecycle(store, run_id, handle_sigterm=False))
+        try:
+            return _train(accelerator, cfg, workspace, output_dir, store, run_id, resume_path, progress)
+        except torch.OutOfMemoryError as exc:
+            raise StudioError(f"{OOM_HINT} ({exc})") from exc
+
+
+def _open_run(
+    store: RunStore,
+    cfg: TrainConfig,
+    run_name: str,
+    output_dir: Path,
+    workspace: Path,
+    attach_run_id: int | None,
+    resume_path: Path | None,
+) -> int:
+    fingerprints = dataset_fingerprints(cfg.data.dataset_use, workspace)
+    if attach_run_id is not None:
+        store.set_config(attach_run_id, cfg.to_dict(), fingerprints)
+        return attach_run_id
+    if resume_path is not None:
+        # A resumed run keeps writing into the run it came from (metric writes are idempotent).
+        state = TrainerState(**_read_state(resume_path))
+        if state.run_id:
+            try:
+                store.get_run(int(state.run_id), reap=False)
+                store.set_config(int(state.run_id), cfg.to_dict(), fingerprints)
+                store.add_event(int(state.run_id), "resumed", f"from {resume_path}")
+                return int(state.run_id)
+            except StudioError:
+                logger.warning(
+                    "run %s of %s is not in this database: starting a new run", state.run_id, resume_path
+                )
+    run = store.create_run(
+        run_name, config=cfg.to_dict(), dataset_fingerprints=fingerprints, output_dir=str(output_dir)
+    )
+    return run.id
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    import json
+
+    from trainer.checkpoint import STATE_FILE
+
+    return json.loads((path / STATE_FILE).read_text())
+
+
+def _train(
+    accelerator: Any,
+    cfg: TrainConfig,
+    workspace: Path,
+    output_dir: Path,
+    store: RunStore | None,
+    run_id: int | None,
+    resume_path: Path | None,
+    progress: ProgressFn | None,
+) -> TrainOutcome:
+    from transformers import get_scheduler
+
+    g = cfg.grpo
+    # ---- data --------------------------------------------------------------------------------
+    records = load_dataset_use(cfg.data.dataset_use, workspace, cfg.run.seed)
+    eval_records = (
+        load_dataset_use(cfg.data.eval_dataset_use, workspace, cfg.run.seed)
+        if cfg.data.eval_dataset_use
+        else []
+    )
+    if cfg.data.eval_max_records:
+        eval_records = eval_records[: cfg.data.eval_max_records]
+    world = accelerator.num_processes
+    per_step = cfg.optim.per_device_train_batch_size * cfg.optim.gradient_accumulation_steps * world
+    steps = total_steps(len(records), per_step, cfg.optim.num_train_epochs, cfg.optim.max_steps)
+
+    # ---- model, reference, optimiser ----------------------------------------------------------
+    dtype = "bf16" if cfg.model.bf16 else None
+    model, processor = load_policy(
+        cfg.model.model_name_or_path, dtype=dtype, attn_implementation=cfg.model.attn_implementation
+    )
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    ref_model = None
+    if g.grpo_beta > 0 and not cfg.model.lora_enable:
+        # The frozen reference is the policy as loaded (the GRPO paper's pi_ref).
+        ref_model = copy.deepcopy(model).eval().requires_grad_(False).to(accelerator.device)
+    model = set_trainable(model, cfg.model)
+    optimizer = torch.optim.AdamW(
+        trainable_parameters(model),
+        lr=cfg.optim.learning_rate,
+        betas=(cfg.optim.adam_beta1, cfg.optim.adam_beta2),
+        weight_decay=cfg.optim.weight_decay,
+    )
+    updates = steps * g.num_iterations
+    scheduler = get_scheduler(
+        cfg.optim.lr_scheduler_type,
+        optimizer,
+        num_warmup_steps=int(cfg.optim.warmup_ratio * updates),
+        num_training_steps=updates,
+    )
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    sample_kwargs = generation_kwargs(
+        processor, g.generation_max_length, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k
+    )
+    greedy_kwargs = generation_kwargs(processor, g.generation_max_length, do_sample=False)
+
+    state = TrainerState(run_id=str(run_id or ""), total_steps=steps)
+    if resume_path is not None:
+        resumed = load_checkpoint(accelerator, resume_path)
+        state.step, state.epoch, state.position = resumed.step, resumed.epoch, resumed.position
+        logger.info("resumed from %s at step %d", resume_path, state.step)
+
+    writer = MetricsWriter(store, run_id) if store is not None and run_id is not None else None
+    history: list[dict[str, float]] = []
+    final_ckpt: Path | None = None
+    eval_result: EvalResult | None = None
+    try:
+        with StopRequested() as stop:
+            while state.step < steps:
+                step_start = time.perf_counter()
+                micro_records = []
+                for _ in range(cfg.optim.gradient_accumulation_steps):
+                    idx, state.epoch, state.position = next_batch(
+                        len(records),
+                        cfg.optim.per_device_train_batch_size * world,
+                        cfg.run.seed,
+                        state.epoch,
+                        state.position,
+                    )
+                    mine = idx[accelerator.process_index :: world]
+                    micro_records.append([records[i] for i in mine])
+                metrics, micro = grpo_step(
+                    accelerator,
+                    model,
+                    ref_model,
+                    processor,
+                    micro_records,
+                    cfg,
+                    optimizer,
+                    scheduler,
+                    sample_kwargs,
+                )
+                state.step += 1
+                metrics[mk.TIME_STEP_S] = time.perf_counter() - step_start
+                metrics[mk.LEARNING_RATE] = scheduler.get_last_lr()[0]
+                history.append({"step": state.step, **metrics})
+                if writer is not None:
+                    if state.step % cfg.run.logging_steps == 0 or state.step in (1, steps):
+                        writer.log_metrics(state.step, metrics)
+                    if state.step == 1 or state.step % cfg.run.grpo_logging_steps == 0:
+                        writer.log_rollouts(rollout_rows(state.step, micro))
+                if progress is not None and accelerator.is_main_process:
+                    progress(state.step, steps, metrics)
+
+                should_stop = _all_agree(accelerator, stop.requested)
+                if cfg.run.eval_steps and state.step % cfg.run.eval_steps == 0 and state.step < steps:
+                    result = _evaluate(accelerator, model, processor, eval_records, cfg, greedy_kwargs)
+                    if result is not None and writer is not None:
+                        writer.log_metrics(
+                            state.step,
+                            {mk.EVAL_ACCURACY: result.accuracy, mk.EVAL_FORMAT_RATE: result.format_rate},
+                        )
+                if state.step % cfg.run.save_steps == 0 or state.step == steps or should_stop:
+                    final_ckpt = _save(
+                        accelerator, model, processor, state, cfg, output_dir, store, run_id, metrics
+                    )
+                if should_stop:
+                    raise RunAborted("stopped by SIGTERM after saving a checkpoint")
+        eval_result = _evaluate(accelerator, model, processor, eval_records, cfg, greedy_kwargs)
+        if eval_result is not None and store is not None and run_id is not None and final_ckpt is not None:
+            ckpt = store.checkpoints(run_id)[-1]
+            store.add_evaluation(
+                ckpt.id,
+                cfg.data.eval_dataset_use,
+                accuracy=eval_result.accuracy,
+                format_rate=eval_result.format_rate,
+                results=eval_result.records,
+            )
+            if writer is not None:
+                writer.log_metrics(
+                    state.step,
+                    {mk.EVAL_ACCURACY: eval_result.accuracy, mk.EVAL_FORMAT_RATE: eval_result.format_rate},
+                )
+    finally:
+        if writer is not None:
+            writer.close()
+    return TrainOutcome(run_id, output_dir, state.step, final_ckpt, eval_result, history)
+
+
+def _all_agree(accelerator: Any, flag: bool) -> bool:
+    """True on every process when any process saw the flag (so all stop at the same step)."""
+    if accelerator.num_processes == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(t, reduction="sum").item() > 0)
+
+
+def grpo_step(
+    accelerator: Any,
+    model: Any,
+    ref_model: Any,
+    processor: Any,
+    micro_records: list[list[Any]],
+    cfg: TrainConfig,
+    optimizer: Any,
+    scheduler: Any,
+    sample_kwargs: dict[str, Any],
+) -> tuple[dict[str, float], list[MicroBatch]]:
+    """One global step: rollouts for every micro-batch, then ``num_iterations`` policy updates."""
+    g = cfg.grpo
+    policy = accelerator.unwrap_model(model)
+    t0 = time.perf_counter()
+    micro: list[MicroBatch] = []
+    gen_s = score_s = 0.0
+    temporal_stats: list[dict[str, float]] = []
+    for recs in micro_records:
+        prompt = build_prompt_batch(processor, recs, cfg.video)
+        rollout = generate_rollouts(policy, processor, prompt, g.grpo_sample_size, sample_kwargs)
+        gen_s += rollout.seconds
+        t_score = time.perf_counter()
+        scores = score_rollouts(
+            rollout.texts, recs, g.grpo_sample_size, g.format_reward_weight, g.accuracy_reward_weight
+        )
+        if g.temporal_grpo:
+            shuffled_prompt = build_prompt_batch(
+                processor,
+                recs,
+                cfg.video,
+                video_transform=shuffled_frames(
+                    torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
+                ),
+            )
+            shuffled = generate_rollouts(
+                policy, processor, shuffled_prompt, g.grpo_sample_size, sample_kwargs
+            )
+            gen_s += shuffled.seconds
+            scores = temporal_bonus(
+                scores,
+                shuffled.texts,
+                recs,
+                g.grpo_sample_size,
+                g.temporal_margin,
+                g.temporal_bonus,
+                g.format_reward_weight,
+                g.accuracy_reward_weight,
+            )
+            temporal_stats.append(scores.temporal or {})
+        advantages = grpo.group_advantages(scores.total, g.grpo_sample_size, scale=g.scale_rewards)
+        score_s += time.perf_counter() - t_score
+        with torch.no_grad():
+            logp_old = completion_logprobs(policy, rollout, g.temperature) if g.num_iterations > 1 else None
+            logp_ref = None
+            if g.grpo_beta > 0:
+                logp_ref = _reference_logprobs(ref_model, policy, rollout, g.temperature)
+        micro.append(MicroBatch(rollout, scores, advantages, logp_old, logp_ref))
+
+    t_backward = time.perf_counter()
+    stats_sum: dict[str, float] = {}
+    n_updates = 0
+    grad_norm = 0.0
+    for _ in range(g.num_iterations):
+        for i, mb in enumerate(micro):
+            last = i == len(micro) - 1
+            with nullcontext() if last else accelerator.no_sync(model):
+                logp = completion_logprobs(model, mb.rollout, g.temperature)
+                mask = mb.rollout.completion_mask.to(logp.device)
+                loss, stats = grpo.grpo_loss(
+                    logp,
+                    mb.logp_old.to(logp.device) if mb.logp_old is not None else None,
+                    mb.logp_ref.to(logp.device) if mb.logp_ref is not None else None,
+                    mb.advantages.to(logp.device),
+                    mask,
+                    alpha=g.grpo_alpha,
+                    beta=g.grpo_beta,
+                    eps_low=g.epsilon,
+                    eps_high=g.epsilon_high or g.epsilon,
+                    aggregation=g.loss_type,
+                    max_completion_length=max(g.generation_max_length, mask.shape[1]),
+                )
+                accelerator.backward(loss / len(micro))
+            for key, value in stats.items():
+                stats_sum[key] = stats_sum.get(key, 0.0) + float(value)
+            stats_sum["loss"] = stats_sum.get("loss", 0.0) + float(loss.detach())
+            n_updates += 1
+        if cfg.optim.max_grad_norm > 0:
+            grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    backward_s = time.perf_counter() - t_backward
+
+    fmt = torch.cat([mb.scores.format for mb in micro])
+    acc = torch.cat([mb.scores.accuracy for mb in micro])
+    total = torch.cat([mb.scores.total for mb in micro])
+    adv = torch.cat([mb.advantages for mb in micro])
+    lengths = torch.cat([mb.rollout.lengths for mb in micro]).float()
+    zero_std = sum(grpo.zero_std_fraction(mb.scores.total, g.grpo_sample_size) for mb in micro) / len(micro)
+    generated_tokens = float(lengths.sum())
+    local = {
+        mk.FORMAT_REWARD: float(fmt.mean()),
+        mk.ACCURACY_REWARD: float(acc.mean()),
+        mk.TOTAL_REWARD: float(total.mean()),
+        # The mean advantage is 0 by construction; its mean size says how strong the signal is.
+        mk.ADVANTAGE: float((g.grpo_alpha * adv).abs().mean()),
+        mk.REWARD_STD: float(total.view(-1, g.grpo_sample_size).std(dim=1).mean()),
+        mk.ZERO_STD_FRACTION: zero_std,
+        mk.POLICY_SEQ_LOG_PROB: stats_sum["policy_seq_log_prob"] / n_updates,
+        mk.KL_DIV: stats_sum["kl"] / n_updates,
+        mk.CLIP_RATIO: stats_sum["clip_ratio"] / n_updates,
+        mk.LOSS: stats_sum["loss"] / n_updates,
+        mk.GRAD_NORM: grad_norm,
+        mk.COMPLETION_LENGTH: float(lengths.mean()),
+        mk.TIME_GENERATE_S: gen_s,
+        mk.TIME_SCORE_S: score_s,
+        mk.TIME_BACKWARD_S: backward_s,
+        mk.TOKENS_PER_S: generated_tokens / max(time.perf_counter() - t0, 1e-9),
+    }
+    if temporal_stats:
+        for key, name in (
+            ("acc_ordered", mk.TEMPORAL_ACC_ORDERED),
+            ("acc_shuffled", mk.TEMPORAL_ACC_SHUFFLED),
+            ("bonus_rate", mk.TEMPORAL_BONUS_RATE),
+        ):
+            local[name] = sum(s[key] for s in temporal_stats) / len(temporal_stats)
+    if torch.cuda.is_available():
+        local[mk.PEAK_MEMORY_GB] = torch.cuda.max_memory_allocated() / 2**30
+    return _mean_over_processes(accelerator, local), micro
+
+
+def _reference_logprobs(
+    ref_model: Any, policy: Any, rollout: RolloutBatch, temperature: float
+) -> torch.Tensor:
+    if ref_model is not None:
+        return completion_logprobs(ref_model, rollout, temperature)
+    # LoRA: the reference is the base model, i.e. the policy with its adapters switched off.
+    with policy.disable_adapter():
+        return completion_logprobs(policy, rollout, temperature)
+
+
+def _mean_over_processes(accelerator: Any, values: dict[str, float]) -> dict[str, float]:
+    if accelerator.num_processes == 1:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], device=accelerator.device, dtype=torch.float64)
+    t = accelerator.reduce(t, reduction="mean")
+    return dict(zip(keys, t.tolist(), strict=True))
+
+
+def rollout_rows(step: int, micro: list[MicroBatch]) -> list[Rollout]:
+    """The rollouts of one step as run-database rows (this process's share)."""
+    rows: list[Rollout] = []
+    for mb in micro:
+        g = mb.rollout.group_size
+        for i, (text, b) in enumerate(zip(mb.rollout.texts, mb.scores.breakdowns, strict=True)):
+            record = mb.rollout.prompt.records[i // g]
+            rows.append(
+                Rollout(
+                    step=step,
+                    prompt_id=str(record.id),
+                    group_index=i % g,
+                    question=record.question,
+                    completion=text,
+                    options=dict(record.options),
+                    video_path=str(record.video or record.image or ""),
+                    correct_letter=record.answer,
+                    think=b.think,
+                    answer=b.answer,
+                    format_reward=float(mb.scores.format[i]),
+                    accuracy_reward=float(mb.scores.accuracy[i]),
+                    total_reward=float(mb.scores.total[i]),
+                    advantage=float(mb.advantages[i]),
+                )
+            )
+    return rows
+
+
+def _evaluate(
+    accelerator: Any, model: Any, processor: Any, records: list[Any], cfg: TrainConfig, kwargs: dict[str, Any]
+) -> EvalResult | None:
+    """Greedy evaluation on the main process (the others wait)."""
+    if not records:
+        return None
+    result = None
+    if accelerator.is_main_process:
+        result = evaluate(accelerator.unwrap_model(model), processor, records, cfg.video, kwargs)
+        logger.info(
+            "eval: accuracy %.3f, format %.3f on %d records",
+            result.accuracy,
+            result.format_rate,
+            result.num_records,
+        )
+    accelerator.wait_for_everyone()
+    return result
+
+
+def _save(
+    accelerator: Any,
+    model: Any,
+    processor: Any,
+    state: TrainerState,
+    cfg: TrainConfig,
+    output_dir: Path,
+    store: RunStore | None,
+    run_id: int | None,
+    metrics: dict[str, float],
+) -> Path:
+    path = save_checkpoint(
+        accelerator, model, processor, state, cfg.to_yaml(), output_dir, cfg.run.save_total_limit
+    )
+    if store is not None and run_id is not None:
+        store.add_checkpoint(run_id, state.step, str(path), metrics)
+    return path

@@ -1,0 +1,146 @@
+"""The run database's tables, one ``Sql*`` class per table (MLflow's layout).
+
+These rows never leave ``store.py``: callers get the frozen dataclasses of ``entities.py``. Times are
+float seconds since the epoch (``time.time()``), the same on every backend. The schema here must match
+the head alembic revision in ``migrations/versions`` (a test compares them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+RUN_STATUSES = ("queued", "running", "finished", "failed", "aborted")
+EVENT_LEVELS = ("debug", "info", "warning", "error")
+
+# Named constraints, so alembic revisions can refer to them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class SqlRun(Base):
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[float | None] = mapped_column(Float)
+    heartbeat_interval_s: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+    output_dir: Mapped[str | None] = mapped_column(Text)
+    resumed_from: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'running', 'finished', 'failed', 'aborted')", name="status"),
+        Index("ix_runs_status", "status"),
+    )
+
+
+class SqlRunConfig(Base):
+    """The full resolved config of a run and the fingerprints of the datasets it read."""
+
+    __tablename__ = "run_configs"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    dataset_fingerprints: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class SqlMetric(Base):
+    """One point; (run, step, name) is the key, so re-logging a step (a resumed run) overwrites it."""
+
+    __tablename__ = "metrics"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # Nullable because SQLite stores NaN as NULL; a NaN loss is worth recording, it reads back as NaN.
+    value: Mapped[float | None] = mapped_column(Float)
+    wall_time: Mapped[float] = mapped_column(Float)
+    # The primary key (run_id, step, name) serves "since step N" for live plots; this one serves
+    # "these names across runs" (comparison, latest value per name).
+    __table_args__ = (Index("ix_metrics_run_id_name_step", "run_id", "name", "step"),)
+
+
+class SqlRollout(Base):
+    __tablename__ = "rollouts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    prompt_id: Mapped[str] = mapped_column(String(200))
+    group_index: Mapped[int] = mapped_column(Integer)
+    video_path: Mapped[str | None] = mapped_column(Text)
+    question: Mapped[str] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    correct_letter: Mapped[str | None] = mapped_column(String(8))
+    completion: Mapped[str] = mapped_column(Text)
+    think: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    format_reward: Mapped[float | None] = mapped_column(Float)
+    accuracy_reward: Mapped[float | None] = mapped_column(Float)
+    total_reward: Mapped[float | None] = mapped_column(Float)
+    advantage: Mapped[float | None] = mapped_column(Float)
+    log_prob: Mapped[float | None] = mapped_column(Float)
+    # Unique per sample, so a resumed run that re-logs a step replaces it instead of doubling it.
+    __table_args__ = (UniqueConstraint("run_id", "step", "prompt_id", "group_index"),)
+
+
+class SqlCheckpoint(Base):
+    __tablename__ = "checkpoints"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    __table_args__ = (UniqueConstraint("run_id", "step"),)
+
+
+class SqlEvaluation(Base):
+    """Added by revision 0002: one evaluation of a checkpoint on one dataset."""
+
+    __tablename__ = "evaluations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"), index=True)
+    dataset: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[float] = mapped_column(Float)
+    accuracy: Mapped[float] = mapped_column(Float)
+    format_rate: Mapped[float] = mapped_column(Float)
+    # One object per record: {"id", "answer", "correct", "format_ok", ...}.
+    results: Mapped[list[Any]] = mapped_column(JSON)
+
+
+class SqlEvent(Base):
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    time: Mapped[float] = mapped_column(Float)
+    level: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    __table_args__ = (Index("ix_events_run_id_time", "run_id", "time"),)

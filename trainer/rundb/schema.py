@@ -1,0 +1,117 @@
+"""Opening the run database: the engine (SQLite pragmas for many processes) and alembic upgrades.
+
+SQLite is the default and the one that needs care: several processes (one studio, several trainers)
+share the file. WAL lets readers run beside one writer; ``busy_timeout`` makes a second writer wait
+instead of failing with "database is locked"; write transactions start with ``BEGIN IMMEDIATE`` so a
+writer takes the lock up front (a deferred transaction that reads and then writes can fail at once
+with SQLITE_BUSY, the busy timeout does not help there).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from trainer.errors import RunDBError
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Execution option set on the engine that write sessions use (see _begin).
+WRITE_OPTION = "vgrpo_write"
+
+
+def make_engine(url: str, busy_timeout_s: float = 30.0) -> Engine:
+    """An engine for ``url``; for SQLite: WAL, busy timeout, foreign keys, explicit BEGIN."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise RunDBError(f"run database URL {url!r} is not a SQLAlchemy URL: {exc}") from exc
+    if not parsed.drivername.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+
+    is_memory = parsed.database in (None, "", ":memory:")
+    if is_memory:
+        # One shared connection, or every connection would see its own empty database.
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy's "begin" event emit BEGIN instead of pysqlite's own guesswork.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        if not is_memory:
+            cur.execute("PRAGMA journal_mode = WAL")
+            # Safe under WAL (a power cut may lose the last commits, never corrupt); much faster commits.
+            cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn) -> None:  # type: ignore[no-untyped-def]
+        is_write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if is_write else "BEGIN")
+
+    return engine
+
+
+def alembic_config(connection=None) -> Config:  # type: ignore[no-untyped-def]
+    """An alembic config pointing at the migrations inside the installed package (no alembic.ini)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, f"no alembic revisions in {MIGRATIONS_DIR}"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision stamped in the database (None for an empty one)."""
+    with engine.connect() as conn:
+        # Read the stamp directly: MigrationContext would log two INFO lines on every open.
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (a no-op when it is there already).
+
+    The check runs first without a write lock, so opening an up-to-date database costs one read.
+    The upgrade itself runs in one write transaction: on SQLite, a second process opening the same
+    new file waits for the first to finish instead of racing it to CREATE TABLE.
+    """
+    script = ScriptDirectory.from_config(alembic_config())
+    target = script.get_current_head() if revision == "head" else revision
+    try:
+        current = current_revision(engine)
+        if current == target:
+            return
+        known = {rev.revision for rev in script.walk_revisions()}
+        if current is not None and current not in known:
+            raise RunDBError(
+                f"run database {engine.url!r} is at schema revision {current}, which this version of "
+                f"video-grpo-studio does not know (newest: {target}); upgrade the package or use another --db"
+            )
+        with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+            logger.info("migrating run database %s from %s to %s", engine.url, current, target)
+            command.upgrade(alembic_config(conn), revision)
+    except SQLAlchemyError as exc:
+        raise RunDBError(f"cannot migrate run database {engine.url!r}: {exc}") from exc
