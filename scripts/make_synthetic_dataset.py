@@ -1,4 +1,4 @@
-"""Build the embedded synthetic video MCQ dataset (assets/synthetic_motion/): "which way does the square move?".
+"""Build the embedded synthetic video MCQ dataset (assets/synthetic_motion/): "which way does the square go?".
 
 Deterministic for a given --seed. Design for a ~340k-parameter Qwen2.5-VL on a CPU (see
 shared/QWEN_VL_NOTES.md, "What a tiny model can learn"):

@@ -21,8 +21,6 @@ PLAIN_ADDED_TOKENS = [
     "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
     "<|repo_name|>", "<|file_sep|>",
 ]  # fmt: skip
-# Qwen2's pre-tokeniser (transformers.models.qwen2.tokenization_qwen2.PRETOKENIZE_REGEX).
-PRETOKENIZE_REGEX = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 
 
 def train_tokenizer(corpus: list[str], vocab_size: int) -> Any:
@@ -37,6 +35,9 @@ def train_tokenizer(corpus: list[str], vocab_size: int) -> Any:
         pre_tokenizers,
         trainers,
     )
+
+    # Qwen2's own split regex: AutoTokenizer rebuilds the tokenizer with it on load.
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
     tok = Tokenizer(models.BPE(fuse_unk=False, byte_fallback=False))
     tok.normalizer = normalizers.NFC()

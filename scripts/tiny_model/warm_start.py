@@ -166,4 +166,4 @@ def supervised_step(model: Any, opt: Any, batch: Any) -> float:
     out.loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
-    return float(out.loss)
+    return out.loss.item()

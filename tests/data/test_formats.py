@@ -202,6 +202,7 @@ def test_nextqa_csv(tmp_path: Path) -> None:
         ),
         ({"conversations": "nope", "video": "a.mp4"}, "'conversations' must be a non-empty list of turns"),
         ({"problem": "Q", "options": ["A. x", "B. y"], "path": "a.mp4"}, "no 'solution' with the answer"),
+        ({"question": "<video>\nA. x\nB. y", "videos": "a.mp4", "answer": "A"}, "empty question text"),
     ],
 )
 def test_parse_record_reasons(raw: Any, reason: str, seed_record: Any) -> None:

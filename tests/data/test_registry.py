@@ -204,3 +204,14 @@ def test_builtin_no_think_mode_comes_from_the_name(
     assert (r.mode, r.video) == (NO_THINK, str(tmp_path / "videos/a.mp4"))
     (r,) = load_dataset_use("synthetic_motion_train", tmp_path / "ws", seed=0)
     assert r.mode == THINK
+
+
+def test_builtin_synthetic_dataset_loads(synthetic_dir: Path, tmp_path: Path) -> None:
+    spec = "synthetic_motion_eval,synthetic_motion_no_think_eval%50,synthetic_motion_image_eval%10"
+    records = load_dataset_use(spec, tmp_path, seed=0, check_videos=False)
+    assert len(records) == 200 + 100 + 20
+    think, no_think, image = records[:200], records[200:300], records[300:]
+    assert {r.mode for r in think} == {THINK} and {r.mode for r in no_think} == {NO_THINK}
+    assert all(r.video is not None and r.video.startswith(str(synthetic_dir / "videos")) for r in think)
+    assert all(r.image is not None and r.video is None for r in image)
+    assert {len(r.options) for r in records} == {4}

@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "train": "trainer.cli.train",
     "data": "trainer.cli.data",
     "runs": "trainer.cli.runs",
+    "eval": "trainer.cli.evaluate",
     "studio": "trainer.cli.studio",
 }
 

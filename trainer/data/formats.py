@@ -93,13 +93,17 @@ def parse_record(raw: Any) -> Draft:
     fmt = detect_format(raw)
     if fmt == CONVERSATION:
         turns = _turns(raw["conversations"], "conversations", role_key="from", text_key="value")
-        return _from_turns(raw, turns, fmt)
-    if fmt == MESSAGES:
+        draft = _from_turns(raw, turns, fmt)
+    elif fmt == MESSAGES:
         turns = _turns(raw["messages"], "messages", role_key="role", text_key="content")
-        return _from_turns(raw, turns, fmt)
-    if fmt == VIDEO_R1:
-        return _from_video_r1(raw)
-    return _from_easyr1(raw)
+        draft = _from_turns(raw, turns, fmt)
+    elif fmt == VIDEO_R1:
+        draft = _from_video_r1(raw)
+    else:
+        draft = _from_easyr1(raw)
+    if not draft.question:
+        raise ValueError("empty question text (only options)")
+    return draft
 
 
 def nextqa_row(row: Mapping[str, str | None]) -> Draft:

@@ -160,7 +160,7 @@ def validate_file(
         raise DataError(f"mode must be {THINK!r} or {NO_THINK!r}, got {mode!r}")
     path = Path(path)
     root = Path(video_root) if video_root is not None else path.resolve().parent
-    probes: dict[Path, VideoInfo | str] = {}  # a video shared by many records is probed once
+    probes: dict[Path, VideoInfo | str | None] = {}  # media shared by many records is probed once
     good: list[Loaded] = []
     errors: list[RecordError] = []
     for item in iter_loaded(path, root):
@@ -210,7 +210,9 @@ def load_records(
     return report.records
 
 
-def _media_problem(item: Loaded, check_videos: bool, probes: dict[Path, VideoInfo | str]) -> str | None:
+def _media_problem(
+    item: Loaded, check_videos: bool, probes: dict[Path, VideoInfo | str | None]
+) -> str | None:
     kind = item.draft.media_kind
     if not item.media.is_file():
         return f"{kind} not found: {item.media}"
