@@ -34,6 +34,11 @@ def test_no_trainer_module_imports_the_ui() -> None:
 
 
 def test_importing_the_training_loop_loads_no_ui() -> None:
-    code = "import sys, trainer.loop, trainer.cli.train; print(sorted(m for m in sys.modules if m.split('.')[0] in ('gradio', 'studio')))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    code = (
+        "import sys, trainer.loop, trainer.cli.train; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('gradio', 'studio')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    )
     assert out.stdout.strip() == "[]"

@@ -26,7 +26,7 @@ from trainer import metrics_keys as mk
 from trainer.checkpoint import TrainerState, load_checkpoint, resolve_resume, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import load_dataset_use
-from trainer.errors import StudioError
+from trainer.errors import DataError, StudioError
 from trainer.evaluate import EvalResult, evaluate
 from trainer.logprobs import completion_logprobs
 from trainer.modeling import generation_kwargs, load_policy
@@ -352,7 +352,7 @@ def grpo_step(
     gen_s = score_s = 0.0
     temporal_stats: list[dict[str, float]] = []
     for recs in micro_records:
-        prompt = build_prompt_batch(processor, recs, cfg.video)
+        prompt, recs = _prompt_batch(processor, recs, cfg)
         rollout = generate_rollouts(policy, processor, prompt, g.grpo_sample_size, sample_kwargs)
         gen_s += rollout.seconds
         t_score = time.perf_counter()
@@ -463,6 +463,24 @@ def grpo_step(
     if torch.cuda.is_available():
         local[mk.PEAK_MEMORY_GB] = torch.cuda.max_memory_allocated() / 2**30
     return _mean_over_processes(accelerator, local), micro
+
+
+def _prompt_batch(processor: Any, records: list[Any], cfg: TrainConfig) -> tuple[Any, list[Any]]:
+    """The prompt batch of ``records``; a record whose video cannot be decoded is dropped with a
+    warning naming it, so one corrupt file does not end a long run."""
+    try:
+        return build_prompt_batch(processor, records, cfg.video), records
+    except DataError:
+        kept = []
+        for record in records:
+            try:
+                build_prompt_batch(processor, [record], cfg.video)
+                kept.append(record)
+            except DataError as exc:
+                logger.warning("skipping %s: %s", record.location, exc)
+        if not kept:
+            raise
+        return build_prompt_batch(processor, kept, cfg.video), kept
 
 
 def _reference_logprobs(

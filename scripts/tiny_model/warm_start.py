@@ -1,9 +1,11 @@
 """Format warm start: a short supervised pass that teaches the answer FORMAT, not the answer.
 
-Targets are ``<think>The square is red. ...</think> <answer>(C) up</answer>`` (think prompts) or
-``<answer>(C) up</answer>`` (no_think prompts) with the letter drawn at random, independent of the
-video. The think text names the square's colour, which the video shows but which says nothing about
-the direction: the model learns to look at the video tokens while GRPO starts at chance accuracy.
+Targets are ``<think>I compare the first and last frames.</think> <answer>(C) up</answer>`` (think
+prompts) or ``<answer>(C) up</answer>`` (no_think prompts) with the letter drawn at random,
+independent of the video, so GRPO starts from parseable answers at chance accuracy. The think text
+is one fixed, short sentence: every token of it but the letter is certain, so sampling at
+temperature 1.0 stays well formed (a think text naming the square's colour left the model unsure
+there, and at temperature 1.0 it drifted into junk tokens after 300 steps).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ class Example:
 
 
 def warm_think(colour: str) -> str:
-    return f"The square is {colour}. I compare where it is in the first and last frames."
+    """The warm-start think text; it does not depend on the clip (``colour`` is kept for experiments)."""
+    return "I compare the first and last frames."
 
 
 def load_examples(dataset_dir: Path, split: str) -> tuple[list[Example], dict[str, str], VideoConfig]:
