@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=300, help="format warm-start steps")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--vocab-size", type=int, default=1024, help="upper bound for the BPE vocabulary")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (results depend on it)")
     args = parser.parse_args(argv)

@@ -55,6 +55,7 @@ class TrainOutcome:
     final_checkpoint: Path | None
     eval: EvalResult | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    model: Any = None  # the trained policy (unwrapped), for callers that go on using it
 
 
 @dataclass
@@ -119,7 +120,11 @@ def train(
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    accelerator = Accelerator(mixed_precision="bf16" if cfg.model.bf16 else "no")
+    # cpu=True without CUDA: that is what makes accelerate run several CPU processes with gloo
+    # (MULTI_CPU) instead of silently training each process alone.
+    accelerator = Accelerator(
+        mixed_precision="bf16" if cfg.model.bf16 else "no", cpu=not torch.cuda.is_available()
+    )
     set_seed(cfg.run.seed)
     if cfg.run.num_threads:
         torch.set_num_threads(cfg.run.num_threads)
@@ -322,7 +327,9 @@ def _train(
     finally:
         if writer is not None:
             writer.close()
-    return TrainOutcome(run_id, output_dir, state.step, final_ckpt, eval_result, history)
+    return TrainOutcome(
+        run_id, output_dir, state.step, final_ckpt, eval_result, history, accelerator.unwrap_model(model)
+    )
 
 
 def _all_agree(accelerator: Any, flag: bool) -> bool:

@@ -34,6 +34,7 @@ class Example:
     video: str  # absolute path
     question: str
     colour: str
+    letter: str  # the gold answer (unused by the format warm start)
 
 
 def warm_think(colour: str) -> str:
@@ -50,7 +51,8 @@ def load_examples(dataset_dir: Path, split: str) -> tuple[list[Example], dict[st
         human, gpt = record["conversations"][0]["value"], record["conversations"][1]["value"]
         question = human.split("\n")[1]
         colour = COLOUR_RE.search(gpt).group(1)  # type: ignore[union-attr]
-        examples.append(Example(str(dataset_dir / record["video"]), question, colour))
+        letter = gpt.split("<answer>(")[1][0]
+        examples.append(Example(str(dataset_dir / record["video"]), question, colour, letter))
     return examples, options, VideoConfig(**meta["video"])
 
 
@@ -95,14 +97,16 @@ def cached_video_decoding() -> Iterator[None]:
 
 def completion_labels(batch: Any) -> Any:
     """Labels = input_ids on completion tokens (incl. the closing <|im_end|>), -100 elsewhere.
-    Rows are left-padded: row i's prompt starts at L - (number of real tokens)."""
+
+    build_inputs left-pads the prompts to one length P and right-pads the completions after them:
+    completion token t of every row sits at P + t, ``completion_mask`` (B, T) marks the real ones.
+    """
     import torch
 
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    length = ids.shape[1]
-    pos = torch.arange(length).unsqueeze(0)
-    start = length - mask.sum(dim=1, keepdim=True) + batch["prompt_lengths"].unsqueeze(1)
-    return torch.where((pos >= start) & mask.bool(), ids, torch.full_like(ids, -100))
+    ids = batch["input_ids"]
+    prompt_len = int(batch["prompt_lengths"][0])
+    completion = torch.where(batch["completion_mask"].bool(), ids[:, prompt_len:], -100)
+    return torch.cat([torch.full_like(ids[:, :prompt_len], -100), completion], dim=1)
 
 
 def train(
@@ -114,6 +118,7 @@ def train(
     lr: float,
     seed: int,
     pool_size: int = 512,
+    split: str = "train",
     think_fraction: float = 0.5,
     answer_fn: Any = None,
 ) -> list[float]:
@@ -124,7 +129,7 @@ def train(
 
     from trainer.data.inputs import build_inputs
 
-    examples, options, video = load_examples(dataset_dir, "train")
+    examples, options, video = load_examples(dataset_dir, split)
     letters = sorted(options)
     rng = random.Random(seed)
     examples = rng.sample(examples, min(pool_size, len(examples)))

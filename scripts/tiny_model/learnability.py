@@ -1,0 +1,70 @@
+"""Is the synthetic task learnable by the tiny model? Train on TRUE labels for a while, then measure
+held-out accuracy (a check for the GRPO preset's designers, not a test: it takes minutes).
+
+    .venv/bin/python -m scripts.tiny_model.learnability --steps 150
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from scripts.tiny_model import warm_start
+from trainer.data.inputs import build_inputs
+from trainer.data.prompts import NO_THINK, THINK
+from trainer.modeling import generation_kwargs, load_policy
+from trainer.paths import SYNTHETIC_DIR, TINY_MODEL_DIR
+from trainer.rewards import accuracy_reward, format_reward
+
+
+def evaluate(
+    model: Any, processor: Any, dataset_dir: Path, mode: str, limit: int = 200, batch: int = 100
+) -> dict:
+    import torch
+
+    examples, options, video = warm_start.load_examples(dataset_dir, "eval")
+    examples = examples[:limit]
+    acc = fmt = 0.0
+    for i in range(0, len(examples), batch):
+        chunk = examples[i : i + batch]
+        inputs = build_inputs(processor, [warm_start.conversation(e, options, mode, video) for e in chunk])
+        with torch.no_grad():
+            out = model.generate(**inputs, **generation_kwargs(processor, max_new_tokens=40, do_sample=False))
+        texts = processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        acc += sum(accuracy_reward(t, e.letter, options) for t, e in zip(texts, chunk, strict=True))
+        fmt += sum(format_reward(t, mode) for t in texts)
+    return {"mode": mode, "accuracy": acc / len(examples), "format": fmt / len(examples)}
+
+
+def main() -> int:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=TINY_MODEL_DIR)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("qwen_vl_utils").setLevel(logging.WARNING)
+    torch.set_num_threads(args.threads)
+    model, processor = load_policy(args.model)
+    before = evaluate(model, processor, SYNTHETIC_DIR, NO_THINK)
+    t0 = time.perf_counter()
+    warm_start.train(
+        model, processor, SYNTHETIC_DIR, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=1,
+        pool_size=2000, answer_fn=lambda ex, rng: ex.letter,
+    )  # fmt: skip
+    seconds = time.perf_counter() - t0
+    after = [evaluate(model, processor, SYNTHETIC_DIR, mode) for mode in (NO_THINK, THINK)]
+    print(json.dumps({"before": before, "train_s": round(seconds, 1), "after": after}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""The studio's Gradio app: assembles the six tabs and launches the server. No logic lives here.
+
+ctx = StudioContext(workspace)
+demo = create_app(ctx)              # a gr.Blocks, not launched (tests build it like this)
+launch_app(ctx, host="127.0.0.1", port=7860)
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from studio import text
+from studio.context import StudioContext
+from studio.supervisor import Supervisor
+from studio.tabs.datasets import DEFAULT_LIMITS, UploadLimits, create_datasets_tab
+from studio.tabs.monitor import create_monitor_tab
+from studio.tabs.runs import create_runs_tab
+from studio.tabs.train import create_train_tab
+from trainer.data import list_datasets
+from trainer.errors import DataError
+from trainer.paths import ASSETS_DIR
+
+logger = logging.getLogger(__name__)
+
+CSS = """
+.gradio-container { max-width: 1400px !important; margin: 0 auto; }
+#studio-header h1 { margin-bottom: 0; }
+#studio-header p { color: #52525b; margin-top: 4px; }
+"""
+
+# Tabs written by another module owner: (title, module, factory name).
+OPTIONAL_TABS = (
+    (text.TAB_CHAT, "studio.tabs.chat", "create_chat_tab"),
+    (text.TAB_EVALUATE, "studio.tabs.evaluate", "create_evaluate_tab"),
+)
+
+
+def _optional_tab(module_name: str, factory: str) -> Any:
+    """The tab factory, or None while its module does not exist in this checkout."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise  # the module exists but one of its imports is missing: a real error
+        return None
+    return getattr(module, factory)
+
+
+def create_app(
+    ctx: StudioContext, supervisor: Supervisor | None = None, limits: UploadLimits = DEFAULT_LIMITS
+) -> Any:
+    """Build the six tabs (Datasets, Train, Monitor, Runs, Chat, Evaluate) without launching."""
+    import gradio as gr
+
+    supervisor = supervisor or Supervisor(ctx)
+    with gr.Blocks(title=text.TITLE) as demo:
+        gr.Markdown(f"# {text.TITLE}\n{text.SUBTITLE}", elem_id="studio-header")
+        with gr.Tabs(elem_id="studio-tabs"):
+            with gr.Tab(text.TAB_DATASETS, id="datasets", elem_id="tab-datasets"):
+                create_datasets_tab(ctx, limits)
+            with gr.Tab(text.TAB_TRAIN, id="train", elem_id="tab-train"):
+                train = create_train_tab(ctx, supervisor)
+            with gr.Tab(text.TAB_MONITOR, id="monitor", elem_id="tab-monitor"):
+                monitor = create_monitor_tab(ctx, supervisor)
+            with gr.Tab(text.TAB_RUNS, id="runs", elem_id="tab-runs"):
+                runs = create_runs_tab(ctx, supervisor)
+            for title, module_name, factory in OPTIONAL_TABS:
+                with gr.Tab(title, id=title.lower(), elem_id=f"tab-{title.lower()}"):
+                    create = _optional_tab(module_name, factory)
+                    if create is None:
+                        gr.Markdown(text.PLACEHOLDER_TAB.format(module=module_name))
+                    else:
+                        create(ctx)
+        # A launch shows the new run in the Monitor; a page load re-finds runs from the DB.
+        train["launch_event"].then(monitor["reload_runs"], train["last_run"], monitor["run"])
+        demo.load(monitor["reload_runs"], monitor["run"], monitor["run"])
+        demo.load(runs["refresh"], runs["selected"], [runs["table"], runs["selected"]])
+    return demo
+
+
+def allowed_paths(ctx: StudioContext) -> list[str]:
+    """Folders whose files the browser may fetch (videos in previews and rollouts)."""
+    paths = {str(ctx.workspace), str(ASSETS_DIR)}
+    try:
+        paths.update(str(Path(e.video_root)) for e in list_datasets(ctx.workspace))
+    except DataError as exc:
+        logger.warning("dataset registry unreadable, only the workspace is served: %s", exc)
+    return sorted(paths)
+
+
+def launch_app(
+    ctx: StudioContext,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    auth: tuple[str, str] | None = None,
+    prevent_thread_lock: bool = False,
+    demo: Any = None,
+) -> tuple[Any, str]:
+    """Serve the studio; returns (the Blocks, its local URL). Blocks unless ``prevent_thread_lock``."""
+    demo = demo or create_app(ctx)
+    _, local_url, _ = demo.launch(
+        server_name=host,
+        server_port=port,
+        auth=auth,
+        prevent_thread_lock=prevent_thread_lock,
+        allowed_paths=allowed_paths(ctx),
+        css=CSS,
+        footer_links=[],
+        quiet=True,
+    )
+    return demo, local_url

@@ -1,0 +1,197 @@
+"""Plotly figures of run metrics, and the small pure helpers behind them (smoothing, merging, ETA).
+
+The Monitor keeps, per browser session, the points it has already fetched (``Series``) and asks
+the run DB only for steps after the last one (``merge_points``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from trainer import metrics_keys as mk
+from trainer.rundb import MetricSeries
+
+# name -> (steps, values, wall_times), as plain lists so a gr.State can hold and extend them.
+Series = dict[str, tuple[list[int], list[float], list[float]]]
+
+# The Monitor's panels: title -> metric names (one subplot each).
+PANELS: dict[str, tuple[str, ...]] = {
+    "GRPO": mk.SEED_GRPO_METRICS,
+    "Optimisation": (
+        mk.LOSS,
+        mk.LEARNING_RATE,
+        mk.GRAD_NORM,
+        mk.CLIP_RATIO,
+        mk.COMPLETION_LENGTH,
+        mk.REWARD_STD,
+    ),
+    "Timings": (
+        mk.TIME_GENERATE_S,
+        mk.TIME_SCORE_S,
+        mk.TIME_BACKWARD_S,
+        mk.TIME_STEP_S,
+        mk.TOKENS_PER_S,
+        mk.EVAL_ACCURACY,
+    ),
+}
+PLOT_COLUMNS = 3
+PALETTE = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880")
+
+
+def ema(values: Sequence[float], weight: float) -> list[float]:
+    """TensorBoard-style smoothing: ``s_t = weight * s_{t-1} + (1 - weight) * x_t``, debiased.
+
+    The debias divides by ``1 - weight**n`` (n = points seen) so the curve starts at the first
+    value instead of at 0. NaN points stay NaN and do not move the average. ``weight`` in [0, 1).
+    """
+    if not 0 <= weight < 1:
+        raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
+    out: list[float] = []
+    acc, n = 0.0, 0
+    for x in values:
+        if math.isnan(x):
+            out.append(math.nan)
+            continue
+        n += 1
+        acc = weight * acc + (1 - weight) * x
+        out.append(acc / (1 - weight**n))
+    return out
+
+
+def merge_points(cache: Series, new: Mapping[str, MetricSeries]) -> tuple[Series, int | None]:
+    """Append freshly fetched points to the cache; return it and the last step now held.
+
+    A step already held is overwritten, not duplicated (a resumed run re-logs its last steps).
+    """
+    out: Series = {name: (list(s), list(v), list(w)) for name, (s, v, w) in cache.items()}
+    for name, series in new.items():
+        steps, values, walls = out.setdefault(name, ([], [], []))
+        for step, value, wall in zip(series.steps, series.values, series.wall_times, strict=True):
+            i = bisect.bisect_left(steps, step)
+            if i < len(steps) and steps[i] == step:
+                values[i], walls[i] = value, wall
+            else:
+                steps.insert(i, step)
+                values.insert(i, value)
+                walls.insert(i, wall)
+    return out, last_step(out)
+
+
+def last_step(cache: Series) -> int | None:
+    steps = [s[-1] for s, _, _ in cache.values() if s]
+    return max(steps) if steps else None
+
+
+def eta_s(steps: Sequence[int], wall_times: Sequence[float], total: int | None) -> float | None:
+    """Seconds left at the average pace of the logged steps (None without two points or a total)."""
+    if total is None or len(steps) < 2 or steps[-1] <= steps[0]:
+        return None
+    per_step = (wall_times[-1] - wall_times[0]) / (steps[-1] - steps[0])
+    return max(0.0, (total - steps[-1]) * per_step)
+
+
+def format_duration(seconds: float | None) -> str:
+    """``3725`` -> ``"1h 02m 05s"``; ``None`` -> ``"-"``."""
+    if seconds is None or math.isnan(seconds):
+        return "-"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    if h:
+        return f"{h}h {m:02d}m {sec:02d}s"
+    return f"{m}m {sec:02d}s" if m else f"{sec}s"
+
+
+def panel_figure(title: str, names: Sequence[str], series: Series, smoothing: float = 0.0) -> go.Figure:
+    """One subplot per metric name; the raw points faint, the smoothed curve on top."""
+    rows = math.ceil(len(names) / PLOT_COLUMNS)
+    fig = make_subplots(rows=rows, cols=PLOT_COLUMNS, subplot_titles=list(names), horizontal_spacing=0.08)
+    for i, name in enumerate(names):
+        row, col = divmod(i, PLOT_COLUMNS)
+        steps, values, _ = series.get(name, ([], [], []))
+        color = PALETTE[i % len(PALETTE)]
+        if smoothing > 0:
+            fig.add_trace(
+                go.Scatter(
+                    x=steps,
+                    y=values,
+                    mode="lines",
+                    line={"color": color, "width": 1},
+                    opacity=0.3,
+                    name=f"{name} (raw)",
+                    showlegend=False,
+                ),
+                row=row + 1,
+                col=col + 1,
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=steps,
+                y=ema(values, smoothing) if smoothing > 0 else values,
+                mode="lines+markers" if len(steps) < 30 else "lines",
+                line={"color": color, "width": 2},
+                name=name,
+                showlegend=False,
+            ),
+            row=row + 1,
+            col=col + 1,
+        )
+    _style(fig, title, height=260 * rows)
+    return fig
+
+
+def overlay_figure(
+    runs: Mapping[str, Mapping[str, MetricSeries]], names: Sequence[str], smoothing: float = 0.0
+) -> go.Figure:
+    """One subplot per metric, one colored line per run (legend: run labels)."""
+    names = list(names) or [mk.TOTAL_REWARD]
+    rows = math.ceil(len(names) / PLOT_COLUMNS)
+    cols = min(PLOT_COLUMNS, len(names))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.08)
+    for r, (label, metrics) in enumerate(runs.items()):
+        color = PALETTE[r % len(PALETTE)]
+        for i, name in enumerate(names):
+            row, col = divmod(i, cols)
+            series = metrics.get(name)
+            if series is None:
+                continue
+            values = ema(series.values, smoothing) if smoothing > 0 else list(series.values)
+            fig.add_trace(
+                go.Scatter(
+                    x=list(series.steps),
+                    y=values,
+                    mode="lines",
+                    line={"color": color, "width": 2},
+                    name=label,
+                    legendgroup=label,
+                    showlegend=i == 0,
+                ),
+                row=row + 1,
+                col=col + 1,
+            )
+    _style(fig, "Runs compared", height=280 * rows + 60)
+    return fig
+
+
+def metric_names(runs: Iterable[Mapping[str, MetricSeries]]) -> list[str]:
+    """Every metric any of the runs logged, the seed GRPO metrics first."""
+    seen = {name for metrics in runs for name in metrics}
+    known = [n for n in mk.ALL_METRICS + mk.EVAL_METRICS + mk.TEMPORAL_METRICS if n in seen]
+    return known + sorted(seen - set(known))
+
+
+def _style(fig: go.Figure, title: str, height: int) -> None:
+    fig.update_layout(
+        title={"text": title, "x": 0.01, "font": {"size": 16}},
+        height=max(height, 300),
+        margin={"l": 40, "r": 20, "t": 70, "b": 30},
+        template="plotly_white",
+        legend={"orientation": "h", "y": -0.08},
+    )
+    fig.update_annotations(font_size=12)
+    fig.update_xaxes(title_text="step", title_font_size=10)

@@ -1,0 +1,365 @@
+"""Start, abort, resume and re-find training subprocesses. The studio never blocks on training.
+
+A training run is a ``python -m trainer.cli train --config <yaml> --attach_run <id>`` subprocess in
+its own session (process group), writing stdout and stderr to ``<output_dir>/train.log``. Nothing
+about it lives only in server memory: the run row (status, pid, heartbeat) is in the run database,
+and the launch itself is a ``launched`` event whose message is JSON (launcher pid, planned steps,
+log and config paths). So a page reload or a studio restart finds every run again, and a trainer
+that died is shown failed (the store reaps dead ``running`` runs; ``reap_queued`` handles trainers
+that died before they marked their run running).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.context import StudioContext
+from trainer.config import TrainConfig, build_config, merge
+from trainer.errors import StudioError
+from trainer.paths import REPO_ROOT
+from trainer.rundb import Run
+from trainer.rundb.liveness import is_pid_alive, this_host
+
+logger = logging.getLogger(__name__)
+
+LAUNCH_EVENT = "launched"
+ABORT_EVENT = "abort_requested"
+LOG_FILE = "train.log"
+DEFAULT_GRACE_S = 30.0
+
+TrainerCommand = Callable[[Path, int], list[str]]
+
+
+def launch(
+    cmd: Sequence[str],
+    log_path: Path,
+    env: dict | None = None,
+    cwd: Path | None = None,
+    on_exit: Callable[[int], None] | None = None,
+) -> int:
+    """Start ``cmd`` (no shell) in a new session, stdout+stderr appended to ``log_path``; return its pid.
+
+    ``env`` entries are added to this process's environment. The child is waited for by a daemon
+    thread, so it never lingers as a zombie (which would look alive to pid probes); ``on_exit``
+    is then called there with its exit code.
+    """
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, **(env or {})}
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            list(cmd),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+            cwd=str(cwd) if cwd is not None else None,
+            start_new_session=True,
+        )
+
+    def wait() -> None:
+        code = proc.wait()
+        if on_exit is not None:
+            try:
+                on_exit(code)
+            except Exception:  # a process edge: a bookkeeping failure must not kill the thread silently
+                logger.exception("pid %d: exit handler failed", proc.pid)
+
+    threading.Thread(target=wait, name=f"supervise-{proc.pid}", daemon=True).start()
+    logger.info("started pid %d: %s (log %s)", proc.pid, " ".join(map(str, cmd)), log_path)
+    return proc.pid
+
+
+def default_trainer_command(config_path: Path, run_id: int) -> list[str]:
+    """The real trainer, run with this interpreter."""
+    return [
+        sys.executable,
+        "-m",
+        "trainer.cli",
+        "train",
+        "--config",
+        str(config_path),
+        "--attach_run",
+        str(run_id),
+    ]
+
+
+def tail_text(path: Path, max_lines: int = 200, max_bytes: int = 64_000) -> str:
+    """The last ``max_lines`` lines of a text file (reads at most ``max_bytes``; '' when absent).
+
+    tqdm redraws its bar with carriage returns: only the last redraw of each line is kept.
+    """
+    try:
+        with Path(path).open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    lines = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in data.split("\n")]
+    if size > max_bytes:
+        lines = lines[1:]  # the first line was cut by the seek
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return "\n".join(lines[-max_lines:])
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3``... whichever is not taken yet."""
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name}-{n}" in taken:
+        n += 1
+    return f"{name}-{n}"
+
+
+@dataclass(frozen=True)
+class LaunchInfo:
+    """What the studio recorded when it started a trainer (the ``launched`` event)."""
+
+    pid: int
+    host: str
+    total_steps: int | None
+    log_path: Path
+    config_path: Path
+    time: float
+
+
+@dataclass(frozen=True)
+class Launched:
+    run: Run
+    pid: int
+    config_path: Path
+    log_path: Path
+    total_steps: int | None
+
+
+class Supervisor:
+    """The studio's training API over one workspace. Holds no run state of its own."""
+
+    def __init__(
+        self,
+        ctx: StudioContext,
+        *,
+        trainer_command: TrainerCommand = default_trainer_command,
+        grace_s: float = DEFAULT_GRACE_S,
+    ) -> None:
+        self.ctx = ctx
+        self.trainer_command = trainer_command
+        self.grace_s = grace_s
+
+    # ---- starting -------------------------------------------------------------------------------
+
+    def prepare(self, cfg: TrainConfig) -> TrainConfig:
+        """The config as it will run: a unique run name, output_dir, this workspace and run DB."""
+        taken = {r.name for r in self.ctx.store.list_runs(reap=False)}
+        name = unique_name(cfg.run.run_name or time.strftime("grpo-%Y%m%d-%H%M%S"), taken)
+        output_dir = cfg.run.output_dir or str(self.ctx.runs_dir / name)
+        return build_config(
+            merge(
+                cfg.to_dict(),
+                {
+                    "run_name": name,
+                    "output_dir": output_dir,
+                    "workspace": cfg.data.workspace or str(self.ctx.workspace),
+                    "db": cfg.run.db or self.ctx.db_url,
+                },
+            )
+        )
+
+    def start(self, cfg: TrainConfig) -> Launched:
+        """Write the YAML, create the queued run row and start the trainer on it."""
+        cfg = self.prepare(cfg)
+        total = planned_steps(cfg)
+        run = self.ctx.store.create_run(cfg.run.run_name, config=cfg.to_dict(), output_dir=cfg.run.output_dir)
+        return self._spawn(run, cfg, total)
+
+    def resume(self, run_id: int) -> Launched:
+        """Start the trainer again on the same run and output_dir from its latest checkpoint."""
+        from trainer.checkpoint import checkpoint_dirs
+
+        run = self.ctx.store.get_run(run_id)
+        if run.is_active:
+            raise StudioError(f"run {run_id} is {run.status}: abort it before resuming")
+        stored = self.ctx.store.get_config(run_id)
+        if stored is None or not run.output_dir:
+            raise StudioError(f"run {run_id} has no stored config or output_dir: it cannot be resumed")
+        if not checkpoint_dirs(run.output_dir):
+            raise StudioError(f"run {run_id}: no checkpoint in {run.output_dir} to resume from")
+        cfg = build_config(
+            merge(dict(stored.config), {"resume_from_checkpoint": "latest", "output_dir": run.output_dir})
+        )
+        self.ctx.store.add_event(run_id, "resume_requested", "from the latest checkpoint")
+        return self._spawn(run, cfg, planned_steps(cfg))
+
+    def _spawn(self, run: Run, cfg: TrainConfig, total: int | None) -> Launched:
+        self.ctx.configs_dir.mkdir(parents=True, exist_ok=True)
+        config_path = self.ctx.configs_dir / f"{cfg.run.run_name}.yaml"
+        config_path.write_text(cfg.to_yaml())
+        log_path = Path(cfg.run.output_dir) / LOG_FILE
+        pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        pid = launch(
+            self.trainer_command(config_path, run.id),
+            log_path,
+            env={
+                "PYTHONPATH": pythonpath,
+                "VGRPO_WORKSPACE": str(self.ctx.workspace),
+                "VGRPO_DB": self.ctx.db_url,
+            },
+            cwd=REPO_ROOT,
+            on_exit=lambda code: self._on_exit(run.id, code, log_path),
+        )
+        info = {
+            "pid": pid,
+            "host": this_host(),
+            "total_steps": total,
+            "log": str(log_path),
+            "config": str(config_path),
+        }
+        self.ctx.store.add_event(run.id, LAUNCH_EVENT, json.dumps(info))
+        return Launched(self.ctx.store.get_run(run.id, reap=False), pid, config_path, log_path, total)
+
+    def _on_exit(self, run_id: int, code: int, log_path: Path) -> None:
+        """The trainer exited: if it never wrote how it ended, write it now."""
+        try:
+            run = self.ctx.store.get_run(run_id, reap=False)
+        except StudioError:  # deleted meanwhile
+            return
+        if run.is_active:
+            self._finish_dead(run, f"trainer exited with code {code}", log_path)
+
+    def _finish_dead(self, run: Run, reason: str, log_path: Path | None) -> None:
+        if self._abort_requested(run.id):
+            self.ctx.store.finish_run(run.id, "aborted", error=f"aborted: {reason}")
+            return
+        tail = tail_text(log_path, max_lines=40) if log_path is not None else ""
+        last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
+        error = f"{reason}: {last}" if last else reason
+        self.ctx.store.finish_run(run.id, "failed", error=error, traceback=tail or None)
+
+    # ---- finding runs again ---------------------------------------------------------------------
+
+    def launch_info(self, run_id: int) -> LaunchInfo | None:
+        """The newest ``launched`` event of a run (None for runs started outside the studio)."""
+        for event in reversed(self.ctx.store.events(run_id)):
+            if event.kind == LAUNCH_EVENT:
+                try:
+                    data = json.loads(event.message)
+                    return LaunchInfo(
+                        pid=int(data["pid"]),
+                        host=str(data.get("host", "")),
+                        total_steps=data.get("total_steps"),
+                        log_path=Path(data["log"]),
+                        config_path=Path(data["config"]),
+                        time=event.time,
+                    )
+                except (ValueError, KeyError, TypeError):
+                    logger.warning("run %d: unreadable launch event %r", run_id, event.message)
+                    return None
+        return None
+
+    def reap_queued(self) -> list[int]:
+        """Mark failed the queued runs whose launched trainer is gone (died before starting)."""
+        reaped = []
+        for run in self.ctx.store.list_runs(status="queued", reap=False):
+            info = self.launch_info(run.id)
+            if info is None or info.host != this_host() or is_pid_alive(info.pid):
+                continue
+            current = self.ctx.store.get_run(run.id, reap=False)
+            if current.status == "queued":  # it may have started meanwhile
+                self._finish_dead(current, "trainer exited before it started", info.log_path)
+                reaped.append(run.id)
+        return reaped
+
+    def runs(self) -> list[Run]:
+        """Every run, newest first, after marking dead trainers failed."""
+        self.reap_queued()
+        return self.ctx.store.list_runs()
+
+    def log_path(self, run: Run) -> Path | None:
+        info = self.launch_info(run.id)
+        if info is not None:
+            return info.log_path
+        return Path(run.output_dir) / LOG_FILE if run.output_dir else None
+
+    def log_tail(self, run: Run, max_lines: int = 200) -> str:
+        path = self.log_path(run)
+        return tail_text(path, max_lines) if path is not None else ""
+
+    # ---- stopping -------------------------------------------------------------------------------
+
+    def abort(self, run_id: int, grace_s: float | None = None) -> int:
+        """SIGTERM the run's process group now, SIGKILL it after ``grace_s`` if still there.
+
+        Returns the pid signalled. The trainer stops after its current step, saves a checkpoint
+        and marks itself aborted; a trainer killed outright is marked aborted here.
+        """
+        run = self.ctx.store.get_run(run_id)
+        if not run.is_active:
+            raise StudioError(f"run {run_id} is {run.status}: nothing to abort")
+        info = self.launch_info(run_id)
+        pid = info.pid if info is not None else run.pid
+        host = info.host if info is not None else run.host
+        if pid is None or host != this_host():
+            raise StudioError(f"run {run_id}: its trainer runs on {host or 'an unknown host'}; stop it there")
+        self.ctx.store.add_event(run_id, ABORT_EVENT, f"SIGTERM to pid {pid}", level="warning")
+        _signal_group(pid, signal.SIGTERM)
+        grace = self.grace_s if grace_s is None else grace_s
+        timer = threading.Timer(grace, self._escalate, args=(run_id, pid))
+        timer.daemon = True
+        timer.start()
+        return pid
+
+    def _escalate(self, run_id: int, pid: int) -> None:
+        if self.ctx.store.get_run(run_id, reap=False).is_active and is_pid_alive(pid):
+            logger.warning("run %d: pid %d ignored SIGTERM; sending SIGKILL", run_id, pid)
+            _signal_group(pid, signal.SIGKILL)
+        run = self.ctx.store.get_run(run_id, reap=False)
+        if run.is_active and not is_pid_alive(pid):
+            self.ctx.store.finish_run(run_id, "aborted", error="aborted: killed after the grace period")
+
+    def _abort_requested(self, run_id: int) -> bool:
+        return any(e.kind == ABORT_EVENT for e in self.ctx.store.events(run_id))
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signal the process group the launcher created (the trainer and any worker it spawned)."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:  # a trainer started outside the studio, in someone else's group
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass  # already gone
+
+
+def planned_steps(cfg: TrainConfig) -> int | None:
+    """How many steps the run will take (single process), for the progress bar and ETA.
+
+    ``max_steps`` when set; else counted from the datasets (media existence only, no decoding).
+    Unknown datasets raise DataError here, before anything starts.
+    """
+    from trainer.data import load_dataset_use, resolve_dataset_use
+    from trainer.sampler import total_steps
+
+    workspace = Path(cfg.data.workspace) if cfg.data.workspace else None
+    resolve_dataset_use(cfg.data.dataset_use, workspace or Path.cwd())
+    if cfg.optim.max_steps > 0:
+        return cfg.optim.max_steps
+    records = load_dataset_use(
+        cfg.data.dataset_use, workspace or Path.cwd(), cfg.run.seed, check_videos=False
+    )
+    per_step = cfg.optim.per_device_train_batch_size * cfg.optim.gradient_accumulation_steps
+    return total_steps(len(records), per_step, cfg.optim.num_train_epochs, cfg.optim.max_steps)

@@ -1,0 +1,417 @@
+"""Evaluate tab: run `vgrpo eval` on a checkpoint in the background and browse stored evaluations.
+
+"Run evaluation" starts ``python -m trainer.cli eval ...`` through the supervisor (log file under
+``<workspace>/logs/``); a gr.Timer follows it while it runs. Results are read back from the run DB
+only, so evaluations made by training, by the command line or by an earlier studio session show up
+the same way: accuracy, format rate, a confusion heatmap and the per-record table.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+
+from studio.chat_engine import TINY_LABEL, base_model_of
+from studio.context import StudioContext
+from trainer.data import list_datasets
+from trainer.errors import ConfigError, StudioError
+from trainer.paths import REPO_ROOT, TINY_MODEL_DIR
+from trainer.rundb import Evaluation
+
+logger = logging.getLogger(__name__)
+
+INTRO = (
+    "Evaluate a checkpoint (or any model folder) on a dataset with greedy answers. The evaluation runs "
+    "in the background and is stored in the run database against the checkpoint; pick a run to see "
+    "its evaluations: accuracy, format rate, which option was chosen for which answer, and every record."
+)
+DEFAULT_DATASET = "synthetic_motion_eval"
+POLL_S = 2.0
+RECORD_HEADERS = ["id", "correct", "chosen", "ok", "format ok", "completion"]
+SUMMARY_HEADERS = ["eval", "step", "dataset", "records", "accuracy", "format rate", "when"]
+NO_ANSWER = "none"
+
+Launcher = Callable[..., int]
+
+
+# ---- the command and its launch (no gradio) -------------------------------------------------------
+
+
+def eval_command(
+    checkpoint: str,
+    dataset: str,
+    db_url: str,
+    workspace: Path,
+    run_id: int | None = None,
+    max_records: int | None = None,
+    batch_size: int = 8,
+    json_path: Path | None = None,
+    python: str = sys.executable,
+) -> list[str]:
+    """The ``vgrpo eval`` argument list (no shell) the tab starts."""
+    cmd = [python, "-m", "trainer.cli", "eval", "--checkpoint", checkpoint, "--dataset_use", dataset]
+    cmd += ["--db", db_url, "--workspace", str(workspace), "--batch_size", str(int(batch_size))]
+    if run_id is not None:
+        cmd += ["--run", str(int(run_id))]
+    if max_records:
+        cmd += ["--max_records", str(int(max_records))]
+    if json_path is not None:
+        cmd += ["--json", str(json_path)]
+    return cmd
+
+
+@dataclass(frozen=True)
+class EvalLaunch:
+    """One background evaluation started by this tab (kept in the session's gr.State as a dict)."""
+
+    pid: int
+    log: str
+    json: str
+    cmd: list[str] = field(default_factory=list)
+
+
+def start_evaluation(
+    ctx: StudioContext,
+    checkpoint: str | None,
+    dataset: str | None,
+    run_id: int | None = None,
+    max_records: float | None = None,
+    batch_size: float | None = 8,
+    launcher: Launcher | None = None,
+) -> EvalLaunch:
+    """Check the form and start the command; raises ConfigError naming the empty or bad field."""
+    checkpoint = (checkpoint or "").strip()
+    dataset = (dataset or "").strip()
+    if not checkpoint:
+        raise ConfigError("pick a checkpoint or type a model folder")
+    if not dataset:
+        raise ConfigError("pick a dataset (a registered name, optionally name%N)")
+    if max_records is not None and max_records < 0:
+        raise ConfigError(f"max records must be >= 0 (0: all), got {max_records}")
+    if batch_size is None or batch_size < 1:
+        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    if launcher is None:
+        from studio.supervisor import launch as launcher
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    log = ctx.workspace / "logs" / f"eval-{stamp}.log"
+    json_path = ctx.workspace / "evals" / f"eval-{stamp}.json"
+    cmd = eval_command(
+        checkpoint,
+        dataset,
+        ctx.db_url,
+        ctx.workspace,
+        run_id=run_id,
+        max_records=int(max_records) if max_records else None,
+        batch_size=int(batch_size),
+        json_path=json_path,
+    )
+    pid = launcher(cmd, log, cwd=REPO_ROOT)
+    logger.info("evaluation started: pid %d, log %s", pid, log)
+    return EvalLaunch(pid=pid, log=str(log), json=str(json_path), cmd=cmd)
+
+
+# ---- what a stored evaluation looks like (no gradio) ------------------------------------------------
+
+
+def confusion_counts(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str], list[list[int]]]:
+    """``(correct letters, chosen letters, counts)``: ``counts[i][j]`` records whose answer is
+    ``rows[i]`` and whose chosen option is ``cols[j]`` ("none" when no option was read)."""
+    pairs = [(str(r["correct"]), str(r.get("chosen") or NO_ANSWER)) for r in results]
+    rows = sorted({c for c, _ in pairs})
+    chosen = {c for _, c in pairs} | set(rows)
+    cols = sorted(chosen - {NO_ANSWER}) + ([NO_ANSWER] if NO_ANSWER in chosen else [])
+    counts = [[0] * len(cols) for _ in rows]
+    for correct, pick in pairs:
+        counts[rows.index(correct)][cols.index(pick)] += 1
+    return rows, cols, counts
+
+
+def confusion_figure(results: Sequence[Mapping[str, Any]], title: str = "") -> go.Figure:
+    """A heatmap of :func:`confusion_counts` (the diagonal is the correct answers)."""
+    rows, cols, counts = confusion_counts(results)
+    fig = go.Figure(
+        go.Heatmap(
+            z=counts,
+            x=[f"chose {c}" for c in cols],
+            y=[f"answer {r}" for r in rows],
+            text=counts,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            showscale=False,
+            hovertemplate="%{y}, %{x}: %{z} records<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title or "Confusion (rows: correct option, columns: chosen)",
+        yaxis={"autorange": "reversed"},
+        height=340,
+        margin={"l": 70, "r": 20, "t": 50, "b": 40},
+    )
+    return fig
+
+
+def record_rows(results: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """The per-record table: id, correct, chosen, ok, format ok, completion."""
+    return [
+        [
+            r.get("id"),
+            r.get("correct"),
+            r.get("chosen") or NO_ANSWER,
+            "✓" if r.get("is_correct") else "✗",
+            "✓" if r.get("format_ok") else "✗",
+            r.get("completion", ""),
+        ]
+        for r in results
+    ]
+
+
+def summary_rows(evaluations: Sequence[Evaluation], steps: Mapping[int, int]) -> list[list[Any]]:
+    """One row per evaluation, newest first; ``steps`` maps checkpoint id -> step."""
+    return [
+        [
+            e.id,
+            steps.get(e.checkpoint_id, "?"),
+            e.dataset,
+            len(e.results),
+            round(e.accuracy, 4),
+            round(e.format_rate, 4),
+            datetime.fromtimestamp(e.created_at).strftime("%Y-%m-%d %H:%M:%S"),
+        ]
+        for e in sorted(evaluations, key=lambda e: e.id, reverse=True)
+    ]
+
+
+def headline(evaluation: Evaluation, step: int | str) -> str:
+    return (
+        f"### Evaluation #{evaluation.id} · step {step} · `{evaluation.dataset}`\n"
+        f"**Accuracy {evaluation.accuracy:.1%}** · format rate {evaluation.format_rate:.1%} · "
+        f"{len(evaluation.results)} records"
+    )
+
+
+@dataclass
+class EvalView:
+    """Everything the tab shows for one run (and one of its evaluations)."""
+
+    summary: list[list[Any]]
+    choices: list[tuple[str, int]]
+    selected: int | None
+    headline: str
+    figure: go.Figure | None
+    records: list[list[Any]]
+
+
+def evaluation_view(ctx: StudioContext, run_id: int | None, eval_id: int | None = None) -> EvalView:
+    """The run's evaluations and the chosen one (the newest when ``eval_id`` is not among them)."""
+    if run_id is None:
+        return EvalView([], [], None, "Pick a run to see its evaluations.", None, [])
+    evaluations = ctx.store.evaluations(int(run_id))
+    steps = {c.id: c.step for c in ctx.store.checkpoints(int(run_id))}
+    if not evaluations:
+        return EvalView([], [], None, "No evaluation stored for this run yet.", None, [])
+    by_id = {e.id: e for e in evaluations}
+    chosen = by_id.get(int(eval_id)) if eval_id is not None else None
+    chosen = chosen or max(evaluations, key=lambda e: e.id)
+    step = steps.get(chosen.checkpoint_id, "?")
+    choices = [
+        (f"#{e.id} · step {steps.get(e.checkpoint_id, '?')} · {e.dataset} · acc {e.accuracy:.3f}", e.id)
+        for e in sorted(evaluations, key=lambda e: e.id, reverse=True)
+    ]
+    return EvalView(
+        summary=summary_rows(evaluations, steps),
+        choices=choices,
+        selected=chosen.id,
+        headline=headline(chosen, step),
+        figure=confusion_figure(chosen.results, f"Confusion · eval #{chosen.id} · step {step}"),
+        records=record_rows(chosen.results),
+    )
+
+
+def run_choices(ctx: StudioContext) -> list[tuple[str, int]]:
+    return [(f"#{r.id} {r.name} ({r.status})", r.id) for r in ctx.store.list_runs(reap=False)]
+
+
+def checkpoint_choices(ctx: StudioContext, run_id: int | None) -> list[tuple[str, str]]:
+    """The run's checkpoints (newest first), its base model, and the embedded tiny model."""
+    choices: list[tuple[str, str]] = []
+    if run_id is not None:
+        run = ctx.store.get_run(int(run_id), reap=False)
+        for c in reversed(ctx.store.checkpoints(run.id)):
+            choices.append((f"{run.name} · step {c.step}", c.path))
+        config = ctx.store.get_config(run.id)
+        base = base_model_of(config.config if config else None)
+        if base and base not in {path for _, path in choices}:
+            choices.append((f"{run.name} · base model", base))
+    if str(TINY_MODEL_DIR) not in {path for _, path in choices}:
+        choices.append((TINY_LABEL, str(TINY_MODEL_DIR)))
+    return choices
+
+
+def launch_status(launch: Mapping[str, Any], is_running: bool, log_tail: str) -> str:
+    state = "running" if is_running else "finished"
+    last = next((line for line in reversed(log_tail.splitlines()) if line.strip()), "")
+    return f"Evaluation pid {launch['pid']} **{state}** · log `{launch['log']}`" + (
+        f"\n\n`{last}`" if last else ""
+    )
+
+
+# ---- the tab --------------------------------------------------------------------------------------
+
+
+def create_evaluate_tab(ctx: StudioContext, launcher: Launcher | None = None) -> dict[str, Any]:
+    """Build the Evaluate tab's widgets in the current gr.Tab; returns the key widgets by name."""
+    import gradio as gr
+
+    from studio.supervisor import tail_text
+    from trainer.rundb.liveness import is_pid_alive
+
+    launched = gr.State(None)  # this session's running EvalLaunch, as a dict
+    runs = _safe(lambda: run_choices(ctx), [])
+    first_run = runs[0][1] if runs else None
+    datasets = [e.name for e in list_datasets(ctx.workspace)]
+    first_view = _safe(lambda: evaluation_view(ctx, first_run), evaluation_view(ctx, None))
+
+    gr.Markdown(INTRO)
+    with gr.Row(equal_height=False):
+        run = gr.Dropdown(runs, value=first_run, label="Run", scale=3, elem_id="eval-run")
+        checkpoint = gr.Dropdown(
+            _safe(lambda: checkpoint_choices(ctx, first_run), []), label="Checkpoint or model folder",
+            allow_custom_value=True, scale=4, elem_id="eval-checkpoint",
+        )  # fmt: skip
+        dataset = gr.Dropdown(
+            datasets, value=DEFAULT_DATASET if DEFAULT_DATASET in datasets else None, label="Eval dataset",
+            info="a registered name, or name%N for a seeded N % sample", allow_custom_value=True, scale=3,
+            elem_id="eval-dataset",
+        )  # fmt: skip
+    with gr.Row(equal_height=True):
+        max_records = gr.Number(
+            value=64, precision=0, minimum=0, label="Max records (0: all)", elem_id="eval-max-records"
+        )
+        batch_size = gr.Number(value=8, precision=0, minimum=1, label="Batch size", elem_id="eval-batch-size")
+        start = gr.Button("Run evaluation", variant="primary", elem_id="eval-start")
+        refresh = gr.Button("↻ Refresh", elem_id="eval-refresh")
+    status = gr.Markdown(elem_id="eval-status")
+    with gr.Accordion("Evaluation log (tail)", open=False):
+        log_box = gr.Textbox(lines=8, max_lines=8, show_label=False, interactive=False, elem_id="eval-log")
+    summary = gr.Dataframe(
+        headers=SUMMARY_HEADERS, value=first_view.summary, interactive=False, label="Evaluations of this run",
+        max_height=220, elem_id="eval-summary",
+    )  # fmt: skip
+    pick = gr.Dropdown(
+        first_view.choices, value=first_view.selected, label="Show evaluation", elem_id="eval-pick"
+    )
+    head = gr.Markdown(first_view.headline, elem_id="eval-headline")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=320):
+            plot = gr.Plot(first_view.figure, label="Confusion matrix", elem_id="eval-confusion")
+        with gr.Column(scale=3, min_width=420):
+            records = gr.Dataframe(
+                headers=RECORD_HEADERS, value=first_view.records, interactive=False, wrap=True,
+                label="Per-record results", max_height=360, elem_id="eval-records",
+                column_widths=["12%", "8%", "8%", "6%", "8%", "58%"],
+            )  # fmt: skip
+    timer = gr.Timer(POLL_S, active=False)
+
+    def view_outputs(run_id: int | None, eval_id: int | None) -> tuple:
+        try:
+            view = evaluation_view(ctx, run_id, eval_id)
+        except StudioError as exc:
+            return [], gr.Dropdown(choices=[], value=None), f"**Cannot read evaluations:** {exc}", None, []
+        return (
+            view.summary,
+            gr.Dropdown(choices=view.choices, value=view.selected),
+            view.headline,
+            view.figure,
+            view.records,
+        )
+
+    view_widgets = [summary, pick, head, plot, records]
+
+    def on_run(run_id: int | None) -> tuple:
+        try:
+            items = checkpoint_choices(ctx, run_id)
+        except StudioError as exc:
+            logger.warning("evaluate: %s", exc)
+            items = checkpoint_choices(ctx, None)
+        return (gr.Dropdown(choices=items, value=items[0][1] if items else None), *view_outputs(run_id, None))
+
+    def on_refresh(run_id: int | None, eval_id: int | None) -> tuple:
+        items = _safe(lambda: run_choices(ctx), [])
+        value = run_id if run_id in {v for _, v in items} else (items[0][1] if items else None)
+        return (gr.Dropdown(choices=items, value=value), *view_outputs(value, eval_id))
+
+    def on_start(
+        run_id: int | None, ckpt: str | None, name: str | None, limit: float | None, batch: float | None
+    ) -> tuple:
+        try:
+            launch = start_evaluation(ctx, ckpt, name, run_id, limit, batch, launcher)
+        except (StudioError, OSError) as exc:
+            return f"**Not started:** {exc}", None, gr.Timer(active=False)
+        started = {"pid": launch.pid, "log": launch.log, "json": launch.json, "at": time.time()}
+        return launch_status(started, True, ""), started, gr.Timer(active=True)
+
+    def on_tick(launch: dict | None, run_id: int | None, eval_id: int | None) -> tuple:
+        if not launch:
+            return (gr.skip(),) * 4 + (gr.Timer(active=False),) + (gr.skip(),) * len(view_widgets)
+        log_tail = tail_text(Path(launch["log"]), max_lines=40)
+        running = is_pid_alive(int(launch["pid"]))
+        if running:
+            skip_view = (gr.skip(),) * len(view_widgets)
+            return launch_status(launch, True, log_tail), log_tail, launch, gr.skip(), gr.Timer(), *skip_view
+        # Finished: show the run the command stored into (an "eval-<name>" run when none was picked).
+        stored_run = _stored_run(launch) or run_id
+        items = _safe(lambda: run_choices(ctx), [])
+        return (
+            launch_status(launch, False, log_tail),
+            log_tail,
+            None,
+            gr.Dropdown(choices=items, value=stored_run),
+            gr.Timer(active=False),
+            *view_outputs(stored_run, None),
+        )
+
+    run.change(on_run, [run], [checkpoint, *view_widgets])
+    pick.change(lambda r, e: view_outputs(r, e)[2:], [run, pick], [head, plot, records])
+    refresh.click(on_refresh, [run, pick], [run, *view_widgets])
+    start.click(on_start, [run, checkpoint, dataset, max_records, batch_size], [status, launched, timer])
+    timer.tick(on_tick, [launched, run, pick], [status, log_box, launched, run, timer, *view_widgets])
+    return {
+        "run": run,
+        "checkpoint": checkpoint,
+        "dataset": dataset,
+        "start": start,
+        "status": status,
+        "summary": summary,
+        "pick": pick,
+        "headline": head,
+        "plot": plot,
+        "records": records,
+        "timer": timer,
+    }
+
+
+def _stored_run(launch: Mapping[str, Any]) -> int | None:
+    """The run id the finished command wrote into its --json file (None if it failed)."""
+    import json
+
+    try:
+        return int(json.loads(Path(launch["json"]).read_text(encoding="utf-8"))["run_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _safe(fn: Callable[[], Any], fallback: Any) -> Any:
+    """Build-time reads of the run DB: a broken DB must not stop the studio from starting."""
+    try:
+        return fn()
+    except StudioError as exc:
+        logger.warning("evaluate tab: %s", exc)
+        return fallback

@@ -1,0 +1,286 @@
+"""Monitor tab: one run's status, progress and ETA, live metric plots, rollouts, log; Abort and Resume.
+
+A gr.Timer refreshes the page every few seconds. Each browser session keeps the points it already
+has (a gr.State) and fetches only steps after its last one, so a long run costs one small query
+per tick. Everything shown is read from the run DB and the run's log file, so a reload or a studio
+restart shows the same thing.
+"""
+
+from __future__ import annotations
+
+import html
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from studio import plots, text
+from studio.context import StudioContext
+from studio.supervisor import Supervisor
+from trainer import metrics_keys as mk
+from trainer.errors import StudioError
+from trainer.rewards import extract_choice, parse_completion
+from trainer.rundb import Rollout, Run
+
+REFRESH_S = 3.0
+LOG_LINES = 60
+STATUS_COLORS = {
+    "queued": "#a1a1aa",
+    "running": "#2563eb",
+    "finished": "#16a34a",
+    "failed": "#dc2626",
+    "aborted": "#d97706",
+}
+
+
+def run_choices(ctx: StudioContext, runs: Sequence[Run] | None = None) -> list[tuple[str, int]]:
+    """Dropdown choices ``("#3 motion-grpo (running)", 3)``, newest first."""
+    runs = ctx.store.list_runs() if runs is None else runs
+    return [(f"#{r.id} {r.name} ({r.status})", r.id) for r in runs]
+
+
+def empty_state(run_id: int | None = None) -> dict[str, Any]:
+    """Per-session cache: the run shown, the points held, what was last drawn."""
+    return {"run_id": run_id, "series": {}, "last_step": None, "drawn": None, "rollout_steps": None}
+
+
+def total_steps(supervisor: Supervisor, run_id: int) -> int | None:
+    """Planned steps: recorded at launch, else the stored config's max_steps."""
+    info = supervisor.launch_info(run_id)
+    if info is not None and info.total_steps:
+        return int(info.total_steps)
+    stored = supervisor.ctx.store.get_config(run_id)
+    max_steps = (stored.config.get("optim", {}) if stored else {}).get("max_steps", -1)
+    return int(max_steps) if max_steps and max_steps > 0 else None
+
+
+def run_eta_s(series: plots.Series, total: int | None) -> float | None:
+    """Steps left x the median of the last 20 ``time/step_s`` (wall clock when not logged)."""
+    if total is None:
+        return None
+    step_times = series.get(mk.TIME_STEP_S)
+    last = plots.last_step(series)
+    if step_times and step_times[1] and last is not None:
+        return max(0, total - last) * statistics.median(step_times[1][-20:])
+    longest = max(series.values(), key=lambda s: len(s[0]), default=None)
+    return None if longest is None else plots.eta_s(longest[0], longest[2], total)
+
+
+def progress_html(step: int | None, total: int | None, eta: float | None) -> str:
+    step = step or 0
+    if total:
+        pct = min(100.0, 100.0 * step / total)
+        label = f"step {step} / {total} ({pct:.0f} %) - ETA {plots.format_duration(eta)}"
+    else:
+        pct, label = 0.0, f"step {step}"
+    return (
+        '<div id="monitor-progress-bar" '
+        'style="background:#e4e4e7;border-radius:6px;height:14px;overflow:hidden">'
+        f'<div style="width:{pct:.1f}%;height:100%;background:#2563eb"></div></div>'
+        f'<div style="font-size:0.9em;margin-top:4px">{label}</div>'
+    )
+
+
+def status_markdown(run: Run, now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    color = STATUS_COLORS.get(run.status, "#71717a")
+    parts = [f'### #{run.id} {html.escape(run.name)} <span style="color:{color}">{run.status}</span>']
+    facts = []
+    if run.pid:
+        facts.append(f"pid {run.pid} on {run.host or '?'}")
+    if run.started_at:
+        facts.append("started " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at)))
+        facts.append(f"elapsed {plots.format_duration((run.ended_at or now) - run.started_at)}")
+    if run.output_dir:
+        facts.append(f"output `{run.output_dir}`")
+    parts.append(" - ".join(facts))
+    if run.error:
+        parts.append(f"**Error:** {html.escape(run.error)}")
+    if run.traceback:
+        tail = "\n".join(run.traceback.strip().splitlines()[-25:])
+        parts.append(f"```\n{tail}\n```")
+    return "\n\n".join(p for p in parts if p)
+
+
+def is_correct(rollout: Rollout) -> bool:
+    """The completion's answer names the correct option (the accuracy reward when not decidable)."""
+    if rollout.correct_letter and rollout.options:
+        answer = rollout.answer if rollout.answer is not None else parse_completion(rollout.completion).answer
+        if answer is not None:
+            return extract_choice(answer, rollout.options) == rollout.correct_letter
+        return False
+    return (rollout.accuracy_reward or 0) > 0
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.3f}" if value < 0 else f"{value:.3f}"
+
+
+def completions_html(rollouts: Sequence[Rollout]) -> str:
+    """The G completions of one prompt side by side: reasoning, answer, rewards, advantage."""
+    cards = []
+    for r in sorted(rollouts, key=lambda r: r.group_index):
+        parsed = parse_completion(r.completion)
+        think = r.think if r.think is not None else parsed.think
+        answer = r.answer if r.answer is not None else parsed.answer
+        ok = is_correct(r)
+        border = "#16a34a" if ok else "#dc2626"
+        badge = "&#10003; correct" if ok else "&#10007; wrong"
+        body = (
+            f'<div class="vgrpo-think" style="color:#52525b;font-style:italic;white-space:pre-wrap">'
+            f"{html.escape(think) if think else '<em>(no &lt;think&gt; block)</em>'}</div>"
+            f'<div class="vgrpo-answer" style="margin-top:6px;font-weight:600;white-space:pre-wrap">answer: '
+            f"{html.escape(answer) if answer else '<em>(no &lt;answer&gt; block)</em>'}</div>"
+        )
+        if think is None and answer is None:
+            body += f'<pre style="white-space:pre-wrap;font-size:0.85em">{html.escape(r.completion)}</pre>'
+        scores = (
+            f"format {_num(r.format_reward)} - accuracy {_num(r.accuracy_reward)} - "
+            f"total {_num(r.total_reward)} - <b>advantage {_num(r.advantage)}</b>"
+        )
+        cards.append(
+            '<div class="vgrpo-completion" '
+            f'style="flex:1 1 220px;border:2px solid {border};border-radius:8px;padding:8px">'
+            f'<div style="display:flex;justify-content:space-between;font-size:0.85em">'
+            f'<span>#{r.group_index}</span><span style="color:{border}">{badge}</span></div>'
+            f'{body}<div style="font-size:0.8em;margin-top:6px;color:#3f3f46">{scores}</div></div>'
+        )
+    return f'<div style="display:flex;flex-wrap:wrap;gap:8px">{"".join(cards)}</div>'
+
+
+def question_html(rollout: Rollout) -> str:
+    good = "font-weight:700;color:#15803d"
+    options = "".join(
+        f'<li style="list-style:none;{good if k == rollout.correct_letter else ""}">'
+        f"({k}) {html.escape(v)}{' &#10003;' if k == rollout.correct_letter else ''}</li>"
+        for k, v in rollout.options.items()
+    )
+    return (
+        f'<div style="color:#71717a;font-size:0.85em">{html.escape(rollout.prompt_id)} - '
+        f"step {rollout.step}</div>"
+        f'<p>{html.escape(rollout.question)}</p><ul style="padding:0">{options}</ul>'
+    )
+
+
+def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any]:
+    """Build the tab in the current gr.Tab; returns key widgets (``run`` is the run dropdown)."""
+    import gradio as gr
+
+    gr.Markdown(text.INTRO_MONITOR)
+    state = gr.State(empty_state())
+    with gr.Row(equal_height=True):
+        run_pick = gr.Dropdown([], label=text.RUN_PICK_LABEL, scale=4, elem_id="monitor-run")
+        refresh = gr.Button(text.REFRESH_BUTTON, scale=1, elem_id="monitor-refresh")
+        abort = gr.Button(text.ABORT_BUTTON, variant="stop", scale=1, elem_id="monitor-abort")
+        resume = gr.Button(text.RESUME_BUTTON, scale=1, elem_id="monitor-resume")
+    action = gr.Markdown(elem_id="monitor-action")
+    status = gr.Markdown(text.NO_RUN, elem_id="monitor-status")
+    progress = gr.HTML(progress_html(None, None, None), elem_id="monitor-progress")
+    smoothing = gr.Slider(
+        0, 0.99, value=0.6, step=0.01, label=text.SMOOTHING_LABEL, elem_id="monitor-smoothing"
+    )
+    figures = [gr.Plot(label=title, elem_id=f"monitor-plot-{title.lower()}") for title in plots.PANELS]
+    with gr.Accordion(text.ROLLOUT_HEADING.lstrip("# "), open=True, elem_id="monitor-rollouts"):
+        with gr.Row():
+            step_pick = gr.Dropdown([], label=text.ROLLOUT_STEP_LABEL, elem_id="monitor-rollout-step")
+            prompt_pick = gr.Dropdown([], label=text.ROLLOUT_PROMPT_LABEL, elem_id="monitor-rollout-prompt")
+        rollout_note = gr.Markdown()
+        with gr.Row(equal_height=False):
+            video = gr.Video(
+                label="Video", height=240, interactive=False, scale=2, elem_id="monitor-rollout-video"
+            )
+            question = gr.HTML(elem_id="monitor-rollout-question")
+        completions = gr.HTML(elem_id="monitor-rollout-completions")
+    rollouts_state = gr.State([])
+    with gr.Accordion(text.LOG_HEADING, open=False):
+        log = gr.Code(language=None, interactive=False, max_lines=30, elem_id="monitor-log")
+    timer = gr.Timer(REFRESH_S)
+
+    def tick(run_id: int | None, st: dict, smooth: float) -> tuple:
+        if run_id is None:
+            return (
+                st,
+                text.NO_RUN,
+                progress_html(None, None, None),
+                *[gr.skip()] * len(figures),
+                "",
+                gr.skip(),
+            )
+        if st.get("run_id") != run_id:
+            st = empty_state(run_id)
+        try:
+            run = ctx.store.get_run(run_id)
+        except StudioError as exc:
+            return (
+                empty_state(),
+                str(exc),
+                progress_html(None, None, None),
+                *[gr.skip()] * len(figures),
+                "",
+                gr.skip(),
+            )
+        new = ctx.store.metrics_since(run_id, after_step=st["last_step"])
+        st["series"], st["last_step"] = plots.merge_points(st["series"], new)
+        total = total_steps(supervisor, run_id)
+        bar = progress_html(st["last_step"], total, run_eta_s(st["series"], total) if run.is_active else 0.0)
+        drawn = (st["last_step"], round(smooth, 3))
+        if drawn != st["drawn"]:
+            st["drawn"] = drawn
+            figs = [plots.panel_figure(t, names, st["series"], smooth) for t, names in plots.PANELS.items()]
+        else:
+            figs = [gr.skip()] * len(figures)
+        steps = ctx.store.rollout_steps(run_id)
+        steps_update: Any = gr.skip()
+        if steps != st["rollout_steps"]:
+            st["rollout_steps"] = steps
+            steps_update = gr.Dropdown(choices=steps, value=steps[-1] if steps else None)
+        return (st, status_markdown(run), bar, *figs, supervisor.log_tail(run, LOG_LINES), steps_update)
+
+    def on_step(run_id: int | None, step: int | None) -> tuple:
+        if run_id is None or step is None:
+            return [], gr.Dropdown(choices=[], value=None), text.NO_ROLLOUTS
+        items = ctx.store.rollouts(run_id, int(step))
+        prompts = list(dict.fromkeys(r.prompt_id for r in items))
+        return items, gr.Dropdown(choices=prompts, value=prompts[0] if prompts else None), ""
+
+    def on_prompt(items: list[Rollout], prompt_id: str | None) -> tuple:
+        group = [r for r in items if r.prompt_id == prompt_id]
+        if not group:
+            return None, "", ""
+        return group[0].video_path, question_html(group[0]), completions_html(group)
+
+    def on_abort(run_id: int | None) -> str:
+        if run_id is None:
+            return text.NO_RUN
+        try:
+            pid = supervisor.abort(run_id)
+        except StudioError as exc:
+            return str(exc)
+        return text.ABORT_SENT.format(run_id=run_id, pid=pid)
+
+    def on_resume(run_id: int | None) -> tuple[str, dict]:
+        if run_id is None:
+            return text.NO_RUN, empty_state()
+        try:
+            launched = supervisor.resume(run_id)
+        except StudioError as exc:
+            return str(exc), empty_state(run_id)
+        return text.RESUMED.format(run_id=run_id, pid=launched.pid), empty_state(run_id)
+
+    def reload_runs(current: int | None) -> Any:
+        choices = run_choices(ctx, supervisor.runs())
+        ids = [v for _, v in choices]
+        value = current if current in ids else (ids[0] if ids else None)
+        return gr.Dropdown(choices=choices, value=value)
+
+    tick_outputs = [state, status, progress, *figures, log, step_pick]
+    tick_inputs = [run_pick, state, smoothing]
+    run_pick.change(tick, tick_inputs, tick_outputs)
+    smoothing.release(tick, tick_inputs, tick_outputs)
+    timer.tick(tick, tick_inputs, tick_outputs)
+    refresh.click(reload_runs, run_pick, run_pick).then(tick, tick_inputs, tick_outputs)
+    step_pick.change(on_step, [run_pick, step_pick], [rollouts_state, prompt_pick, rollout_note])
+    prompt_pick.change(on_prompt, [rollouts_state, prompt_pick], [video, question, completions])
+    abort.click(on_abort, run_pick, action)
+    resume.click(on_resume, run_pick, [action, state])
+    return {"run": run_pick, "reload_runs": reload_runs, "timer": timer, "status": status, "state": state}

@@ -1,0 +1,190 @@
+"""Runs tab: every run with status, best eval accuracy and duration; overlay metrics; diff configs; delete."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from studio import plots, text
+from studio.context import StudioContext
+from studio.supervisor import Supervisor
+from trainer import metrics_keys as mk
+from trainer.errors import StudioError
+from trainer.rundb import Evaluation, MetricSeries, Run
+
+TABLE_HEADERS = ["id", "name", "status", "created", "duration", "last step", "best eval acc", "error"]
+DEFAULT_OVERLAY = (mk.TOTAL_REWARD, mk.ACCURACY_REWARD, mk.KL_DIV)
+_MISSING = "-"
+
+
+def best_eval_accuracy(evaluations: Sequence[Evaluation], series: MetricSeries | None) -> float | None:
+    """The highest accuracy of the run's stored evaluations and its eval/accuracy metric points."""
+    values = [e.accuracy for e in evaluations]
+    if series is not None:
+        values += [v for v in series.values if v == v]  # drop NaN
+    return max(values) if values else None
+
+
+def run_duration_s(run: Run, now: float) -> float | None:
+    if run.started_at is None:
+        return None
+    return (run.ended_at or now) - run.started_at
+
+
+def run_rows(ctx: StudioContext, runs: Sequence[Run], now: float | None = None) -> list[list[Any]]:
+    """The table: one row per run (two queries for all metrics, one per run for evaluations)."""
+    now = time.time() if now is None else now
+    ids = [r.id for r in runs]
+    latest = ctx.store.latest_metrics(ids) if ids else {}
+    eval_series = ctx.store.compare_runs(ids, [mk.EVAL_ACCURACY]) if ids else {}
+    out = []
+    for r in runs:
+        best = best_eval_accuracy(
+            ctx.store.evaluations(r.id), eval_series.get(r.id, {}).get(mk.EVAL_ACCURACY)
+        )
+        steps = [p.step for p in latest.get(r.id, {}).values()]
+        out.append(
+            [
+                r.id,
+                r.name,
+                r.status,
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)),
+                plots.format_duration(run_duration_s(r, now)),
+                max(steps) if steps else _MISSING,
+                _MISSING if best is None else f"{best:.3f}",
+                (r.error or "")[:120],
+            ]
+        )
+    return out
+
+
+def flatten_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Sectioned ``{"grpo": {"grpo_beta": 0.1}}`` -> ``{"grpo.grpo_beta": 0.1}``."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            out.update({f"{key}.{k}": v for k, v in flatten_config(value).items()})
+        else:
+            out[key] = value
+    return out
+
+
+def config_diff(configs: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
+    """Rows ``[key, value in run 1, value in run 2, ...]`` for every key whose values differ."""
+    flat = {label: flatten_config(cfg) for label, cfg in configs.items()}
+    keys = list(dict.fromkeys(k for cfg in flat.values() for k in cfg))
+    rows = []
+    for key in keys:
+        values = [repr(cfg[key]) if key in cfg else _MISSING for cfg in flat.values()]
+        if len(set(values)) > 1:
+            rows.append([key, *values])
+    return rows
+
+
+def delete_runs(ctx: StudioContext, run_ids: Sequence[int], delete_files: bool) -> list[str]:
+    """Delete runs (rows, and output folders inside the workspace when asked); active runs are refused."""
+    runs = [ctx.store.get_run(i) for i in run_ids]
+    for run in runs:
+        if run.is_active:
+            raise StudioError(text.DELETE_ACTIVE.format(run_id=run.id, status=run.status))
+    deleted = []
+    for run in runs:
+        ctx.store.delete_run(run.id)
+        if (
+            delete_files
+            and run.output_dir
+            and Path(run.output_dir).resolve().is_relative_to(ctx.runs_dir.resolve())
+        ):
+            shutil.rmtree(run.output_dir, ignore_errors=True)
+        deleted.append(f"#{run.id} {run.name}")
+    return deleted
+
+
+def _labels(runs: Sequence[Run]) -> list[tuple[str, int]]:
+    return [(f"#{r.id} {r.name} ({r.status})", r.id) for r in runs]
+
+
+def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any]:
+    """Build the tab in the current gr.Tab; returns key widgets."""
+    import gradio as gr
+
+    gr.Markdown(text.INTRO_RUNS)
+    with gr.Row():
+        refresh = gr.Button(text.REFRESH_BUTTON, scale=0, min_width=120, elem_id="runs-refresh")
+    table = gr.Dataframe(
+        headers=TABLE_HEADERS, value=[], interactive=False, wrap=True, max_height=360, elem_id="runs-table"
+    )
+    with gr.Row(equal_height=True):
+        selected = gr.Dropdown([], multiselect=True, label=text.COMPARE_LABEL, scale=3, elem_id="runs-select")
+        metrics = gr.Dropdown(
+            list(mk.ALL_METRICS + mk.EVAL_METRICS),
+            value=list(DEFAULT_OVERLAY),
+            multiselect=True,
+            label=text.METRICS_LABEL,
+            scale=3,
+            elem_id="runs-metrics",
+        )
+        smoothing = gr.Slider(
+            0, 0.99, value=0.0, step=0.01, label=text.SMOOTHING_LABEL, scale=2, elem_id="runs-smoothing"
+        )
+        compare = gr.Button("Compare", variant="primary", scale=1, elem_id="runs-compare")
+    overlay = gr.Plot(label="Overlay", elem_id="runs-overlay")
+    gr.Markdown(text.DIFF_HEADING)
+    diff_note = gr.Markdown()
+    diff = gr.Dataframe(value=[], interactive=False, wrap=True, max_height=320, elem_id="runs-diff")
+    with gr.Row():
+        delete = gr.Button(
+            text.DELETE_RUN_BUTTON, variant="stop", scale=0, min_width=220, elem_id="runs-delete"
+        )
+    with gr.Group(visible=False, elem_id="runs-confirm") as confirm_box:
+        confirm_text = gr.Markdown()
+        delete_files = gr.Checkbox(label=text.DELETE_FILES_LABEL, value=False, elem_id="runs-delete-files")
+        with gr.Row():
+            confirm = gr.Button(text.CONFIRM_DELETE, variant="stop", elem_id="runs-confirm-delete")
+            cancel = gr.Button(text.CANCEL, elem_id="runs-cancel-delete")
+    message = gr.Markdown(elem_id="runs-message")
+
+    def on_refresh(current: list[int] | None) -> tuple:
+        runs = supervisor.runs()
+        ids = {r.id for r in runs}
+        keep = [i for i in current or [] if i in ids]
+        return run_rows(ctx, runs), gr.Dropdown(choices=_labels(runs), value=keep)
+
+    def on_compare(run_ids: list[int] | None, names: list[str] | None, smooth: float) -> tuple:
+        if not run_ids:
+            return gr.skip(), text.PICK_RUNS, []
+        runs = {i: ctx.store.get_run(i, reap=False) for i in run_ids}
+        data = ctx.store.compare_runs(list(run_ids), names or None)
+        labelled = {f"#{i} {runs[i].name}": data.get(i, {}) for i in run_ids}
+        fig = plots.overlay_figure(labelled, names or list(DEFAULT_OVERLAY), smooth)
+        configs = {}
+        for i in run_ids:
+            stored = ctx.store.get_config(i)
+            configs[f"#{i} {runs[i].name}"] = dict(stored.config) if stored else {}
+        rows = config_diff(configs)
+        headers = ["key", *configs]
+        note = text.NO_DIFF if not rows and len(run_ids) > 1 else ""
+        return fig, note, gr.Dataframe(value=rows, headers=headers)
+
+    def on_delete(run_ids: list[int] | None) -> tuple:
+        if not run_ids:
+            return gr.Group(visible=False), "", text.PICK_RUNS
+        names = ", ".join(f"#{i}" for i in run_ids)
+        return gr.Group(visible=True), text.CONFIRM_DELETE_TEXT.format(runs=names), ""
+
+    def on_confirm(run_ids: list[int] | None, with_files: bool) -> tuple:
+        try:
+            deleted = delete_runs(ctx, run_ids or [], with_files)
+        except StudioError as exc:
+            return (gr.Group(visible=False), str(exc), *on_refresh(run_ids))
+        return (gr.Group(visible=False), text.DELETED_RUNS.format(runs=", ".join(deleted)), *on_refresh([]))
+
+    refresh.click(on_refresh, selected, [table, selected])
+    compare.click(on_compare, [selected, metrics, smoothing], [overlay, diff_note, diff])
+    delete.click(on_delete, selected, [confirm_box, confirm_text, message])
+    confirm.click(on_confirm, [selected, delete_files], [confirm_box, message, table, selected])
+    cancel.click(lambda: gr.Group(visible=False), None, confirm_box)
+    return {"table": table, "selected": selected, "refresh": on_refresh, "overlay": overlay}

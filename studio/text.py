@@ -1,0 +1,109 @@
+"""Every string the studio shows: headings, intros, labels and messages (one place to reword or translate)."""
+
+from __future__ import annotations
+
+TITLE = "Video GRPO Studio"
+SUBTITLE = (
+    "Turn a Qwen2.5-VL model into a better video reasoner with GRPO: bring a video multiple-choice "
+    "dataset, train, watch the rewards climb, compare runs, chat with the result."
+)
+
+# ---- tabs: (title, intro line) ------------------------------------------------------------------
+TAB_DATASETS = "Datasets"
+TAB_TRAIN = "Train"
+TAB_MONITOR = "Monitor"
+TAB_RUNS = "Runs"
+TAB_CHAT = "Chat"
+TAB_EVALUATE = "Evaluate"
+
+INTRO_DATASETS = (
+    "Upload an annotation file (JSON, JSONL or CSV) with its videos, or one zip holding both. "
+    "Every record is checked; bad ones are listed by record and the good ones stay usable."
+)
+INTRO_TRAIN = (
+    "Pick a model and datasets, adjust the knobs (each has its help text), check the resolved "
+    "config, then launch. Training runs in the background: you can close the page."
+)
+INTRO_MONITOR = (
+    "Follow a run live: progress, the GRPO metrics, the sampled completions and the trainer's log. "
+    "Abort stops at the next step and saves a checkpoint; Resume continues from it."
+)
+INTRO_RUNS = (
+    "Every run in this workspace. Select two or more to overlay their metrics and diff their configs."
+)
+PLACEHOLDER_TAB = "This tab's module ({module}) is not installed in this checkout."
+
+# ---- config form sections (TrainConfig section -> heading) -------------------------------------
+SECTION_TITLES = {
+    "model": "Model",
+    "data": "Data",
+    "video": "Video sampling",
+    "grpo": "GRPO, rewards and generation",
+    "optim": "Optimisation",
+    "run": "Run, logging and saving",
+}
+
+# ---- datasets -----------------------------------------------------------------------------------
+UPLOAD_LABEL = "Annotation file + videos, or one .zip of both"
+DATASET_NAME_LABEL = "Dataset name"
+DATASET_NAME_INFO = (
+    "Letters, digits, _ . - only. A name containing `no_think` expects answers without <think>."
+)
+VALIDATE_BUTTON = "Validate upload"
+REGISTER_BUTTON = "Register dataset"
+DELETE_DATASET_BUTTON = "Delete dataset"
+REGISTERED_HEADING = "### Registered datasets"
+REPORT_HEADING = "### Validation report"
+PREVIEW_HEADING = "### Preview"
+NOTHING_UPLOADED = "Upload an annotation file (and its videos) or a zip first."
+NOTHING_STAGED = "Validate an upload first."
+NO_VALID_RECORDS = "No record is usable: fix the file and upload it again."
+REGISTERED = "Registered **{name}**: {valid} usable records ({mode} mode) in `{folder}`."
+DELETED_DATASET = "Deleted dataset **{name}**."
+BUILTIN_CANNOT_DELETE = "**{name}** is built in and cannot be deleted."
+
+# ---- train --------------------------------------------------------------------------------------
+MODEL_LABEL = "Model"
+MODEL_INFO = "The embedded tiny model, a Hugging Face hub id, or a local folder."
+DATASET_PICK_LABEL = "Add datasets"
+DATASET_PICK_INFO = "Pick registered datasets and a sampling percent, then press Use."
+PERCENT_LABEL = "Sample %"
+USE_DATASETS_BUTTON = "Use"
+PREVIEW_BUTTON = "Check config"
+LAUNCH_BUTTON = "Launch training"
+RESET_BUTTON = "Reset to preset"
+YAML_LABEL = "Resolved config (written to <workspace>/configs/<run>.yaml)"
+COMMAND_LABEL = "Equivalent command line"
+LAUNCHED = "Launched run **#{run_id} {name}** (pid {pid}). Follow it in the Monitor tab; log: `{log}`."
+CONFIG_ERROR = "Config error: {error}"
+
+# ---- monitor ------------------------------------------------------------------------------------
+RUN_PICK_LABEL = "Run"
+REFRESH_BUTTON = "Refresh"
+SMOOTHING_LABEL = "Smoothing (EMA weight)"
+ABORT_BUTTON = "Abort"
+RESUME_BUTTON = "Resume"
+NO_RUN = "No run selected. Launch one in the Train tab."
+ROLLOUT_HEADING = "### Rollouts"
+ROLLOUT_STEP_LABEL = "Step"
+ROLLOUT_PROMPT_LABEL = "Prompt"
+NO_ROLLOUTS = "No rollouts stored for this run yet (they are stored at step 1 and every grpo_logging_steps)."
+LOG_HEADING = "Trainer log (tail)"
+ABORT_SENT = "Sent SIGTERM to run #{run_id} (pid {pid}); it stops after the current step."
+ABORT_NOT_ACTIVE = "Run #{run_id} is {status}: nothing to abort."
+RESUMED = "Resuming run #{run_id} from its latest checkpoint (pid {pid})."
+RESUME_ACTIVE = "Run #{run_id} is {status}: abort it before resuming."
+
+# ---- runs ---------------------------------------------------------------------------------------
+COMPARE_LABEL = "Runs to compare"
+METRICS_LABEL = "Metrics"
+DIFF_HEADING = "### Config differences"
+NO_DIFF = "The selected runs have identical configs."
+DELETE_RUN_BUTTON = "Delete selected runs"
+CONFIRM_DELETE = "Yes, delete"
+CANCEL = "Cancel"
+DELETE_FILES_LABEL = "Also delete their output folders (checkpoints, logs)"
+CONFIRM_DELETE_TEXT = "Delete {runs}? This cannot be undone."
+DELETE_ACTIVE = "Run #{run_id} is {status}: abort it before deleting."
+DELETED_RUNS = "Deleted {runs}."
+PICK_RUNS = "Select at least one run."

@@ -1,0 +1,204 @@
+"""The chat engine: prompts as in training, two streamed answers, the model cache, answer rendering."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from studio.chat_engine import (
+    TINY_LABEL,
+    AnswerState,
+    ChatSettings,
+    ModelCache,
+    answer_messages,
+    chat_conversation,
+    model_choices,
+    parse_question,
+    sample_question,
+    split_answer,
+    stream_answers,
+    verdict,
+)
+from trainer.data.registry import load_dataset_use
+from trainer.errors import ConfigError, DataError
+from trainer.rollout import conversation
+from trainer.rundb import RunStore
+
+SETTINGS = ChatSettings(max_new_tokens=24, greedy=True, fps=2.0, max_frames=8)
+
+
+@pytest.fixture(scope="module")
+def cache() -> ModelCache:
+    return ModelCache(capacity=2, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def record(synthetic_dir, tmp_path_factory):
+    workspace = tmp_path_factory.mktemp("ws")
+    return load_dataset_use("synthetic_motion_eval", workspace, seed=0, check_videos=False)[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_copy(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model under a second path: another cache entry, same weights."""
+    return Path(shutil.copytree(tiny_model_dir, tmp_path_factory.mktemp("models") / "tiny-copy"))
+
+
+def _greedy_reference(loaded, messages) -> str:
+    from trainer.data.inputs import build_inputs
+
+    inputs = build_inputs(loaded.processor, [messages])
+    out = loaded.model.generate(**inputs, **SETTINGS.generation_kwargs(loaded.processor))
+    return loaded.processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def test_dataset_sample_asks_exactly_the_training_prompt(record):
+    video_cfg = SETTINGS.video_config()
+    messages = chat_conversation(record.video, sample_question(record), record.mode, video_cfg)
+    assert messages == conversation(record, video_cfg)
+    assert parse_question(sample_question(record)) == (record.question, record.options)
+
+
+def test_two_models_stream_and_end_with_the_greedy_answer(cache, record, tiny_model_dir, tiny_copy):
+    messages = chat_conversation(record.video, sample_question(record), record.mode, SETTINGS.video_config())
+    snapshots = list(stream_answers(cache, [str(tiny_model_dir), str(tiny_copy)], messages, SETTINGS))
+
+    final = snapshots[-1]
+    assert [s.status for s in final] == ["done", "done"]
+    reference = _greedy_reference(cache.get(str(tiny_model_dir)), messages)
+    assert reference
+    assert [s.text for s in final] == [reference, reference]
+    for slot in (0, 1):
+        texts = [snap[slot].text for snap in snapshots]
+        # The text grows piece by piece: every snapshot extends the one before it.
+        assert all(b.startswith(a) for a, b in zip(texts, texts[1:], strict=False))
+        assert len({t for t in texts if t}) >= 3
+    assert final[0].seconds > 0
+
+
+def test_cache_reuses_loaded_models_and_drops_the_least_recent(cache, tiny_model_dir, tiny_copy, tmp_path):
+    tiny = cache.get(str(tiny_model_dir))
+    assert cache.get(str(tiny_model_dir)) is tiny
+    copy = cache.get(str(tiny_copy))
+    assert cache.paths() == [str(tiny_model_dir.resolve()), str(tiny_copy.resolve())]
+    third = Path(shutil.copytree(tiny_model_dir, tmp_path / "tiny-third"))
+    cache.get(str(tiny_model_dir))  # now the copy is the least recently used
+    cache.get(str(third))
+    assert cache.paths() == [str(tiny_model_dir.resolve()), str(third.resolve())]
+    assert str(tiny_copy) not in cache
+    assert cache.get(str(tiny_model_dir)) is tiny
+    assert cache.get(str(tiny_copy)) is not copy
+
+
+def test_errors_show_in_their_pane_and_the_other_pane_answers(cache, record, tiny_model_dir, tmp_path):
+    messages = chat_conversation(record.video, sample_question(record), record.mode, SETTINGS.video_config())
+    missing = tmp_path / "run" / "checkpoint-9"
+    final = list(stream_answers(cache, [str(tiny_model_dir), str(missing)], messages, SETTINGS))[-1]
+    assert final[0].status == "done" and final[0].text
+    assert (final[1].status, final[1].error) == ("error", f"model folder not found: {missing}")
+    assert answer_messages(final[1]) == [
+        {"role": "assistant", "content": f"⚠️ **Error:** model folder not found: {missing}"}
+    ]
+
+
+def test_corrupt_video_is_an_error_not_a_crash(cache, tiny_model_dir, tmp_path):
+    video = tmp_path / "broken.mp4"
+    video.write_bytes(b"\x00not a video" * 50)
+    messages = chat_conversation(
+        str(video), "Which way?\n(A) left\n(B) right", "think", SETTINGS.video_config()
+    )
+    final = list(stream_answers(cache, [str(tiny_model_dir)], messages, SETTINGS))[-1]
+    assert final[0].status == "error"
+    assert final[0].error.startswith(f"cannot decode {video}")
+
+
+def test_free_question_and_missing_video():
+    cfg = ChatSettings().video_config()
+    messages = chat_conversation(None, "What happens in the clip?", "think", cfg)
+    assert messages == [{"role": "user", "content": [{"type": "text", "text": "What happens in the clip?"}]}]
+    with pytest.raises(DataError, match="video not found: /no/such.mp4"):
+        chat_conversation("/no/such.mp4", "What happens?", "think", cfg)
+    with pytest.raises(ConfigError, match="the question is empty"):
+        chat_conversation(None, "  ", "think", cfg)
+
+
+def test_image_media_uses_the_image_element(tmp_path):
+    image = tmp_path / "frame.png"
+    image.write_bytes(b"png")
+    cfg = ChatSettings(max_pixels=28 * 28 * 4).video_config()
+    messages = chat_conversation(str(image), "Color?\n(A) red\n(B) blue", "no_think", cfg)
+    element = messages[0]["content"][0]
+    # max_pixels below the default min_pixels pulls min_pixels down with it.
+    assert element == {"type": "image", "image": str(image), "min_pixels": 3136, "max_pixels": 3136}
+    assert messages[0]["content"][1]["text"].endswith(
+        "Give the right option inside <answer> </answer> tags, e.g. <answer>(A) text</answer>."
+    )
+
+
+def test_split_answer_while_streaming_and_after():
+    assert split_answer("<think>it goes le") == split_answer("<think>it goes le")
+    partial = split_answer("<think>it goes le")
+    assert (partial.think, partial.answer, partial.is_think_closed) == ("it goes le", None, False)
+    full = split_answer("<think> it goes left </think>\n<answer>(A) left</answer> extra")
+    assert (full.think, full.answer, full.other) == ("it goes left", "(A) left", "extra")
+    assert full.is_think_closed and full.is_answer_closed
+    no_tags = split_answer("The answer is B")
+    assert (no_tags.think, no_tags.answer, no_tags.other) == (None, None, "The answer is B")
+    # An <answer> typed inside an unfinished think block is still thinking.
+    assert split_answer("<think>maybe <answer>(A)").answer is None
+
+
+def test_answer_messages_put_think_in_a_thought_and_answer_in_bold():
+    streaming = AnswerState(text="<think>it goes <b>", status="generating")
+    assert answer_messages(streaming) == [
+        {
+            "role": "assistant",
+            "content": "it goes &lt;b&gt;",
+            "metadata": {"title": "💭 think", "status": "pending"},
+        }
+    ]
+    done = AnswerState(text="<think>left</think> <answer>(A) left</answer>", status="done", seconds=1.234)
+    assert answer_messages(done, footer="format ✓ · chose A") == [
+        {
+            "role": "assistant",
+            "content": "left",
+            "metadata": {"title": "💭 think", "status": "done", "duration": 1.23},
+        },
+        {"role": "assistant", "content": "**(A) left**\n\n<sub>format ✓ · chose A</sub>"},
+    ]
+    assert answer_messages(AnswerState(status="loading")) == [
+        {"role": "assistant", "content": "_loading model…_"}
+    ]
+
+
+def test_verdict_names_format_choice_and_correctness():
+    options = {"A": "left", "B": "right"}
+    good = "<think>x</think> <answer>(A) left</answer>"
+    assert verdict(good, options, "think", "A") == "format ✓ · chose A · correct ✓"
+    assert verdict(good, options, "think", "B") == "format ✓ · chose A · wrong ✗ (answer B)"
+    assert verdict("(B) right", options, "think", "B") == "format ✗ · no option chosen · wrong ✗ (answer B)"
+    assert verdict("hello", {}, "think", None) == "format ✗"
+
+
+def test_model_choices_list_checkpoints_and_base_models(tmp_path, tiny_model_dir):
+    with RunStore(f"sqlite:///{tmp_path / 'runs.db'}") as store:
+        old = store.create_run("first", config={"model": {"model_name_or_path": str(tiny_model_dir)}})
+        store.add_checkpoint(old.id, 10, "/out/first/checkpoint-10", {})
+        new = store.create_run("second", config={"model_name_or_path": "/models/base"})
+        store.add_checkpoint(new.id, 5, "/out/second/checkpoint-5", {})
+        store.add_checkpoint(new.id, 10, "/out/second/checkpoint-10", {})
+        choices = model_choices(store, tiny_model_dir)
+    assert choices == [
+        (TINY_LABEL, str(tiny_model_dir)),
+        ("second · step 10", "/out/second/checkpoint-10"),
+        ("second · step 5", "/out/second/checkpoint-5"),
+        ("second · base model", "/models/base"),
+        ("first · step 10", "/out/first/checkpoint-10"),
+    ]
+
+
+def test_cache_rejects_a_zero_capacity():
+    with pytest.raises(ConfigError, match="capacity must be >= 1"):
+        ModelCache(capacity=0)

@@ -1,0 +1,123 @@
+"""End-to-end runs of the GRPO loop on the embedded tiny model: what lands in the run database and
+on disk, exact resume after SIGTERM, and a crash leaving the run failed with its traceback."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from trainer import metrics_keys as mk
+from trainer.config import build_config
+from trainer.loop import train
+from trainer.paths import TINY_MODEL_DIR
+from trainer.rundb import RunAborted, RunStore
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_config(tmp_path: Path, **overrides):
+    values = {
+        "model_name_or_path": str(TINY_MODEL_DIR),
+        "dataset_use": "synthetic_motion_train%5",
+        "workspace": str(tmp_path / "ws"),
+        "output_dir": str(tmp_path / "out"),
+        "run_name": "tiny",
+        "fps": 8.0,
+        "max_frames": 8,
+        "min_pixels": 3136,
+        "max_pixels": 3136,
+        "grpo_sample_size": 2,
+        "generation_max_length": 12,
+        "grpo_beta": 0.04,
+        "learning_rate": 1e-3,
+        "per_device_train_batch_size": 2,
+        "max_steps": 2,
+        "lr_scheduler_type": "cosine",
+        "save_steps": 2,
+        "grpo_logging_steps": 2,
+        "seed": 7,
+        "num_threads": 1,
+    }
+    values.update(overrides)
+    return build_config(values)
+
+
+def test_a_short_run_fills_the_run_database_and_saves_a_loadable_checkpoint(tmp_path) -> None:
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    cfg = tiny_config(tmp_path, eval_dataset_use="synthetic_motion_eval", eval_max_records=4)
+    outcome = train(cfg)
+    assert outcome.steps == 2 and outcome.final_checkpoint == tmp_path / "out" / "checkpoint-2"
+
+    store = RunStore(f"sqlite:///{tmp_path / 'ws' / 'runs.db'}")
+    run = store.get_run(outcome.run_id)
+    assert (run.name, run.status) == ("tiny", "finished")
+    series = store.metrics_since(run.id)
+    for name in (*mk.SEED_GRPO_METRICS, mk.LOSS, mk.LEARNING_RATE, mk.CLIP_RATIO, mk.TIME_GENERATE_S):
+        assert list(series[name].steps) == [1, 2], name
+    assert 0.0 <= series[mk.FORMAT_REWARD].values[0] <= 1.0
+    assert list(series[mk.EVAL_ACCURACY].steps) == [2]
+    # Rollouts of step 1 and of every grpo_logging_steps (2): 2 prompts x G=2 each.
+    assert store.rollout_steps(run.id) == [1, 2]
+    rows = store.rollouts(run.id, step=1)
+    assert len(rows) == 4 and sorted(r.group_index for r in rows) == [0, 0, 1, 1]
+    assert all(r.correct_letter in r.options for r in rows)
+    [ckpt] = store.checkpoints(run.id)
+    assert (ckpt.step, ckpt.path) == (2, str(outcome.final_checkpoint))
+    [evaluation] = store.evaluations(run.id)
+    assert evaluation.accuracy == outcome.eval.accuracy and len(evaluation.results) == 4
+
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(outcome.final_checkpoint)
+    processor = AutoProcessor.from_pretrained(outcome.final_checkpoint)
+    assert model.config.video_token_id == processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")
+
+
+def test_sigterm_saves_and_aborts_and_resume_continues_exactly(tmp_path) -> None:
+    steps = 4
+    full = train(tiny_config(tmp_path / "a", max_steps=steps, save_steps=10))
+
+    def stop_after_two(step: int, total: int, metrics: dict) -> None:
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    cfg = tiny_config(tmp_path / "b", max_steps=steps, save_steps=10)
+    with pytest.raises(RunAborted):
+        train(cfg, progress=stop_after_two)
+    store = RunStore(f"sqlite:///{tmp_path / 'b' / 'ws' / 'runs.db'}")
+    [run] = store.list_runs()
+    assert run.status == "aborted"
+    assert (tmp_path / "b" / "out" / "checkpoint-2" / "trainer_state.json").is_file()
+
+    resumed = train(
+        tiny_config(tmp_path / "b", max_steps=steps, save_steps=10, resume_from_checkpoint="latest")
+    )
+    assert resumed.run_id == run.id and store.get_run(run.id).status == "finished"
+    compared = [
+        mk.TOTAL_REWARD,
+        mk.FORMAT_REWARD,
+        mk.LOSS,
+        mk.KL_DIV,
+        mk.POLICY_SEQ_LOG_PROB,
+        mk.LEARNING_RATE,
+    ]
+    expected = {h["step"]: {k: h[k] for k in compared} for h in full.history}
+    got = {h["step"]: {k: h[k] for k in compared} for h in resumed.history}
+    assert sorted(got) == [3, 4]
+    for step in (3, 4):
+        assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-6), step
+    # The resumed run wrote into the same run: one point per (step, name), steps 1..4.
+    assert list(store.metrics_since(run.id)[mk.TOTAL_REWARD].steps) == [1, 2, 3, 4]
+
+
+def test_a_crash_marks_the_run_failed_with_its_traceback(tmp_path) -> None:
+    cfg = tiny_config(tmp_path, model_name_or_path=str(tmp_path / "no-such-model"))
+    with pytest.raises(Exception) as info:
+        train(cfg)
+    store = RunStore(f"sqlite:///{tmp_path / 'ws' / 'runs.db'}")
+    [run] = store.list_runs()
+    assert run.status == "failed"
+    assert "no-such-model" in run.error
+    assert "Traceback" in run.traceback and type(info.value).__name__ in run.traceback
