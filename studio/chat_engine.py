@@ -468,14 +468,17 @@ def answer_messages(state: AnswerState, footer: str | None = None) -> list[dict[
     """Chatbot messages (gradio's ``{"role", "content", "metadata"}`` dicts) for one answer: the
     think as a collapsible grey "thought", the answer in bold, stray text as is, errors marked."""
     if state.error:
-        return [{"role": "assistant", "content": f"⚠️ **Error:** {html.escape(state.error)}"}]
+        return [{"role": "assistant", "content": f"**Error:** {html.escape(state.error)}"}]
     if state.status in ("waiting", "loading") and not state.text:
         return [{"role": "assistant", "content": "_loading model…_" if state.status == "loading" else "…"}]
     parts = split_answer(state.text)
     messages: list[dict[str, Any]] = []
     if parts.think is not None:
-        thinking = not parts.is_think_closed and not state.is_finished
-        metadata: dict[str, Any] = {"title": "💭 think", "status": "pending" if thinking else "done"}
+        metadata: dict[str, Any] = {"title": "think"}
+        # A spinner while the think block is still open; afterwards no status, so the block
+        # stays open (gradio closes a "done" thought, hiding the reasoning people came to read).
+        if not parts.is_think_closed and not state.is_finished:
+            metadata["status"] = "pending"
         if state.is_finished:
             metadata["duration"] = round(state.seconds, 2)
         messages.append(

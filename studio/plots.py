@@ -108,41 +108,54 @@ def format_duration(seconds: float | None) -> str:
 
 
 def panel_figure(title: str, names: Sequence[str], series: Series, smoothing: float = 0.0) -> go.Figure:
-    """One subplot per metric name; the raw points faint, the smoothed curve on top."""
-    rows = math.ceil(len(names) / PLOT_COLUMNS)
-    fig = make_subplots(rows=rows, cols=PLOT_COLUMNS, subplot_titles=list(names), horizontal_spacing=0.08)
-    for i, name in enumerate(names):
+    """One subplot per metric that has points; the raw points faint, the smoothed curve on top."""
+    present = [n for n in names if series.get(n, ([], [], []))[0]]
+    if not present:
+        fig = go.Figure()
+        fig.add_annotation(text="waiting for the first logged step", showarrow=False, font={"size": 14})
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        _style(fig, title, height=160)
+        return fig
+    rows = math.ceil(len(present) / PLOT_COLUMNS)
+    fig = make_subplots(rows=rows, cols=PLOT_COLUMNS, subplot_titles=present, horizontal_spacing=0.08)
+    for i, name in enumerate(present):
         row, col = divmod(i, PLOT_COLUMNS)
-        steps, values, _ = series.get(name, ([], [], []))
+        steps, values, _ = series[name]
         color = PALETTE[i % len(PALETTE)]
         if smoothing > 0:
-            fig.add_trace(
-                go.Scatter(
-                    x=steps,
-                    y=values,
-                    mode="lines",
-                    line={"color": color, "width": 1},
-                    opacity=0.3,
-                    name=f"{name} (raw)",
-                    showlegend=False,
-                ),
-                row=row + 1,
-                col=col + 1,
-            )
-        fig.add_trace(
-            go.Scatter(
+            raw = go.Scatter(
                 x=steps,
-                y=ema(values, smoothing) if smoothing > 0 else values,
-                mode="lines+markers" if len(steps) < 30 else "lines",
-                line={"color": color, "width": 2},
-                name=name,
+                y=values,
+                mode="lines",
+                line={"color": color, "width": 1},
+                opacity=0.3,
                 showlegend=False,
-            ),
-            row=row + 1,
-            col=col + 1,
+            )
+            fig.add_trace(raw, row=row + 1, col=col + 1)
+        curve = go.Scatter(
+            x=steps,
+            y=ema(values, smoothing) if smoothing > 0 else values,
+            mode="lines+markers" if len(steps) < 30 else "lines",
+            line={"color": color, "width": 2},
+            name=name,
+            showlegend=False,
         )
+        fig.add_trace(curve, row=row + 1, col=col + 1)
+        _pad_flat_axis(fig, values, row + 1, col + 1)
     _style(fig, title, height=260 * rows)
     return fig
+
+
+def _pad_flat_axis(fig: go.Figure, values: Sequence[float], row: int, col: int) -> None:
+    """A constant metric (a constant lr) would be zoomed into float rounding noise: give it a range."""
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return
+    low, high = min(finite), max(finite)
+    if high - low <= 1e-9 * max(abs(high), abs(low), 1e-12):
+        pad = abs(high) * 0.5 or 1.0
+        fig.update_yaxes(range=[low - pad, high + pad], row=row, col=col)
 
 
 def overlay_figure(
@@ -191,7 +204,8 @@ def _style(fig: go.Figure, title: str, height: int) -> None:
         height=max(height, 300),
         margin={"l": 40, "r": 20, "t": 70, "b": 30},
         template="plotly_white",
-        legend={"orientation": "h", "y": -0.08},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.06, "x": 0.3},
     )
     fig.update_annotations(font_size=12)
     fig.update_xaxes(title_text="step", title_font_size=10)
+    fig.update_yaxes(tickformat=".3~g")

@@ -64,7 +64,7 @@ def _default_dataset(names: list[str]) -> str | None:
 
 
 def user_message(question: str, media: str | None) -> dict[str, Any]:
-    name = f"🎞️ `{Path(media).name}`\n\n" if media else ""
+    name = f"*video* `{Path(media).name}`\n\n" if media else ""
     return {"role": "user", "content": f"{name}{question.strip()}"}
 
 

@@ -316,7 +316,7 @@ def create_evaluate_tab(ctx: StudioContext, launcher: Launcher | None = None) ->
             records = gr.Dataframe(
                 headers=RECORD_HEADERS, value=first_view.records, interactive=False, wrap=True,
                 label="Per-record results", max_height=360, elem_id="eval-records",
-                column_widths=["12%", "8%", "8%", "6%", "8%", "58%"],
+                column_widths=["13%", "11%", "11%", "7%", "11%", "47%"],
             )  # fmt: skip
     timer = gr.Timer(POLL_S, active=False)
 

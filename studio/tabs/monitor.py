@@ -168,11 +168,13 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
 
     gr.Markdown(text.INTRO_MONITOR)
     state = gr.State(empty_state())
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=False):
         run_pick = gr.Dropdown([], label=text.RUN_PICK_LABEL, scale=4, elem_id="monitor-run")
-        refresh = gr.Button(text.REFRESH_BUTTON, scale=1, elem_id="monitor-refresh")
-        abort = gr.Button(text.ABORT_BUTTON, variant="stop", scale=1, elem_id="monitor-abort")
-        resume = gr.Button(text.RESUME_BUTTON, scale=1, elem_id="monitor-resume")
+        with gr.Column(scale=3):
+            with gr.Row():
+                refresh = gr.Button(text.REFRESH_BUTTON, elem_id="monitor-refresh")
+                abort = gr.Button(text.ABORT_BUTTON, variant="stop", elem_id="monitor-abort")
+                resume = gr.Button(text.RESUME_BUTTON, elem_id="monitor-resume")
     action = gr.Markdown(elem_id="monitor-action")
     status = gr.Markdown(text.NO_RUN, elem_id="monitor-status")
     progress = gr.HTML(progress_html(None, None, None), elem_id="monitor-progress")

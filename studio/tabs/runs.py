@@ -117,7 +117,7 @@ def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any
     table = gr.Dataframe(
         headers=TABLE_HEADERS, value=[], interactive=False, wrap=True, max_height=360, elem_id="runs-table"
     )
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=False):
         selected = gr.Dropdown([], multiselect=True, label=text.COMPARE_LABEL, scale=3, elem_id="runs-select")
         metrics = gr.Dropdown(
             list(mk.ALL_METRICS + mk.EVAL_METRICS),
@@ -130,7 +130,7 @@ def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any
         smoothing = gr.Slider(
             0, 0.99, value=0.0, step=0.01, label=text.SMOOTHING_LABEL, scale=2, elem_id="runs-smoothing"
         )
-        compare = gr.Button("Compare", variant="primary", scale=1, elem_id="runs-compare")
+        compare = gr.Button("Compare", variant="primary", scale=0, min_width=120, elem_id="runs-compare")
     overlay = gr.Plot(label="Overlay", elem_id="runs-overlay")
     gr.Markdown(text.DIFF_HEADING)
     diff_note = gr.Markdown()

@@ -62,7 +62,7 @@ def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, An
         )
 
     gr.Markdown(text.INTRO_TRAIN)
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=False):
         pick = gr.Dropdown(
             [e.name for e in list_datasets(ctx.workspace)],
             multiselect=True,
@@ -74,9 +74,9 @@ def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, An
         percent = gr.Slider(
             1, 100, value=100, step=1, label=text.PERCENT_LABEL, scale=2, elem_id="train-percent"
         )
-        use = gr.Button(text.USE_DATASETS_BUTTON, scale=1, elem_id="train-use-datasets")
+        use = gr.Button(text.USE_DATASETS_BUTTON, scale=0, min_width=100, elem_id="train-use-datasets")
     widgets = forms.build_form(
-        preset, custom={"model_name_or_path": model_widget}, open_sections=("model", "data")
+        preset, custom={"model_name_or_path": model_widget}, open_sections=("model", "data", "grpo")
     )
     inputs = [widgets[n] for n in names]
     with gr.Row():
@@ -85,11 +85,16 @@ def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, An
         launch = gr.Button(text.LAUNCH_BUTTON, variant="primary", elem_id="train-launch")
     status = gr.Markdown(elem_id="train-status")
     last_run = gr.State(None)
-    with gr.Row(equal_height=False):
-        yaml_box = gr.Code(label=text.YAML_LABEL, language="yaml", interactive=False, elem_id="train-yaml")
-        cmd_box = gr.Code(
-            label=text.COMMAND_LABEL, language="shell", interactive=False, elem_id="train-command"
-        )
+    cmd_box = gr.Code(
+        label=text.COMMAND_LABEL,
+        language="shell",
+        interactive=False,
+        wrap_lines=True,
+        elem_id="train-command",
+    )
+    yaml_box = gr.Code(
+        label=text.YAML_LABEL, language="yaml", interactive=False, max_lines=24, elem_id="train-yaml"
+    )
 
     def on_check(*values: Any) -> tuple[str, Any, Any]:
         try:

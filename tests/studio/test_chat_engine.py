@@ -99,7 +99,7 @@ def test_errors_show_in_their_pane_and_the_other_pane_answers(cache, record, tin
     assert final[0].status == "done" and final[0].text
     assert (final[1].status, final[1].error) == ("error", f"model folder not found: {missing}")
     assert answer_messages(final[1]) == [
-        {"role": "assistant", "content": f"⚠️ **Error:** model folder not found: {missing}"}
+        {"role": "assistant", "content": f"**Error:** model folder not found: {missing}"}
     ]
 
 
@@ -156,7 +156,7 @@ def test_answer_messages_put_think_in_a_thought_and_answer_in_bold():
         {
             "role": "assistant",
             "content": "it goes &lt;b&gt;",
-            "metadata": {"title": "💭 think", "status": "pending"},
+            "metadata": {"title": "think", "status": "pending"},
         }
     ]
     done = AnswerState(text="<think>left</think> <answer>(A) left</answer>", status="done", seconds=1.234)
@@ -164,7 +164,7 @@ def test_answer_messages_put_think_in_a_thought_and_answer_in_bold():
         {
             "role": "assistant",
             "content": "left",
-            "metadata": {"title": "💭 think", "status": "done", "duration": 1.23},
+            "metadata": {"title": "think", "duration": 1.23},
         },
         {"role": "assistant", "content": "**(A) left**\n\n<sub>format ✓ · chose A</sub>"},
     ]

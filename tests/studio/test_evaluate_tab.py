@@ -1,0 +1,151 @@
+"""The Evaluate tab: the command it launches, and how stored evaluations are shown."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from studio.context import StudioContext
+from studio.tabs.evaluate import (
+    checkpoint_choices,
+    confusion_counts,
+    confusion_figure,
+    create_evaluate_tab,
+    eval_command,
+    evaluation_view,
+    record_rows,
+    start_evaluation,
+)
+from trainer.errors import ConfigError
+from trainer.paths import REPO_ROOT, TINY_MODEL_DIR
+
+RESULTS = [
+    {
+        "id": "q1",
+        "correct": "A",
+        "chosen": "A",
+        "is_correct": True,
+        "format_ok": True,
+        "completion": "<answer>(A)",
+    },
+    {"id": "q2", "correct": "A", "chosen": "B", "is_correct": False, "format_ok": True, "completion": "x"},
+    {"id": "q3", "correct": "B", "chosen": None, "is_correct": False, "format_ok": False, "completion": "y"},
+    {"id": "q4", "correct": "C", "chosen": "A", "is_correct": False, "format_ok": True, "completion": "z"},
+]
+
+
+@pytest.fixture()
+def ctx(tmp_path: Path) -> StudioContext:
+    return StudioContext(tmp_path / "ws", f"sqlite:///{tmp_path / 'runs.db'}")
+
+
+def test_eval_command_lists_every_flag(tmp_path):
+    cmd = eval_command(
+        "/out/checkpoint-5", "synthetic_motion_eval%50", "sqlite:///x.db", tmp_path, run_id=3,
+        max_records=16, batch_size=4, json_path=tmp_path / "e.json", python="py",
+    )  # fmt: skip
+    assert cmd == [
+        "py", "-m", "trainer.cli", "eval", "--checkpoint", "/out/checkpoint-5",
+        "--dataset_use", "synthetic_motion_eval%50", "--db", "sqlite:///x.db", "--workspace", str(tmp_path),
+        "--batch_size", "4", "--run", "3", "--max_records", "16", "--json", str(tmp_path / "e.json"),
+    ]  # fmt: skip
+    # No run, all records: those flags are left out.
+    assert "--run" not in eval_command("m", "d", "u", tmp_path) and "--max_records" not in eval_command(
+        "m", "d", "u", tmp_path, max_records=0
+    )
+
+
+def test_start_evaluation_launches_through_the_launcher(ctx):
+    calls = []
+
+    def launcher(cmd, log_path, cwd=None):
+        calls.append((cmd, log_path, cwd))
+        return 4321
+
+    launch = start_evaluation(ctx, str(TINY_MODEL_DIR), "synthetic_motion_eval", 7, 8, 2, launcher)
+    ((cmd, log_path, cwd),) = calls
+    assert launch.pid == 4321
+    assert cmd[:3] == [sys.executable, "-m", "trainer.cli"]
+    assert cmd[cmd.index("--run") + 1] == "7" and cmd[cmd.index("--max_records") + 1] == "8"
+    assert cmd[cmd.index("--db") + 1] == ctx.db_url
+    assert cmd[cmd.index("--json") + 1] == launch.json
+    assert log_path.parent == ctx.workspace / "logs" and str(log_path) == launch.log
+    assert cwd == REPO_ROOT
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "dataset", "batch", "message"),
+    [
+        ("", "synthetic_motion_eval", 8, "pick a checkpoint"),
+        ("/m", " ", 8, "pick a dataset"),
+        ("/m", "synthetic_motion_eval", 0, "batch size must be >= 1, got 0"),
+    ],
+)
+def test_start_evaluation_names_the_missing_field(ctx, checkpoint, dataset, batch, message):
+    with pytest.raises(ConfigError, match=message):
+        start_evaluation(ctx, checkpoint, dataset, None, 0, batch, launcher=lambda *a, **k: 1)
+
+
+def test_confusion_counts_by_hand():
+    rows, cols, counts = confusion_counts(RESULTS)
+    assert rows == ["A", "B", "C"]
+    assert cols == ["A", "B", "C", "none"]
+    assert counts == [[1, 1, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]]
+    heatmap = confusion_figure(RESULTS).data[0]
+    assert [list(r) for r in heatmap.z] == counts
+    assert list(heatmap.x) == ["chose A", "chose B", "chose C", "chose none"]
+
+
+def test_record_rows_mark_right_wrong_and_missing_choice():
+    assert record_rows(RESULTS[1:3]) == [
+        ["q2", "A", "B", "✗", "✓", "x"],
+        ["q3", "B", "none", "✗", "✗", "y"],
+    ]
+
+
+def test_evaluation_view_shows_the_newest_or_the_picked_evaluation(ctx):
+    store = ctx.store
+    run = store.create_run("grpo-x", config={"model": {"model_name_or_path": "/models/base"}})
+    c10 = store.add_checkpoint(run.id, 10, "/out/checkpoint-10", {})
+    c20 = store.add_checkpoint(run.id, 20, "/out/checkpoint-20", {})
+    first = store.add_evaluation(
+        c10.id, "synthetic_motion_eval", accuracy=0.25, format_rate=0.75, results=RESULTS
+    )
+    second = store.add_evaluation(
+        c20.id, "synthetic_motion_eval", accuracy=0.5, format_rate=1.0, results=RESULTS[:2]
+    )
+
+    view = evaluation_view(ctx, run.id)
+    assert view.selected == second.id
+    assert [row[:6] for row in view.summary] == [
+        [second.id, 20, "synthetic_motion_eval", 2, 0.5, 1.0],
+        [first.id, 10, "synthetic_motion_eval", 4, 0.25, 0.75],
+    ]
+    assert "**Accuracy 50.0%** · format rate 100.0% · 2 records" in view.headline
+    assert [r[0] for r in view.records] == ["q1", "q2"]
+
+    picked = evaluation_view(ctx, run.id, first.id)
+    assert picked.selected == first.id and len(picked.records) == 4
+    assert evaluation_view(ctx, None).summary == []
+    assert checkpoint_choices(ctx, run.id) == [
+        ("grpo-x · step 20", "/out/checkpoint-20"),
+        ("grpo-x · step 10", "/out/checkpoint-10"),
+        ("grpo-x · base model", "/models/base"),
+        ("embedded tiny model", str(TINY_MODEL_DIR)),
+    ]
+
+
+def test_tab_builds_with_its_element_ids(ctx):
+    import gradio as gr
+
+    with gr.Blocks():
+        widgets = create_evaluate_tab(ctx, launcher=lambda *a, **k: 1)
+    ids = {name: w.elem_id for name, w in widgets.items() if name != "timer"}
+    assert ids == {
+        "run": "eval-run", "checkpoint": "eval-checkpoint", "dataset": "eval-dataset", "start": "eval-start",
+        "status": "eval-status", "summary": "eval-summary", "pick": "eval-pick", "headline": "eval-headline",
+        "plot": "eval-confusion", "records": "eval-records",
+    }  # fmt: skip
+    assert widgets["dataset"].value == "synthetic_motion_eval"

@@ -1,0 +1,170 @@
+"""Dataset uploads: what is refused (zip slip, links, non-video files, size) and the per-record report."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from studio.tabs.datasets import (
+    UploadLimits,
+    error_rows,
+    extract_zip,
+    record_html,
+    report_markdown,
+    stage_upload,
+)
+from trainer.data import validate_file
+from trainer.errors import DataError
+
+VIDEO = "videos/m_0001.mp4"
+
+
+def record(rid: str, video: str, answer: str = "D") -> dict:
+    question = "<video>\nWhich way does the square move?\nOptions:\n(A) left\n(B) right\n(C) up\n(D) down"
+    return {
+        "id": rid,
+        "video": video,
+        "conversations": [
+            {"from": "human", "value": question},
+            {"from": "gpt", "value": f"<think>x</think> <answer>({answer}) down</answer>"},
+        ],
+    }
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def make_zip(path: Path, entries: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+        for name, target in (links or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, target)
+    return path
+
+
+@pytest.fixture
+def video_bytes(synthetic_dir: Path) -> bytes:
+    return (synthetic_dir / VIDEO).read_bytes()
+
+
+def test_zip_with_folder_layout_is_staged_and_validated(tmp_path: Path, video_bytes: bytes) -> None:
+    lines = [record("q1", VIDEO), record("q2", "videos/missing.mp4"), record("q3", VIDEO, answer="E")]
+    annotation = "".join(json.dumps(r) + "\n" for r in lines).encode()
+    archive = make_zip(tmp_path / "up.zip", {"mine/train.jsonl": annotation, f"mine/{VIDEO}": video_bytes})
+    dest = tmp_path / "stage"
+    found = stage_upload([archive], dest)
+    assert found == dest / "mine" / "train.jsonl"
+    report = validate_file(found)
+    assert [r.id for r in report.records] == ["q1"]
+    rows = error_rows(report)
+    assert [row[:2] for row in rows] == [["line 2", "q2"], ["line 3", "q3"]]
+    assert rows[0][2].startswith("video not found:")
+    assert report_markdown(report).startswith("**3 records: 1 usable, 2 with errors** (think mode)")
+
+
+def test_zip_slip_entry_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    archive = make_zip(tmp_path / "evil.zip", {"train.jsonl": b"{}\n", "../../escaped.mp4": b"x"})
+    dest = tmp_path / "stage"
+    with pytest.raises(DataError, match=r"evil.zip: entry '../../escaped.mp4' would be written outside"):
+        extract_zip(archive, dest)
+    assert not (tmp_path / "escaped.mp4").exists()
+    assert not dest.exists() or list(dest.iterdir()) == []
+
+
+def test_absolute_zip_entry_is_refused(tmp_path: Path) -> None:
+    archive = make_zip(tmp_path / "abs.zip", {"/etc/evil.mp4": b"x"})
+    with pytest.raises(DataError, match="would be written outside the dataset folder"):
+        extract_zip(archive, tmp_path / "stage")
+
+
+def test_symlink_in_zip_is_refused(tmp_path: Path) -> None:
+    archive = make_zip(tmp_path / "link.zip", {"train.jsonl": b"{}\n"}, links={"videos/a.mp4": "/etc/passwd"})
+    with pytest.raises(DataError, match=r"entry 'videos/a.mp4' is a symbolic link"):
+        stage_upload([archive], tmp_path / "stage")
+
+
+def test_uploaded_symlink_is_refused(tmp_path: Path) -> None:
+    target = write_jsonl(tmp_path / "train.jsonl", [record("q1", VIDEO)])
+    link = tmp_path / "link.jsonl"
+    os.symlink(target, link)
+    with pytest.raises(DataError, match="link.jsonl: symbolic links are not accepted"):
+        stage_upload([link], tmp_path / "stage")
+
+
+def test_non_video_file_in_video_folder_is_refused(tmp_path: Path) -> None:
+    archive = make_zip(tmp_path / "up.zip", {"train.jsonl": b"{}\n", "videos/run.sh": b"rm -rf /"})
+    with pytest.raises(DataError, match=r"videos/run.sh: not a video or image file"):
+        stage_upload([archive], tmp_path / "stage")
+
+
+def test_loose_non_video_file_is_refused(tmp_path: Path) -> None:
+    ann = write_jsonl(tmp_path / "train.jsonl", [record("q1", VIDEO)])
+    exe = tmp_path / "notes.txt"
+    exe.write_text("hello")
+    with pytest.raises(DataError, match=r"notes.txt: not a video or image file"):
+        stage_upload([ann, exe], tmp_path / "stage")
+
+
+def test_size_limit_counts_uncompressed_zip_bytes(tmp_path: Path) -> None:
+    archive = make_zip(tmp_path / "bomb.zip", {"train.jsonl": b"{}\n", "videos/a.mp4": b"\0" * 5000})
+    assert archive.stat().st_size < 1000  # compressed small, expands past the limit
+    with pytest.raises(DataError, match=r"bomb.zip is 0.0 MiB, over the upload limit of 0 MiB"):
+        stage_upload([archive], tmp_path / "stage", UploadLimits(max_total_bytes=4000))
+
+
+def test_size_limit_on_loose_files(tmp_path: Path, video_bytes: bytes) -> None:
+    ann = write_jsonl(tmp_path / "train.jsonl", [record("q1", VIDEO)])
+    video = tmp_path / "m_0001.mp4"
+    video.write_bytes(video_bytes)
+    with pytest.raises(DataError, match="the upload is .* over the upload limit"):
+        stage_upload([ann, video], tmp_path / "stage", UploadLimits(max_total_bytes=100))
+
+
+def test_loose_videos_go_where_the_records_expect_them(tmp_path: Path, video_bytes: bytes) -> None:
+    ann = write_jsonl(tmp_path / "train.jsonl", [record("q1", VIDEO), record("q2", "flat.mp4")])
+    (tmp_path / "up").mkdir()
+    for name in ("m_0001.mp4", "flat.mp4"):
+        (tmp_path / "up" / name).write_bytes(video_bytes)
+    dest = tmp_path / "stage"
+    found = stage_upload([ann, tmp_path / "up" / "m_0001.mp4", tmp_path / "up" / "flat.mp4"], dest)
+    assert (dest / VIDEO).is_file() and (dest / "flat.mp4").is_file()
+    assert [r.id for r in validate_file(found).records] == ["q1", "q2"]
+
+
+def test_exactly_one_annotation_and_zip_alone(tmp_path: Path) -> None:
+    a = write_jsonl(tmp_path / "a.jsonl", [record("q1", VIDEO)])
+    b = write_jsonl(tmp_path / "b.jsonl", [record("q1", VIDEO)])
+    with pytest.raises(DataError, match="upload exactly one annotation file .* got a.jsonl, b.jsonl"):
+        stage_upload([a, b], tmp_path / "s1")
+    archive = make_zip(tmp_path / "up.zip", {"train.jsonl": b"{}\n"})
+    with pytest.raises(DataError, match=r"upload the zip \(up.zip\) alone"):
+        stage_upload([archive, a], tmp_path / "s2")
+    with pytest.raises(DataError, match="not a valid zip file"):
+        stage_upload([shutil.copyfile(a, tmp_path / "fake.zip")], tmp_path / "s3")
+
+
+def test_record_html_highlights_the_correct_option_and_escapes(synthetic_dir: Path) -> None:
+    ann = write_jsonl(synthetic_dir.parent.parent / "unused.jsonl", []) if False else None  # noqa: F841
+    (rec,) = validate_file(
+        write_jsonl(Path(synthetic_dir / "train.jsonl").parent / "train.jsonl", [])
+        if False
+        else synthetic_dir / "train.jsonl",
+        check_videos=False,
+    ).records[:1]
+    page = record_html(rec)
+    assert page.count("&#10003; correct") == 1
+    assert "(D) down &#10003; correct" in page
+    assert "<script>" not in record_html(
+        type(rec)(**{**rec.to_dict(), "question": "<script>alert(1)</script>", "options": dict(rec.options)})
+    )

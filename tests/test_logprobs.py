@@ -1,0 +1,84 @@
+"""Completion log-probs of a grouped, left-padded batch equal those of each sequence alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from trainer.data.inputs import build_inputs
+from trainer.data.video import VideoConfig
+from trainer.logprobs import completion_logprobs
+from trainer.modeling import generation_kwargs, load_policy
+from trainer.rollout import build_prompt_batch, conversation, generate_rollouts
+
+VIDEO = VideoConfig(fps=8.0, max_frames=8, min_pixels=3136, max_pixels=3136)
+
+
+@dataclass
+class Rec:
+    id: str
+    video: str
+    question: str
+    options: dict
+    answer: str = "A"
+    image: None = None
+    mode: str = "think"
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_model_dir):
+    torch.manual_seed(0)
+    return load_policy(tiny_model_dir)
+
+
+def test_grouped_logprobs_match_single_sequence_forwards(policy, synthetic_dir) -> None:
+    model, processor = policy
+    options = {"A": "left", "B": "right", "C": "up", "D": "down"}
+    # Different question lengths, so the shorter prompt is left-padded in the batch.
+    records = [
+        Rec("a", str(synthetic_dir / "videos" / "m_0001.mp4"), "Which way does the square move?", options),
+        Rec("b", str(synthetic_dir / "videos" / "m_0002.mp4"), "Where does it go?", options),
+    ]
+    prompt = build_prompt_batch(processor, records, VIDEO)
+    assert (
+        prompt.inputs["attention_mask"].sum(1).tolist()[0]
+        != prompt.inputs["attention_mask"].sum(1).tolist()[1]
+    )
+    torch.manual_seed(1)
+    rollout = generate_rollouts(model, processor, prompt, 3, generation_kwargs(processor, 10))
+    assert rollout.completion_ids.shape[0] == 6
+    batched = completion_logprobs(model, rollout)
+
+    for row in range(6):
+        record = records[row // 3]
+        single = build_inputs(processor, [conversation(record, VIDEO)])
+        n = int(rollout.completion_mask[row].sum())
+        ids = torch.cat([single["input_ids"], rollout.completion_ids[row : row + 1, :n]], dim=1)
+        types = torch.cat([single["mm_token_type_ids"], torch.zeros((1, n), dtype=torch.long)], dim=1)
+        with torch.no_grad():
+            logits = model(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                mm_token_type_ids=types,
+                pixel_values_videos=single["pixel_values_videos"],
+                video_grid_thw=single["video_grid_thw"],
+                second_per_grid_ts=single["second_per_grid_ts"],
+            ).logits[0, -n - 1 : -1]
+        expected = torch.log_softmax(logits.float(), -1).gather(-1, ids[0, -n:, None]).squeeze(-1)
+        assert torch.allclose(batched[row, :n].detach(), expected, atol=1e-5), row
+
+
+def test_gradients_reach_the_merger_through_the_shared_vision_features(policy, synthetic_dir) -> None:
+    model, processor = policy
+    options = {"A": "left", "B": "right"}
+    records = [Rec("a", str(synthetic_dir / "videos" / "m_0003.mp4"), "Which way?", options)]
+    rollout = generate_rollouts(
+        model, processor, build_prompt_batch(processor, records, VIDEO), 2, generation_kwargs(processor, 6)
+    )
+    model.zero_grad()
+    completion_logprobs(model, rollout).sum().backward()
+    merger_grad = sum(p.grad.abs().sum() for p in model.model.visual.merger.parameters())
+    assert merger_grad > 0
+    model.zero_grad()
