@@ -48,9 +48,7 @@ class ModelConfig:
         metadata=_help("Train LoRA adapters (peft) on the language model instead of full weights."),
     )
     lora_r: int = field(default=16, metadata=_help("LoRA rank."))
-    lora_alpha: int = field(
-        default=32, metadata=_help("LoRA numerator: scale = lora_alpha / lora_r.")
-    )
+    lora_alpha: int = field(default=32, metadata=_help("LoRA numerator: scale = lora_alpha / lora_r."))
     lora_dropout: float = field(default=0.05, metadata=_help("Dropout on the LoRA branch."))
     lora_target_modules: str = field(
         default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
@@ -64,9 +62,7 @@ class ModelConfig:
                 f"got {self.attn_implementation!r}"
             )
         if not (self.tune_mm_llm or self.tune_mm_mlp or self.tune_mm_vision or self.lora_enable):
-            raise ConfigError(
-                "nothing to train: set tune_mm_llm, tune_mm_mlp, tune_mm_vision or lora_enable"
-            )
+            raise ConfigError("nothing to train: set tune_mm_llm, tune_mm_mlp, tune_mm_vision or lora_enable")
         if self.lora_r <= 0:
             raise ConfigError(f"lora_r must be > 0, got {self.lora_r}")
 
@@ -131,9 +127,7 @@ class GRPOConfig:
     )
     scale_rewards: str = field(
         default="group",
-        metadata=_help(
-            "Advantage scaling: group (std per group), batch (batch std), none (Dr. GRPO)."
-        ),
+        metadata=_help("Advantage scaling: group (std per group), batch (batch std), none (Dr. GRPO)."),
     )
     loss_type: str = field(
         default="grpo",
@@ -187,9 +181,7 @@ class OptimConfig:
 
     learning_rate: float = field(default=2e-5, metadata=_help("Peak learning rate (AdamW)."))
     num_train_epochs: float = field(default=1.0, metadata=_help("Passes over the training data."))
-    max_steps: int = field(
-        default=-1, metadata=_help("Stop after this many optimiser steps (-1: epochs).")
-    )
+    max_steps: int = field(default=-1, metadata=_help("Stop after this many optimiser steps (-1: epochs)."))
     per_device_train_batch_size: int = field(
         default=1, metadata=_help("Questions per device per step (each sampled grpo_sample_size times).")
     )
@@ -240,6 +232,10 @@ class RunConfig:
         default="", metadata=_help("Checkpoint folder to resume from, or `latest` in output_dir.")
     )
     num_threads: int = field(default=0, metadata=_help("CPU threads for torch (0: torch's default)."))
+    max_train_seconds: float = field(
+        default=0.0,
+        metadata=_help("Stop (save, evaluate, finish) once training has run this long (0: no limit)."),
+    )
 
     def __post_init__(self) -> None:
         if self.report_to not in ("none", "wandb", "tensorboard"):
@@ -247,8 +243,8 @@ class RunConfig:
         for name in ("logging_steps", "grpo_logging_steps", "save_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_steps < 0 or self.save_total_limit < 0:
-            raise ConfigError("eval_steps and save_total_limit must be >= 0")
+        if self.eval_steps < 0 or self.save_total_limit < 0 or self.max_train_seconds < 0:
+            raise ConfigError("eval_steps, save_total_limit and max_train_seconds must be >= 0")
 
 
 # YAML section name -> dataclass. Order is the order of the studio's groups.

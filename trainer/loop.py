@@ -30,7 +30,7 @@ from trainer.errors import DataError, StudioError
 from trainer.evaluate import EvalResult, evaluate
 from trainer.logprobs import completion_logprobs
 from trainer.modeling import generation_kwargs, load_policy
-from trainer.paths import default_db_url, default_workspace
+from trainer.paths import default_db_url, default_workspace, resolve_repo_path
 from trainer.rollout import RolloutBatch, build_prompt_batch, generate_rollouts, shuffled_frames
 from trainer.rundb import MetricsWriter, Rollout, RunAborted, RunStore, run_lifecycle
 from trainer.sampler import next_batch, total_steps
@@ -218,7 +218,9 @@ def _train(
     # ---- model, reference, optimiser ----------------------------------------------------------
     dtype = "bf16" if cfg.model.bf16 else None
     model, processor = load_policy(
-        cfg.model.model_name_or_path, dtype=dtype, attn_implementation=cfg.model.attn_implementation
+        resolve_repo_path(cfg.model.model_name_or_path),
+        dtype=dtype,
+        attn_implementation=cfg.model.attn_implementation,
     )
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -257,6 +259,7 @@ def _train(
     history: list[dict[str, float]] = []
     final_ckpt: Path | None = None
     eval_result: EvalResult | None = None
+    started = time.perf_counter()
     try:
         with StopRequested() as stop:
             while state.step < steps:
@@ -296,8 +299,18 @@ def _train(
                     progress(state.step, steps, metrics)
 
                 should_stop = _all_agree(accelerator, stop.requested)
+                out_of_time = bool(cfg.run.max_train_seconds) and _all_agree(
+                    accelerator, time.perf_counter() - started >= cfg.run.max_train_seconds
+                )
+                if out_of_time:
+                    logger.info("max_train_seconds reached at step %d: finishing", state.step)
+                    steps = state.step
                 if cfg.run.eval_steps and state.step % cfg.run.eval_steps == 0 and state.step < steps:
                     result = _evaluate(accelerator, model, processor, eval_records, cfg, greedy_kwargs)
+                    if result is not None:
+                        history[-1].update(
+                            {mk.EVAL_ACCURACY: result.accuracy, mk.EVAL_FORMAT_RATE: result.format_rate}
+                        )
                     if result is not None and writer is not None:
                         writer.log_metrics(
                             state.step,

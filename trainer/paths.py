@@ -27,3 +27,13 @@ def default_db_url(workspace: Path | None = None) -> str:
         return os.environ[DB_ENV]
     ws = workspace if workspace is not None else default_workspace()
     return f"sqlite:///{Path(ws).resolve() / 'runs.db'}"
+
+
+def resolve_repo_path(path: str) -> str:
+    """A relative path that does not exist from the current folder but does inside the project
+    (e.g. ``assets/tiny-qwen2.5-vl`` in a shipped preset) -> the project's absolute path.
+    Anything else (hub ids, absolute or existing paths) is returned unchanged."""
+    candidate = Path(path)
+    if candidate.is_absolute() or candidate.exists() or not (REPO_ROOT / candidate).exists():
+        return path
+    return str(REPO_ROOT / candidate)

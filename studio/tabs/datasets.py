@@ -120,9 +120,17 @@ def _check_total(sizes: list[int], limits: UploadLimits, what: str) -> None:
     total = sum(sizes)
     if total > limits.max_total_bytes:
         raise DataError(
-            f"{what} is {total / 1024**2:.1f} MiB, over the upload limit of "
-            f"{limits.max_total_bytes / 1024**2:.0f} MiB"
+            f"{what} is {human_size(total)}, over the upload limit of {human_size(limits.max_total_bytes)}"
         )
+
+
+def human_size(n: float) -> str:
+    """``5000`` -> ``"4.9 KiB"``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
 
 
 def _stage_loose(paths: list[Path], dest: Path) -> None:
