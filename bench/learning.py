@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     _plot(outcome.history, before.accuracy, after, out / f"curve_seed{args.seed}.png")
     print(f"steps {outcome.steps}, mean step {seconds / max(outcome.steps, 1):.3f}s, curve {curve}")
     print(
-        f"learning: before={before.accuracy:.3f} after={after:.3f} format={final_format:.3f} seconds={seconds:.0f}"
+        f"learning: before={before.accuracy:.3f} after={after:.3f} "
+        f"format={final_format:.3f} seconds={seconds:.0f}"
     )
     return 0
 
