@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: set up .venv, then pytest. Extra args go to pytest.
+# The whole test suite, from a fresh clone: set up .venv, make sure Debian's Chromium is there for
+# the browser tests (never a browser downloaded by a test tool), then pytest. Extra args go to pytest.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/scripts/venv.sh"
+if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[test] installing Debian's chromium for the browser tests" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "[test] chromium not found and cannot apt-get it: browser tests will skip (fail under CI=true)" >&2
+  fi
+fi
 cd "$root"
 exec "$root/.venv/bin/python" -m pytest "$@"
