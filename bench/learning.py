@@ -16,20 +16,24 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+# As in `vgrpo`: passive OpenMP waits, set before torch loads (see trainer/cli/__init__.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from trainer import metrics_keys as mk
-from trainer.config import build_config, load_yaml, merge
-from trainer.data import load_dataset_use
-from trainer.evaluate import evaluate
-from trainer.loop import train
-from trainer.modeling import generation_kwargs, load_policy
-from trainer.paths import REPO_ROOT, resolve_repo_path
+import torch  # noqa: E402
+
+from trainer import metrics_keys as mk  # noqa: E402
+from trainer.config import build_config, load_yaml, merge  # noqa: E402
+from trainer.data import load_dataset_use  # noqa: E402
+from trainer.evaluate import evaluate  # noqa: E402
+from trainer.loop import train  # noqa: E402
+from trainer.modeling import generation_kwargs, load_policy  # noqa: E402
+from trainer.paths import REPO_ROOT, resolve_repo_path  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

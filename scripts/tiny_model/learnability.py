@@ -1,7 +1,7 @@
 """Is the synthetic task learnable by the tiny model? Train on TRUE labels for a while, then measure
 held-out accuracy (a check for the GRPO preset's designers, not a test: it takes minutes).
 
-    .venv/bin/python -m scripts.tiny_model.learnability --steps 150
+    .venv/bin/python -m scripts.tiny_model.learnability --max-seconds 120
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=TINY_MODEL_DIR)
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--max-seconds", type=float, default=120.0, help="training wall-time budget")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=2)
@@ -58,7 +59,7 @@ def main() -> int:
     t0 = time.perf_counter()
     warm_start.train(
         model, processor, SYNTHETIC_DIR, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=1,
-        pool_size=2000, answer_fn=lambda ex, rng: ex.letter,
+        pool_size=2000, answer_fn=lambda ex, rng: ex.letter, max_seconds=args.max_seconds,
     )  # fmt: skip
     seconds = time.perf_counter() - t0
     after = [evaluate(model, processor, SYNTHETIC_DIR, mode) for mode in (NO_THINK, THINK)]

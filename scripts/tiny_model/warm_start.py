@@ -121,10 +121,12 @@ def train(
     split: str = "train",
     think_fraction: float = 0.5,
     answer_fn: Any = None,
+    max_seconds: float | None = None,
 ) -> list[float]:
     """AdamW on the whole model over a random pool of ``pool_size`` train clips (format needs few; a
     small pool keeps decoding cheap); returns the loss of every step. ``answer_fn(example, rng)``
-    picks the target letter (default: uniformly at random — the format warm start)."""
+    picks the target letter (default: uniformly at random — the format warm start); ``max_seconds``
+    stops early once that much wall time is spent."""
     import torch
 
     from trainer.data.inputs import build_inputs
@@ -150,8 +152,12 @@ def train(
             loss = supervised_step(model, opt, build_inputs(processor, convs, completions=targets))
             sched.step()
             losses.append(loss)
+            elapsed = time.perf_counter() - t0
             if step % 25 == 0 or step == steps - 1:
-                logger.info("step %d/%d loss %.4f (%.1f s)", step, steps, loss, time.perf_counter() - t0)
+                logger.info("step %d/%d loss %.4f (%.1f s)", step, steps, loss, elapsed)
+            if max_seconds is not None and elapsed > max_seconds:
+                logger.info("stopping at step %d: %.1f s budget spent", step, max_seconds)
+                break
     model.eval()
     return losses
 

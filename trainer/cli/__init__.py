@@ -9,7 +9,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+
+# OpenMP threads that spin while waiting make torch 10x slower as soon as another process (the
+# studio, a second run, the tests) shares the cores; a passive wait costs little when alone.
+# Set before any subcommand imports torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from trainer.errors import StudioError
 
