@@ -31,6 +31,7 @@ from trainer.evaluate import EvalResult, evaluate
 from trainer.logprobs import completion_logprobs
 from trainer.modeling import generation_kwargs, load_policy
 from trainer.paths import default_db_url, default_workspace, resolve_repo_path
+from trainer.reporting import make_reporter
 from trainer.rollout import RolloutBatch, build_prompt_batch, generate_rollouts, shuffled_frames
 from trainer.rundb import MetricsWriter, Rollout, RunAborted, RunStore, run_lifecycle
 from trainer.sampler import next_batch, total_steps
@@ -256,6 +257,11 @@ def _train(
         logger.info("resumed from %s at step %d", resume_path, state.step)
 
     writer = MetricsWriter(store, run_id) if store is not None and run_id is not None else None
+    reporter = (
+        make_reporter(cfg.run.report_to, cfg.run.run_name or output_dir.name, output_dir, cfg.to_dict())
+        if accelerator.is_main_process
+        else None
+    )
     history: list[dict[str, float]] = []
     final_ckpt: Path | None = None
     eval_result: EvalResult | None = None
@@ -293,6 +299,8 @@ def _train(
                 if writer is not None:
                     if state.step % cfg.run.logging_steps == 0 or state.step in (1, steps):
                         writer.log_metrics(state.step, metrics)
+                        if reporter is not None:
+                            reporter.log(state.step, metrics)
                     if state.step == 1 or state.step % cfg.run.grpo_logging_steps == 0:
                         writer.log_rollouts(rollout_rows(state.step, micro))
                 if progress is not None and accelerator.is_main_process:
@@ -340,6 +348,8 @@ def _train(
     finally:
         if writer is not None:
             writer.close()
+        if reporter is not None:
+            reporter.close()
     return TrainOutcome(
         run_id, output_dir, state.step, final_ckpt, eval_result, history, accelerator.unwrap_model(model)
     )

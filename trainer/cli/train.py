@@ -30,6 +30,9 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
             if sec != section:
                 continue
             default = f.default if f.default is not None else "none"
+            text = f"{f.metadata.get('help', '')} (default: {default})".replace(
+                "%", "%%"
+            )  # argparse formats help
             group.add_argument(
                 f"--{name}",
                 dest=name,
@@ -38,7 +41,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
                 # A bare boolean flag (`--bf16`) means true, as in Hugging Face scripts.
                 nargs="?" if isinstance(f.default, bool) else None,
                 const="true" if isinstance(f.default, bool) else None,
-                help=f"{f.metadata.get('help', '')} (default: {default})",
+                help=text,
             )
 
 

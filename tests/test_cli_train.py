@@ -1,0 +1,55 @@
+"""`python -m trainer.train` with the seed's flags, and flag errors that name the flag."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from trainer.cli import main
+from trainer.paths import REPO_ROOT, TINY_MODEL_DIR
+from trainer.rundb import RunStore
+
+
+@pytest.mark.slow
+def test_the_seed_command_line_runs(tmp_path) -> None:
+    cmd = [
+        sys.executable, "-m", "trainer.train",
+        "--model_name_or_path", str(TINY_MODEL_DIR),
+        "--dataset_use", "synthetic_motion_train%5",
+        "--output_dir", str(tmp_path / "out"),
+        "--workspace", str(tmp_path / "ws"),
+        "--grpo_alpha", "0.5", "--grpo_beta", "0.1",
+        "--format_reward_weight", "0.3", "--accuracy_reward_weight", "0.7",
+        "--grpo_sample_size", "4", "--grpo_logging_steps", "50", "--generation_max_length", "16",
+        "--per_device_train_batch_size", "2", "--learning_rate", "2e-5", "--max_steps", "2",
+        "--bf16", "False", "--gradient_checkpointing", "--fps", "8", "--max_frames", "8",
+        "--min_pixels", "3136", "--max_pixels", "3136", "--num_threads", "1",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "out" / "checkpoint-2" / "model.safetensors").is_file()
+    [run] = RunStore(f"sqlite:///{tmp_path / 'ws' / 'runs.db'}").list_runs()
+    assert run.status == "finished"
+
+
+def test_an_unknown_flag_is_named(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--grpo_alhpa", "0.5"])
+    assert info.value.code == 2
+    assert "--grpo_alhpa" in capsys.readouterr().err
+
+
+def test_an_unknown_yaml_key_is_named(tmp_path, capsys) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("grpo:\n  grpo_alhpa: 0.5\n")
+    assert main(["train", "--config", str(config)]) == 1
+    assert "unknown config key grpo.grpo_alhpa" in capsys.readouterr().err
+
+
+def test_help_lists_every_knob_with_its_documentation(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--grpo_alpha" in out and "Reward scale" in out and "(default: 0.5)" in out
