@@ -59,7 +59,8 @@ def test_tab_builds_with_its_element_ids(ctx):
     ids = {name: w.elem_id for name, w in widgets.items() if name != "cache"}
     assert ids == {
         "model_a": "chat-model-a", "model_b": "chat-model-b", "video": "chat-video",
-        "question": "chat-question", "ask": "chat-ask", "pane_a": "chat-answer-a", "pane_b": "chat-answer-b", "status": "chat-status",
+        "question": "chat-question", "ask": "chat-ask", "pane_a": "chat-answer-a",
+        "pane_b": "chat-answer-b", "status": "chat-status",
     }  # fmt: skip
     gc.collect()
     assert widgets["model_a"].choices == [("embedded tiny model", widgets["model_a"].value)]
