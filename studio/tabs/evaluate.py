@@ -256,8 +256,15 @@ def checkpoint_choices(ctx: StudioContext, run_id: int | None) -> list[tuple[str
 
 
 def launch_status(launch: Mapping[str, Any], is_running: bool, log_tail: str) -> str:
-    state = "running" if is_running else "finished"
-    last = next((line for line in reversed(log_tail.splitlines()) if line.strip()), "")
+    """One line on the background command: running, finished (its result line) or failed (its error)."""
+    lines = [line.strip() for line in log_tail.splitlines() if line.strip()]
+    if is_running:
+        state, key = "running", ""
+    elif Path(launch["json"]).is_file():
+        state, key = "finished", "accuracy"
+    else:
+        state, key = "failed", "error"
+    last = next((line for line in reversed(lines) if key and key in line), lines[-1] if lines else "")
     return f"Evaluation pid {launch['pid']} **{state}** · log `{launch['log']}`" + (
         f"\n\n`{last}`" if last else ""
     )

@@ -142,7 +142,8 @@ def completions_html(rollouts: Sequence[Rollout]) -> str:
             '<div class="vgrpo-completion" '
             f'style="flex:1 1 220px;border:2px solid {border};border-radius:8px;padding:8px">'
             f'<div style="display:flex;justify-content:space-between;font-size:0.85em">'
-            f'<span>#{r.group_index}</span><span style="color:{border}">{badge}</span></div>'
+            f'<span class="vgrpo-index">#{r.group_index}</span>'
+            f'<span style="color:{border}">{badge}</span></div>'
             f'{body}<div style="font-size:0.8em;margin-top:6px;color:#3f3f46">{scores}</div></div>'
         )
     return f'<div style="display:flex;flex-wrap:wrap;gap:8px">{"".join(cards)}</div>'

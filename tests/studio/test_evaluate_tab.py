@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from studio.tabs.evaluate import (
     create_evaluate_tab,
     eval_command,
     evaluation_view,
+    launch_status,
     record_rows,
     start_evaluation,
 )
@@ -155,3 +157,39 @@ def test_tab_builds_with_its_element_ids(ctx):
     }  # fmt: skip
     gc.collect()
     assert widgets["dataset"].value == "synthetic_motion_eval"
+
+
+def test_launched_evaluation_lands_in_the_run_db(ctx, tiny_model_dir):
+    """The real command through the supervisor: the tab's view then shows what it stored."""
+    from studio.supervisor import launch as real_launch
+
+    run = ctx.store.create_run("grpo-y")
+    started = start_evaluation(ctx, str(tiny_model_dir), "synthetic_motion_eval", run.id, 4, 4, real_launch)
+    deadline = time.monotonic() + 120
+    while not ctx.store.evaluations(run.id):
+        assert time.monotonic() < deadline, Path(started.log).read_text()
+        time.sleep(0.2)
+    (evaluation,) = ctx.store.evaluations(run.id)
+    assert len(evaluation.results) == 4
+    view = evaluation_view(ctx, run.id)
+    assert view.selected == evaluation.id
+    assert [r[0] for r in view.records] == ["m_2001", "m_2002", "m_2003", "m_2004"]
+    (ckpt,) = ctx.store.checkpoints(run.id)
+    assert (ckpt.step, ckpt.path) == (0, str(tiny_model_dir.resolve()))
+
+
+def test_launch_status_shows_the_result_or_the_error(tmp_path):
+    launch = {"pid": 12, "log": "/ws/logs/e.log", "json": str(tmp_path / "e.json")}
+    log = "loading\neval d: accuracy 0.5000, format rate 1.0000 on 8 records (2.0 s)\nwrote e.json"
+    assert (
+        launch_status(launch, True, "loading")
+        == "Evaluation pid 12 **running** · log `/ws/logs/e.log`\n\n`loading`"
+    )
+    assert launch_status(launch, False, "x\nvgrpo: error: checkpoint not found: /m\n").endswith(
+        "**failed** · log `/ws/logs/e.log`\n\n`vgrpo: error: checkpoint not found: /m`"
+    )
+    (tmp_path / "e.json").write_text("{}")
+    assert launch_status(launch, False, log).endswith(
+        "**finished** · log `/ws/logs/e.log`\n\n"
+        "`eval d: accuracy 0.5000, format rate 1.0000 on 8 records (2.0 s)`"
+    )

@@ -66,8 +66,10 @@ def test_command_line_lists_only_changed_fields() -> None:
     assert forms.command_line(TrainConfig()) == "vgrpo train"
 
 
-def test_build_form_makes_one_widget_per_field_with_help_as_info() -> None:
-    gr = pytest.importorskip("gradio")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # see gradio_loops
+def test_build_form_makes_one_widget_per_field_with_help_as_info(gradio_loops: None) -> None:
+    import gradio as gr
+
     with gr.Blocks():
         widgets = forms.build_form(forms.field_values(TrainConfig()))
     assert list(widgets) == list(field_index())

@@ -1,0 +1,143 @@
+"""The app builds, serves HTTP, and its tabs' helpers show what the run DB holds."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+
+import pytest
+
+from studio.context import StudioContext
+from studio.tabs import monitor, runs
+from trainer import metrics_keys as mk
+from trainer.errors import StudioError
+from trainer.rundb import Rollout
+
+LEAKS = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # see gradio_loops
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@LEAKS
+def test_app_builds_six_tabs_in_order_with_findable_widgets(ctx: StudioContext, gradio_loops: None) -> None:
+    import gradio as gr
+
+    from studio.app import create_app
+
+    demo = create_app(ctx)
+    tabs = [b for b in demo.blocks.values() if isinstance(b, gr.Tab)]
+    assert [t.label for t in tabs] == ["Datasets", "Train", "Monitor", "Runs", "Chat", "Evaluate"]
+    ids = {b.elem_id for b in demo.blocks.values()}
+    for elem_id in ("datasets-upload", "datasets-register", "train-launch", "train-grpo_alpha", "monitor-run",
+                    "monitor-abort", "monitor-resume", "runs-table", "runs-delete"):  # fmt: skip
+        assert elem_id in ids, elem_id
+    assert sum(isinstance(b, gr.Timer) for b in demo.blocks.values()) >= 1
+
+
+@LEAKS
+def test_app_launches_and_answers_http(ctx: StudioContext, gradio_loops: None) -> None:
+    from studio.app import launch_app
+
+    demo, url = launch_app(ctx, port=free_port(), prevent_thread_lock=True)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            page = response.read().decode()
+            assert response.status == 200
+        assert "gradio" in page.lower()
+        with urllib.request.urlopen(url + "config", timeout=30) as response:
+            config = response.read().decode()
+        assert '"title": "Video GRPO Studio"' in config.replace('":"', '": "')
+        assert "tab-monitor" in config
+    finally:
+        demo.close()
+
+
+def test_runs_table_reports_status_best_eval_and_duration(ctx: StudioContext) -> None:
+    a = ctx.store.create_run("a")
+    ctx.store.mark_running(a.id)
+    ctx.store.log_metrics(a.id, 5, {mk.TOTAL_REWARD: 0.5, mk.EVAL_ACCURACY: 0.4})
+    ctx.store.log_metrics(a.id, 9, {mk.EVAL_ACCURACY: 0.3})
+    ckpt = ctx.store.add_checkpoint(a.id, 9, "/x/checkpoint-9", {})
+    ctx.store.add_evaluation(ckpt.id, "eval", accuracy=0.55, format_rate=1.0)
+    ctx.store.finish_run(a.id, "failed", error="boom")
+    b = ctx.store.create_run("b")
+    run_a = ctx.store.get_run(a.id)
+    rows = runs.run_rows(ctx, [run_a, ctx.store.get_run(b.id)], now=run_a.ended_at)
+    assert [r[:3] for r in rows] == [[a.id, "a", "failed"], [b.id, "b", "queued"]]
+    assert rows[0][5:] == [9, "0.550", "boom"]
+    assert rows[1][4:7] == ["-", "-", "-"]
+
+
+def test_config_diff_lists_only_differing_keys() -> None:
+    diff = runs.config_diff(
+        {
+            "#1": {"grpo": {"grpo_beta": 0.1, "grpo_alpha": 0.5}},
+            "#2": {"grpo": {"grpo_beta": 0.04, "grpo_alpha": 0.5}},
+        }
+    )
+    assert diff == [["grpo.grpo_beta", "0.1", "0.04"]]
+    assert runs.config_diff({"#1": {"a": 1}, "#2": {}}) == [["a", "1", "-"]]
+
+
+def test_delete_runs_refuses_active_and_removes_rows_and_files(ctx: StudioContext) -> None:
+    out = ctx.runs_dir / "old"
+    out.mkdir(parents=True)
+    old = ctx.store.create_run("old", output_dir=str(out))
+    ctx.store.mark_running(old.id)
+    with pytest.raises(StudioError, match=f"Run #{old.id} is running: abort it before deleting"):
+        runs.delete_runs(ctx, [old.id], delete_files=True)
+    ctx.store.finish_run(old.id, "finished")
+    assert runs.delete_runs(ctx, [old.id], delete_files=True) == [f"#{old.id} old"]
+    assert ctx.store.list_runs() == [] and not out.exists()
+
+
+def rollout(g: int, completion: str, acc: float) -> Rollout:
+    return Rollout(
+        step=1, prompt_id="q1", group_index=g, question="Which way?", completion=completion,
+        options={"A": "left", "B": "right"}, correct_letter="B", accuracy_reward=acc, format_reward=1.0,
+        total_reward=acc, advantage=acc - 0.5,
+    )  # fmt: skip
+
+
+def test_completions_are_shown_side_by_side_with_think_answer_and_scores() -> None:
+    group = [
+        rollout(1, "<think>it moves <b>left</b></think> <answer>(A) left</answer>", 0.0),
+        rollout(0, "<think>moves right</think> <answer>(B) right</answer>", 1.0),
+        rollout(2, "no tags at all", 0.0),
+    ]
+    assert [monitor.is_correct(r) for r in group] == [False, True, False]
+    page = monitor.completions_html(group)
+    order = [page.index(f'vgrpo-index">#{g}<') for g in (0, 1, 2)]
+    assert order == sorted(order)
+    assert page.count("&#10003; correct") == 1 and page.count("&#10007; wrong") == 2
+    assert "it moves &lt;b&gt;left&lt;/b&gt;" in page
+    assert "advantage 0.500" in page and "advantage -0.500" in page
+    assert "(no &lt;answer&gt; block)" in page and "no tags at all" in page
+
+
+def test_progress_status_and_eta(ctx: StudioContext) -> None:
+    assert "step 30 / 120 (25 %) - ETA 3m 00s" in monitor.progress_html(30, 120, 180.0)
+    assert "step 3</div>" in monitor.progress_html(3, None, None)
+    series = {mk.TIME_STEP_S: ([1, 2, 3], [2.0, 4.0, 3.0], [0.0, 1.0, 2.0])}
+    assert monitor.run_eta_s(series, 10) == pytest.approx(7 * 3.0)
+    run = ctx.store.create_run("r")
+    ctx.store.mark_running(run.id)
+    failed = ctx.store.finish_run(
+        run.id, "failed", error="trainer process died", traceback="Traceback\nValueError: x"
+    )
+    text = monitor.status_markdown(failed)
+    assert "failed" in text and "**Error:** trainer process died" in text and "ValueError: x" in text
+    assert monitor.run_choices(ctx) == [(f"#{run.id} r (failed)", run.id)]
+
+
+def test_total_steps_falls_back_to_the_stored_max_steps(ctx: StudioContext) -> None:
+    from studio.supervisor import Supervisor
+
+    run = ctx.store.create_run("r", config={"optim": {"max_steps": 40}})
+    assert monitor.total_steps(Supervisor(ctx), run.id) == 40
+    other = ctx.store.create_run("s", config={"optim": {"max_steps": -1}})
+    assert monitor.total_steps(Supervisor(ctx), other.id) is None
