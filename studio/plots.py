@@ -204,8 +204,8 @@ def _style(fig: go.Figure, title: str, height: int) -> None:
         height=max(height, 300),
         margin={"l": 40, "r": 20, "t": 70, "b": 30},
         template="plotly_white",
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.06, "x": 0.3},
+        legend={"orientation": "v", "x": 1.02, "y": 1, "xanchor": "left"},
     )
     fig.update_annotations(font_size=12)
     fig.update_xaxes(title_text="step", title_font_size=10)
-    fig.update_yaxes(tickformat=".3~g")
+    fig.update_yaxes(tickformat=".4~g")

@@ -318,7 +318,7 @@ def create_datasets_tab(ctx: StudioContext, limits: UploadLimits = DEFAULT_LIMIT
 
     def on_register(dataset_name: str, state: dict | None) -> tuple:
         if not state:
-            return text.NOTHING_STAGED, state, gr.skip(), gr.skip()
+            return (text.NOTHING_STAGED, state, *[gr.skip()] * 8)
         try:
             name_ = check_name(dataset_name.strip())
             folder = ctx.datasets_dir / name_
@@ -333,9 +333,11 @@ def create_datasets_tab(ctx: StudioContext, limits: UploadLimits = DEFAULT_LIMIT
             shutil.move(state["dir"], folder)
             entry = register_dataset(name_, folder / rel, ctx.workspace, video_root=(folder / rel).parent)
         except StudioError as exc:
-            return f"**Not registered:** {exc}", state, gr.skip(), gr.skip()
+            return (f"**Not registered:** {exc}", state, *[gr.skip()] * 8)
         message = text.REGISTERED.format(name=name_, valid=report.valid, mode=entry.mode, folder=folder)
-        return message, None, registry_rows(ctx), _choices(ctx, name_)
+        # Show the records from where they now live (the staging folder is gone).
+        moved = validate_file(entry.annotation_path, video_root=entry.video_root, mode=entry.mode)
+        return (message, None, registry_rows(ctx), _choices(ctx, name_), *show_report(moved))
 
     def on_preview(dataset_name: str | None) -> tuple:
         if not dataset_name:
@@ -363,7 +365,7 @@ def create_datasets_tab(ctx: StudioContext, limits: UploadLimits = DEFAULT_LIMIT
 
     report_outputs = [report_md, errors, records, preview_index, preview_video, preview_html]
     validate_btn.click(on_validate, [upload, name, staged], [status, staged, *report_outputs])
-    register_btn.click(on_register, [name, staged], [status, staged, registry, pick])
+    register_btn.click(on_register, [name, staged], [status, staged, registry, pick, *report_outputs])
     preview_index.change(show_record, [records, preview_index], [preview_video, preview_html])
     preview_btn.click(on_preview, [pick], [status, *report_outputs])
     delete_btn.click(on_delete, [pick], [status, registry, pick])
