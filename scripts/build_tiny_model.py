@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=TINY_MODEL_DIR)
     parser.add_argument("--dataset", type=Path, default=SYNTHETIC_DIR)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=450, help="format warm-start steps")
+    parser.add_argument("--steps", type=int, default=400, help="format warm-start steps")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--vocab-size", type=int, default=1024, help="upper bound for the BPE vocabulary")

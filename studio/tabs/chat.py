@@ -231,6 +231,10 @@ def create_chat_tab(ctx: StudioContext, cache: ModelCache | None = None) -> dict
     load_sample.click(
         on_load_sample, [sample_dataset, sample_index], [video, image, question, mode, sample, sample_info]
     )
+    # Datasets registered after the studio started must be pickable without restarting it.
+    sample_dataset.focus(
+        lambda: gr.Dropdown(choices=[e.name for e in list_datasets(ctx.workspace)]), None, sample_dataset
+    )
     video.upload(lambda: (gr.Image(value=None, visible=False), None), None, [image, sample])
     ask_event = dict(
         fn=on_ask,

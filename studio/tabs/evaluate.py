@@ -385,6 +385,8 @@ def create_evaluate_tab(ctx: StudioContext, launcher: Launcher | None = None) ->
             *view_outputs(stored_run, None),
         )
 
+    # Datasets registered after the studio started must be pickable without restarting it.
+    dataset.focus(lambda: gr.Dropdown(choices=[e.name for e in list_datasets(ctx.workspace)]), None, dataset)
     run.change(on_run, [run], [checkpoint, *view_widgets])
     pick.change(lambda r, e: view_outputs(r, e)[2:], [run, pick], [head, plot, records])
     refresh.click(on_refresh, [run, pick], [run, *view_widgets])

@@ -41,7 +41,14 @@ def run_choices(ctx: StudioContext, runs: Sequence[Run] | None = None) -> list[t
 
 def empty_state(run_id: int | None = None) -> dict[str, Any]:
     """Per-session cache: the run shown, the points held, what was last drawn."""
-    return {"run_id": run_id, "series": {}, "last_step": None, "drawn": None, "rollout_steps": None}
+    return {
+        "run_id": run_id,
+        "series": {},
+        "last_step": None,
+        "drawn": None,
+        "rollout_steps": None,
+        "status": None,
+    }
 
 
 def total_steps(supervisor: Supervisor, run_id: int) -> int | None:
@@ -208,6 +215,7 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
                 *[gr.skip()] * len(figures),
                 "",
                 gr.skip(),
+                gr.skip(),
             )
         if st.get("run_id") != run_id:
             st = empty_state(run_id)
@@ -220,6 +228,7 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
                 progress_html(None, None, None),
                 *[gr.skip()] * len(figures),
                 "",
+                gr.skip(),
                 gr.skip(),
             )
         new = ctx.store.metrics_since(run_id, after_step=st["last_step"])
@@ -237,7 +246,21 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
         if steps != st["rollout_steps"]:
             st["rollout_steps"] = steps
             steps_update = gr.Dropdown(choices=steps, value=steps[-1] if steps else None)
-        return (st, status_markdown(run), bar, *figs, supervisor.log_tail(run, LOG_LINES), steps_update)
+        # The run picker's labels carry each run's status: relabel them when this run's changes
+        # (choices only, so the picked value and its change event are left alone).
+        picker_update: Any = gr.skip()
+        if run.status != st["status"]:
+            st["status"] = run.status
+            picker_update = gr.Dropdown(choices=run_choices(ctx))
+        return (
+            st,
+            status_markdown(run),
+            bar,
+            *figs,
+            supervisor.log_tail(run, LOG_LINES),
+            steps_update,
+            picker_update,
+        )
 
     def on_step(run_id: int | None, step: int | None) -> tuple:
         if run_id is None or step is None:
@@ -276,7 +299,7 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
         value = current if current in ids else (ids[0] if ids else None)
         return gr.Dropdown(choices=choices, value=value)
 
-    tick_outputs = [state, status, progress, *figures, log, step_pick]
+    tick_outputs = [state, status, progress, *figures, log, step_pick, run_pick]
     tick_inputs = [run_pick, state, smoothing]
     run_pick.change(tick, tick_inputs, tick_outputs)
     smoothing.release(tick, tick_inputs, tick_outputs)

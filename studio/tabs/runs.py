@@ -134,7 +134,10 @@ def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any
     overlay = gr.Plot(label="Overlay", elem_id="runs-overlay")
     gr.Markdown(text.DIFF_HEADING)
     diff_note = gr.Markdown()
-    diff = gr.Dataframe(value=[], interactive=False, wrap=True, max_height=320, elem_id="runs-diff")
+    # Headers from the start: an empty Dataframe without them shows "1 2 3" column titles.
+    diff = gr.Dataframe(
+        value=[], headers=["key"], interactive=False, wrap=True, max_height=320, elem_id="runs-diff"
+    )
     with gr.Row():
         delete = gr.Button(
             text.DELETE_RUN_BUTTON, variant="stop", scale=0, min_width=220, elem_id="runs-delete"
