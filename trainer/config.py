@@ -85,12 +85,18 @@ class DataConfig:
     workspace: str = field(
         default="", metadata=_help("Workspace folder whose datasets.json names datasets (empty: default).")
     )
+    video_cache_mb: float = field(
+        default=1024.0,
+        metadata=_help("Memory for decoded videos kept between epochs (MB; 0: decode every time)."),
+    )
 
     def __post_init__(self) -> None:
         if not self.dataset_use.strip():
             raise ConfigError("dataset_use is empty: name at least one dataset")
         if self.eval_max_records < 0:
             raise ConfigError(f"eval_max_records must be >= 0, got {self.eval_max_records}")
+        if self.video_cache_mb < 0:
+            raise ConfigError(f"video_cache_mb must be >= 0, got {self.video_cache_mb}")
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from trainer.data.video import VideoConfig
+from trainer.data.video import DecodeCache, VideoConfig
 from trainer.rewards import score_completion
 from trainer.rollout import build_prompt_batch, generate_rollouts
 
@@ -36,6 +36,7 @@ def evaluate(
     video_cfg: VideoConfig,
     generation_kwargs: dict[str, Any],
     batch_size: int = 16,
+    cache: DecodeCache | None = None,
 ) -> EvalResult:
     """Answer every record once (``generation_kwargs`` decide greedy or sampled) and score it."""
     start = time.perf_counter()
@@ -44,7 +45,11 @@ def evaluate(
     for i in range(0, len(records), batch_size):
         chunk = list(records[i : i + batch_size])
         rollout = generate_rollouts(
-            model, processor, build_prompt_batch(processor, chunk, video_cfg), 1, generation_kwargs
+            model,
+            processor,
+            build_prompt_batch(processor, chunk, video_cfg, cache=cache),
+            1,
+            generation_kwargs,
         )
         for record, text in zip(chunk, rollout.texts, strict=True):
             b = score_completion(text, record.answer, record.options, mode=record.mode)

@@ -26,6 +26,7 @@ from trainer import metrics_keys as mk
 from trainer.checkpoint import TrainerState, load_checkpoint, resolve_resume, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import load_dataset_use
+from trainer.data.video import DecodeCache
 from trainer.errors import DataError, StudioError
 from trainer.evaluate import EvalResult, evaluate
 from trainer.logprobs import completion_logprobs
@@ -144,8 +145,10 @@ def train(
             run_id = _open_run(store, cfg, run_name, output_dir, workspace, attach_run_id, resume_path)
             # SIGTERM is handled by StopRequested (stop at a step boundary, save, then abort).
             stack.enter_context(run_lifecycle(store, run_id, handle_sigterm=False))
+        # Installed before the model and data load, so an abort while loading also ends cleanly.
+        stop = stack.enter_context(StopRequested())
         try:
-            return _train(accelerator, cfg, workspace, output_dir, store, run_id, resume_path, progress)
+            return _train(accelerator, cfg, workspace, output_dir, store, run_id, resume_path, progress, stop)
         except torch.OutOfMemoryError as exc:
             raise StudioError(f"{OOM_HINT} ({exc})") from exc
 
@@ -199,10 +202,12 @@ def _train(
     run_id: int | None,
     resume_path: Path | None,
     progress: ProgressFn | None,
+    stop: StopRequested,
 ) -> TrainOutcome:
     from transformers import get_scheduler
 
     g = cfg.grpo
+    cache = DecodeCache(cfg.data.video_cache_mb) if cfg.data.video_cache_mb else None
     # ---- data --------------------------------------------------------------------------------
     records = load_dataset_use(cfg.data.dataset_use, workspace, cfg.run.seed)
     eval_records = (
@@ -267,70 +272,72 @@ def _train(
     eval_result: EvalResult | None = None
     started = time.perf_counter()
     try:
-        with StopRequested() as stop:
-            while state.step < steps:
-                step_start = time.perf_counter()
-                micro_records = []
-                for _ in range(cfg.optim.gradient_accumulation_steps):
-                    idx, state.epoch, state.position = next_batch(
-                        len(records),
-                        cfg.optim.per_device_train_batch_size * world,
-                        cfg.run.seed,
-                        state.epoch,
-                        state.position,
-                    )
-                    mine = idx[accelerator.process_index :: world]
-                    micro_records.append([records[i] for i in mine])
-                metrics, micro = grpo_step(
-                    accelerator,
-                    model,
-                    ref_model,
-                    processor,
-                    micro_records,
-                    cfg,
-                    optimizer,
-                    scheduler,
-                    sample_kwargs,
+        if _all_agree(accelerator, stop.requested):
+            raise RunAborted("stopped by SIGTERM before the first step")
+        while state.step < steps:
+            step_start = time.perf_counter()
+            micro_records = []
+            for _ in range(cfg.optim.gradient_accumulation_steps):
+                idx, state.epoch, state.position = next_batch(
+                    len(records),
+                    cfg.optim.per_device_train_batch_size * world,
+                    cfg.run.seed,
+                    state.epoch,
+                    state.position,
                 )
-                state.step += 1
-                metrics[mk.TIME_STEP_S] = time.perf_counter() - step_start
-                metrics[mk.LEARNING_RATE] = scheduler.get_last_lr()[0]
-                history.append({"step": state.step, **metrics})
-                if writer is not None:
-                    if state.step % cfg.run.logging_steps == 0 or state.step in (1, steps):
-                        writer.log_metrics(state.step, metrics)
-                        if reporter is not None:
-                            reporter.log(state.step, metrics)
-                    if state.step == 1 or state.step % cfg.run.grpo_logging_steps == 0:
-                        writer.log_rollouts(rollout_rows(state.step, micro))
-                if progress is not None and accelerator.is_main_process:
-                    progress(state.step, steps, metrics)
+                mine = idx[accelerator.process_index :: world]
+                micro_records.append([records[i] for i in mine])
+            metrics, micro = grpo_step(
+                accelerator,
+                model,
+                ref_model,
+                processor,
+                micro_records,
+                cfg,
+                cache,
+                optimizer,
+                scheduler,
+                sample_kwargs,
+            )
+            state.step += 1
+            metrics[mk.TIME_STEP_S] = time.perf_counter() - step_start
+            metrics[mk.LEARNING_RATE] = scheduler.get_last_lr()[0]
+            history.append({"step": state.step, **metrics})
+            if writer is not None:
+                if state.step % cfg.run.logging_steps == 0 or state.step in (1, steps):
+                    writer.log_metrics(state.step, metrics)
+                    if reporter is not None:
+                        reporter.log(state.step, metrics)
+                if state.step == 1 or state.step % cfg.run.grpo_logging_steps == 0:
+                    writer.log_rollouts(rollout_rows(state.step, micro))
+            if progress is not None and accelerator.is_main_process:
+                progress(state.step, steps, metrics)
 
-                should_stop = _all_agree(accelerator, stop.requested)
-                out_of_time = bool(cfg.run.max_train_seconds) and _all_agree(
-                    accelerator, time.perf_counter() - started >= cfg.run.max_train_seconds
-                )
-                if out_of_time:
-                    logger.info("max_train_seconds reached at step %d: finishing", state.step)
-                    steps = state.step
-                if cfg.run.eval_steps and state.step % cfg.run.eval_steps == 0 and state.step < steps:
-                    result = _evaluate(accelerator, model, processor, eval_records, cfg, greedy_kwargs)
-                    if result is not None:
-                        history[-1].update(
-                            {mk.EVAL_ACCURACY: result.accuracy, mk.EVAL_FORMAT_RATE: result.format_rate}
-                        )
-                    if result is not None and writer is not None:
-                        writer.log_metrics(
-                            state.step,
-                            {mk.EVAL_ACCURACY: result.accuracy, mk.EVAL_FORMAT_RATE: result.format_rate},
-                        )
-                if state.step % cfg.run.save_steps == 0 or state.step == steps or should_stop:
-                    final_ckpt = _save(
-                        accelerator, model, processor, state, cfg, output_dir, store, run_id, metrics
+            should_stop = _all_agree(accelerator, stop.requested)
+            out_of_time = bool(cfg.run.max_train_seconds) and _all_agree(
+                accelerator, time.perf_counter() - started >= cfg.run.max_train_seconds
+            )
+            if out_of_time:
+                logger.info("max_train_seconds reached at step %d: finishing", state.step)
+                steps = state.step
+            if cfg.run.eval_steps and state.step % cfg.run.eval_steps == 0 and state.step < steps:
+                result = _evaluate(accelerator, model, processor, eval_records, cfg, greedy_kwargs, cache)
+                if result is not None:
+                    history[-1].update(
+                        {mk.EVAL_ACCURACY: result.accuracy, mk.EVAL_FORMAT_RATE: result.format_rate}
                     )
-                if should_stop:
-                    raise RunAborted("stopped by SIGTERM after saving a checkpoint")
-        eval_result = _evaluate(accelerator, model, processor, eval_records, cfg, greedy_kwargs)
+                if result is not None and writer is not None:
+                    writer.log_metrics(
+                        state.step,
+                        {mk.EVAL_ACCURACY: result.accuracy, mk.EVAL_FORMAT_RATE: result.format_rate},
+                    )
+            if state.step % cfg.run.save_steps == 0 or state.step == steps or should_stop:
+                final_ckpt = _save(
+                    accelerator, model, processor, state, cfg, output_dir, store, run_id, metrics
+                )
+            if should_stop:
+                raise RunAborted("stopped by SIGTERM after saving a checkpoint")
+        eval_result = _evaluate(accelerator, model, processor, eval_records, cfg, greedy_kwargs, cache)
         if eval_result is not None and store is not None and run_id is not None and final_ckpt is not None:
             ckpt = store.checkpoints(run_id)[-1]
             store.add_evaluation(
@@ -370,6 +377,7 @@ def grpo_step(
     processor: Any,
     micro_records: list[list[Any]],
     cfg: TrainConfig,
+    cache: DecodeCache | None,
     optimizer: Any,
     scheduler: Any,
     sample_kwargs: dict[str, Any],
@@ -382,7 +390,7 @@ def grpo_step(
     gen_s = score_s = 0.0
     temporal_stats: list[dict[str, float]] = []
     for recs in micro_records:
-        prompt, recs = _prompt_batch(processor, recs, cfg)
+        prompt, recs = _prompt_batch(processor, recs, cfg, cache)
         rollout = generate_rollouts(policy, processor, prompt, g.grpo_sample_size, sample_kwargs)
         gen_s += rollout.seconds
         t_score = time.perf_counter()
@@ -394,6 +402,7 @@ def grpo_step(
                 processor,
                 recs,
                 cfg.video,
+                cache=cache,
                 video_transform=shuffled_frames(
                     torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
                 ),
@@ -495,22 +504,24 @@ def grpo_step(
     return _mean_over_processes(accelerator, local), micro
 
 
-def _prompt_batch(processor: Any, records: list[Any], cfg: TrainConfig) -> tuple[Any, list[Any]]:
+def _prompt_batch(
+    processor: Any, records: list[Any], cfg: TrainConfig, cache: DecodeCache | None
+) -> tuple[Any, list[Any]]:
     """The prompt batch of ``records``; a record whose video cannot be decoded is dropped with a
     warning naming it, so one corrupt file does not end a long run."""
     try:
-        return build_prompt_batch(processor, records, cfg.video), records
+        return build_prompt_batch(processor, records, cfg.video, cache=cache), records
     except DataError:
         kept = []
         for record in records:
             try:
-                build_prompt_batch(processor, [record], cfg.video)
+                build_prompt_batch(processor, [record], cfg.video, cache=cache)
                 kept.append(record)
             except DataError as exc:
                 logger.warning("skipping %s: %s", record.location, exc)
         if not kept:
             raise
-        return build_prompt_batch(processor, kept, cfg.video), kept
+        return build_prompt_batch(processor, kept, cfg.video, cache=cache), kept
 
 
 def _reference_logprobs(
@@ -561,14 +572,20 @@ def rollout_rows(step: int, micro: list[MicroBatch]) -> list[Rollout]:
 
 
 def _evaluate(
-    accelerator: Any, model: Any, processor: Any, records: list[Any], cfg: TrainConfig, kwargs: dict[str, Any]
+    accelerator: Any,
+    model: Any,
+    processor: Any,
+    records: list[Any],
+    cfg: TrainConfig,
+    kwargs: dict[str, Any],
+    cache: DecodeCache | None,
 ) -> EvalResult | None:
     """Greedy evaluation on the main process (the others wait)."""
     if not records:
         return None
     result = None
     if accelerator.is_main_process:
-        result = evaluate(accelerator.unwrap_model(model), processor, records, cfg.video, kwargs)
+        result = evaluate(accelerator.unwrap_model(model), processor, records, cfg.video, kwargs, cache=cache)
         logger.info(
             "eval: accuracy %.3f, format %.3f on %d records",
             result.accuracy,

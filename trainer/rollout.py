@@ -15,7 +15,7 @@ import torch
 
 from trainer.data.inputs import build_inputs
 from trainer.data.prompts import chat_messages
-from trainer.data.video import VideoConfig
+from trainer.data.video import DecodeCache, VideoConfig
 
 VideoTransform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -65,11 +65,12 @@ def build_prompt_batch(
     records: Sequence[Any],
     video_cfg: VideoConfig,
     video_transform: VideoTransform | None = None,
+    cache: DecodeCache | None = None,
 ) -> PromptBatch:
     """Tokenise B records and decode each video once. ``video_transform`` maps a decoded video
     (T, C, H, W) to another (used by T-GRPO to shuffle frames)."""
     convs = [conversation(r, video_cfg) for r in records]
-    inputs = build_inputs(processor, convs, video_transform=video_transform)
+    inputs = build_inputs(processor, convs, video_transform=video_transform, cache=cache)
     return PromptBatch(records=list(records), inputs=dict(inputs))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from trainer.data.video import fetch_vision
+from trainer.data.video import DecodeCache, fetch_vision
 
 
 def build_inputs(
@@ -14,6 +14,7 @@ def build_inputs(
     completions: Sequence[str] | None = None,
     add_generation_prompt: bool = True,
     video_transform: Callable[[Any], Any] | None = None,
+    cache: DecodeCache | None = None,
 ) -> Any:
     """Tokenise a batch of conversations and decode their videos once.
 
@@ -28,7 +29,7 @@ def build_inputs(
     has length P + T, ``completion_mask`` (B, T) marks the completion tokens and
     ``prompt_lengths`` (B,) is P for every row (where the completions start).
     ``video_transform`` maps each decoded video (T, C, H, W) before it is patchified (T-GRPO
-    shuffles frames with it).
+    shuffles frames with it). ``cache`` keeps decoded videos between calls.
     """
     import torch
 
@@ -37,7 +38,7 @@ def build_inputs(
         for conv in conversations
     ]
     flat: list[dict] = [m for conv in conversations for m in conv]
-    images, videos, video_kwargs = fetch_vision(flat) if _has_vision(flat) else (None, None, {})
+    images, videos, video_kwargs = fetch_vision(flat, cache) if _has_vision(flat) else (None, None, {})
     if videos and video_transform is not None:
         videos = [(video_transform(v), m) for v, m in videos]
     kwargs: dict[str, Any] = dict(

@@ -8,8 +8,10 @@ header probe (duration, size) for dataset validation.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,28 +138,92 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         raise DataError(f"cannot decode video {path}: {exc}") from exc
 
 
-def fetch_vision(messages: list[dict]) -> tuple[list | None, list | None, dict[str, Any]]:
-    """Decode every image and video in chat messages with qwen-vl-utils.
+class DecodeCache:
+    """Decoded, resized videos and images kept in memory (least recently used first out).
+
+    A training run sees each clip once per epoch and GRPO runs many epochs over small datasets;
+    decoding and resizing a clip can cost more than the tiny model's whole step. Entries are
+    exactly what qwen-vl-utils returned, so cached and fresh decodes give identical tensors.
+    """
+
+    def __init__(self, max_mb: float) -> None:
+        self.max_bytes = int(max_mb * 2**20)
+        self._entries: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self.hits = self.misses = 0
+
+    def get(self, key: str) -> Any | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return entry[0]
+
+    def put(self, key: str, value: Any, size: int) -> None:
+        if size > self.max_bytes:
+            return
+        if key in self._entries:
+            self._bytes -= self._entries.pop(key)[1]
+        self._entries[key] = (value, size)
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, (_, old_size) = self._entries.popitem(last=False)
+            self._bytes -= old_size
+
+
+def _vision_elements(messages: list[dict]) -> list[dict]:
+    return [
+        el
+        for msg in messages
+        for el in (msg["content"] if isinstance(msg.get("content"), list) else [])
+        if isinstance(el, dict) and ("video" in el or "image" in el)
+    ]
+
+
+def _decode_element(element: dict) -> tuple[str, Any]:
+    """One image or video through qwen-vl-utils, as process_vision_info would decode it."""
+    from qwen_vl_utils import fetch_image, fetch_video
+
+    if "video" in element:
+        video, _sample_fps = fetch_video(element, return_video_sample_fps=True, return_video_metadata=True)
+        return "video", video
+    return "image", fetch_image(element)
+
+
+def _nbytes(kind: str, value: Any) -> int:
+    if kind == "video":
+        return int(value[0].numel() * value[0].element_size())
+    width, height = value.size
+    return width * height * 3
+
+
+def fetch_vision(
+    messages: list[dict], cache: DecodeCache | None = None
+) -> tuple[list | None, list | None, dict[str, Any]]:
+    """Decode every image and video in chat messages with qwen-vl-utils (``cache`` keeps the
+    results for the next time the same element, with the same knobs, comes by).
 
     Returns ``(images, videos, video_kwargs)`` in the form the Qwen2.5-VL processor takes:
     ``processor(text=..., images=images, videos=[v for v, _ in videos],
     video_metadata=[m for _, m in videos], do_resize=False, **video_kwargs)``.
     Raises DataError naming the file when one cannot be read.
     """
-    from qwen_vl_utils import process_vision_info
-
-    try:
-        images, videos, video_kwargs = process_vision_info(
-            messages, return_video_kwargs=True, return_video_metadata=True
-        )
-    except DataError:
-        raise
-    except Exception as exc:  # qwen-vl-utils raises bare Exceptions from every backend
-        paths = [
-            str(el.get("video") or el.get("image"))
-            for msg in messages
-            for el in (msg["content"] if isinstance(msg["content"], list) else [])
-            if isinstance(el, dict) and ("video" in el or "image" in el)
-        ]
-        raise DataError(f"cannot decode {', '.join(paths) or 'vision input'}: {exc}") from exc
-    return images, videos, video_kwargs
+    images: list = []
+    videos: list = []
+    for element in _vision_elements(messages):
+        key = json.dumps(element, sort_keys=True, default=str)
+        found = cache.get(key) if cache is not None else None
+        if found is None:
+            try:
+                found = _decode_element(element)
+            except Exception as exc:  # qwen-vl-utils raises bare Exceptions from every backend
+                path = element.get("video") or element.get("image")
+                raise DataError(f"cannot decode {path}: {exc}") from exc
+            if cache is not None:
+                cache.put(key, found, _nbytes(*found))
+        kind, value = found
+        (videos if kind == "video" else images).append(value)
+    # As process_vision_info(return_video_metadata=True): frames are already sampled.
+    return images or None, videos or None, {"do_sample_frames": False}
