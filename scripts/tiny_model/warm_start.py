@@ -10,13 +10,11 @@ there, and at temperature 1.0 it drifted into junk tokens after 300 steps).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import random
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,40 +59,6 @@ def conversation(example: Example, options: dict[str, str], mode: str, video: Vi
     return [{"role": "user", "content": [video.video_element(example.video), text]}]
 
 
-@contextlib.contextmanager
-def cached_video_decoding() -> Iterator[None]:
-    """Memoise qwen-vl-utils' decode per video element while the warm start runs.
-
-    Decoding + resizing a clip costs ~10-40 ms on a busy 2-core machine, more than the tiny model's
-    forward and backward on it; each clip is seen many times, so decode it once. build_inputs stays
-    the code path (tokenising, processor, prompt lengths); only its fetch_vision is memoised.
-    """
-    from trainer.data import inputs
-
-    real = inputs.fetch_vision
-    cache: dict[str, tuple] = {}
-
-    def fetch(messages: list[dict]) -> tuple:
-        videos, kwargs = [], {}
-        for message in messages:
-            for element in message["content"]:
-                if element.get("type") != "video":
-                    continue
-                key = json.dumps(element, sort_keys=True)
-                if key not in cache:
-                    _, decoded, video_kwargs = real([{"role": "user", "content": [element]}])
-                    cache[key] = (decoded[0], video_kwargs)
-                videos.append(cache[key][0])
-                kwargs = cache[key][1]
-        return None, videos, kwargs
-
-    inputs.fetch_vision = fetch
-    try:
-        yield
-    finally:
-        inputs.fetch_vision = real
-
-
 def completion_labels(batch: Any) -> Any:
     """Labels = input_ids on completion tokens (incl. the closing <|im_end|>), -100 elsewhere.
 
@@ -130,6 +94,7 @@ def train(
     import torch
 
     from trainer.data.inputs import build_inputs
+    from trainer.data.video import DecodeCache
 
     examples, options, video = load_examples(dataset_dir, split)
     letters = sorted(options)
@@ -141,23 +106,24 @@ def train(
     model.train()
     losses: list[float] = []
     t0 = time.perf_counter()
-    with cached_video_decoding():
-        for step in range(steps):
-            convs, targets = [], []
-            for ex in rng.sample(examples, batch_size):
-                mode = THINK if rng.random() < think_fraction else NO_THINK
-                letter = answer_fn(ex, rng) if answer_fn else rng.choice(letters)
-                convs.append(conversation(ex, options, mode, video))
-                targets.append(answer_text(letter, options, warm_think(ex.colour) if mode == THINK else None))
-            loss = supervised_step(model, opt, build_inputs(processor, convs, completions=targets))
-            sched.step()
-            losses.append(loss)
-            elapsed = time.perf_counter() - t0
-            if step % 25 == 0 or step == steps - 1:
-                logger.info("step %d/%d loss %.4f (%.1f s)", step, steps, loss, elapsed)
-            if max_seconds is not None and elapsed > max_seconds:
-                logger.info("stopping at step %d: %.1f s budget spent", step, max_seconds)
-                break
+    # Each clip is seen many times: decode it once.
+    cache = DecodeCache(max_mb=2048)
+    for step in range(steps):
+        convs, targets = [], []
+        for ex in rng.sample(examples, batch_size):
+            mode = THINK if rng.random() < think_fraction else NO_THINK
+            letter = answer_fn(ex, rng) if answer_fn else rng.choice(letters)
+            convs.append(conversation(ex, options, mode, video))
+            targets.append(answer_text(letter, options, warm_think(ex.colour) if mode == THINK else None))
+        loss = supervised_step(model, opt, build_inputs(processor, convs, completions=targets, cache=cache))
+        sched.step()
+        losses.append(loss)
+        elapsed = time.perf_counter() - t0
+        if step % 25 == 0 or step == steps - 1:
+            logger.info("step %d/%d loss %.4f (%.1f s)", step, steps, loss, elapsed)
+        if max_seconds is not None and elapsed > max_seconds:
+            logger.info("stopping at step %d: %.1f s budget spent", step, max_seconds)
+            break
     model.eval()
     return losses
 
