@@ -1,14 +1,15 @@
 """Does GRPO learn? The embedded tiny Qwen2.5-VL on the synthetic motion dataset, on the CPU.
 
 Measures held-out accuracy of the warm-started model, trains GRPO for a fixed wall-clock budget
-with periodic held-out evaluations, and writes the curve (CSV + PNG) under --out. Ends with one line:
+with periodic held-out evaluations (through `accelerate launch`, two CPU processes by default), and
+writes the curve (CSV + interactive HTML) under --out. Ends with one line:
 
     learning: before=A after=B format=F seconds=S
 
 (held-out accuracy before and after, final format reward = mean over the last 20 steps, wall
-seconds of training including its evaluations).
+seconds of the training command: start-up, 570 s of training, evaluations).
 
-    .venv/bin/python bench/learning.py --seconds 600 --seed 0
+    .venv/bin/python bench/learning.py --seed 0
 """
 
 from __future__ import annotations
@@ -42,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", default=str(REPO_ROOT / "configs" / "tiny_cpu.yaml"))
-    parser.add_argument("--seconds", type=float, default=600.0, help="training wall-clock budget")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=570.0,
+        help="training budget (start-up and the final eval come on top)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=100, help="held-out evaluation every N steps")
     parser.add_argument("--eval-records", type=int, default=200)
@@ -131,9 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     after = evaluations[-1].accuracy if evaluations else float("nan")
     tail = history[-20:]
     final_format = sum(h[mk.FORMAT_REWARD] for h in tail) / max(len(tail), 1)
+    first_wall = series[mk.ACCURACY_REWARD].wall_times[0] if steps else 0.0
+    reached = None
     for h in history:
         if mk.EVAL_ACCURACY in h:
             print(f"  step {h['step']:5d}  held-out accuracy {h[mk.EVAL_ACCURACY]:.3f}")
+            if reached is None and h[mk.EVAL_ACCURACY] >= 0.9:
+                wall = series[mk.EVAL_ACCURACY].wall_times[series[mk.EVAL_ACCURACY].steps.index(h["step"])]
+                reached = (h["step"], wall - first_wall)
+    if reached:
+        print(f"held-out accuracy first >= 0.9 at step {reached[0]}, {reached[1]:.0f} s after the first step")
 
     curve = out / f"curve_seed{args.seed}.csv"
     with curve.open("w", newline="") as f:
@@ -160,28 +173,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plot(history: list[dict], before: float, after: float, path: Path) -> None:
-    """The curve as a PNG via plotly + kaleido when kaleido is installed; skipped otherwise."""
-    try:
-        import plotly.graph_objects as go
+    """The curve as an interactive plotly HTML page (no image exporter needed)."""
+    import plotly.graph_objects as go
 
-        fig = go.Figure()
-        steps = [h["step"] for h in history]
-        fig.add_scatter(
-            x=steps, y=[h[mk.ACCURACY_REWARD] for h in history], name="train accuracy reward", opacity=0.4
-        )
-        evals = [(h["step"], h[mk.EVAL_ACCURACY]) for h in history if mk.EVAL_ACCURACY in h]
-        fig.add_scatter(
-            x=[0] + [s for s, _ in evals] + [steps[-1]],
-            y=[before] + [a for _, a in evals] + [after],
-            name="held-out accuracy",
-            mode="lines+markers",
-        )
-        fig.add_scatter(x=steps, y=[h[mk.FORMAT_REWARD] for h in history], name="format reward", opacity=0.4)
-        fig.update_layout(title="GRPO on the tiny model", xaxis_title="step", yaxis_range=[0, 1.05])
-        fig.write_html(path.with_suffix(".html"))
-        fig.write_image(path)
-    except (ImportError, ValueError, RuntimeError) as exc:
-        print(f"(curve image skipped: {exc})", file=sys.stderr)
+    fig = go.Figure()
+    steps = [h["step"] for h in history]
+    fig.add_scatter(
+        x=steps, y=[h[mk.ACCURACY_REWARD] for h in history], name="train accuracy reward", opacity=0.4
+    )
+    evals = [(h["step"], h[mk.EVAL_ACCURACY]) for h in history if mk.EVAL_ACCURACY in h]
+    fig.add_scatter(
+        x=[0] + [s for s, _ in evals],
+        y=[before] + [a for _, a in evals],
+        name="held-out accuracy",
+        mode="lines+markers",
+    )
+    fig.add_scatter(x=steps, y=[h[mk.FORMAT_REWARD] for h in history], name="format reward", opacity=0.4)
+    fig.update_layout(
+        title=f"GRPO on the tiny model: {before:.2f} -> {after:.2f}",
+        xaxis_title="step",
+        yaxis_range=[0, 1.05],
+    )
+    fig.write_html(path.with_suffix(".html"))
 
 
 if __name__ == "__main__":
