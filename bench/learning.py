@@ -33,6 +33,7 @@ from trainer import metrics_keys as mk  # noqa: E402
 from trainer.config import build_config, load_yaml, merge  # noqa: E402
 from trainer.data import load_dataset_use  # noqa: E402
 from trainer.evaluate import evaluate  # noqa: E402
+from trainer.launch import accelerate_cpu_command  # noqa: E402
 from trainer.modeling import generation_kwargs, load_policy  # noqa: E402
 from trainer.paths import REPO_ROOT, resolve_repo_path  # noqa: E402
 from trainer.rundb import RunStore  # noqa: E402
@@ -95,22 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     config_path.write_text(cfg.to_yaml())
     train_cmd = ["-m", "trainer.cli", "train", "--config", str(config_path)]
     if args.processes > 1:
-        cmd = [
-            str(Path(sys.executable).parent / "accelerate"),
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            str(args.processes),
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "--main_process_port",
-            "0",
-            *train_cmd,
-        ]
+        cmd = accelerate_cpu_command(args.processes, train_cmd)
     else:
         cmd = [sys.executable, *train_cmd]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from trainer.launch import accelerate_cpu_command
 from trainer.paths import REPO_ROOT, TINY_MODEL_DIR
 from trainer.rundb import RunStore
 
@@ -29,26 +29,8 @@ optim: {{learning_rate: 0.001, max_steps: 2, per_device_train_batch_size: 2}}
 run: {{save_steps: 2, output_dir: {tmp_path / "out"}, num_threads: 1, run_name: ddp}}
 """
     )
-    accelerate = Path(sys.executable).parent / "accelerate"
-    # --multi_gpu picks accelerate's torch.distributed launcher; without CUDA it runs gloo on the CPU.
-    cmd = [
-        str(accelerate),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "0",
-        str(REPO_ROOT / "tests" / "helpers" / "distributed_worker.py"),
-        str(config),
-        str(tmp_path),
-    ]
+    worker = REPO_ROOT / "tests" / "helpers" / "distributed_worker.py"
+    cmd = accelerate_cpu_command(2, [str(worker), str(config), str(tmp_path)])
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
