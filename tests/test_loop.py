@@ -134,3 +134,16 @@ def test_lora_trains_adapters_against_the_adapter_free_reference(tmp_path) -> No
     assert (outcome.final_checkpoint / "adapter_config.json").is_file() or (
         outcome.final_checkpoint / "model.safetensors"
     ).is_file()
+
+
+def test_temporal_grpo_logs_ordered_and_shuffled_accuracy(tmp_path) -> None:
+    outcome = train(tiny_config(tmp_path, temporal_grpo=True, max_steps=1))
+    first = outcome.history[0]
+    for name in (mk.TEMPORAL_ACC_ORDERED, mk.TEMPORAL_ACC_SHUFFLED, mk.TEMPORAL_BONUS_RATE):
+        assert 0.0 <= first[name] <= 1.0
+    # Only correct ordered completions can earn the bonus.
+    assert first[mk.TEMPORAL_BONUS_RATE] <= first[mk.TEMPORAL_ACC_ORDERED] + 1e-9
+    # With the bonus, the logged accuracy reward can exceed the plain accuracy.
+    assert first[mk.ACCURACY_REWARD] == pytest.approx(
+        first[mk.TEMPORAL_ACC_ORDERED] + 0.3 * first[mk.TEMPORAL_BONUS_RATE]
+    )

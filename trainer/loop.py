@@ -254,6 +254,10 @@ def _train(
         processor, g.generation_max_length, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k
     )
     greedy_kwargs = generation_kwargs(processor, g.generation_max_length, do_sample=False)
+    if accelerator.num_processes > 1 and accelerator.distributed_type.name in ("DEEPSPEED", "FSDP"):
+        # Sharded weights are gathered layer by layer in every forward: all processes must keep
+        # stepping until the longest generation anywhere is done, or the collectives hang.
+        sample_kwargs["synced_gpus"] = greedy_kwargs["synced_gpus"] = True
 
     state = TrainerState(run_id=str(run_id or ""), total_steps=steps)
     if resume_path is not None:
