@@ -234,6 +234,9 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
         new = ctx.store.metrics_since(run_id, after_step=st["last_step"])
         st["series"], st["last_step"] = plots.merge_points(st["series"], new)
         total = total_steps(supervisor, run_id)
+        if run.status == "finished" and st["last_step"]:
+            # A run may finish early (max_train_seconds): what it did is the whole run.
+            total = st["last_step"]
         bar = progress_html(st["last_step"], total, run_eta_s(st["series"], total) if run.is_active else 0.0)
         drawn = (st["last_step"], round(smooth, 3))
         if drawn != st["drawn"]:
