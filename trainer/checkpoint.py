@@ -109,8 +109,12 @@ def save_checkpoint(
     return final
 
 
+def read_state(path: str | Path) -> TrainerState:
+    """The TrainerState saved in checkpoint folder ``path`` (nothing is loaded)."""
+    return TrainerState(**json.loads((Path(path) / STATE_FILE).read_text()))
+
+
 def load_checkpoint(accelerator: Any, path: str | Path) -> TrainerState:
     """Restore optimizer, scheduler, model and RNG from ``path``; returns its TrainerState."""
-    path = Path(path)
-    accelerator.load_state(str(path / ACCELERATE_DIR))
-    return TrainerState(**json.loads((path / STATE_FILE).read_text()))
+    accelerator.load_state(str(Path(path) / ACCELERATE_DIR))
+    return read_state(path)

@@ -23,7 +23,7 @@ import torch
 
 from trainer import grpo
 from trainer import metrics_keys as mk
-from trainer.checkpoint import TrainerState, load_checkpoint, resolve_resume, save_checkpoint
+from trainer.checkpoint import TrainerState, load_checkpoint, read_state, resolve_resume, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import load_dataset_use
 from trainer.data.video import DecodeCache
@@ -168,7 +168,7 @@ def _open_run(
         return attach_run_id
     if resume_path is not None:
         # A resumed run keeps writing into the run it came from (metric writes are idempotent).
-        state = TrainerState(**_read_state(resume_path))
+        state = read_state(resume_path)
         if state.run_id:
             try:
                 store.get_run(int(state.run_id), reap=False)
@@ -183,14 +183,6 @@ def _open_run(
         run_name, config=cfg.to_dict(), dataset_fingerprints=fingerprints, output_dir=str(output_dir)
     )
     return run.id
-
-
-def _read_state(path: Path) -> dict[str, Any]:
-    import json
-
-    from trainer.checkpoint import STATE_FILE
-
-    return json.loads((path / STATE_FILE).read_text())
 
 
 def _train(

@@ -38,7 +38,7 @@ def build_inputs(
         for conv in conversations
     ]
     flat: list[dict] = [m for conv in conversations for m in conv]
-    images, videos, video_kwargs = fetch_vision(flat, cache) if _has_vision(flat) else (None, None, {})
+    images, videos, video_kwargs = fetch_vision(flat, cache)
     if videos and video_transform is not None:
         videos = [(video_transform(v), m) for v, m in videos]
     kwargs: dict[str, Any] = dict(
@@ -77,12 +77,3 @@ def build_inputs(
     batch["completion_mask"] = enc["attention_mask"]
     batch["prompt_lengths"] = torch.full((len(texts),), prompt_len, dtype=torch.long)
     return batch
-
-
-def _has_vision(messages: list[dict]) -> bool:
-    return any(
-        isinstance(el, dict) and (el.get("type") in ("video", "image") or "video" in el or "image" in el)
-        for m in messages
-        if isinstance(m.get("content"), list)
-        for el in m["content"]
-    )
