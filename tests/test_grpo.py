@@ -298,6 +298,42 @@ def test_garbage_in_padding_changes_nothing() -> None:
     assert torch.isfinite(logp.grad).all() and logp.grad[1, 2].item() == 0.0
 
 
+# Per-token entropies; the padded one (sequence 2, token 3) is garbage that must not count.
+ENTROPY = [[1.0, 2.0, 3.0], [0.5, 1.5, 99.0]]
+
+
+@pytest.mark.parametrize(
+    ("aggregation", "expected_bonus"),
+    [
+        ("grpo", 1.5),  # per-sequence means (6/3 = 2, 2/2 = 1), averaged: 1.5
+        ("bnpo", 1.6),  # (1 + 2 + 3 + 0.5 + 1.5) / 5 real tokens
+        ("dr_grpo", 8.0 / 6),  # 8 / (2 sequences x 3 tokens)
+    ],
+)
+def test_entropy_bonus_is_subtracted_per_aggregation(aggregation: str, expected_bonus: float) -> None:
+    base, _ = _loss(aggregation=aggregation)
+    loss, stats = _loss(aggregation=aggregation, entropy=t(ENTROPY), entropy_coeff=0.1)
+    assert_close(loss, base.item() - 0.1 * expected_bonus)
+    assert_close(stats["entropy"], 1.6)  # always the token mean over real tokens
+
+
+def test_entropy_is_logged_but_not_trained_when_coeff_is_zero() -> None:
+    logp, entropy = t(LOGP).requires_grad_(), t(ENTROPY).requires_grad_()
+    loss, stats = _loss(logp=logp, entropy=entropy)
+    assert_close(loss, 0.25)
+    assert_close(stats["entropy"], 1.6)
+    loss.backward()
+    assert logp.grad is not None and entropy.grad is None
+
+
+def test_entropy_gradient_skips_padding() -> None:
+    entropy = t(ENTROPY).requires_grad_()
+    loss, _ = _loss(entropy=entropy, entropy_coeff=0.1)
+    loss.backward()
+    # grpo aggregation: d loss / d H_t = -0.1 / (2 sequences x |o_i|): -1/60 for sequence 1, -1/40 for 2.
+    assert_close(entropy.grad, [[-1 / 60, -1 / 60, -1 / 60], [-1 / 40, -1 / 40, 0.0]])
+
+
 def test_bool_mask_is_accepted() -> None:
     loss, _ = _loss(mask=t(MASK).bool())
     assert_close(loss, 0.25)
@@ -307,8 +343,11 @@ def test_bool_mask_is_accepted() -> None:
     ("kwargs", "message"),
     [
         ({"aggregation": "dapo"}, r"aggregation must be one of grpo, bnpo, token, dr_grpo, got 'dapo'"),
-        ({"alpha": -1.0}, r"alpha and beta must be >= 0"),
-        ({"beta": -0.1}, r"alpha and beta must be >= 0"),
+        ({"alpha": -1.0}, r"alpha, beta and entropy_coeff must be >= 0"),
+        ({"beta": -0.1}, r"alpha, beta and entropy_coeff must be >= 0"),
+        ({"entropy_coeff": -0.1}, r"alpha, beta and entropy_coeff must be >= 0"),
+        ({"entropy_coeff": 0.1}, r"entropy_coeff > 0 needs the per-token entropy"),
+        ({"entropy": torch.ones(2, 4, dtype=F64)}, r"entropy \(2, 4\) does not match logp \(2, 3\)"),
         ({"max_completion_length": 2}, r"max_completion_length 2 is shorter than the completions \(3\)"),
         ({"mask": torch.ones(2, 4)}, r"must both be \(B, T\)"),
     ],

@@ -9,7 +9,7 @@ import torch
 
 from trainer.data.inputs import build_inputs
 from trainer.data.video import VideoConfig
-from trainer.logprobs import completion_logprobs
+from trainer.logprobs import completion_logprobs, completion_logprobs_and_entropy
 from trainer.modeling import generation_kwargs, load_policy
 from trainer.rollout import build_prompt_batch, conversation, generate_rollouts
 
@@ -49,7 +49,8 @@ def test_grouped_logprobs_match_single_sequence_forwards(policy, synthetic_dir) 
     torch.manual_seed(1)
     rollout = generate_rollouts(model, processor, prompt, 3, generation_kwargs(processor, 10))
     assert rollout.completion_ids.shape[0] == 6
-    batched = completion_logprobs(model, rollout)
+    batched, batched_entropy = completion_logprobs_and_entropy(model, rollout, temperature=0.7)
+    assert torch.equal(batched, completion_logprobs(model, rollout, temperature=0.7))
 
     for row in range(6):
         record = records[row // 3]
@@ -66,8 +67,12 @@ def test_grouped_logprobs_match_single_sequence_forwards(policy, synthetic_dir) 
                 video_grid_thw=single["video_grid_thw"],
                 second_per_grid_ts=single["second_per_grid_ts"],
             ).logits[0, -n - 1 : -1]
-        expected = torch.log_softmax(logits.float(), -1).gather(-1, ids[0, -n:, None]).squeeze(-1)
+        log_probs = torch.log_softmax(logits.float() / 0.7, -1)
+        expected = log_probs.gather(-1, ids[0, -n:, None]).squeeze(-1)
         assert torch.allclose(batched[row, :n].detach(), expected, atol=1e-5), row
+        # Entropy of the whole tempered distribution, computed independently with torch.distributions.
+        entropy = torch.distributions.Categorical(logits=logits.float() / 0.7).entropy()
+        assert torch.allclose(batched_entropy[row, :n].detach(), entropy, atol=1e-5), row
 
 
 def test_gradients_reach_the_merger_through_the_shared_vision_features(policy, synthetic_dir) -> None:

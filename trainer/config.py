@@ -139,6 +139,13 @@ class GRPOConfig:
         default="grpo",
         metadata=_help("Loss aggregation: grpo (per-sequence mean), bnpo (token mean), dr_grpo."),
     )
+    entropy_coeff: float = field(
+        default=0.0,
+        metadata=_help(
+            "Entropy bonus weight (verl's entropy_coeff): keeps answers the policy stopped sampling "
+            "from dying out (0: off)."
+        ),
+    )
     temporal_grpo: bool = field(
         default=False,
         metadata=_help(
@@ -171,6 +178,8 @@ class GRPOConfig:
                 f"epsilon must be in (0, 1) and epsilon_high in [0, 10), "
                 f"got {self.epsilon}, {self.epsilon_high}"
             )
+        if self.entropy_coeff < 0:
+            raise ConfigError(f"entropy_coeff must be >= 0, got {self.entropy_coeff}")
         if self.num_iterations < 1:
             raise ConfigError(f"num_iterations must be >= 1, got {self.num_iterations}")
         if self.scale_rewards not in ("group", "batch", "none"):

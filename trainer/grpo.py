@@ -10,7 +10,7 @@ The loss for one batch (Shao et al. 2024, DeepSeekMath eq. 3, with TRL's loss va
     ratio_t   = exp(logp_t - logp_old_t)
     surr_t    = -min(ratio_t * alpha*A, clip(ratio_t, 1 - eps_low, 1 + eps_high) * alpha*A)
     kl_t      = exp(logp_ref_t - logp_t) - (logp_ref_t - logp_t) - 1          (k3)
-    loss      = agg(surr + beta * kl, mask) = agg(surr) + beta * agg(kl)
+    loss      = agg(surr + beta * kl, mask) = agg(surr) + beta * agg(kl)  [- c * agg(entropy)]
 
 ``grpo_alpha`` (``alpha``) multiplies the advantages A before the surrogate. Because the clip is
 taken per token and ``min(x*alpha*A, y*alpha*A) = alpha*min(x*A, y*A)`` for alpha >= 0, this is the
@@ -19,6 +19,12 @@ the beta*KL term, and alpha = 0 leaves only the KL pull to the reference. With
 ``scale="none"`` (A = r - mean_group(r)) it is exactly scaling the rewards by alpha; with
 ``scale="group"``/``"batch"`` scaling the rewards would be divided out again by the std, which is
 why alpha is applied to the advantages and not to the rewards.
+
+The optional entropy bonus ``c = entropy_coeff`` (verl's ``entropy_coeff``; 0 turns it off) is the
+entropy of the whole next-token distribution at each completion position, not of the sampled token.
+That is the point of it: an answer the policy no longer samples gets no gradient from the surrogate
+or from the sampled-token k3 KL, and a group that all agrees has zero advantages, so once a choice
+dies out nothing brings it back; the entropy gradient reaches every token's logit.
 """
 
 from __future__ import annotations
@@ -196,6 +202,8 @@ def grpo_loss(
     eps_high: float = 0.2,
     aggregation: str = "grpo",
     max_completion_length: int | None = None,
+    entropy: torch.Tensor | None = None,
+    entropy_coeff: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The GRPO loss (see the module docstring for the formula and what alpha means).
 
@@ -203,7 +211,8 @@ def grpo_loss(
     ``logp.detach()``, the single-update case where the ratio is 1); logp_ref (B, T) the frozen
     reference (None or ``beta == 0``: no KL term); advantages (B,); mask (B, T) 0/1 or bool.
     ``aggregation`` is a key of :data:`AGGREGATIONS`; ``max_completion_length`` is dr_grpo's
-    divisor (None: T; must be >= T).
+    divisor (None: T; must be >= T). ``entropy`` (B, T), with grad, is the per-token entropy of the
+    policy's distribution; with ``entropy_coeff > 0`` the loss subtracts ``entropy_coeff * agg(entropy)``.
 
     Returns the scalar loss and detached 0-d tensors (``float()`` them when logging):
 
@@ -213,12 +222,18 @@ def grpo_loss(
       whenever ``logp_ref`` is given, even with ``beta == 0``; 0 without a reference);
     - ``clip_ratio``: fraction of real tokens whose clip is active (``grpo/clip_ratio``);
     - ``policy_seq_log_prob``: mean over sequences of the sum of their token log-probs
-      (``grpo/policy_seq_log_prob``).
+      (``grpo/policy_seq_log_prob``);
+    - ``entropy``: masked mean of the per-token entropy over all real tokens (``grpo/entropy``;
+      0 when ``entropy`` is not given).
     """
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
-    if alpha < 0 or beta < 0:
-        raise ValueError(f"alpha and beta must be >= 0, got {alpha}, {beta}")
+    if alpha < 0 or beta < 0 or entropy_coeff < 0:
+        raise ValueError(f"alpha, beta and entropy_coeff must be >= 0, got {alpha}, {beta}, {entropy_coeff}")
+    if entropy_coeff > 0 and entropy is None:
+        raise ValueError("entropy_coeff > 0 needs the per-token entropy")
+    if entropy is not None and entropy.shape != logp.shape:
+        raise ValueError(f"entropy {tuple(entropy.shape)} does not match logp {tuple(logp.shape)}")
     if logp.dim() != 2 or mask.shape != logp.shape:
         raise ValueError(f"logp {tuple(logp.shape)} and mask {tuple(mask.shape)} must both be (B, T)")
     max_len = logp.size(1) if max_completion_length is None else max_completion_length
@@ -247,6 +262,12 @@ def grpo_loss(
         if beta != 0:
             kl_loss = beta * aggregate(per_token_kl, mask, max_len)
             loss = policy_loss + kl_loss
+    entropy_mean = zero
+    if entropy is not None:
+        entropy = torch.where(is_real, entropy, 0.0)
+        entropy_mean = (entropy * mask).sum() / n_tokens
+        if entropy_coeff != 0:
+            loss = loss - entropy_coeff * aggregate(entropy, mask, max_len)
 
     stats = {
         "policy_loss": policy_loss.detach(),
@@ -254,5 +275,6 @@ def grpo_loss(
         "kl": kl_mean.detach(),
         "clip_ratio": ((is_clipped.to(logp.dtype) * mask).sum() / n_tokens).detach(),
         "policy_seq_log_prob": (logp.detach() * mask).sum(dim=1).mean(),
+        "entropy": entropy_mean.detach(),
     }
     return loss, stats

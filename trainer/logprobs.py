@@ -75,6 +75,14 @@ def completion_logprobs(model: Any, rollout: RolloutBatch, temperature: float = 
     Dividing logits by the sampling temperature scores tokens under the distribution they were
     sampled from (as TRL does), so the importance ratio starts at 1.
     """
+    return completion_logprobs_and_entropy(model, rollout, temperature)[0]
+
+
+def completion_logprobs_and_entropy(
+    model: Any, rollout: RolloutBatch, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs (B*G, T) of the completion tokens and the entropy (B*G, T) of the sampling
+    distribution at each completion position (in nats, with grad, for an entropy bonus)."""
     device = next(model.parameters()).device
     inputs = sequence_inputs(rollout, device)
     completion = rollout.completion_ids.to(device)
@@ -87,5 +95,7 @@ def completion_logprobs(model: Any, rollout: RolloutBatch, temperature: float = 
         logits_to_keep=t + 1,
         use_cache=False,
     ).logits[:, :-1, :]
-    logits = logits.float() / temperature
-    return torch.log_softmax(logits, dim=-1).gather(-1, completion.unsqueeze(-1)).squeeze(-1)
+    log_probs = torch.log_softmax(logits.float() / temperature, dim=-1)
+    logp = log_probs.gather(-1, completion.unsqueeze(-1)).squeeze(-1)
+    entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
+    return logp, entropy

@@ -29,7 +29,7 @@ from trainer.data import load_dataset_use
 from trainer.data.video import DecodeCache
 from trainer.errors import DataError, StudioError
 from trainer.evaluate import EvalResult, evaluate
-from trainer.logprobs import completion_logprobs
+from trainer.logprobs import completion_logprobs, completion_logprobs_and_entropy
 from trainer.modeling import generation_kwargs, load_policy
 from trainer.paths import default_db_url, default_workspace, resolve_repo_path
 from trainer.reporting import make_reporter
@@ -435,7 +435,7 @@ def grpo_step(
         for i, mb in enumerate(micro):
             last = i == len(micro) - 1
             with nullcontext() if last else accelerator.no_sync(model):
-                logp = completion_logprobs(model, mb.rollout, g.temperature)
+                logp, entropy = completion_logprobs_and_entropy(model, mb.rollout, g.temperature)
                 mask = mb.rollout.completion_mask.to(logp.device)
                 loss, stats = grpo.grpo_loss(
                     logp,
@@ -449,6 +449,8 @@ def grpo_step(
                     eps_high=g.epsilon_high or g.epsilon,
                     aggregation=g.loss_type,
                     max_completion_length=max(g.generation_max_length, mask.shape[1]),
+                    entropy=entropy,
+                    entropy_coeff=g.entropy_coeff,
                 )
                 accelerator.backward(loss / len(micro))
             for key, value in stats.items():
@@ -480,6 +482,7 @@ def grpo_step(
         mk.POLICY_SEQ_LOG_PROB: stats_sum["policy_seq_log_prob"] / n_updates,
         mk.KL_DIV: stats_sum["kl"] / n_updates,
         mk.CLIP_RATIO: stats_sum["clip_ratio"] / n_updates,
+        mk.ENTROPY: stats_sum["entropy"] / n_updates,
         mk.LOSS: stats_sum["loss"] / n_updates,
         mk.GRAD_NORM: grad_norm,
         mk.COMPLETION_LENGTH: float(lengths.mean()),

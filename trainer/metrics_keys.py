@@ -20,6 +20,8 @@ GRAD_NORM = "train/grad_norm"
 CLIP_RATIO = "grpo/clip_ratio"
 COMPLETION_LENGTH = "grpo/completion_length"
 REWARD_STD = "grpo/reward_std"
+# Mean entropy (nats) of the policy's next-token distribution over completion tokens.
+ENTROPY = "grpo/entropy"
 # Fraction of prompt groups whose rewards are all equal: their advantages are zero, so they teach nothing.
 ZERO_STD_FRACTION = "grpo/zero_std_fraction"
 
@@ -55,6 +57,7 @@ TRAINING_METRICS: tuple[str, ...] = (
     CLIP_RATIO,
     COMPLETION_LENGTH,
     REWARD_STD,
+    ENTROPY,
 )
 TIMING_METRICS: tuple[str, ...] = (
     TIME_GENERATE_S,
