@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from trainer.checkpoint import TrainerState, load_checkpoint, read_state, resolv
 from trainer.config import TrainConfig
 from trainer.data import load_dataset_use
 from trainer.data.video import DecodeCache
-from trainer.errors import DataError, StudioError
+from trainer.errors import ConfigError, DataError, StudioError
 from trainer.evaluate import EvalResult, evaluate
 from trainer.logprobs import completion_logprobs, completion_logprobs_and_entropy
 from trainer.modeling import generation_kwargs, load_policy
@@ -214,6 +215,7 @@ def _train(
     steps = total_steps(len(records), per_step, cfg.optim.num_train_epochs, cfg.optim.max_steps)
 
     # ---- model, reference, optimiser ----------------------------------------------------------
+    _check_reference_loading(g.grpo_beta > 0 and not cfg.model.lora_enable)
     dtype = "bf16" if cfg.model.bf16 else None
     model, processor = load_policy(
         resolve_repo_path(cfg.model.model_name_or_path),
@@ -356,6 +358,28 @@ def _train(
     return TrainOutcome(
         run_id, output_dir, state.step, final_ckpt, eval_result, history, accelerator.unwrap_model(model)
     )
+
+
+def _check_reference_loading(needs_reference: bool) -> None:
+    """Refuse FSDP's "cpu ram efficient loading" when a separate reference model is needed.
+
+    With it, transformers loads the checkpoint on local rank 0 only and leaves the other ranks'
+    weights uninitialised for FSDP to broadcast when the policy is prepared; the frozen reference is
+    a copy taken before that, never broadcast, so on those ranks it would be garbage and the KL
+    silently wrong. (The same env vars transformers reads, so the check matches what it does.)
+    """
+    from accelerate.utils import str_to_bool
+
+    fsdp = str_to_bool(os.environ.get("ACCELERATE_USE_FSDP", "false"))
+    ram_efficient = str_to_bool(os.environ.get("FSDP_CPU_RAM_EFFICIENT_LOADING", "false"))
+    if needs_reference and fsdp and ram_efficient:
+        raise ConfigError(
+            "FSDP with fsdp_cpu_ram_efficient_loading: true loads the weights on the first process "
+            "only, so the frozen reference model (grpo_beta > 0) would be uninitialised on the others. "
+            "Set fsdp_cpu_ram_efficient_loading: false in the accelerate config "
+            "(configs/accelerate_fsdp.yaml does), or use LoRA (lora_enable: the reference is then the "
+            "base model), or grpo_beta: 0."
+        )
 
 
 def _all_agree(accelerator: Any, flag: bool) -> bool:
