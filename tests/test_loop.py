@@ -75,15 +75,17 @@ def test_a_short_run_fills_the_run_database_and_saves_a_loadable_checkpoint(tmp_
     assert model.config.video_token_id == processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")
 
 
-def test_sigterm_saves_and_aborts_and_resume_continues_exactly(tmp_path) -> None:
+@pytest.mark.parametrize("dynamic_sampling", [False, True])
+def test_sigterm_saves_and_aborts_and_resume_continues_exactly(tmp_path, dynamic_sampling: bool) -> None:
     steps = 4
-    full = train(tiny_config(tmp_path / "a", max_steps=steps, save_steps=10))
+    extra = {"dynamic_sampling": dynamic_sampling}
+    full = train(tiny_config(tmp_path / "a", max_steps=steps, save_steps=10, **extra))
 
     def stop_after_two(step: int, total: int, metrics: dict) -> None:
         if step == 2:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    cfg = tiny_config(tmp_path / "b", max_steps=steps, save_steps=10)
+    cfg = tiny_config(tmp_path / "b", max_steps=steps, save_steps=10, **extra)
     with pytest.raises(RunAborted):
         train(cfg, progress=stop_after_two)
     store = RunStore(f"sqlite:///{tmp_path / 'b' / 'ws' / 'runs.db'}")
@@ -92,7 +94,7 @@ def test_sigterm_saves_and_aborts_and_resume_continues_exactly(tmp_path) -> None
     assert (tmp_path / "b" / "out" / "checkpoint-2" / "trainer_state.json").is_file()
 
     resumed = train(
-        tiny_config(tmp_path / "b", max_steps=steps, save_steps=10, resume_from_checkpoint="latest")
+        tiny_config(tmp_path / "b", max_steps=steps, save_steps=10, resume_from_checkpoint="latest", **extra)
     )
     assert resumed.run_id == run.id and store.get_run(run.id).status == "finished"
     compared = [
@@ -147,3 +149,25 @@ def test_temporal_grpo_logs_ordered_and_shuffled_accuracy(tmp_path) -> None:
     assert first[mk.ACCURACY_REWARD] == pytest.approx(
         first[mk.TEMPORAL_ACC_ORDERED] + 0.3 * first[mk.TEMPORAL_BONUS_RATE]
     )
+
+
+def test_dynamic_sampling_trains_on_groups_whose_rewards_differ(tmp_path) -> None:
+    cfg = tiny_config(
+        tmp_path, dynamic_sampling=True, max_sampling_rounds=4, max_steps=3, grpo_logging_steps=1
+    )
+    outcome = train(cfg)
+    store = RunStore(f"sqlite:///{tmp_path / 'ws' / 'runs.db'}")
+    [run] = store.list_runs()
+    rounds = {h["step"]: h[mk.SAMPLING_ROUNDS] for h in outcome.history}
+    assert all(1 <= r <= 4 for r in rounds.values())
+    # With G=2 at chance accuracy about half the groups agree: some step needed a second round.
+    assert max(rounds.values()) > 1
+    for step in (1, 2, 3):
+        groups: dict[int, set[float]] = {}
+        for row in store.rollouts(run.id, step=step):
+            groups.setdefault(row.prompt_id, set()).add(row.total_reward)
+        assert groups, step
+        # Every group kept has a reward spread, unless the step ran out of rounds (then it trains on
+        # its last round as sampled).
+        if rounds[step] < 4:
+            assert all(len(rewards) > 1 for rewards in groups.values()), (step, groups)

@@ -146,6 +146,19 @@ class GRPOConfig:
             "from dying out (0: off)."
         ),
     )
+    dynamic_sampling: bool = field(
+        default=False,
+        metadata=_help(
+            "DAPO's dynamic sampling: drop question groups whose rewards all agree (zero advantage) "
+            "and sample fresh questions until the batch is full again."
+        ),
+    )
+    max_sampling_rounds: int = field(
+        default=3,
+        metadata=_help(
+            "Dynamic sampling: most generation rounds per micro-batch (verl's max_num_gen_batches)."
+        ),
+    )
     temporal_grpo: bool = field(
         default=False,
         metadata=_help(
@@ -178,6 +191,8 @@ class GRPOConfig:
                 f"epsilon must be in (0, 1) and epsilon_high in [0, 10), "
                 f"got {self.epsilon}, {self.epsilon_high}"
             )
+        if self.max_sampling_rounds < 1:
+            raise ConfigError(f"max_sampling_rounds must be >= 1, got {self.max_sampling_rounds}")
         if self.entropy_coeff < 0:
             raise ConfigError(f"entropy_coeff must be >= 0, got {self.entropy_coeff}")
         if self.num_iterations < 1:

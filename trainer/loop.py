@@ -28,6 +28,7 @@ from trainer.checkpoint import TrainerState, load_checkpoint, read_state, resolv
 from trainer.config import TrainConfig
 from trainer.data import load_dataset_use
 from trainer.data.video import DecodeCache
+from trainer.dynamic_sampling import groups_with_spread, select_groups
 from trainer.errors import ConfigError, DataError, StudioError
 from trainer.evaluate import EvalResult, evaluate
 from trainer.logprobs import completion_logprobs, completion_logprobs_and_entropy
@@ -269,22 +270,24 @@ def _train(
     final_ckpt: Path | None = None
     eval_result: EvalResult | None = None
     started = time.perf_counter()
+
+    def draw() -> list[Any]:
+        """This process's share of the next per-step batch in the data order (moves the position)."""
+        idx, state.epoch, state.position = next_batch(
+            len(records),
+            cfg.optim.per_device_train_batch_size * world,
+            cfg.run.seed,
+            state.epoch,
+            state.position,
+        )
+        return [records[i] for i in idx[accelerator.process_index :: world]]
+
     try:
         if _all_agree(accelerator, stop.requested):
             raise RunAborted("stopped by SIGTERM before the first step")
         while state.step < steps:
             step_start = time.perf_counter()
-            micro_records = []
-            for _ in range(cfg.optim.gradient_accumulation_steps):
-                idx, state.epoch, state.position = next_batch(
-                    len(records),
-                    cfg.optim.per_device_train_batch_size * world,
-                    cfg.run.seed,
-                    state.epoch,
-                    state.position,
-                )
-                mine = idx[accelerator.process_index :: world]
-                micro_records.append([records[i] for i in mine])
+            micro_records = [draw() for _ in range(cfg.optim.gradient_accumulation_steps)]
             metrics, micro = grpo_step(
                 accelerator,
                 model,
@@ -296,6 +299,7 @@ def _train(
                 optimizer,
                 scheduler,
                 sample_kwargs,
+                refill=draw,
             )
             state.step += 1
             metrics[mk.TIME_STEP_S] = time.perf_counter() - step_start
@@ -401,57 +405,62 @@ def grpo_step(
     optimizer: Any,
     scheduler: Any,
     sample_kwargs: dict[str, Any],
+    refill: Callable[[], list[Any]] | None = None,
 ) -> tuple[dict[str, float], list[MicroBatch]]:
-    """One global step: rollouts for every micro-batch, then ``num_iterations`` policy updates."""
+    """One global step: rollouts for every micro-batch, then ``num_iterations`` policy updates.
+
+    With ``dynamic_sampling``, groups whose rewards all agree are dropped and ``refill()`` (this
+    process's share of the next questions in the data order) is sampled, up to
+    ``max_sampling_rounds`` rounds per micro-batch, until the micro-batch is full again.
+    """
     g = cfg.grpo
     policy = accelerator.unwrap_model(model)
     t0 = time.perf_counter()
     micro: list[MicroBatch] = []
     gen_s = score_s = 0.0
     temporal_stats: list[dict[str, float]] = []
+    sampled_groups = flat_groups = rounds = 0
+    sampled_scores: list[Scores] = []  # every round's, before dynamic sampling drops groups
+    max_rounds = g.max_sampling_rounds if g.dynamic_sampling else 1
     for recs in micro_records:
-        prompt, recs = _prompt_batch(processor, recs, cfg, cache)
-        rollout = generate_rollouts(policy, processor, prompt, g.grpo_sample_size, sample_kwargs)
-        gen_s += rollout.seconds
-        t_score = time.perf_counter()
-        scores = score_rollouts(
-            rollout.texts, recs, g.grpo_sample_size, g.format_reward_weight, g.accuracy_reward_weight
-        )
-        if g.temporal_grpo:
-            shuffled_prompt = build_prompt_batch(
-                processor,
-                recs,
-                cfg.video,
-                cache=cache,
-                video_transform=shuffled_frames(
-                    torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
-                ),
-            )
-            shuffled = generate_rollouts(
-                policy, processor, shuffled_prompt, g.grpo_sample_size, sample_kwargs
-            )
-            gen_s += shuffled.seconds
-            scores = temporal_bonus(
-                scores,
-                shuffled.texts,
-                recs,
-                g.grpo_sample_size,
-                g.temporal_margin,
-                g.temporal_bonus,
-                g.format_reward_weight,
-                g.accuracy_reward_weight,
-            )
-            temporal_stats.append(scores.temporal or {})
-        advantages = grpo.group_advantages(scores.total, g.grpo_sample_size, scale=g.scale_rewards)
-        score_s += time.perf_counter() - t_score
-        with torch.no_grad():
-            logp_old = completion_logprobs(policy, rollout, g.temperature) if g.num_iterations > 1 else None
-            logp_ref = None
-            if g.grpo_beta > 0:
-                logp_ref = _reference_logprobs(ref_model, policy, rollout, g.temperature)
-        micro.append(MicroBatch(rollout, scores, advantages, logp_old, logp_ref))
+        need, have = len(recs), 0
+        for round_ in range(1, max_rounds + 1):
+            # A process whose micro-batch is already full sits a round out, unless generation is
+            # collective (sharded weights, synced_gpus) and every process must take part.
+            if have < need or sample_kwargs.get("synced_gpus"):
+                rounds += 1
+                rollout, scores, seconds = _sample_and_score(
+                    policy, processor, recs, cfg, cache, sample_kwargs
+                )
+                gen_s, score_s = gen_s + seconds[0], score_s + seconds[1]
+                if scores.temporal is not None:
+                    temporal_stats.append(scores.temporal)
+                sampled_scores.append(scores)
+                spread = groups_with_spread(scores.total, g.grpo_sample_size)
+                sampled_groups += rollout.prompt.size
+                flat_groups += rollout.prompt.size - len(spread)
+                keep = list(range(rollout.prompt.size))
+                if g.dynamic_sampling:
+                    keep = spread[: max(need - have, 0)]
+                    if not keep and have == 0 and round_ == max_rounds:
+                        # Nothing informative in any round: train on the last one anyway (zero
+                        # advantages, only the KL and entropy terms) so this process still takes
+                        # part in the update.
+                        keep = list(range(rollout.prompt.size))
+                    if keep and len(keep) < rollout.prompt.size:
+                        rollout, scores = select_groups(rollout, scores, keep)
+                if keep:
+                    have += len(keep)
+                    micro.append(_micro_batch(policy, ref_model, rollout, scores, cfg))
+            # Every process runs the same rounds and draws the same refills (one data position).
+            if round_ == max_rounds or not _all_agree(accelerator, have < need):
+                break
+            if refill is None:
+                raise ValueError("dynamic_sampling needs a refill function for fresh questions")
+            recs = refill()
 
     t_backward = time.perf_counter()
+    total_groups = sum(mb.rollout.prompt.size for mb in micro)
     stats_sum: dict[str, float] = {}
     n_updates = 0
     grad_norm = 0.0
@@ -476,7 +485,13 @@ def grpo_step(
                     entropy=entropy,
                     entropy_coeff=g.entropy_coeff,
                 )
-                accelerator.backward(loss / len(micro))
+                # Each micro-batch weighs as many groups as it holds (dynamic sampling makes them differ).
+                scaled = (
+                    loss / len(micro)
+                    if not g.dynamic_sampling
+                    else loss * mb.rollout.prompt.size / total_groups
+                )
+                accelerator.backward(scaled)
             for key, value in stats.items():
                 stats_sum[key] = stats_sum.get(key, 0.0) + float(value)
             stats_sum["loss"] = stats_sum.get("loss", 0.0) + float(loss.detach())
@@ -488,12 +503,14 @@ def grpo_step(
         optimizer.zero_grad(set_to_none=True)
     backward_s = time.perf_counter() - t_backward
 
-    fmt = torch.cat([mb.scores.format for mb in micro])
-    acc = torch.cat([mb.scores.accuracy for mb in micro])
-    total = torch.cat([mb.scores.total for mb in micro])
+    # Rewards over everything sampled: what the policy does, not what dynamic sampling kept.
+    fmt = torch.cat([sc.format for sc in sampled_scores])
+    acc = torch.cat([sc.accuracy for sc in sampled_scores])
+    total = torch.cat([sc.total for sc in sampled_scores])
     adv = torch.cat([mb.advantages for mb in micro])
     lengths = torch.cat([mb.rollout.lengths for mb in micro]).float()
-    zero_std = sum(grpo.zero_std_fraction(mb.scores.total, g.grpo_sample_size) for mb in micro) / len(micro)
+    # Over every group sampled, before dynamic sampling drops the flat ones.
+    zero_std = flat_groups / max(sampled_groups, 1)
     generated_tokens = float(lengths.sum())
     local = {
         mk.FORMAT_REWARD: float(fmt.mean()),
@@ -503,6 +520,7 @@ def grpo_step(
         mk.ADVANTAGE: float((g.grpo_alpha * adv).abs().mean()),
         mk.REWARD_STD: float(total.view(-1, g.grpo_sample_size).std(dim=1).mean()),
         mk.ZERO_STD_FRACTION: zero_std,
+        mk.SAMPLING_ROUNDS: rounds / len(micro_records),
         mk.POLICY_SEQ_LOG_PROB: stats_sum["policy_seq_log_prob"] / n_updates,
         mk.KL_DIV: stats_sum["kl"] / n_updates,
         mk.CLIP_RATIO: stats_sum["clip_ratio"] / n_updates,
@@ -525,6 +543,64 @@ def grpo_step(
     if torch.cuda.is_available():
         local[mk.PEAK_MEMORY_GB] = torch.cuda.max_memory_allocated() / 2**30
     return _mean_over_processes(accelerator, local), micro
+
+
+def _sample_and_score(
+    policy: Any,
+    processor: Any,
+    recs: list[Any],
+    cfg: TrainConfig,
+    cache: DecodeCache | None,
+    sample_kwargs: dict[str, Any],
+) -> tuple[RolloutBatch, Scores, tuple[float, float]]:
+    """G completions per question, scored (with the T-GRPO bonus when on); returns the rollouts,
+    their scores and the seconds spent (generating, scoring)."""
+    g = cfg.grpo
+    prompt, recs = _prompt_batch(processor, recs, cfg, cache)
+    rollout = generate_rollouts(policy, processor, prompt, g.grpo_sample_size, sample_kwargs)
+    gen_s = rollout.seconds
+    t_score = time.perf_counter()
+    scores = score_rollouts(
+        rollout.texts, recs, g.grpo_sample_size, g.format_reward_weight, g.accuracy_reward_weight
+    )
+    if g.temporal_grpo:
+        shuffled_prompt = build_prompt_batch(
+            processor,
+            recs,
+            cfg.video,
+            cache=cache,
+            video_transform=shuffled_frames(
+                torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
+            ),
+        )
+        shuffled = generate_rollouts(policy, processor, shuffled_prompt, g.grpo_sample_size, sample_kwargs)
+        gen_s += shuffled.seconds
+        scores = temporal_bonus(
+            scores,
+            shuffled.texts,
+            recs,
+            g.grpo_sample_size,
+            g.temporal_margin,
+            g.temporal_bonus,
+            g.format_reward_weight,
+            g.accuracy_reward_weight,
+        )
+        scores.temporal = scores.temporal or {}
+    return rollout, scores, (gen_s, time.perf_counter() - t_score)
+
+
+def _micro_batch(
+    policy: Any, ref_model: Any, rollout: RolloutBatch, scores: Scores, cfg: TrainConfig
+) -> MicroBatch:
+    """Advantages and the no-grad log-probs (rollout policy, reference) an update needs."""
+    g = cfg.grpo
+    advantages = grpo.group_advantages(scores.total, g.grpo_sample_size, scale=g.scale_rewards)
+    with torch.no_grad():
+        logp_old = completion_logprobs(policy, rollout, g.temperature) if g.num_iterations > 1 else None
+        logp_ref = None
+        if g.grpo_beta > 0:
+            logp_ref = _reference_logprobs(ref_model, policy, rollout, g.temperature)
+    return MicroBatch(rollout, scores, advantages, logp_old, logp_ref)
 
 
 def _prompt_batch(

@@ -24,6 +24,8 @@ REWARD_STD = "grpo/reward_std"
 ENTROPY = "grpo/entropy"
 # Fraction of prompt groups whose rewards are all equal: their advantages are zero, so they teach nothing.
 ZERO_STD_FRACTION = "grpo/zero_std_fraction"
+# Generation rounds per micro-batch (1 unless dynamic_sampling refills dropped groups).
+SAMPLING_ROUNDS = "grpo/sampling_rounds"
 
 # Wall-clock seconds per phase of one step.
 TIME_GENERATE_S = "time/generate_s"
@@ -58,6 +60,7 @@ TRAINING_METRICS: tuple[str, ...] = (
     COMPLETION_LENGTH,
     REWARD_STD,
     ENTROPY,
+    SAMPLING_ROUNDS,
 )
 TIMING_METRICS: tuple[str, ...] = (
     TIME_GENERATE_S,
