@@ -16,15 +16,17 @@ from trainer.rundb import RunStore
 pytestmark = pytest.mark.slow
 
 
-def test_two_process_training_keeps_replicas_identical(tmp_path: Path) -> None:
+@pytest.mark.parametrize("dynamic_sampling", [False, True])
+def test_two_process_training_keeps_replicas_identical(tmp_path: Path, dynamic_sampling: bool) -> None:
     ws = tmp_path / "ws"
     config = tmp_path / "run.yaml"
+    dynamic = str(dynamic_sampling).lower()
     config.write_text(
         f"""
 model: {{model_name_or_path: {TINY_MODEL_DIR}}}
 data: {{dataset_use: synthetic_motion_train%5, workspace: {ws}}}
 video: {{fps: 8.0, max_frames: 8, min_pixels: 3136, max_pixels: 3136}}
-grpo: {{grpo_sample_size: 2, generation_max_length: 8, grpo_beta: 0.04}}
+grpo: {{grpo_sample_size: 2, generation_max_length: 8, grpo_beta: 0.04, dynamic_sampling: {dynamic}}}
 optim: {{learning_rate: 0.001, max_steps: 2, per_device_train_batch_size: 2}}
 run: {{save_steps: 2, output_dir: {tmp_path / "out"}, num_threads: 1, run_name: ddp}}
 """

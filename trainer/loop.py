@@ -491,7 +491,7 @@ def grpo_step(
                     if not g.dynamic_sampling
                     else loss * mb.rollout.prompt.size / total_groups
                 )
-                accelerator.backward(scaled)
+                _backward(accelerator, scaled, last)
             for key, value in stats.items():
                 stats_sum[key] = stats_sum.get(key, 0.0) + float(value)
             stats_sum["loss"] = stats_sum.get("loss", 0.0) + float(loss.detach())
@@ -543,6 +543,25 @@ def grpo_step(
     if torch.cuda.is_available():
         local[mk.PEAK_MEMORY_GB] = torch.cuda.max_memory_allocated() / 2**30
     return _mean_over_processes(accelerator, local), micro
+
+
+def _backward(accelerator: Any, loss: torch.Tensor, last: bool) -> None:
+    """``accelerator.backward``, telling DeepSpeed which micro-batch ends the step.
+
+    Outside ``accelerator.accumulate`` accelerate's ``sync_gradients`` stays True, and under DeepSpeed
+    every backward then runs ``engine.step()`` (an optimiser update per micro-batch). A step here has
+    a variable number of micro-batches (gradient accumulation, dynamic sampling), so the earlier ones
+    are marked as accumulation only; DDP and FSDP get the same from ``no_sync``.
+    """
+    if last or accelerator.distributed_type.name != "DEEPSPEED":
+        accelerator.backward(loss)
+        return
+    state = accelerator.gradient_state
+    state._set_sync_gradients(False)  # no public setter; accumulate() uses the same call
+    try:
+        accelerator.backward(loss)
+    finally:
+        state._set_sync_gradients(True)
 
 
 def _sample_and_score(
