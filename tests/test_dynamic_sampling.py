@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from trainer.data.video import VideoConfig
-from trainer.dynamic_sampling import groups_with_spread, select_groups, select_prompts
+from trainer.dynamic_sampling import select_groups, select_prompts
+from trainer.grpo import groups_with_spread
 from trainer.logprobs import completion_logprobs
 from trainer.modeling import generation_kwargs, load_policy
 from trainer.rollout import build_prompt_batch, generate_rollouts

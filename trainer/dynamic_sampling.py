@@ -4,7 +4,8 @@ A group whose G completions all score the same has advantages of exactly 0, so i
 the policy gradient; late in training (or when the policy has grown sure of a wrong answer) most
 groups are like that and a step learns from a handful of prompts. Dynamic sampling (Yu et al.,
 2025, DAPO; verl's ``filter_groups``) drops those groups and samples fresh questions until the
-batch is full of informative ones. The loop in :mod:`trainer.loop` decides when to sample more;
+batch is full of informative ones (:func:`trainer.grpo.groups_with_spread` says which). The loop in
+:mod:`trainer.loop` decides when to sample more;
 this module only cuts a rollout batch down to chosen prompts, with everything that belongs to them
 (prompt rows, their slice of the pixel tensors, completions, rewards).
 """
@@ -20,13 +21,6 @@ from trainer.scoring import Scores
 
 # Per-prompt pixel tensors and the grid tensor whose rows say how many pixel rows each prompt owns.
 _VISION_KEYS = (("pixel_values_videos", "video_grid_thw"), ("pixel_values", "image_grid_thw"))
-
-
-def groups_with_spread(total_rewards: torch.Tensor, group_size: int) -> list[int]:
-    """Indices of the prompts whose G total rewards are not all equal (exact comparison, as
-    :func:`trainer.grpo.group_advantages` uses to zero a group)."""
-    grouped = total_rewards.reshape(-1, group_size)
-    return torch.nonzero(grouped.amax(dim=1) != grouped.amin(dim=1)).flatten().tolist()
 
 
 def _pixel_rows(grid: torch.Tensor, keep: Sequence[int]) -> torch.Tensor:

@@ -38,6 +38,7 @@ __all__ = [
     "SCALES",
     "clipped_surrogate",
     "group_advantages",
+    "groups_with_spread",
     "grpo_loss",
     "k3_kl",
     "zero_std_fraction",
@@ -105,6 +106,14 @@ def group_advantages(
         centred = centred / (std + eps)
     advantages = torch.where(_has_spread(grouped)[:, None], centred, torch.zeros_like(centred))
     return advantages.reshape(-1)
+
+
+def groups_with_spread(rewards: torch.Tensor, group_size: int) -> list[int]:
+    """Indices of the groups whose rewards are not all equal (the ones with nonzero advantages).
+
+    Takes (B*G,) or (B, G) rewards, like :func:`group_advantages`.
+    """
+    return torch.nonzero(_has_spread(_grouped(rewards, group_size))).flatten().tolist()
 
 
 def zero_std_fraction(rewards: torch.Tensor, group_size: int) -> float:

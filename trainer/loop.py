@@ -28,7 +28,7 @@ from trainer.checkpoint import TrainerState, load_checkpoint, read_state, resolv
 from trainer.config import TrainConfig
 from trainer.data import load_dataset_use
 from trainer.data.video import DecodeCache
-from trainer.dynamic_sampling import groups_with_spread, select_groups
+from trainer.dynamic_sampling import select_groups
 from trainer.errors import ConfigError, DataError, StudioError
 from trainer.evaluate import EvalResult, evaluate
 from trainer.logprobs import completion_logprobs, completion_logprobs_and_entropy
@@ -419,7 +419,7 @@ def grpo_step(
     micro: list[MicroBatch] = []
     gen_s = score_s = 0.0
     temporal_stats: list[dict[str, float]] = []
-    sampled_groups = flat_groups = rounds = 0
+    rounds = 0
     sampled_scores: list[Scores] = []  # every round's, before dynamic sampling drops groups
     max_rounds = g.max_sampling_rounds if g.dynamic_sampling else 1
     for recs in micro_records:
@@ -436,9 +436,7 @@ def grpo_step(
                 if scores.temporal is not None:
                     temporal_stats.append(scores.temporal)
                 sampled_scores.append(scores)
-                spread = groups_with_spread(scores.total, g.grpo_sample_size)
-                sampled_groups += rollout.prompt.size
-                flat_groups += rollout.prompt.size - len(spread)
+                spread = grpo.groups_with_spread(scores.total, g.grpo_sample_size)
                 keep = list(range(rollout.prompt.size))
                 if g.dynamic_sampling:
                     keep = spread[: max(need - have, 0)]
@@ -510,7 +508,7 @@ def grpo_step(
     adv = torch.cat([mb.advantages for mb in micro])
     lengths = torch.cat([mb.rollout.lengths for mb in micro]).float()
     # Over every group sampled, before dynamic sampling drops the flat ones.
-    zero_std = flat_groups / max(sampled_groups, 1)
+    zero_std = grpo.zero_std_fraction(total, g.grpo_sample_size)
     generated_tokens = float(lengths.sum())
     local = {
         mk.FORMAT_REWARD: float(fmt.mean()),
@@ -604,7 +602,6 @@ def _sample_and_score(
             g.format_reward_weight,
             g.accuracy_reward_weight,
         )
-        scores.temporal = scores.temporal or {}
     return rollout, scores, (gen_s, time.perf_counter() - t_score)
 
 
