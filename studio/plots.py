@@ -29,6 +29,9 @@ PANELS: dict[str, tuple[str, ...]] = {
         mk.CLIP_RATIO,
         mk.COMPLETION_LENGTH,
         mk.REWARD_STD,
+        mk.ENTROPY,
+        mk.ZERO_STD_FRACTION,
+        mk.SAMPLING_ROUNDS,
     ),
     "Timings": (
         mk.TIME_GENERATE_S,
