@@ -57,7 +57,7 @@ def model_choices(store: Any, tiny_dir: str | os.PathLike = TINY_MODEL_DIR) -> l
     (newest first) its checkpoints ("run name · step N") and its base model. Paths appear once."""
     choices: list[tuple[str, str]] = [(TINY_LABEL, str(tiny_dir))]
     seen = {str(tiny_dir)}
-    for run in store.list_runs(reap=False):
+    for run in store.list_runs():
         for ckpt in reversed(store.checkpoints(run.id)):
             if ckpt.path not in seen:
                 seen.add(ckpt.path)

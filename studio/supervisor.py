@@ -2,11 +2,17 @@
 
 A training run is a ``python -m trainer.cli train --config <yaml> --attach_run <id>`` subprocess in
 its own session (process group), writing stdout and stderr to ``<output_dir>/train.log``. Nothing
-about it lives only in server memory: the run row (status, pid, heartbeat) is in the run database,
-and the launch itself is a ``launched`` event whose message is JSON (launcher pid, planned steps,
-log and config paths). So a page reload or a studio restart finds every run again, and a trainer
-that died is shown failed (the store reaps dead ``running`` runs; ``reap_queued`` handles trainers
-that died before they marked their run running).
+about it lives only in server memory: the run row (status, owner identity, heartbeat) is in the run
+database, and the launch itself is a ``launched`` event whose message is JSON (pid, planned steps,
+log and config paths). So a page reload or a studio restart finds every run again.
+
+The supervisor writes no status itself. It asks the store's state machine (``trainer.rundb.states``):
+Launch creates a ``queued`` run it holds, Resume queues an ended run by compare-and-set (of two
+presses exactly one wins; a run whose owner lives is refused, naming it), and the trainer it starts
+is handed the row and claims it. Abort records the request and signals the very process instance
+that owns the run (pid + start time), escalating to SIGKILL after the grace period only if that same
+process is still there. A trainer that died without writing its ending is ended by the store's reap
+(``reap``), the one path that ends a dead owner's run.
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from studio.context import StudioContext
 from trainer.config import TrainConfig, build_config, merge
 from trainer.errors import StudioError
 from trainer.paths import REPO_ROOT
-from trainer.rundb import Run
-from trainer.rundb.liveness import is_pid_alive, this_host
+from trainer.rundb import Owner, OwnerAlive, Run
+from trainer.rundb.liveness import is_process_alive, this_host
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +48,15 @@ DEFAULT_GRACE_S = 30.0
 TrainerCommand = Callable[[Path, int], list[str]]
 
 
-def launch(
+def start_process(
     cmd: Sequence[str],
     log_path: Path,
     env: dict | None = None,
     cwd: Path | None = None,
     on_exit: Callable[[int], None] | None = None,
-) -> int:
-    """Start ``cmd`` (no shell) in a new session, stdout+stderr appended to ``log_path``; return its pid.
+) -> Owner:
+    """Start ``cmd`` (no shell) in a new session, stdout+stderr appended to ``log_path``; return the
+    child's identity (pid + start time + host).
 
     ``env`` entries are added to this process's environment. The child is waited for by a daemon
     thread, so it never lingers as a zombie (which would look alive to pid probes); ``on_exit``
@@ -66,6 +75,8 @@ def launch(
             cwd=str(cwd) if cwd is not None else None,
             start_new_session=True,
         )
+    # Read before the waiter starts: until it is waited for, the child exists (if only as a zombie).
+    owner = Owner.of(proc.pid)
 
     def wait() -> None:
         code = proc.wait()
@@ -77,7 +88,18 @@ def launch(
 
     threading.Thread(target=wait, name=f"supervise-{proc.pid}", daemon=True).start()
     logger.info("started pid %d: %s (log %s)", proc.pid, " ".join(map(str, cmd)), log_path)
-    return proc.pid
+    return owner
+
+
+def launch(
+    cmd: Sequence[str],
+    log_path: Path,
+    env: dict | None = None,
+    cwd: Path | None = None,
+    on_exit: Callable[[int], None] | None = None,
+) -> int:
+    """``start_process`` returning only the pid."""
+    return start_process(cmd, log_path, env, cwd, on_exit).pid
 
 
 def default_trainer_command(config_path: Path, run_id: int) -> list[str]:
@@ -164,7 +186,7 @@ class Supervisor:
 
     def prepare(self, cfg: TrainConfig) -> TrainConfig:
         """The config as it will run: a unique run name, output_dir, this workspace and run DB."""
-        taken = {r.name for r in self.ctx.store.list_runs(reap=False)}
+        taken = {r.name for r in self.ctx.store.list_runs()}
         name = unique_name(cfg.run.run_name or time.strftime("grpo-%Y%m%d-%H%M%S"), taken)
         output_dir = cfg.run.output_dir or str(self.ctx.runs_dir / name)
         return build_config(
@@ -180,19 +202,23 @@ class Supervisor:
         )
 
     def start(self, cfg: TrainConfig) -> Launched:
-        """Write the YAML, create the queued run row and start the trainer on it."""
+        """Write the YAML, create the queued run row (held by this studio) and start the trainer on it."""
         cfg = self.prepare(cfg)
         total = planned_steps(cfg)
-        run = self.ctx.store.create_run(cfg.run.run_name, config=cfg.to_dict(), output_dir=cfg.run.output_dir)
-        return self._spawn(run, cfg, total)
+        me = Owner.current()
+        run = self.ctx.store.create_run(
+            cfg.run.run_name, config=cfg.to_dict(), output_dir=cfg.run.output_dir, owner=me
+        )
+        return self._spawn(run, cfg, total, me)
 
     def resume(self, run_id: int) -> Launched:
-        """Start the trainer again on the same run and output_dir from its latest checkpoint."""
+        """Start a new attempt of the run on its output_dir from its latest checkpoint.
+
+        Refused while the run's owner lives (naming it); of two resumes at once exactly one starts a
+        trainer (the run is queued by compare-and-set before anything is spawned)."""
         from trainer.checkpoint import checkpoint_dirs
 
         run = self.ctx.store.get_run(run_id)
-        if run.is_active:
-            raise StudioError(f"run {run_id} is {run.status}: abort it before resuming")
         stored = self.ctx.store.get_config(run_id)
         if stored is None or not run.output_dir:
             raise StudioError(f"run {run_id} has no stored config or output_dir: it cannot be resumed")
@@ -201,53 +227,59 @@ class Supervisor:
         cfg = build_config(
             merge(dict(stored.config), {"resume_from_checkpoint": "latest", "output_dir": run.output_dir})
         )
-        self.ctx.store.add_event(run_id, "resume_requested", "from the latest checkpoint")
-        return self._spawn(run, cfg, planned_steps(cfg))
+        me = Owner.current()
+        try:
+            run = self.ctx.store.request_resume(run_id, me)
+        except OwnerAlive as exc:
+            raise StudioError(f"{exc} (a run has one trainer at a time)") from exc
+        return self._spawn(run, cfg, planned_steps(cfg), me)
 
-    def _spawn(self, run: Run, cfg: TrainConfig, total: int | None) -> Launched:
-        self.ctx.configs_dir.mkdir(parents=True, exist_ok=True)
-        config_path = self.ctx.configs_dir / f"{cfg.run.run_name}.yaml"
-        config_path.write_text(cfg.to_yaml())
-        log_path = Path(cfg.run.output_dir) / LOG_FILE
-        pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        pid = launch(
-            self.trainer_command(config_path, run.id),
-            log_path,
-            env={
-                "PYTHONPATH": pythonpath,
-                "VGRPO_WORKSPACE": str(self.ctx.workspace),
-                "VGRPO_DB": self.ctx.db_url,
-            },
-            cwd=REPO_ROOT,
-            on_exit=lambda code: self._on_exit(run.id, code, log_path),
-        )
+    def _spawn(self, run: Run, cfg: TrainConfig, total: int | None, me: Owner) -> Launched:
+        """Start the trainer for a queued run held by ``me`` and hand the run over to it."""
+        try:
+            self.ctx.configs_dir.mkdir(parents=True, exist_ok=True)
+            config_path = self.ctx.configs_dir / f"{cfg.run.run_name}.yaml"
+            config_path.write_text(cfg.to_yaml())
+            log_path = Path(cfg.run.output_dir) / LOG_FILE
+            pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+            child: list[Owner] = []
+            owner = start_process(
+                self.trainer_command(config_path, run.id),
+                log_path,
+                env={
+                    "PYTHONPATH": pythonpath,
+                    "VGRPO_WORKSPACE": str(self.ctx.workspace),
+                    "VGRPO_DB": self.ctx.db_url,
+                },
+                cwd=REPO_ROOT,
+                on_exit=lambda code: self._on_exit(run.id, child[0], code, log_path),
+            )
+        except (OSError, psutil.Error) as exc:
+            self.ctx.store.end_run(run.id, me, "failed", error=f"could not start the trainer: {exc}")
+            raise StudioError(f"run {run.id}: could not start the trainer: {exc}") from exc
+        child.append(owner)
+        # If the trainer claimed the run already, there is nothing left to hand over.
+        self.ctx.store.hand_over_run(run.id, me, owner)
         info = {
-            "pid": pid,
-            "host": this_host(),
+            "pid": owner.pid,
+            "host": owner.host,
             "total_steps": total,
             "log": str(log_path),
             "config": str(config_path),
         }
         self.ctx.store.add_event(run.id, LAUNCH_EVENT, json.dumps(info))
-        return Launched(self.ctx.store.get_run(run.id, reap=False), pid, config_path, log_path, total)
+        return Launched(self.ctx.store.get_run(run.id), owner.pid, config_path, log_path, total)
 
-    def _on_exit(self, run_id: int, code: int, log_path: Path) -> None:
-        """The trainer exited: if it never wrote how it ended, write it now."""
-        try:
-            run = self.ctx.store.get_run(run_id, reap=False)
-        except StudioError:  # deleted meanwhile
-            return
-        if run.is_active:
-            self._finish_dead(run, f"trainer exited with code {code}", log_path)
-
-    def _finish_dead(self, run: Run, reason: str, log_path: Path | None) -> None:
-        if self._abort_requested(run.id):
-            self.ctx.store.finish_run(run.id, "aborted", error=f"aborted: {reason}")
-            return
-        tail = tail_text(log_path, max_lines=40) if log_path is not None else ""
+    def _on_exit(self, run_id: int, child: Owner, code: int, log_path: Path) -> None:
+        """The trainer exited. If it never wrote how it ended, the reap ends that attempt (only that
+        process's: a newer attempt's owner is another identity)."""
+        tail = tail_text(log_path, max_lines=40)
         last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
-        error = f"{reason}: {last}" if last else reason
-        self.ctx.store.finish_run(run.id, "failed", error=error, traceback=tail or None)
+        detail = f"trainer exited with code {code}" + (f": {last}" if last else "")
+        try:
+            self.ctx.store.reap_dead_runs([run_id], exited=child, detail=detail, traceback=tail or None)
+        except StudioError:
+            logger.exception("run %d: could not record the exit of %s", run_id, child.describe())
 
     # ---- finding runs again ---------------------------------------------------------------------
 
@@ -270,22 +302,17 @@ class Supervisor:
                     return None
         return None
 
-    def reap_queued(self) -> list[int]:
-        """Mark failed the queued runs whose launched trainer is gone (died before starting)."""
-        reaped = []
-        for run in self.ctx.store.list_runs(status="queued", reap=False):
-            info = self.launch_info(run.id)
-            if info is None or info.host != this_host() or is_pid_alive(info.pid):
-                continue
-            current = self.ctx.store.get_run(run.id, reap=False)
-            if current.status == "queued":  # it may have started meanwhile
-                self._finish_dead(current, "trainer exited before it started", info.log_path)
-                reaped.append(run.id)
+    def reap(self, run_ids: Sequence[int] | None = None) -> list[int]:
+        """End the runs (and evaluation jobs) whose owner process is dead; returns the run ids.
+
+        The studio's only call into the store's reap: reads never write, so a list refresh asks here."""
+        reaped = self.ctx.store.reap_dead_runs(run_ids)
+        self.ctx.store.reap_dead_jobs()
         return reaped
 
     def runs(self) -> list[Run]:
-        """Every run, newest first, after marking dead trainers failed."""
-        self.reap_queued()
+        """Every run, newest first, after ending those whose trainer is gone."""
+        self.reap()
         return self.ctx.store.list_runs()
 
     def log_path(self, run: Run) -> Path | None:
@@ -301,48 +328,60 @@ class Supervisor:
     # ---- stopping -------------------------------------------------------------------------------
 
     def abort(self, run_id: int, grace_s: float | None = None) -> int:
-        """SIGTERM the run's process group now, SIGKILL it after ``grace_s`` if still there.
+        """Record the abort, SIGTERM the owner's process group, SIGKILL it after ``grace_s`` if that
+        same process (pid and start time) is still there. Returns the pid signalled.
 
-        Returns the pid signalled. The trainer stops after its current step, saves a checkpoint
-        and marks itself aborted; a trainer killed outright is marked aborted here.
-        """
-        run = self.ctx.store.get_run(run_id)
-        if not run.is_active:
-            raise StudioError(f"run {run_id} is {run.status}: nothing to abort")
-        info = self.launch_info(run_id)
-        pid = info.pid if info is not None else run.pid
-        host = info.host if info is not None else run.host
-        if pid is None or host != this_host():
-            raise StudioError(f"run {run_id}: its trainer runs on {host or 'an unknown host'}; stop it there")
-        self.ctx.store.add_event(run_id, ABORT_EVENT, f"SIGTERM to pid {pid}", level="warning")
-        _signal_group(pid, signal.SIGTERM)
+        The trainer stops after its current step, saves a checkpoint and ends itself ``aborted``; a
+        trainer killed outright is ended ``aborted`` by the reap."""
+        run = self.ctx.store.request_stop(run_id)  # RunDBError "run 4 is finished: nothing to abort"
+        owner = run.owner
+        if owner is None or owner == Owner.current() or owner.host != this_host():
+            # Not started yet, or elsewhere: the trainer reads the request at its next heartbeat.
+            where = f"on {owner.host}" if owner is not None else "when it starts"
+            self.ctx.store.add_event(run_id, ABORT_EVENT, f"recorded; the trainer stops {where}", "warning")
+            return owner.pid if owner is not None else 0
+        self.ctx.store.add_event(run_id, ABORT_EVENT, f"SIGTERM to {owner.describe()}", level="warning")
+        if not _signal_group(owner, signal.SIGTERM):
+            self.reap([run_id])  # it was gone already: end it now
+            return owner.pid
         grace = self.grace_s if grace_s is None else grace_s
-        timer = threading.Timer(grace, self._escalate, args=(run_id, pid))
+        timer = threading.Timer(grace, self._escalate, args=(run_id, owner))
         timer.daemon = True
         timer.start()
-        return pid
+        return owner.pid
 
-    def _escalate(self, run_id: int, pid: int) -> None:
-        if self.ctx.store.get_run(run_id, reap=False).is_active and is_pid_alive(pid):
-            logger.warning("run %d: pid %d ignored SIGTERM; sending SIGKILL", run_id, pid)
-            _signal_group(pid, signal.SIGKILL)
-        run = self.ctx.store.get_run(run_id, reap=False)
-        if run.is_active and not is_pid_alive(pid):
-            self.ctx.store.finish_run(run_id, "aborted", error="aborted: killed after the grace period")
+    def _escalate(self, run_id: int, owner: Owner) -> None:
+        """After the grace period: SIGKILL the process the abort was for, if it is still that one."""
+        if not _signal_group(owner, signal.SIGKILL):
+            return  # it ended (or the pid is another process now): nothing to do
+        logger.warning("run %d: %s ignored SIGTERM; sent SIGKILL", run_id, owner.describe())
+        try:
+            psutil.Process(owner.pid).wait(timeout=10)
+        except psutil.NoSuchProcess:
+            pass
+        except psutil.TimeoutExpired:
+            logger.error("run %d: %s survived SIGKILL for 10 s", run_id, owner.describe())
+            return
+        except psutil.Error:  # not our child: it is gone or reaped by init shortly
+            pass
+        if not is_process_alive(owner):
+            self.ctx.store.reap_dead_runs([run_id], exited=owner, detail="killed after the grace period")
 
-    def _abort_requested(self, run_id: int) -> bool:
-        return any(e.kind == ABORT_EVENT for e in self.ctx.store.events(run_id))
 
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    """Signal the process group the launcher created (the trainer and any worker it spawned)."""
+def _signal_group(owner: Owner, sig: signal.Signals) -> bool:
+    """Signal the process group the launcher created (the trainer and any worker it spawned), only
+    if ``owner`` is still that very process. False when it is gone (or its pid was reused)."""
+    if owner.host != this_host() or not is_process_alive(owner):
+        return False
+    pid = owner.pid
     try:
         if os.getpgid(pid) == pid:
             os.killpg(pid, sig)
         else:  # a trainer started outside the studio, in someone else's group
             os.kill(pid, sig)
     except ProcessLookupError:
-        pass  # already gone
+        return False
+    return True
 
 
 def planned_steps(cfg: TrainConfig) -> int | None:

@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -77,9 +78,11 @@ def save_checkpoint(
     config_yaml: str,
     output_dir: str | Path,
     save_total_limit: int = 0,
+    on_removed: Callable[[list[Path]], object] | None = None,
 ) -> Path:
     """Save a checkpoint for ``state.step``; returns its folder. Written under a temporary name
-    and renamed at the end, so a crash mid-save never leaves a checkpoint that looks complete."""
+    and renamed at the end, so a crash mid-save never leaves a checkpoint that looks complete.
+    ``on_removed`` gets the folders ``save_total_limit`` deleted (the run database marks them)."""
     out = Path(output_dir)
     final = out / f"{PREFIX}{state.step}"
     tmp = out / f".tmp-{PREFIX}{state.step}"
@@ -102,9 +105,12 @@ def save_checkpoint(
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
         if save_total_limit:
-            for old in checkpoint_dirs(out)[:-save_total_limit]:
+            removed = checkpoint_dirs(out)[:-save_total_limit]
+            for old in removed:
                 shutil.rmtree(old, ignore_errors=True)
                 logger.info("removed old checkpoint %s (save_total_limit=%d)", old, save_total_limit)
+            if removed and on_removed is not None:
+                on_removed(removed)
     accelerator.wait_for_everyone()
     return final
 

@@ -147,6 +147,8 @@ def train(
             run_id = _open_run(store, cfg, run_name, output_dir, workspace, attach_run_id, resume_path)
             # SIGTERM is handled by StopRequested (stop at a step boundary, save, then abort).
             stack.enter_context(run_lifecycle(store, run_id, handle_sigterm=False))
+            if attach_run_id is not None:
+                store.set_config(run_id, cfg.to_dict(), dataset_fingerprints(cfg.data.dataset_use, workspace))
         # Installed before the model and data load, so an abort while loading also ends cleanly.
         stop = stack.enter_context(StopRequested())
         try:
@@ -165,15 +167,14 @@ def _open_run(
     resume_path: Path | None,
 ) -> int:
     fingerprints = dataset_fingerprints(cfg.data.dataset_use, workspace)
-    if attach_run_id is not None:
-        store.set_config(attach_run_id, cfg.to_dict(), fingerprints)
+    if attach_run_id is not None:  # its config is written once the lifecycle has claimed it
         return attach_run_id
     if resume_path is not None:
         # A resumed run keeps writing into the run it came from (metric writes are idempotent).
         state = read_state(resume_path)
         if state.run_id:
             try:
-                store.get_run(int(state.run_id), reap=False)
+                store.get_run(int(state.run_id))
                 store.set_config(int(state.run_id), cfg.to_dict(), fingerprints)
                 store.add_event(int(state.run_id), "resumed", f"from {resume_path}")
                 return int(state.run_id)
@@ -722,8 +723,11 @@ def _save(
     run_id: int | None,
     metrics: dict[str, float],
 ) -> Path:
+    on_removed = None
+    if store is not None and run_id is not None:
+        on_removed = lambda paths: store.mark_checkpoints_deleted(run_id, map(str, paths))  # noqa: E731
     path = save_checkpoint(
-        accelerator, model, processor, state, cfg.to_yaml(), output_dir, cfg.run.save_total_limit
+        accelerator, model, processor, state, cfg.to_yaml(), output_dir, cfg.run.save_total_limit, on_removed
     )
     if store is not None and run_id is not None:
         store.add_checkpoint(run_id, state.step, str(path), metrics)

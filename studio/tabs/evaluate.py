@@ -236,7 +236,7 @@ def evaluation_view(ctx: StudioContext, run_id: int | None, eval_id: int | None 
 
 
 def run_choices(ctx: StudioContext) -> list[tuple[str, int]]:
-    return [(f"#{r.id} {r.name} ({r.status})", r.id) for r in ctx.store.list_runs(reap=False)]
+    return [(f"#{r.id} {r.name} ({r.status})", r.id) for r in ctx.store.list_runs()]
 
 
 def checkpoint_choices(ctx: StudioContext, run_id: int | None) -> list[tuple[str, str]]:

@@ -159,7 +159,7 @@ def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any
     def on_compare(run_ids: list[int] | None, names: list[str] | None, smooth: float) -> tuple:
         if not run_ids:
             return gr.skip(), text.PICK_RUNS, []
-        runs = {i: ctx.store.get_run(i, reap=False) for i in run_ids}
+        runs = {i: ctx.store.get_run(i) for i in run_ids}
         data = ctx.store.compare_runs(list(run_ids), names or None)
         labelled = {f"#{i} {runs[i].name}": data.get(i, {}) for i in run_ids}
         fig = plots.overlay_figure(labelled, names or list(DEFAULT_OVERLAY), smooth)

@@ -13,7 +13,7 @@ from rundb_helpers import metrics_for, rollouts_for
 
 from trainer.cli import main
 from trainer.metrics_keys import KL_DIV
-from trainer.rundb import RunStore
+from trainer.rundb import Owner, RunStore
 
 
 @pytest.fixture
@@ -25,7 +25,8 @@ def filled(store: RunStore, tmp_path: Path) -> RunStore:
     for step in (1, 2, 3):
         store.log_metrics(done.id, step, metrics_for(step), wall_time=1000.0 + step)
     store.log_rollouts(done.id, rollouts_for(2))
-    store.finish_run(done.id, "finished")
+    store.claim_run(done.id)
+    store.end_run(done.id, Owner.current(), "finished")
     store.create_run("queued-one")
     return store
 
@@ -44,7 +45,7 @@ def test_list_json(filled: RunStore, db_url: str, capsys: pytest.CaptureFixture[
 def test_list_table(filled: RunStore, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["runs", "list", "--db", db_url]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["id", "name", "status", "created", "ended", "error"]
+    assert lines[0].split() == ["id", "name", "status", "created", "ended", "reason"]
     assert lines[1].split()[:3] == ["2", "queued-one", "queued"]
 
 
@@ -155,7 +156,7 @@ def test_delete_refuses_a_running_run(
     store: RunStore, db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = store.create_run("live")
-    store.mark_running(run.id)
+    store.claim_run(run.id)
     assert main(["runs", "delete", "live", "--yes", "--db", db_url]) == 1
     assert "is running; abort it before deleting it" in capsys.readouterr().err
     assert store.get_run(run.id).status == "running"

@@ -1,4 +1,4 @@
-"""run_lifecycle end states, the heartbeat, and a SIGKILLed trainer marked failed by the next reader."""
+"""run_lifecycle end states, the heartbeat, and a SIGKILLed trainer ended failed by the reaper."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 import pytest
 from rundb_helpers import train_until_killed, wait_for
 
-from trainer.rundb import Heartbeat, RunAborted, RunStore, run_lifecycle
+from trainer.rundb import Heartbeat, Owner, RunAborted, RunStore, run_lifecycle
 from trainer.rundb.liveness import DIED_MESSAGE
 
 
@@ -46,9 +46,11 @@ def test_ctrl_c_marks_aborted(store: RunStore) -> None:
     with pytest.raises(KeyboardInterrupt), run_lifecycle(store, run.id):
         raise KeyboardInterrupt
     aborted = store.get_run(run.id)
-    assert (aborted.status, aborted.error, aborted.traceback) == (
+    # The user's stop is a status with a reason, not an error.
+    assert (aborted.status, aborted.end_reason, aborted.error, aborted.traceback) == (
         "aborted",
-        "aborted: KeyboardInterrupt",
+        "KeyboardInterrupt",
+        None,
         None,
     )
 
@@ -59,7 +61,8 @@ def test_sigterm_marks_aborted_and_restores_handler(store: RunStore) -> None:
     with pytest.raises(RunAborted, match="SIGTERM"), run_lifecycle(store, run.id):
         os.kill(os.getpid(), signal.SIGTERM)
         wait_for(lambda: False, timeout_s=5.0)  # the signal interrupts this wait
-    assert store.get_run(run.id).status == "aborted"
+    aborted = store.get_run(run.id)
+    assert (aborted.status, aborted.end_reason, aborted.error) == ("aborted", "stopped by SIGTERM", None)
     assert signal.getsignal(signal.SIGTERM) is before
 
 
@@ -72,8 +75,9 @@ def test_system_exit_zero_is_finished(store: RunStore) -> None:
 
 def test_heartbeat_advances(store: RunStore) -> None:
     run = store.create_run("r")
-    first = store.mark_running(run.id, heartbeat_interval_s=0.05).heartbeat_at
-    beat = Heartbeat(store, run.id, interval_s=0.05).start()
+    owner = Owner.current()
+    first = store.claim_run(run.id, owner, heartbeat_interval_s=0.05).heartbeat_at
+    beat = Heartbeat(lambda: store.beat(run.id, owner), "run", interval_s=0.05).start()
     try:
         wait_for(lambda: store.get_run(run.id).heartbeat_at > first, timeout_s=5.0)  # type: ignore[operator]
     finally:
@@ -96,8 +100,10 @@ def test_sigkilled_trainer_is_marked_failed_within_two_intervals(db_url: str) ->
         proc.join()  # reap it: a zombie still has a pid
     killed_at = time.time()
     assert proc.exitcode == -signal.SIGKILL
+    # Reading never writes; the reaper (the studio's list refresh, `vgrpo runs list`) ends it.
+    assert store.get_run(run.id).status == "running"
     dead = wait_for(
-        lambda: (r := store.get_run(run.id)).status == "failed" and r, timeout_s=2 * interval_s + 2
+        lambda: store.reap_dead_runs([run.id]) and store.get_run(run.id), timeout_s=2 * interval_s + 2
     )
     seen_at = time.time()
     assert seen_at - killed_at <= 2 * interval_s

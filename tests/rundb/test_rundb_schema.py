@@ -17,7 +17,7 @@ from trainer.rundb.models import Base, SqlRun
 def test_new_database_is_created_at_head(store: RunStore) -> None:
     engine = schema.make_engine(store.url)
     try:
-        assert schema.current_revision(engine) == schema.head_revision() == "0002"
+        assert schema.current_revision(engine) == schema.head_revision() == "0003"
         assert set(inspect(engine).get_table_names()) == {
             "alembic_version",
             "runs",
@@ -27,6 +27,8 @@ def test_new_database_is_created_at_head(store: RunStore) -> None:
             "checkpoints",
             "evaluations",
             "events",
+            "attempts",
+            "jobs",
         }
     finally:
         engine.dispose()
@@ -76,7 +78,7 @@ def test_upgrade_from_first_revision_keeps_data(tmp_path: Path) -> None:
         assert [e.accuracy for e in store.evaluations(7)] == [0.75]
         assert evaluation.checkpoint_id == 3
     engine = schema.make_engine(url)
-    assert schema.current_revision(engine) == "0002"
+    assert schema.current_revision(engine) == "0003"
     engine.dispose()
 
 

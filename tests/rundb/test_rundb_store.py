@@ -10,7 +10,7 @@ from rundb_helpers import metrics_for, rollouts_for
 
 from trainer.errors import RunDBError
 from trainer.metrics_keys import KL_DIV, LOSS, TOTAL_REWARD
-from trainer.rundb import MetricSeries, Run, RunStore
+from trainer.rundb import MetricSeries, Owner, Run, RunStore
 
 
 def test_create_run_returns_frozen_dataclass_with_config(store: RunStore) -> None:
@@ -146,7 +146,7 @@ def test_checkpoints_evaluations_and_events(store: RunStore) -> None:
         store.add_evaluation(999, "val", accuracy=0.0, format_rate=0.0)
 
 
-def test_finish_run_rejects_a_non_final_status(store: RunStore) -> None:
+def test_end_run_rejects_a_non_final_status(store: RunStore) -> None:
     run = store.create_run("r")
-    with pytest.raises(RunDBError, match="cannot finish with status 'running'"):
-        store.finish_run(run.id, "running")
+    with pytest.raises(RunDBError, match="cannot end with status 'running'"):
+        store.end_run(run.id, Owner.current(), "running")

@@ -107,7 +107,7 @@ def stop_active_runs(workspace: Path) -> list[int]:
 
     ctx = StudioContext(workspace)
     try:
-        active = [r.id for r in ctx.store.list_runs(reap=False) if r.is_active]
+        active = [r.id for r in ctx.store.list_runs() if r.is_active]
         supervisor = Supervisor(ctx, grace_s=5.0)
         for run_id in active:
             supervisor.abort(run_id, grace_s=5.0)

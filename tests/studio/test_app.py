@@ -11,7 +11,7 @@ from studio.context import StudioContext
 from studio.tabs import monitor, runs
 from trainer import metrics_keys as mk
 from trainer.errors import StudioError
-from trainer.rundb import Rollout
+from trainer.rundb import Owner, Rollout
 
 LEAKS = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # see gradio_loops
 
@@ -58,12 +58,12 @@ def test_app_launches_and_answers_http(ctx: StudioContext, gradio_loops: None) -
 
 def test_runs_table_reports_status_best_eval_and_duration(ctx: StudioContext) -> None:
     a = ctx.store.create_run("a")
-    ctx.store.mark_running(a.id)
+    ctx.store.claim_run(a.id)
     ctx.store.log_metrics(a.id, 5, {mk.TOTAL_REWARD: 0.5, mk.EVAL_ACCURACY: 0.4})
     ctx.store.log_metrics(a.id, 9, {mk.EVAL_ACCURACY: 0.3})
     ckpt = ctx.store.add_checkpoint(a.id, 9, "/x/checkpoint-9", {})
     ctx.store.add_evaluation(ckpt.id, "eval", accuracy=0.55, format_rate=1.0)
-    ctx.store.finish_run(a.id, "failed", error="boom")
+    ctx.store.end_run(a.id, Owner.current(), "failed", error="boom")
     b = ctx.store.create_run("b")
     run_a = ctx.store.get_run(a.id)
     rows = runs.run_rows(ctx, [run_a, ctx.store.get_run(b.id)], now=run_a.ended_at)
@@ -87,10 +87,10 @@ def test_delete_runs_refuses_active_and_removes_rows_and_files(ctx: StudioContex
     out = ctx.runs_dir / "old"
     out.mkdir(parents=True)
     old = ctx.store.create_run("old", output_dir=str(out))
-    ctx.store.mark_running(old.id)
+    ctx.store.claim_run(old.id)
     with pytest.raises(StudioError, match=f"Run #{old.id} is running: abort it before deleting"):
         runs.delete_runs(ctx, [old.id], delete_files=True)
-    ctx.store.finish_run(old.id, "finished")
+    ctx.store.end_run(old.id, Owner.current(), "finished")
     assert runs.delete_runs(ctx, [old.id], delete_files=True) == [f"#{old.id} old"]
     assert ctx.store.list_runs() == [] and not out.exists()
 
@@ -125,10 +125,11 @@ def test_progress_status_and_eta(ctx: StudioContext) -> None:
     series = {mk.TIME_STEP_S: ([1, 2, 3], [2.0, 4.0, 3.0], [0.0, 1.0, 2.0])}
     assert monitor.run_eta_s(series, 10) == pytest.approx(7 * 3.0)
     run = ctx.store.create_run("r")
-    ctx.store.mark_running(run.id)
-    failed = ctx.store.finish_run(
-        run.id, "failed", error="trainer process died", traceback="Traceback\nValueError: x"
+    ctx.store.claim_run(run.id)
+    ctx.store.end_run(
+        run.id, Owner.current(), "failed", error="trainer process died", traceback="Traceback\nValueError: x"
     )
+    failed = ctx.store.get_run(run.id)
     text = monitor.status_markdown(failed)
     assert "failed" in text and "**Error:** trainer process died" in text and "ValueError: x" in text
     assert monitor.run_choices(ctx) == [(f"#{run.id} r (failed)", run.id)]

@@ -107,7 +107,7 @@ def video_config_for(args: argparse.Namespace, trained_video: dict[str, Any]) ->
 
 def find_checkpoint_row(store: Any, path: str, run_id: int | None) -> Any:
     """The checkpoint row whose path is ``path`` (in ``run_id``, or in any run when None)."""
-    runs = [run_id] if run_id is not None else [r.id for r in store.list_runs(reap=False)]
+    runs = [run_id] if run_id is not None else [r.id for r in store.list_runs()]
     for rid in runs:
         for ckpt in store.checkpoints(rid):
             if _same_path(ckpt.path, path):
@@ -132,12 +132,12 @@ def checkpoint_row_for(store: Any, path: str, run_ref: str | None) -> Any:
         return found
     if run_id is None:
         name = f"eval-{Path(path).name or path}"
-        existing = [r for r in store.list_runs(reap=False) if r.name == name]
+        existing = [r for r in store.list_runs() if r.name == name]
         if existing:
             run_id = existing[0].id
         else:
-            run = store.create_run(name, config={"model": {"model_name_or_path": path}})
-            store.finish_run(run.id, "finished")
+            # A model trained elsewhere: registered as a run that is already over.
+            run = store.create_run(name, config={"model": {"model_name_or_path": path}}, status="finished")
             run_id = run.id
         found = find_checkpoint_row(store, path, run_id)
         if found is not None:

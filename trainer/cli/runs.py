@@ -63,8 +63,15 @@ def _when(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     with RunStore(args.db) as store:
+        store.reap_dead_runs()  # the one explicit place where dead owners are ended (reads never write)
         runs = store.list_runs(status=args.status)
     if args.json:
         print(json.dumps([asdict(r) for r in runs], indent=2))
@@ -72,9 +79,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no runs in {store.url}")
         return 0
-    print(f"{'id':>5}  {'name':<28} {'status':<9} {'created':<19}  {'ended':<19}  error")
+    print(f"{'id':>5}  {'name':<28} {'status':<9} {'created':<19}  {'ended':<19}  reason")
     for r in runs:
-        error = (r.error or "").splitlines()[0][:60] if r.error else ""
+        error = (r.error or r.end_reason or "").splitlines()[0][:60] if (r.error or r.end_reason) else ""
         created, ended = _when(r.created_at), _when(r.ended_at)
         print(f"{r.id:>5}  {r.name[:28]:<28} {r.status:<9} {created:<19}  {ended:<19}  {error}")
     return 0
@@ -83,10 +90,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     with RunStore(args.db) as store:
         run = store.resolve_run(args.run)
+        if store.reap_dead_runs([run.id]):
+            run = store.get_run(run.id)
         config = store.get_config(run.id)
         latest = store.latest_metrics([run.id]).get(run.id, {})
         counts = store.count_rows(run.id)
-        checkpoints = store.checkpoints(run.id)
+        checkpoints = store.checkpoints(run.id, include_deleted=True)
+        attempts = store.attempts(run.id)
         events = store.events(run.id)
     if args.json:
         doc = {
@@ -96,6 +106,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             "latest_metrics": {name: {"step": p.step, "value": p.value} for name, p in latest.items()},
             "counts": counts,
             "checkpoints": [asdict(c) for c in checkpoints],
+            "attempts": [asdict(a) for a in attempts],
             "events": [asdict(e) for e in events],
         }
         print(json.dumps(doc, indent=2))
@@ -106,13 +117,25 @@ def cmd_show(args: argparse.Namespace) -> int:
         ("started", _when(run.started_at)),
         ("ended", _when(run.ended_at)),
         ("pid@host", f"{run.pid}@{run.host}" if run.pid else "-"),
+        ("trained for", _duration(sum(a.duration_s or 0.0 for a in attempts)) if attempts else "-"),
         ("output dir", run.output_dir or "-"),
         ("resumed from", run.resumed_from or "-"),
         ("rows", f"{counts['metrics']} metric points, {counts['rollouts']} rollouts"),
     ):
         print(f"  {label:<13} {value}")
+    if run.end_reason:
+        print(f"  {'reason':<13} {run.end_reason}")
     if run.error:
         print(f"  {'error':<13} {run.error}")
+    if attempts:
+        print("attempts:")
+        for a in attempts:
+            took = _duration(a.duration_s) if a.duration_s is not None else "running"
+            why = f"  {a.end_reason.splitlines()[0]}" if a.end_reason else ""
+            print(
+                f"  #{a.number:<3} pid {a.pid}@{a.host}  {_when(a.started_at)} -> {_when(a.ended_at)}"
+                f"  {took:>9}  {a.status}{why}"
+            )
     if latest:
         print("latest metrics:")
         for name, point in sorted(latest.items()):
@@ -120,7 +143,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if checkpoints:
         print("checkpoints:")
         for c in checkpoints:
-            print(f"  step {c.step:<8} {c.path}")
+            gone = f"  (deleted {_when(c.deleted_at)})" if c.deleted_at is not None else ""
+            print(f"  step {c.step:<8} {c.path}{gone}")
     if events:
         print("events:")
         for e in events[-10:]:

@@ -5,41 +5,54 @@ entities.py   those dataclasses (Run, MetricSeries, Rollout, ...)
 models.py     the ORM tables (never leave store.py)
 schema.py     engine (SQLite WAL, busy timeout, foreign keys) and alembic upgrades on open
 writer.py     MetricsWriter: the trainer's buffered, background writes
-lifecycle.py  run_lifecycle / Heartbeat: running -> finished | failed(traceback) | aborted
-liveness.py   when a 'running' run is really dead
+states.py     the one state machine of runs and jobs (queued -> running -> finished | failed | aborted)
+owned.py      its compare-and-set writes (claim, beat, end, stop, reap), mixed into RunStore
+jobs.py       background jobs (evaluations), mixed into RunStore
+lifecycle.py  run_lifecycle / job_lifecycle: claim, beat, and always write how it ended
+liveness.py   owner identity (pid + start time + host) and when an owner is dead
 export.py     csv / jsonl / parquet export of a run's metrics or rollouts
 """
 
 from __future__ import annotations
 
 from trainer.rundb.entities import (
+    Attempt,
     Checkpoint,
     DeletedRows,
     Evaluation,
     Event,
+    Job,
     MetricPoint,
     MetricSeries,
     Rollout,
     Run,
     RunConfig,
 )
-from trainer.rundb.lifecycle import Heartbeat, RunAborted, run_lifecycle
+from trainer.rundb.lifecycle import Heartbeat, JobHandle, RunAborted, job_lifecycle, run_lifecycle
+from trainer.rundb.liveness import Owner
+from trainer.rundb.states import OwnerAlive
 from trainer.rundb.store import RunStore
 from trainer.rundb.writer import MetricsWriter
 
 __all__ = [
+    "Attempt",
     "Checkpoint",
     "DeletedRows",
     "Evaluation",
     "Event",
     "Heartbeat",
+    "Job",
+    "JobHandle",
     "MetricPoint",
     "MetricSeries",
     "MetricsWriter",
+    "Owner",
+    "OwnerAlive",
     "Rollout",
     "Run",
     "RunAborted",
     "RunConfig",
     "RunStore",
+    "job_lifecycle",
     "run_lifecycle",
 ]

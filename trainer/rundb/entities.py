@@ -6,6 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from trainer.rundb.liveness import Owner
+from trainer.rundb.states import ACTIVE
+
 
 @dataclass(frozen=True)
 class Run:
@@ -23,10 +26,79 @@ class Run:
     traceback: str | None = None
     output_dir: str | None = None
     resumed_from: int | None = None
+    pid_create_time: float | None = None  # with pid and host: the owner process's identity
+    attempt: int = 0  # how many trainer processes have claimed this run
+    end_reason: str | None = None  # why it ended as it did (e.g. "stopped by SIGTERM after step 12")
+    stop_requested_at: float | None = None  # an abort was asked for and is pending
 
     @property
     def is_active(self) -> bool:
-        return self.status in ("queued", "running")
+        return self.status in ACTIVE
+
+    @property
+    def owner(self) -> Owner | None:
+        """The process that holds (or last held) the run."""
+        return _owner(self.pid, self.pid_create_time, self.host)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One trainer process's stint on a run, from its claim to its end."""
+
+    run_id: int
+    number: int  # 1, 2, ... in claim order
+    pid: int
+    pid_create_time: float
+    host: str
+    started_at: float
+    ended_at: float | None
+    status: str  # running, or how it ended
+    end_reason: str | None
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.ended_at is None else self.ended_at - self.started_at
+
+
+@dataclass(frozen=True)
+class Job:
+    """A background job (kind ``evaluate``) with a run's states and owner rules."""
+
+    id: int
+    kind: str
+    run_id: int | None
+    status: str
+    created_at: float
+    params: Mapping[str, Any]
+    started_at: float | None = None
+    ended_at: float | None = None
+    pid: int | None = None
+    pid_create_time: float | None = None
+    host: str | None = None
+    heartbeat_at: float | None = None
+    heartbeat_interval_s: float | None = None
+    stop_requested_at: float | None = None
+    result: Mapping[str, Any] | None = None
+    progress_done: int = 0
+    progress_total: int | None = None
+    log_path: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    end_reason: str | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def owner(self) -> Owner | None:
+        return _owner(self.pid, self.pid_create_time, self.host)
+
+
+def _owner(pid: int | None, create_time: float | None, host: str | None) -> Owner | None:
+    if pid is None or create_time is None or host is None:
+        return None
+    return Owner(pid, create_time, host)
 
 
 @dataclass(frozen=True)
@@ -87,6 +159,11 @@ class Checkpoint:
     path: str
     created_at: float
     metrics: Mapping[str, float]
+    deleted_at: float | None = None  # removed from disk by save_total_limit
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
 
 
 @dataclass(frozen=True)

@@ -1,68 +1,116 @@
-"""When is a ``running`` run really dead? Pure rules, so the store and the tests agree on them.
+"""Who owns a run or job, and when is that owner dead? Pure rules, so the store and the tests agree.
 
-A trainer beats every ``heartbeat_interval_s`` (``lifecycle.Heartbeat``). A reader declares the run
-dead when either
+An owner is a process identity that cannot be confused with another: pid + the process's start time
+(``psutil.Process(pid).create_time()``) + host. A pid alone is not enough: the kernel reuses pids,
+and a new process with the old pid must never pass for the trainer that died.
 
-* its last beat is older than ``STALE_FACTOR`` x the interval (works across hosts; one missed beat
-  is tolerated, a second is not), or
-* it runs on this host, its pid is gone, and its last beat is older than one interval. The age
-  condition keeps a live trainer safe when the pid is from another pid namespace (a container that
-  shares the host name): a live trainer's beat is never that old.
+An owner is dead when
 
-Either way the run is marked ``failed`` with ``DIED_MESSAGE``. A SIGKILLed trainer is therefore marked
-failed at most ``STALE_FACTOR`` x interval after its last beat, i.e. within 2 intervals of the kill.
+* it runs on this host and no process with that pid *and* that start time exists (or it is a
+  zombie). For a ``running`` row this also needs a last beat older than one interval, so a live
+  trainer in another pid namespace that shares the host name (a container) is never reaped; or
+* it runs on another host, the row is ``running`` and its last beat is older than ``STALE_FACTOR``
+  x the interval (one missed beat is tolerated, a second is not).
+
+A process that verifiably exists on this host is never declared dead, whatever its heartbeat says:
+taking over from it would mean two trainers on one run.
 """
 
 from __future__ import annotations
 
-import os
+import datetime
 import socket
+from dataclasses import dataclass
+
+import psutil
 
 DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
 STALE_FACTOR = 2.0
 DIED_MESSAGE = "trainer process died"
+# psutil derives the start time from boot time + clock ticks: stable, but compare with a margin.
+CREATE_TIME_TOLERANCE_S = 0.05
 
 
 def this_host() -> str:
     return socket.gethostname()
 
 
+@dataclass(frozen=True)
+class Owner:
+    """One process instance: pid, its start time (seconds since the epoch) and its host."""
+
+    pid: int
+    create_time: float
+    host: str
+
+    @classmethod
+    def of(cls, pid: int) -> Owner:
+        """The identity of the live process ``pid`` on this host (psutil.NoSuchProcess when gone)."""
+        return cls(pid, psutil.Process(pid).create_time(), this_host())
+
+    @classmethod
+    def current(cls) -> Owner:
+        return cls.of(psutil.Process().pid)
+
+    def describe(self, started_at: float | None = None) -> str:
+        when = f", started {_clock(started_at)}" if started_at else ""
+        return f"pid {self.pid} on {self.host}{when}"
+
+
+def _clock(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def is_pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host (a zombie counts as alive)."""
-    if os.name != "posix":  # no cheap, safe probe; rely on the heartbeat alone
-        return True
+    """Whether a process with this pid exists on this host (a zombie counts as gone)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:  # exists, owned by someone else
+    except psutil.AccessDenied:  # exists, owned by someone else
         return True
-    return True
+
+
+def is_process_alive(owner: Owner) -> bool:
+    """Whether the very process ``owner`` names still runs on this host (pid and start time match)."""
+    try:
+        proc = psutil.Process(owner.pid)
+        same = abs(proc.create_time() - owner.create_time) <= CREATE_TIME_TOLERANCE_S
+        return same and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
 
 
 def death_reason(
     *,
     status: str,
+    owner: Owner | None,
     heartbeat_at: float | None,
     heartbeat_interval_s: float | None,
-    pid: int | None,
-    host: str | None,
     now: float,
     current_host: str,
-    pid_alive: bool | None = None,
+    process_alive: bool | None = None,
+    exited: bool = False,
 ) -> str | None:
-    """Why a run should be marked failed, or None while it may still be alive.
+    """Why the owner of a ``queued``/``running`` row is dead, or None while it may be alive.
 
-    ``pid_alive`` is looked up (``is_pid_alive``) when None and the pid is on this host.
+    ``process_alive`` is looked up (``is_process_alive``) when None and the owner is on this host.
+    A row without a recorded owner is never declared dead (nobody can tell). ``exited``: the caller
+    waited for this very process (its parent), so it is gone, beat or no beat.
     """
-    if status != "running" or heartbeat_at is None:
+    if status not in ("queued", "running") or owner is None:
         return None
     interval = heartbeat_interval_s or DEFAULT_HEARTBEAT_INTERVAL_S
-    age = now - heartbeat_at
-    if age > STALE_FACTOR * interval:
+    age = None if heartbeat_at is None else now - heartbeat_at
+    if exited:
+        return f"{DIED_MESSAGE}: pid {owner.pid} on {owner.host} exited"
+    if owner.host == current_host:
+        if status == "running" and age is not None and age <= interval:
+            return None
+        alive = is_process_alive(owner) if process_alive is None else process_alive
+        return None if alive else f"{DIED_MESSAGE}: pid {owner.pid} on {owner.host} is gone"
+    if status == "running" and age is not None and age > STALE_FACTOR * interval:
         return f"{DIED_MESSAGE}: no heartbeat for {age:.1f} s (interval {interval:g} s)"
-    if pid is not None and host == current_host and age > interval:
-        alive = is_pid_alive(pid) if pid_alive is None else pid_alive
-        if not alive:
-            return f"{DIED_MESSAGE}: pid {pid} on {host} is gone"
     return None

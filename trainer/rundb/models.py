@@ -23,7 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-RUN_STATUSES = ("queued", "running", "finished", "failed", "aborted")
+from trainer.rundb.states import STATUSES as RUN_STATUSES  # noqa: F401 - re-exported
+
 EVENT_LEVELS = ("debug", "info", "warning", "error")
 
 # Named constraints, so alembic revisions can refer to them on every backend.
@@ -57,6 +58,12 @@ class SqlRun(Base):
     traceback: Mapped[str | None] = mapped_column(Text)
     output_dir: Mapped[str | None] = mapped_column(Text)
     resumed_from: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    # Added by revision 0003: the owner's process start time (with pid and host, its identity), the
+    # number of the current attempt, why it ended (e.g. the user's abort), and a pending stop request.
+    pid_create_time: Mapped[float | None] = mapped_column(Float)
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    end_reason: Mapped[str | None] = mapped_column(Text)
+    stop_requested_at: Mapped[float | None] = mapped_column(Float)
     __table_args__ = (
         CheckConstraint("status IN ('queued', 'running', 'finished', 'failed', 'aborted')", name="status"),
         Index("ix_runs_status", "status"),
@@ -118,6 +125,8 @@ class SqlCheckpoint(Base):
     path: Mapped[str] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Added by revision 0003: when save_total_limit rotation removed the folder (None: on disk).
+    deleted_at: Mapped[float | None] = mapped_column(Float)
     __table_args__ = (UniqueConstraint("run_id", "step"),)
 
 
@@ -144,3 +153,51 @@ class SqlEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text)
     __table_args__ = (Index("ix_events_run_id_time", "run_id", "time"),)
+
+
+class SqlAttempt(Base):
+    """Added by revision 0003: one trainer process's stint on a run (a resumed run has several)."""
+
+    __tablename__ = "attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    pid: Mapped[int] = mapped_column(Integer)
+    pid_create_time: Mapped[float] = mapped_column(Float)
+    host: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))
+    end_reason: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (UniqueConstraint("run_id", "number"),)
+
+
+class SqlJob(Base):
+    """Added by revision 0003: a background job (an evaluation), with the same states and owner as a run."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    pid_create_time: Mapped[float | None] = mapped_column(Float)
+    host: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[float | None] = mapped_column(Float)
+    heartbeat_interval_s: Mapped[float | None] = mapped_column(Float)
+    stop_requested_at: Mapped[float | None] = mapped_column(Float)
+    # What to do ({"checkpoint", "dataset", ...}) and what came of it ({"evaluation_id", ...}).
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    progress_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    progress_total: Mapped[int | None] = mapped_column(Integer)
+    log_path: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+    end_reason: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'running', 'finished', 'failed', 'aborted')", name="status"),
+    )

@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
 from trainer.errors import RunDBError
-from trainer.rundb.entities import Checkpoint, Evaluation, Run
-from trainer.rundb.models import SqlCheckpoint, SqlEvaluation, SqlRun
+from trainer.rundb.entities import Attempt, Checkpoint, Evaluation, Job, Run
+from trainer.rundb.models import SqlAttempt, SqlCheckpoint, SqlEvaluation, SqlJob, SqlRun
 
 _WRITE_WORDS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
 
@@ -49,7 +49,20 @@ def to_run(row: SqlRun) -> Run:
 
 
 def to_checkpoint(row: SqlCheckpoint) -> Checkpoint:
-    return Checkpoint(row.id, row.run_id, row.step, row.path, row.created_at, dict(row.metrics))
+    return Checkpoint(
+        row.id, row.run_id, row.step, row.path, row.created_at, dict(row.metrics), row.deleted_at
+    )
+
+
+def to_attempt(row: SqlAttempt) -> Attempt:
+    return Attempt(**{name: getattr(row, name) for name in Attempt.__dataclass_fields__})
+
+
+def to_job(row: SqlJob) -> Job:
+    values = {name: getattr(row, name) for name in Job.__dataclass_fields__}
+    values["params"] = dict(row.params)
+    values["result"] = None if row.result is None else dict(row.result)
+    return Job(**values)
 
 
 def to_evaluation(row: SqlEvaluation) -> Evaluation:

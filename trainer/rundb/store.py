@@ -6,15 +6,15 @@
     store.metrics_since(run.id, after_step=120)   # one indexed query, for live plots
 
 Trainers write through ``writer.MetricsWriter`` (buffered, off the training thread) and mark their
-lifetime with ``lifecycle.run_lifecycle``; readers that list or fetch runs also mark dead ones failed
-(rules in ``liveness.py``).
+lifetime with ``lifecycle.run_lifecycle``. Status changes follow ``states.py`` and are written only
+by the compare-and-set methods of ``owned.py`` (mixed in here, with the jobs of ``jobs.py``); reads
+never write: a dead owner's row is ended by an explicit ``reap_dead_runs`` / ``reap_dead_jobs``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -28,8 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from trainer.errors import RunDBError
 from trainer.paths import default_db_url
-from trainer.rundb import liveness, rows, schema
+from trainer.rundb import liveness, rows, schema, states
 from trainer.rundb.entities import (
+    Attempt,
     Checkpoint,
     DeletedRows,
     Evaluation,
@@ -40,11 +41,15 @@ from trainer.rundb.entities import (
     Run,
     RunConfig,
 )
+from trainer.rundb.jobs import JobRows
+from trainer.rundb.liveness import Owner
 from trainer.rundb.models import (
     EVENT_LEVELS,
+    SqlAttempt,
     SqlCheckpoint,
     SqlEvaluation,
     SqlEvent,
+    SqlJob,
     SqlMetric,
     SqlRollout,
     SqlRun,
@@ -53,13 +58,13 @@ from trainer.rundb.models import (
 
 logger = logging.getLogger(__name__)
 
-ENDED_STATUSES = ("finished", "failed", "aborted")
+ENDED_STATUSES = states.ENDED
 _METRICS = SqlMetric.__table__
 _ROLLOUTS = SqlRollout.__table__
 _ROLLOUT_FIELDS = [name for name in Rollout.__dataclass_fields__ if name != "step"]
 
 
-class RunStore:
+class RunStore(JobRows):
     """Runs, metrics, rollouts, checkpoints, evaluations and events in one SQLAlchemy database.
 
     ``url`` defaults to ``trainer.paths.default_db_url()``. Safe to share between threads; open one
@@ -122,18 +127,27 @@ class RunStore:
         dataset_fingerprints: Mapping[str, Any] | None = None,
         output_dir: str | None = None,
         resumed_from: int | None = None,
+        owner: Owner | None = None,
+        status: str = states.QUEUED,
     ) -> Run:
-        """A new ``queued`` run (and its config row when a config is given)."""
+        """A new run (and its config row when a config is given): ``queued``, held by ``owner`` (the
+        process that will start its trainer) when given; or ``finished`` for a model registered from
+        outside (``vgrpo eval`` of a base model)."""
         if not name.strip():
             raise RunDBError("run name must not be empty")
+        states.check_initial(states.RUN, status)
+        now = time.time()
         with self.session(write=True) as s:
             row = SqlRun(
                 name=name,
-                status="queued",
-                created_at=time.time(),
+                status=status,
+                created_at=now,
+                ended_at=now if status in states.ENDED else None,
                 output_dir=output_dir,
                 resumed_from=resumed_from,
             )
+            if owner is not None:
+                row.pid, row.pid_create_time, row.host = owner.pid, owner.create_time, owner.host
             s.add(row)
             s.flush()
             if config is not None or dataset_fingerprints is not None:
@@ -162,17 +176,12 @@ class RunStore:
             row = s.get(SqlRunConfig, run_id)
             return None if row is None else RunConfig(run_id, row.config, row.dataset_fingerprints)
 
-    def get_run(self, run_id: int, *, reap: bool = True) -> Run:
-        """The run; with ``reap`` a dead ``running`` run is marked failed first."""
-        if reap:
-            self.reap_dead_runs([run_id])
+    def get_run(self, run_id: int) -> Run:
         with self.session() as s:
             return rows.to_run(self._require(s, run_id))
 
-    def list_runs(self, *, status: str | None = None, reap: bool = True) -> list[Run]:
-        """All runs, newest first."""
-        if reap:
-            self.reap_dead_runs()
+    def list_runs(self, *, status: str | None = None) -> list[Run]:
+        """All runs, newest first. Reads never write: dead owners are ended by ``reap_dead_runs``."""
         with self.session() as s:
             query = select(SqlRun).order_by(SqlRun.id.desc())
             if status is not None:
@@ -195,86 +204,103 @@ class RunStore:
                 found = matches[0].id
         return self.get_run(found)
 
-    def mark_running(
+    # ---- the run's state machine (states.py), applied by compare-and-set (owned.py) -------------
+
+    def claim_run(
         self,
         run_id: int,
+        owner: Owner | None = None,
         *,
-        pid: int | None = None,
-        host: str | None = None,
         heartbeat_interval_s: float = liveness.DEFAULT_HEARTBEAT_INTERVAL_S,
     ) -> Run:
-        now = time.time()
-        with self.session(write=True) as s:
-            row = self._require(s, run_id)
-            row.status, row.started_at, row.ended_at = "running", now, None
-            row.pid = os.getpid() if pid is None else pid
-            row.host = liveness.this_host() if host is None else host
-            row.heartbeat_at, row.heartbeat_interval_s = now, heartbeat_interval_s
-            row.error = row.traceback = None
-            s.add(SqlEvent(run_id=run_id, time=now, level="info", kind="started", message=f"pid {row.pid}"))
-            return rows.to_run(row)
+        """``owner`` (this process by default) starts a new attempt: queued/ended -> running.
 
-    def beat(self, run_id: int) -> bool:
-        """Refresh the heartbeat; False when the run is no longer ``running`` (e.g. reaped)."""
-        with self.session(write=True) as s:
-            result = s.execute(
-                update(SqlRun)
-                .where(SqlRun.id == run_id, SqlRun.status == "running")
-                .values(heartbeat_at=time.time())
-            )
-            return result.rowcount == 1
+        Takes over from a dead owner; raises ``OwnerAlive`` (naming it) while the owner lives.
+        """
+        row = self._claim(SqlRun, run_id, owner or Owner.current(), heartbeat_interval_s)
+        return self.get_run(row.id)
 
-    def finish_run(
-        self, run_id: int, status: str, *, error: str | None = None, traceback: str | None = None
-    ) -> Run:
-        """End a run: ``finished``, ``failed`` (error, traceback) or ``aborted``; logs an event."""
-        if status not in ENDED_STATUSES:
-            raise RunDBError(
-                f"run {run_id}: cannot finish with status {status!r}; use one of {ENDED_STATUSES}"
-            )
-        now = time.time()
-        with self.session(write=True) as s:
-            row = self._require(s, run_id)
-            row.status, row.ended_at, row.error, row.traceback = status, now, error, traceback
-            level = "info" if status == "finished" else "error" if status == "failed" else "warning"
-            s.add(SqlEvent(run_id=run_id, time=now, level=level, kind=status, message=error or status))
-            return rows.to_run(row)
+    def beat(self, run_id: int, owner: Owner) -> bool:
+        """Refresh the heartbeat; False when ``owner`` no longer holds the run (e.g. it was reaped)."""
+        return self._beat(SqlRun, run_id, owner)
 
-    def reap_dead_runs(self, run_ids: Iterable[int] | None = None, *, now: float | None = None) -> list[int]:
-        """Mark ``running`` runs whose trainer is gone as failed; returns their ids."""
-        now = time.time() if now is None else now
-        host = liveness.this_host()
-        with self.session() as s:
-            query = select(SqlRun).where(SqlRun.status == "running")
-            if run_ids is not None:
-                query = query.where(SqlRun.id.in_(list(run_ids)))
-            dead = []
-            for row in s.scalars(query):
-                reason = liveness.death_reason(
-                    status=row.status,
-                    heartbeat_at=row.heartbeat_at,
-                    heartbeat_interval_s=row.heartbeat_interval_s,
-                    pid=row.pid,
-                    host=row.host,
-                    now=now,
-                    current_host=host,
-                )
-                if reason:
-                    dead.append((row.id, row.heartbeat_at, reason))
-        reaped = []
-        for run_id, seen_beat, reason in dead:
+    def end_run(
+        self,
+        run_id: int,
+        owner: Owner,
+        status: str,
+        *,
+        reason: str | None = None,
+        error: str | None = None,
+        traceback: str | None = None,
+    ) -> bool:
+        """The owner ends its attempt: ``finished``, ``aborted`` (``reason``) or ``failed`` (error,
+        traceback). False when it no longer holds the run (reaped, taken over)."""
+        return self._end(SqlRun, run_id, owner, status, reason=reason, error=error, traceback=traceback)
+
+    def request_resume(self, run_id: int, launcher: Owner | None = None) -> Run:
+        """An ended run is queued for a new attempt, held by ``launcher`` (this process by default)
+        until the trainer it starts claims it. Takes over from a dead owner; ``OwnerAlive`` while
+        one lives, so of two resumes at once exactly one wins."""
+        launcher = launcher or Owner.current()
+        for _ in range(2):
             with self.session(write=True) as s:
-                # Only if no beat arrived since we looked: a live trainer must never be reaped.
-                result = s.execute(
+                won = s.execute(
                     update(SqlRun)
-                    .where(SqlRun.id == run_id, SqlRun.status == "running", SqlRun.heartbeat_at == seen_beat)
-                    .values(status="failed", ended_at=now, error=reason)
-                )
-                if result.rowcount == 1:
-                    s.add(SqlEvent(run_id=run_id, time=now, level="error", kind="failed", message=reason))
-                    reaped.append(run_id)
-                    logger.warning("run %d marked failed: %s", run_id, reason)
-        return reaped
+                    .where(SqlRun.id == run_id, SqlRun.status.in_(states.sources(states.RUN, states.QUEUED)))
+                    .values(
+                        status=states.QUEUED,
+                        pid=launcher.pid,
+                        pid_create_time=launcher.create_time,
+                        host=launcher.host,
+                        heartbeat_at=None,
+                        ended_at=None,
+                        stop_requested_at=None,
+                    )
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if won:
+                    s.add(
+                        SqlEvent(
+                            run_id=run_id,
+                            time=time.time(),
+                            level="info",
+                            kind="resume_requested",
+                            message=f"by {launcher.describe()}",
+                        )
+                    )
+                    return rows.to_run(self._require(s, run_id))
+            self._take_over_if_dead(SqlRun, run_id)
+        raise RunDBError(f"run {run_id} could not be queued for resuming")
+
+    def hand_over_run(self, run_id: int, expected: Owner | None, new: Owner) -> bool:
+        """A queued run's owner becomes the subprocess started for it (if still ``expected``)."""
+        return self._hand_over(SqlRun, run_id, expected, new)
+
+    def request_stop(self, run_id: int) -> Run:
+        """Record the user's abort (the run then ends ``aborted``); RunDBError when it is not active."""
+        return rows.to_run(self._request_stop(SqlRun, run_id))
+
+    def reap_dead_runs(
+        self,
+        run_ids: Iterable[int] | None = None,
+        *,
+        now: float | None = None,
+        exited: Owner | None = None,
+        detail: str | None = None,
+        traceback: str | None = None,
+    ) -> list[int]:
+        """End queued/running runs whose owner is dead (``liveness.py``); returns their ids.
+
+        The only writer of a dead owner's ending. ``exited``: a process its parent saw exit, with
+        ``detail`` (exit code, last log line) and ``traceback`` (log tail) for its ending."""
+        return self._reap(SqlRun, run_ids, now=now, exited=exited, detail=detail, traceback=traceback)
+
+    def attempts(self, run_id: int) -> list[Attempt]:
+        """Every trainer process that held the run, in order (a resumed run's history)."""
+        with self.session() as s:
+            query = select(SqlAttempt).where(SqlAttempt.run_id == run_id).order_by(SqlAttempt.number)
+            return [rows.to_attempt(row) for row in s.scalars(query)]
 
     def delete_run(self, run_id: int) -> DeletedRows:
         """Delete a run and every row that belongs to it (not its files)."""
@@ -292,6 +318,8 @@ class RunStore:
                 )
             }
             s.execute(delete(SqlRunConfig).where(SqlRunConfig.run_id == run_id))
+            s.execute(delete(SqlAttempt).where(SqlAttempt.run_id == run_id))
+            s.execute(delete(SqlJob).where(SqlJob.run_id == run_id))
             s.execute(update(SqlRun).where(SqlRun.resumed_from == run_id).values(resumed_from=None))
             runs = s.execute(delete(SqlRun).where(SqlRun.id == run_id)).rowcount
             return DeletedRows(runs=runs, **counts)
@@ -418,11 +446,21 @@ class RunStore:
     # ---- checkpoints, evaluations, events ------------------------------------------------------
 
     def add_checkpoint(self, run_id: int, step: int, path: str, metrics: Mapping[str, float]) -> Checkpoint:
+        """Record the checkpoint of ``step``; a resumed attempt saving that step again updates the row
+        (same id, so its evaluations stay attached)."""
         now = time.time()
         with self.session(write=True) as s:
             self._require(s, run_id)
-            row = SqlCheckpoint(run_id=run_id, step=step, path=path, created_at=now, metrics=dict(metrics))
-            s.add(row)
+            row = s.scalar(
+                select(SqlCheckpoint).where(SqlCheckpoint.run_id == run_id, SqlCheckpoint.step == step)
+            )
+            if row is None:
+                row = SqlCheckpoint(
+                    run_id=run_id, step=step, path=path, created_at=now, metrics=dict(metrics)
+                )
+                s.add(row)
+            else:
+                row.path, row.created_at, row.metrics, row.deleted_at = path, now, dict(metrics), None
             s.add(
                 SqlEvent(
                     run_id=run_id, time=now, level="info", kind="checkpoint", message=f"step {step}: {path}"
@@ -431,10 +469,30 @@ class RunStore:
             s.flush()
             return rows.to_checkpoint(row)
 
-    def checkpoints(self, run_id: int) -> list[Checkpoint]:
+    def mark_checkpoints_deleted(self, run_id: int, paths: Iterable[str]) -> int:
+        """Checkpoints of ``run_id`` at ``paths`` were removed from disk (``save_total_limit``)."""
+        paths = [str(p) for p in paths]
+        if not paths:
+            return 0
+        with self.session(write=True) as s:
+            return s.execute(
+                update(SqlCheckpoint)
+                .where(
+                    SqlCheckpoint.run_id == run_id,
+                    SqlCheckpoint.path.in_(paths),
+                    SqlCheckpoint.deleted_at.is_(None),
+                )
+                .values(deleted_at=time.time())
+                .execution_options(synchronize_session=False)
+            ).rowcount
+
+    def checkpoints(self, run_id: int, *, include_deleted: bool = False) -> list[Checkpoint]:
+        """A run's checkpoints by step; those removed from disk only with ``include_deleted``."""
+        query = select(SqlCheckpoint).where(SqlCheckpoint.run_id == run_id)
+        if not include_deleted:
+            query = query.where(SqlCheckpoint.deleted_at.is_(None))
         with self.session() as s:
-            query = select(SqlCheckpoint).where(SqlCheckpoint.run_id == run_id).order_by(SqlCheckpoint.step)
-            return [rows.to_checkpoint(row) for row in s.scalars(query)]
+            return [rows.to_checkpoint(row) for row in s.scalars(query.order_by(SqlCheckpoint.step))]
 
     def add_evaluation(
         self,

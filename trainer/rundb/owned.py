@@ -1,0 +1,284 @@
+"""The compare-and-set status writes shared by runs and jobs: part of ``RunStore`` (a mixin).
+
+Every method here is one ``UPDATE ... WHERE id = ? AND status IN (sources) [AND owner = ?]``; its
+row count says whether this caller won. Nothing outside this module writes a ``status`` column
+(the transitions themselves are in ``states.py``, the death rules in ``liveness.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from typing import Any
+
+from sqlalchemy import case, select, update
+from sqlalchemy.orm import Session
+
+from trainer.errors import RunDBError
+from trainer.rundb import liveness, states
+from trainer.rundb.liveness import Owner
+from trainer.rundb.models import SqlAttempt, SqlEvent, SqlJob, SqlRun
+
+logger = logging.getLogger(__name__)
+
+Model = type[SqlRun] | type[SqlJob]
+
+
+def _kind(model: Model) -> str:
+    return states.RUN if model is SqlRun else states.JOB
+
+
+def owned_by(model: Model, owner: Owner) -> list[Any]:
+    """WHERE clauses matching exactly this process instance."""
+    return [model.pid == owner.pid, model.pid_create_time == owner.create_time, model.host == owner.host]
+
+
+def _owner_of(row: Any) -> Owner | None:
+    if row.pid is None or row.pid_create_time is None or row.host is None:
+        return None
+    return Owner(row.pid, row.pid_create_time, row.host)
+
+
+class OwnedRows:
+    """Claim, beat, end, stop, re-queue and reap rows of ``runs`` and ``jobs``."""
+
+    url: str
+
+    def session(self, write: bool = False) -> AbstractContextManager[Session]:  # RunStore.session
+        raise NotImplementedError
+
+    # ---- the owner's own writes ----------------------------------------------------------------
+
+    def _claim(self, model: Model, row_id: int, owner: Owner, interval_s: float) -> Any:
+        """``-> running`` for ``owner``; takes over from a dead owner; OwnerAlive while one lives."""
+        kind = _kind(model)
+        for _ in range(2):
+            now = time.time()
+            values: dict[str, Any] = {
+                "status": states.RUNNING,
+                "pid": owner.pid,
+                "pid_create_time": owner.create_time,
+                "host": owner.host,
+                "started_at": now,
+                "ended_at": None,
+                "heartbeat_at": now,
+                "heartbeat_interval_s": interval_s,
+                "error": None,
+                "traceback": None,
+                "end_reason": None,
+                # A stop asked for while queued still applies; one left from an ended attempt does not.
+                "stop_requested_at": case(
+                    (model.status == states.QUEUED, model.stop_requested_at), else_=None
+                ),
+            }
+            if model is SqlRun:
+                values["attempt"] = SqlRun.attempt + 1
+            with self.session(write=True) as s:
+                won = s.execute(
+                    update(model)
+                    .where(model.id == row_id, model.status.in_(states.sources(kind, states.RUNNING)))
+                    .values(**values)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if won:
+                    row = s.get(model, row_id)
+                    if model is SqlRun:
+                        s.add(
+                            SqlAttempt(
+                                run_id=row_id,
+                                number=row.attempt,
+                                pid=owner.pid,
+                                pid_create_time=owner.create_time,
+                                host=owner.host,
+                                started_at=now,
+                                status=states.RUNNING,
+                            )
+                        )
+                        s.add(
+                            SqlEvent(
+                                run_id=row_id,
+                                time=now,
+                                level="info",
+                                kind="started",
+                                message=f"attempt {row.attempt}: {owner.describe()}",
+                            )
+                        )
+                    return row
+            if not self._take_over_if_dead(model, row_id):
+                break
+        raise RunDBError(f"{kind} {row_id} could not be claimed by {owner.describe()}")
+
+    def _take_over_if_dead(self, model: Model, row_id: int) -> bool:
+        """After a lost claim: end a dead owner's row (True: try again) or refuse a live owner."""
+        kind = _kind(model)
+        with self.session() as s:
+            row = s.get(model, row_id)
+            if row is None:
+                raise RunDBError(f"no {kind} {row_id} in {self.url}")
+            status, owner, started = row.status, _owner_of(row), row.started_at or row.created_at
+        if status not in states.ACTIVE:
+            states.check(kind, row_id, status, states.RUNNING)
+            return True  # it ended between our UPDATE and this read: claim again
+        if self._reap(model, [row_id]):
+            return True
+        who = owner.describe(started) if owner is not None else "a process that has not started yet"
+        raise states.OwnerAlive(
+            f"{kind} {row_id} is {status}, owned by {who}; abort it first or wait for it to end"
+        )
+
+    def _beat(self, model: Model, row_id: int, owner: Owner) -> bool:
+        """Refresh the heartbeat; False when ``owner`` no longer holds a running row (e.g. reaped)."""
+        with self.session(write=True) as s:
+            return (
+                s.execute(
+                    update(model)
+                    .where(model.id == row_id, model.status == states.RUNNING, *owned_by(model, owner))
+                    .values(heartbeat_at=time.time())
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                == 1
+            )
+
+    def _end(
+        self,
+        model: Model,
+        row_id: int,
+        owner: Owner | None,
+        status: str,
+        *,
+        reason: str | None = None,
+        error: str | None = None,
+        traceback: str | None = None,
+        extra: dict[str, Any] | None = None,
+        where: Iterable[Any] = (),
+    ) -> bool:
+        """``-> status`` (an end) if the row is still in a source state (and held by ``owner``)."""
+        kind = _kind(model)
+        if status not in states.ENDED:
+            raise RunDBError(f"{kind} {row_id}: cannot end with status {status!r}; use one of {states.ENDED}")
+        now = time.time()
+        conditions = [model.id == row_id, model.status.in_(states.sources(kind, status)), *where]
+        if owner is not None:
+            conditions += owned_by(model, owner)
+        values = {"status": status, "ended_at": now, "error": error, "traceback": traceback}
+        values |= {"end_reason": reason, **(extra or {})}
+        with self.session(write=True) as s:
+            won = (
+                s.execute(
+                    update(model)
+                    .where(*conditions)
+                    .values(**values)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                == 1
+            )
+            if won and model is SqlRun:
+                s.execute(
+                    update(SqlAttempt)
+                    .where(SqlAttempt.run_id == row_id, SqlAttempt.ended_at.is_(None))
+                    .values(ended_at=now, status=status, end_reason=reason or error)
+                    .execution_options(synchronize_session=False)
+                )
+                level = {"finished": "info", "failed": "error"}.get(status, "warning")
+                message = error or reason or status
+                s.add(SqlEvent(run_id=row_id, time=now, level=level, kind=status, message=message))
+            return won
+
+    # ---- everybody else's --------------------------------------------------------------------
+
+    def _request_stop(self, model: Model, row_id: int) -> Any:
+        """Record that a stop was asked for (the owner ends ``aborted``); RunDBError when ended."""
+        kind = _kind(model)
+        with self.session(write=True) as s:
+            won = s.execute(
+                update(model)
+                .where(model.id == row_id, model.status.in_(states.ACTIVE))
+                .values(stop_requested_at=time.time())
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            row = s.get(model, row_id)
+            if row is None:
+                raise RunDBError(f"no {kind} {row_id} in {self.url}")
+            if not won:
+                raise RunDBError(f"{kind} {row_id} is {row.status}: nothing to abort")
+            return row
+
+    def _hand_over(self, model: Model, row_id: int, expected: Owner | None, new: Owner) -> bool:
+        """A queued row's owner becomes ``new`` (the subprocess started for it) if still ``expected``."""
+        conditions = [model.id == row_id, model.status == states.QUEUED]
+        if expected is not None:
+            conditions += owned_by(model, expected)
+        else:
+            conditions.append(model.pid.is_(None))
+        with self.session(write=True) as s:
+            return (
+                s.execute(
+                    update(model)
+                    .where(*conditions)
+                    .values(pid=new.pid, pid_create_time=new.create_time, host=new.host)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                == 1
+            )
+
+    def _reap(
+        self,
+        model: Model,
+        row_ids: Iterable[int] | None = None,
+        *,
+        now: float | None = None,
+        exited: Owner | None = None,
+        detail: str | None = None,
+        traceback: str | None = None,
+    ) -> list[int]:
+        """End every queued/running row whose owner is dead: ``aborted`` when a stop was requested,
+        else ``failed``. ``exited``: a process its parent saw exit (dead at once, no heartbeat wait),
+        and what is known about its end (``detail``, e.g. the exit code and last log line; ``traceback``)."""
+        now = time.time() if now is None else now
+        host = liveness.this_host()
+        query = select(model).where(model.status.in_(states.ACTIVE))
+        if row_ids is not None:
+            query = query.where(model.id.in_(list(row_ids)))
+        with self.session() as s:
+            seen = [
+                (
+                    row.id,
+                    row.status,
+                    _owner_of(row),
+                    row.heartbeat_at,
+                    row.stop_requested_at,
+                    row.heartbeat_interval_s,
+                )
+                for row in s.scalars(query)
+            ]
+        reaped = []
+        for row_id, status, owner, beat_at, stop_at, interval in seen:
+            is_exited = owner is not None and owner == exited
+            reason = liveness.death_reason(
+                status=status,
+                owner=owner,
+                heartbeat_at=beat_at,
+                heartbeat_interval_s=interval,
+                now=now,
+                current_host=host,
+                exited=is_exited,
+            )
+            if reason is None:
+                continue
+            if is_exited and detail:
+                reason = detail
+            tb = traceback if is_exited else None
+            # Only the owner we judged, and only if no beat arrived since: a live owner is never ended.
+            same = [model.status == status, model.heartbeat_at.is_not_distinct_from(beat_at)]
+            if stop_at is not None:
+                ended = self._end(
+                    model, row_id, owner, states.ABORTED, reason=f"stopped: {reason}", where=same
+                )
+            else:
+                ended = self._end(model, row_id, owner, states.FAILED, error=reason, traceback=tb, where=same)
+            if ended:
+                reaped.append(row_id)
+                logger.warning("%s %d ended: %s", _kind(model), row_id, reason)
+        return reaped
