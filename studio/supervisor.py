@@ -219,6 +219,10 @@ class Supervisor:
         from trainer.checkpoint import checkpoint_dirs
 
         run = self.ctx.store.get_run(run_id)
+        if run.is_active and not self.reap([run_id]):
+            # Said early, for a clear message; the guarantee is request_resume's compare-and-set.
+            who = run.owner.describe(run.started_at) if run.owner else "a trainer that is starting"
+            raise StudioError(f"run {run_id} is {run.status}, owned by {who}; abort it before resuming")
         stored = self.ctx.store.get_config(run_id)
         if stored is None or not run.output_dir:
             raise StudioError(f"run {run_id} has no stored config or output_dir: it cannot be resumed")
@@ -355,15 +359,11 @@ class Supervisor:
         if not _signal_group(owner, signal.SIGKILL):
             return  # it ended (or the pid is another process now): nothing to do
         logger.warning("run %d: %s ignored SIGTERM; sent SIGKILL", run_id, owner.describe())
-        try:
-            psutil.Process(owner.pid).wait(timeout=10)
-        except psutil.NoSuchProcess:
-            pass
-        except psutil.TimeoutExpired:
-            logger.error("run %d: %s survived SIGKILL for 10 s", run_id, owner.describe())
-            return
-        except psutil.Error:  # not our child: it is gone or reaped by init shortly
-            pass
+        self.ctx.store.add_event(run_id, ABORT_EVENT, f"SIGKILL to {owner.describe()} after the grace period")
+        # Poll, not wait(): a wait here would steal the exit status from our own waiter thread.
+        deadline, pause = time.monotonic() + 10.0, threading.Event()
+        while is_process_alive(owner) and time.monotonic() < deadline:
+            pause.wait(0.05)
         if not is_process_alive(owner):
             self.ctx.store.reap_dead_runs([run_id], exited=owner, detail="killed after the grace period")
 

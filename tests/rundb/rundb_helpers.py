@@ -99,3 +99,30 @@ def write_for(url: str, name: str, duration_s: float, results) -> None:  # type:
             pause.wait(0.01)
     store.close()
     results.put((run.id, steps))
+
+
+def race_for_run(url: str, run_id: int, action: str, go, done, results) -> None:  # type: ignore[no-untyped-def]
+    """Spawned worker: on ``go``, try ``action`` (claim | resume | migrate) on the run; report
+    ("won", pid) or ("refused", message); stay alive until ``done`` so the others see a live owner."""
+    import os
+
+    from trainer.errors import RunDBError
+    from trainer.rundb import RunStore
+
+    if action == "migrate":
+        go.wait(60)
+        with RunStore(url) as store:
+            results.put(("won", store.url))
+        return
+    store = RunStore(url)
+    go.wait(60)
+    try:
+        if action == "claim":
+            store.claim_run(run_id)
+        else:
+            store.request_resume(run_id)
+        results.put(("won", os.getpid()))
+    except RunDBError as exc:
+        results.put(("refused", str(exc)))
+    done.wait(60)
+    store.close()

@@ -93,8 +93,8 @@ def test_unknown_newer_revision_is_refused(tmp_path: Path) -> None:
         RunStore(url)
 
 
-def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(store: RunStore) -> None:
-    with store.session() as s:
+def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(sqlite_url: str) -> None:
+    with RunStore(sqlite_url) as store, store.session() as s:
         assert s.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert s.execute(text("PRAGMA busy_timeout")).scalar() == 30000
         assert s.execute(text("PRAGMA foreign_keys")).scalar() == 1
@@ -112,7 +112,7 @@ def test_read_only_session_refuses_writes(store: RunStore) -> None:
 
 def test_database_errors_become_run_db_errors(store: RunStore) -> None:
     # Metrics of a run that does not exist violate the foreign key.
-    with pytest.raises(RunDBError, match="FOREIGN KEY constraint failed"):
+    with pytest.raises(RunDBError, match="FOREIGN KEY constraint failed|violates foreign key constraint"):
         store.log_metrics(999, 1, {"loss": 1.0})
 
 

@@ -43,9 +43,9 @@ def test_flush_makes_rows_visible_and_relogs_overwrite(store: RunStore) -> None:
 def test_write_errors_surface_on_flush_and_close(store: RunStore) -> None:
     writer = MetricsWriter(store, run_id=12345)  # no such run: the foreign key refuses the rows
     writer.log_metrics(1, {KL_DIV: 0.1})
-    with pytest.raises(RunDBError, match="FOREIGN KEY constraint failed"):
+    with pytest.raises(RunDBError, match="FOREIGN KEY constraint failed|violates foreign key constraint"):
         writer.flush()
-    with pytest.raises(RunDBError, match="FOREIGN KEY constraint failed"):
+    with pytest.raises(RunDBError, match="FOREIGN KEY constraint failed|violates foreign key constraint"):
         writer.close()
 
 

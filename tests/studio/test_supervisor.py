@@ -14,9 +14,10 @@ import yaml
 from studio_helpers import fake_supervisor, wait_for
 
 from studio.context import StudioContext
-from studio.supervisor import LAUNCH_EVENT, Supervisor, launch, tail_text, unique_name
+from studio.supervisor import Supervisor, launch, tail_text, unique_name
 from trainer.config import build_config
 from trainer.errors import StudioError
+from trainer.rundb import Owner
 
 CFG = build_config({"max_steps": 5, "run_name": "fake"})
 
@@ -67,7 +68,10 @@ def test_abort_sigterm_marks_aborted_and_refuses_twice(ctx: StudioContext) -> No
     wait_for(lambda: status(ctx, run_id) == "running", what="running")
     sup.abort(run_id)
     wait_for(lambda: status(ctx, run_id) == "aborted", what="aborted")
-    assert "SIGTERM" in ctx.store.get_run(run_id).error
+    run = ctx.store.get_run(run_id)
+    # The user's abort is a status with a reason, not an error.
+    assert (run.end_reason, run.error) == ("stopped by SIGTERM", None)
+    assert [(a.number, a.status) for a in ctx.store.attempts(run_id)] == [(1, "aborted")]
     with pytest.raises(StudioError, match=f"run {run_id} is aborted: nothing to abort"):
         sup.abort(run_id)
 
@@ -82,7 +86,9 @@ def test_abort_escalates_to_sigkill_after_grace(ctx: StudioContext) -> None:
     sup.abort(launched.run.id)
     wait_for(lambda: status(ctx, launched.run.id) == "aborted", what="aborted after SIGKILL")
     run = ctx.store.get_run(launched.run.id)
-    assert run.error.startswith("aborted")
+    # Ended by the reap (the escalation's or the exit thread's, whichever saw it first), as aborted.
+    assert run.end_reason.startswith("stopped: ") and run.error is None
+    assert any("SIGKILL" in e.message for e in ctx.store.events(run.id) if e.kind == "abort_requested")
     wait_for(lambda: not _alive(launched.pid), what="the process to be gone")
 
 
@@ -116,29 +122,23 @@ def test_restart_finds_running_run_and_reports_killed_trainer_failed(ctx: Studio
 
 
 def test_restart_reaps_queued_run_whose_trainer_is_gone(ctx: StudioContext) -> None:
-    run = ctx.store.create_run("never-started", output_dir=str(ctx.runs_dir / "never-started"))
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone = Owner.of(proc.pid)
     proc.wait()
-    info = {
-        "pid": proc.pid,
-        "host": __import__("socket").gethostname(),
-        "total_steps": 3,
-        "log": "/nonexistent/log",
-        "config": "/nonexistent/cfg.yaml",
-    }
-    ctx.store.add_event(run.id, LAUNCH_EVENT, json.dumps(info))
-    other = ctx.store.create_run("cli-run")  # queued without a launch event: not the studio's to judge
+    run = ctx.store.create_run("never-started", owner=gone)
+    other = ctx.store.create_run("cli-run")  # queued without an owner: nobody can tell, left alone
+    mine = ctx.store.create_run("starting", owner=Owner.current())  # its launcher (us) is alive
     sup = Supervisor(StudioContext(ctx.workspace))
-    assert sup.reap_queued() == [run.id]
-    assert ctx.store.get_run(run.id).error == "trainer exited before it started"
-    assert ctx.store.get_run(other.id).status == "queued"
+    assert sup.reap() == [run.id]
+    assert ctx.store.get_run(run.id).error == f"trainer process died: pid {gone.pid} on {gone.host} is gone"
+    assert ctx.store.get_run(other.id).status == ctx.store.get_run(mine.id).status == "queued"
 
 
 def test_resume_relaunches_same_run_from_latest_checkpoint(ctx: StudioContext) -> None:
     sup = fake_supervisor(ctx)
     first = sup.start(CFG)
     wait_for(lambda: status(ctx, first.run.id) == "running", what="running")
-    with pytest.raises(StudioError, match="abort it before resuming"):
+    with pytest.raises(StudioError, match=rf"run {first.run.id} is running, owned by pid {first.pid} on "):
         sup.resume(first.run.id)
     sup.abort(first.run.id)
     wait_for(lambda: status(ctx, first.run.id) == "aborted", what="aborted")
@@ -155,6 +155,11 @@ def test_resume_relaunches_same_run_from_latest_checkpoint(ctx: StudioContext) -
     wait_for(lambda: status(ctx, first.run.id) == "running", what="running again")
     sup.abort(first.run.id)
     wait_for(lambda: status(ctx, first.run.id) == "aborted", what="aborted again")
+    attempts = ctx.store.attempts(first.run.id)
+    assert [(a.number, a.status, a.pid) for a in attempts] == [
+        (1, "aborted", first.pid),
+        (2, "aborted", again.pid),
+    ]
 
 
 def test_tail_text_keeps_last_lines_and_last_tqdm_redraw(tmp_path: Path) -> None:

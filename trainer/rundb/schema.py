@@ -15,7 +15,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Execution option set on the engine that write sessions use (see _begin).
 WRITE_OPTION = "vgrpo_write"
+# pg_advisory_xact_lock key serialising migrations of one PostgreSQL database (any fixed bigint).
+MIGRATION_LOCK_KEY = 0x76677270_6F6D6967  # "vgrpomig"
 
 
 def make_engine(url: str, busy_timeout_s: float = 30.0) -> Engine:
@@ -85,18 +87,24 @@ def head_revision() -> str:
 def current_revision(engine: Engine) -> str | None:
     """The schema revision stamped in the database (None for an empty one)."""
     with engine.connect() as conn:
-        # Read the stamp directly: MigrationContext would log two INFO lines on every open.
-        if not inspect(conn).has_table("alembic_version"):
-            return None
-        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return _stamped(conn)
+
+
+def _stamped(conn: Connection) -> str | None:
+    # Read the stamp directly: MigrationContext would log two INFO lines on every open.
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` (a no-op when it is there already).
 
     The check runs first without a write lock, so opening an up-to-date database costs one read.
-    The upgrade itself runs in one write transaction: on SQLite, a second process opening the same
-    new file waits for the first to finish instead of racing it to CREATE TABLE.
+    The upgrade itself runs in one write transaction that first takes a lock (SQLite: ``BEGIN
+    IMMEDIATE``; PostgreSQL: ``pg_advisory_xact_lock``), then reads the revision again: a second
+    process opening the same new database waits for the first and then finds nothing to do,
+    instead of racing it to CREATE TABLE.
     """
     script = ScriptDirectory.from_config(alembic_config())
     target = script.get_current_head() if revision == "head" else revision
@@ -111,6 +119,13 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 f"video-grpo-studio does not know (newest: {target}); upgrade the package or use another --db"
             )
         with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Held until this transaction ends: a second process starting now waits here.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            # Under the lock (SQLite: BEGIN IMMEDIATE), look again: the other process may be done.
+            current = _stamped(conn)
+            if current == target:
+                return
             logger.info("migrating run database %s from %s to %s", engine.url, current, target)
             command.upgrade(alembic_config(conn), revision)
     except SQLAlchemyError as exc:
