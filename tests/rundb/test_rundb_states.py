@@ -60,7 +60,7 @@ def test_abort_is_a_status_with_a_reason_and_a_stale_request_does_not_leak(store
     run = store.create_run("r")
     assert store.end_run(run.id, Owner.current(), "finished") is False  # queued: nothing to finish
     gone = _dead_owner()
-    store.claim_run(run.id, gone)
+    store.claim_run(run.id, gone, heartbeat_interval_s=0.001)
     assert store.request_stop(run.id).stop_requested_at is not None
     assert store.reap_dead_runs([run.id]) == [run.id]
     ended = store.get_run(run.id)
