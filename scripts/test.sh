@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: set up .venv, make sure Debian's Chromium is there for
-# the browser tests (never a browser downloaded by a test tool), then pytest. Extra args go to pytest.
+# the browser tests (never a browser downloaded by a test tool), start a throwaway PostgreSQL server
+# for the run-database tests (Debian's postgresql, installed when missing), then pytest. Extra args
+# go to pytest.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/scripts/venv.sh"
@@ -11,6 +13,15 @@ if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
   else
     echo "[test] chromium not found and cannot apt-get it: browser tests will skip (fail under CI=true)" >&2
   fi
+fi
+# The run-database tests also run on a real PostgreSQL server (a throwaway one, see the script).
+if [ -z "${VGRPO_TEST_PG_URL:-}" ]; then
+  eval "$(bash "$root/scripts/pg_test_server.sh")"
+fi
+if [ -z "${VGRPO_TEST_PG_URL:-}" ]; then
+  echo "[test] no PostgreSQL server: its run-database tests will skip (fail under CI=true)" >&2
+else
+  export VGRPO_TEST_PG_URL
 fi
 cd "$root"
 exec "$root/.venv/bin/python" -m pytest "$@"

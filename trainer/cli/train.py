@@ -51,10 +51,12 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.loop import train
-
     base = load_yaml(args.config) if args.config else {}
     cfg = build_config(merge(base, overrides_from(args)))
+    if args.attach_run is not None:
+        _refuse_second_owner(cfg, args.attach_run)
+    from trainer.loop import train  # torch and transformers: only once we know we will train
+
     bar = _progress_bar()
     try:
         outcome = train(cfg, progress=bar, attach_run_id=args.attach_run)
@@ -67,6 +69,18 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"run {outcome.run_id}: {outcome.steps} steps, checkpoint {outcome.final_checkpoint}")
     return 0
+
+
+def _refuse_second_owner(cfg: Any, run_id: int) -> None:
+    """Fail fast, before anything is loaded or written, when a live trainer holds the run."""
+    from pathlib import Path
+
+    from trainer.paths import default_db_url
+    from trainer.rundb import RunStore
+
+    workspace = Path(cfg.data.workspace) if cfg.data.workspace else None
+    with RunStore(cfg.run.db or default_db_url(workspace)) as store:
+        store.refuse_live_owner(run_id)
 
 
 class _progress_bar:  # noqa: N801 - reads as a function at the call site

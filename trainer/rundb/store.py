@@ -273,6 +273,16 @@ class RunStore(JobRows):
             self._take_over_if_dead(SqlRun, run_id)
         raise RunDBError(f"run {run_id} could not be queued for resuming")
 
+    def refuse_live_owner(self, run_id: int) -> Run:
+        """The run, after ending a dead owner's attempt; ``OwnerAlive`` (naming the process) while a
+        live one trains it. An early, friendly check for a would-be trainer: the guarantee is the
+        claim's compare-and-set (a queued run is claimable by whoever comes first)."""
+        run = self.get_run(run_id)
+        if run.status == states.RUNNING:
+            self._take_over_if_dead(SqlRun, run_id)
+            run = self.get_run(run_id)
+        return run
+
     def hand_over_run(self, run_id: int, expected: Owner | None, new: Owner) -> bool:
         """A queued run's owner becomes the subprocess started for it (if still ``expected``)."""
         return self._hand_over(SqlRun, run_id, expected, new)
