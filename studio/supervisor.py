@@ -25,9 +25,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -35,7 +36,7 @@ from studio.context import StudioContext
 from trainer.config import TrainConfig, build_config, merge
 from trainer.errors import StudioError
 from trainer.paths import REPO_ROOT
-from trainer.rundb import Owner, OwnerAlive, Run
+from trainer.rundb import Job, Owner, OwnerAlive, Run
 from trainer.rundb.liveness import is_process_alive, this_host
 
 logger = logging.getLogger(__name__)
@@ -245,16 +246,11 @@ class Supervisor:
             config_path = self.ctx.configs_dir / f"{cfg.run.run_name}.yaml"
             config_path.write_text(cfg.to_yaml())
             log_path = Path(cfg.run.output_dir) / LOG_FILE
-            pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
             child: list[Owner] = []
             owner = start_process(
                 self.trainer_command(config_path, run.id),
                 log_path,
-                env={
-                    "PYTHONPATH": pythonpath,
-                    "VGRPO_WORKSPACE": str(self.ctx.workspace),
-                    "VGRPO_DB": self.ctx.db_url,
-                },
+                env=self._env(),
                 cwd=REPO_ROOT,
                 on_exit=lambda code: self._on_exit(run.id, child[0], code, log_path),
             )
@@ -345,27 +341,116 @@ class Supervisor:
             self.ctx.store.add_event(run_id, ABORT_EVENT, f"recorded; the trainer stops {where}", "warning")
             return owner.pid if owner is not None else 0
         self.ctx.store.add_event(run_id, ABORT_EVENT, f"SIGTERM to {owner.describe()}", level="warning")
-        if not _signal_group(owner, signal.SIGTERM):
-            self.reap([run_id])  # it was gone already: end it now
-            return owner.pid
-        grace = self.grace_s if grace_s is None else grace_s
-        timer = threading.Timer(grace, self._escalate, args=(run_id, owner))
-        timer.daemon = True
-        timer.start()
+
+        def reap(exited: Owner | None, detail: str | None) -> None:
+            self.ctx.store.reap_dead_runs([run_id], exited=exited, detail=detail)
+
+        def killed() -> None:
+            self.ctx.store.add_event(
+                run_id, ABORT_EVENT, f"SIGKILL to {owner.describe()} after the grace period"
+            )
+
+        self._terminate(owner, self.grace_s if grace_s is None else grace_s, reap, killed)
         return owner.pid
 
-    def _escalate(self, run_id: int, owner: Owner) -> None:
-        """After the grace period: SIGKILL the process the abort was for, if it is still that one."""
+    def _terminate(
+        self,
+        owner: Owner,
+        grace_s: float,
+        reap: Callable[[Owner | None, str | None], None],
+        on_kill: Callable[[], None],
+    ) -> None:
+        """SIGTERM ``owner``'s group; after ``grace_s`` SIGKILL it if it is still that very process.
+        ``reap`` (the store's reap of this row) ends the row once the process is gone."""
+        if not _signal_group(owner, signal.SIGTERM):
+            reap(None, None)  # it was gone already: end it now
+            return
+        timer = threading.Timer(grace_s, self._escalate, args=(owner, reap, on_kill))
+        timer.daemon = True
+        timer.start()
+
+    def _escalate(
+        self, owner: Owner, reap: Callable[[Owner | None, str | None], None], on_kill: Callable[[], None]
+    ) -> None:
+        """After the grace period: SIGKILL the process the stop was for, if it is still that one."""
         if not _signal_group(owner, signal.SIGKILL):
             return  # it ended (or the pid is another process now): nothing to do
-        logger.warning("run %d: %s ignored SIGTERM; sent SIGKILL", run_id, owner.describe())
-        self.ctx.store.add_event(run_id, ABORT_EVENT, f"SIGKILL to {owner.describe()} after the grace period")
+        logger.warning("%s ignored SIGTERM; sent SIGKILL", owner.describe())
+        on_kill()
         # Poll, not wait(): a wait here would steal the exit status from our own waiter thread.
         deadline, pause = time.monotonic() + 10.0, threading.Event()
         while is_process_alive(owner) and time.monotonic() < deadline:
             pause.wait(0.05)
         if not is_process_alive(owner):
-            self.ctx.store.reap_dead_runs([run_id], exited=owner, detail="killed after the grace period")
+            reap(owner, "killed after the grace period")
+
+    # ---- evaluation jobs ------------------------------------------------------------------------
+
+    def start_job(
+        self,
+        kind: str,
+        command: Sequence[str],
+        params: Mapping[str, Any],
+        log_path: Path,
+        *,
+        run_id: int | None = None,
+    ) -> Job:
+        """Record a queued job (held by this studio), start ``command --job <id>`` for it, hand it over.
+
+        The subprocess claims the job, reports progress and its result in the run database, so a
+        reload or a studio restart finds it again (``jobs``)."""
+        me = Owner.current()
+        job = self.ctx.store.create_job(kind, params, run_id=run_id, owner=me, log_path=str(log_path))
+        child: list[Owner] = []
+        try:
+            owner = start_process(
+                [*command, "--job", str(job.id)],
+                log_path,
+                env=self._env(),
+                cwd=REPO_ROOT,
+                on_exit=lambda code: self._on_job_exit(job.id, child[0], code, log_path),
+            )
+        except (OSError, psutil.Error) as exc:
+            self.ctx.store.end_job(job.id, me, "failed", error=f"could not start: {exc}")
+            raise StudioError(f"{kind} job {job.id}: could not start: {exc}") from exc
+        child.append(owner)
+        self.ctx.store.hand_over_job(job.id, me, owner)
+        return self.ctx.store.get_job(job.id)
+
+    def _on_job_exit(self, job_id: int, child: Owner, code: int, log_path: Path) -> None:
+        tail = tail_text(log_path, max_lines=40)
+        last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
+        detail = f"exited with code {code}" + (f": {last}" if last else "")
+        try:
+            self.ctx.store.reap_dead_jobs([job_id], exited=child, detail=detail, traceback=tail or None)
+        except StudioError:
+            logger.exception("job %d: could not record the exit of %s", job_id, child.describe())
+
+    def jobs(self, *, run_id: int | None = None, kind: str | None = None) -> list[Job]:
+        """Jobs, newest first, after ending those whose process is gone."""
+        self.ctx.store.reap_dead_jobs()
+        return self.ctx.store.jobs(run_id=run_id, kind=kind)
+
+    def cancel_job(self, job_id: int, grace_s: float | None = None) -> int:
+        """Record the cancel and stop the job's process like ``abort`` stops a trainer; returns its pid."""
+        job = self.ctx.store.request_job_stop(job_id)  # RunDBError "job 3 is finished: nothing to abort"
+        owner = job.owner
+        if owner is None or owner == Owner.current() or owner.host != this_host():
+            return owner.pid if owner is not None else 0  # it reads the request at its next heartbeat
+
+        def reap(exited: Owner | None, detail: str | None) -> None:
+            self.ctx.store.reap_dead_jobs([job_id], exited=exited, detail=detail)
+
+        self._terminate(owner, self.grace_s if grace_s is None else grace_s, reap, lambda: None)
+        return owner.pid
+
+    def _env(self) -> dict[str, str]:
+        pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        return {
+            "PYTHONPATH": pythonpath,
+            "VGRPO_WORKSPACE": str(self.ctx.workspace),
+            "VGRPO_DB": self.ctx.db_url,
+        }
 
 
 def _signal_group(owner: Owner, sig: signal.Signals) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,22 @@ def test_eval_tiny_model_stores_evaluation_and_json(tiny_model_dir, synthetic_di
         (ckpt,) = store.checkpoints(run.id)
         (evaluation,) = store.evaluations(run.id)
         events = [e.kind for e in store.events(run.id)]
+        (job,) = store.jobs(run_id=run.id)
+    # Every stored evaluation is a job with its owner, progress and result.
+    assert (job.kind, job.status, job.pid, job.progress_done, job.progress_total) == (
+        "evaluate",
+        "finished",
+        os.getpid(),
+        8,
+        8,
+    )
+    assert dict(job.result or {}) == {
+        "evaluation_id": evaluation.id,
+        "checkpoint_id": ckpt.id,
+        "run_id": run.id,
+        "accuracy": evaluation.accuracy,
+        "format_rate": evaluation.format_rate,
+    }
     # A base model outside any run gets a run of its own, named after its folder, already ended.
     assert run.name == "eval-tiny-qwen2.5-vl"
     assert run.status == "finished"

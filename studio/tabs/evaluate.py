@@ -1,9 +1,11 @@
 """Evaluate tab: run `vgrpo eval` on a checkpoint in the background and browse stored evaluations.
 
-"Run evaluation" starts ``python -m trainer.cli eval ...`` through the supervisor (log file under
-``<workspace>/logs/``); a gr.Timer follows it while it runs. Results are read back from the run DB
-only, so evaluations made by training, by the command line or by an earlier studio session show up
-the same way: accuracy, format rate, a confusion heatmap and the per-record table.
+"Run evaluation" starts ``python -m trainer.cli eval ... --job <id>`` through the supervisor as an
+evaluation *job* (log file under ``<workspace>/logs/``): the job's status, owner, progress and result
+live in the run database, so a page reload or a studio restart finds it again, and it can be
+cancelled. Results are read back from the run DB only, so evaluations made by training, by the
+command line or by an earlier studio session show up the same way: accuracy, format rate, a
+confusion heatmap and the per-record table.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,11 @@ import plotly.graph_objects as go
 
 from studio.chat_engine import TINY_LABEL, base_model_of
 from studio.context import StudioContext
+from studio.supervisor import Supervisor, tail_text
 from trainer.data import list_datasets
 from trainer.errors import ConfigError, StudioError
-from trainer.paths import REPO_ROOT, TINY_MODEL_DIR
-from trainer.rundb import Evaluation
+from trainer.paths import TINY_MODEL_DIR
+from trainer.rundb import Evaluation, Job
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +41,6 @@ POLL_S = 2.0
 RECORD_HEADERS = ["id", "correct", "chosen", "ok", "format ok", "completion"]
 SUMMARY_HEADERS = ["eval", "step", "dataset", "records", "accuracy", "format rate", "when"]
 NO_ANSWER = "none"
-
-Launcher = Callable[..., int]
 
 
 # ---- the command and its launch (no gradio) -------------------------------------------------------
@@ -68,16 +69,6 @@ def eval_command(
     return cmd
 
 
-@dataclass(frozen=True)
-class EvalLaunch:
-    """One background evaluation started by this tab (kept in the session's gr.State as a dict)."""
-
-    pid: int
-    log: str
-    json: str
-    cmd: list[str] = field(default_factory=list)
-
-
 def start_evaluation(
     ctx: StudioContext,
     checkpoint: str | None,
@@ -85,9 +76,9 @@ def start_evaluation(
     run_id: int | None = None,
     max_records: float | None = None,
     batch_size: float | None = 8,
-    launcher: Launcher | None = None,
-) -> EvalLaunch:
-    """Check the form and start the command; raises ConfigError naming the empty or bad field."""
+    supervisor: Supervisor | None = None,
+) -> Job:
+    """Check the form and start the command as an evaluation job; ConfigError names the bad field."""
     checkpoint = (checkpoint or "").strip()
     dataset = (dataset or "").strip()
     if not checkpoint:
@@ -98,24 +89,80 @@ def start_evaluation(
         raise ConfigError(f"max records must be >= 0 (0: all), got {max_records}")
     if batch_size is None or batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
-    if launcher is None:
-        from studio.supervisor import launch as launcher
+    supervisor = supervisor or Supervisor(ctx)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     log = ctx.workspace / "logs" / f"eval-{stamp}.log"
-    json_path = ctx.workspace / "evals" / f"eval-{stamp}.json"
+    limit = int(max_records) if max_records else None
     cmd = eval_command(
         checkpoint,
         dataset,
         ctx.db_url,
         ctx.workspace,
         run_id=run_id,
-        max_records=int(max_records) if max_records else None,
+        max_records=limit,
         batch_size=int(batch_size),
-        json_path=json_path,
     )
-    pid = launcher(cmd, log, cwd=REPO_ROOT)
-    logger.info("evaluation started: pid %d, log %s", pid, log)
-    return EvalLaunch(pid=pid, log=str(log), json=str(json_path), cmd=cmd)
+    params = {"checkpoint": checkpoint, "dataset": dataset, "max_records": limit}
+    job = supervisor.start_job(
+        "evaluate", cmd, params, log, run_id=int(run_id) if run_id is not None else None
+    )
+    logger.info("evaluation job %d started: pid %s, log %s", job.id, job.pid, log)
+    return job
+
+
+def job_status(job: Job, log_tail: str = "") -> str:
+    """One line on an evaluation job, read from the run database: progress, result, or why it ended."""
+    head = f"Evaluation #{job.id} **{_JOB_WORDS.get(job.status, job.status)}**"
+    if job.status == "running":
+        total = f" of {job.progress_total}" if job.progress_total else ""
+        detail = f"{job.progress_done}{total} records · pid {job.pid}"
+    elif job.status == "finished" and job.result:
+        accuracy, format_rate = job.result.get("accuracy", 0.0), job.result.get("format_rate", 0.0)
+        detail = f"accuracy {accuracy:.3f} · format rate {format_rate:.3f}"
+    elif job.status == "failed":
+        lines = [line.strip() for line in log_tail.splitlines() if line.strip()]
+        errors = [line for line in lines if "error" in line.lower()]
+        detail = (errors[-1] if errors else (job.error or "").splitlines()[0] if job.error else "").strip(
+            "` "
+        )
+    elif job.status == "aborted":
+        detail = "cancelled"
+    else:
+        detail = "starting"
+    params = job.params
+    what = f"{Path(str(params.get('checkpoint', '?'))).name} on {params.get('dataset', '?')}"
+    return f"{head} · {what}" + (f" · `{detail}`" if detail else "")
+
+
+_JOB_WORDS = {
+    "queued": "starting",
+    "running": "running",
+    "finished": "finished",
+    "failed": "failed",
+    "aborted": "cancelled",
+}
+JOB_HEADERS = ["job", "run", "checkpoint", "dataset", "status", "progress", "started"]
+
+
+def job_rows(jobs: Sequence[Job]) -> list[list[Any]]:
+    rows = []
+    for job in jobs:
+        total = job.progress_total
+        progress = f"{job.progress_done}/{total}" if total else "-"
+        started = datetime.fromtimestamp(job.started_at or job.created_at).strftime("%m-%d %H:%M:%S")
+        checkpoint = Path(str(job.params.get("checkpoint", "?"))).name
+        rows.append(
+            [
+                job.id,
+                job.run_id or "-",
+                checkpoint,
+                job.params.get("dataset", "?"),
+                job.status,
+                progress,
+                started,
+            ]
+        )
+    return rows
 
 
 # ---- what a stored evaluation looks like (no gradio) ------------------------------------------------
@@ -239,11 +286,20 @@ def run_choices(ctx: StudioContext) -> list[tuple[str, int]]:
     return [(f"#{r.id} {r.name} ({r.status})", r.id) for r in ctx.store.list_runs()]
 
 
+def default_run(ctx: StudioContext, choices: Sequence[tuple[str, int]]) -> int | None:
+    """The run to show first: the newest one with a stored evaluation, else the newest run."""
+    for _, run_id in choices:
+        if ctx.store.evaluations(run_id):
+            return run_id
+    return choices[0][1] if choices else None
+
+
 def checkpoint_choices(ctx: StudioContext, run_id: int | None) -> list[tuple[str, str]]:
     """The run's checkpoints (newest first), its base model, and the embedded tiny model."""
     choices: list[tuple[str, str]] = []
     if run_id is not None:
-        run = ctx.store.get_run(int(run_id), reap=False)
+        run = ctx.store.get_run(int(run_id))
+        # Only checkpoints still on disk: save_total_limit's deletions are marked in the database.
         for c in reversed(ctx.store.checkpoints(run.id)):
             choices.append((f"{run.name} · step {c.step}", c.path))
         config = ctx.store.get_config(run.id)
@@ -255,34 +311,17 @@ def checkpoint_choices(ctx: StudioContext, run_id: int | None) -> list[tuple[str
     return choices
 
 
-def launch_status(launch: Mapping[str, Any], is_running: bool, log_tail: str) -> str:
-    """One line on the background command: running, finished (its result line) or failed (its error)."""
-    lines = [line.strip() for line in log_tail.splitlines() if line.strip()]
-    if is_running:
-        state, key = "running", ""
-    elif Path(launch["json"]).is_file():
-        state, key = "finished", "accuracy"
-    else:
-        state, key = "failed", "error"
-    last = next((line for line in reversed(lines) if key and key in line), lines[-1] if lines else "")
-    return f"Evaluation pid {launch['pid']} **{state}** · log `{launch['log']}`" + (
-        f"\n\n`{last}`" if last else ""
-    )
-
-
 # ---- the tab --------------------------------------------------------------------------------------
 
 
-def create_evaluate_tab(ctx: StudioContext, launcher: Launcher | None = None) -> dict[str, Any]:
+def create_evaluate_tab(ctx: StudioContext, supervisor: Supervisor | None = None) -> dict[str, Any]:
     """Build the Evaluate tab's widgets in the current gr.Tab; returns the key widgets by name."""
     import gradio as gr
 
-    from studio.supervisor import tail_text
-    from trainer.rundb.liveness import is_pid_alive
-
-    launched = gr.State(None)  # this session's running EvalLaunch, as a dict
+    supervisor = supervisor or Supervisor(ctx)
+    shown = gr.State(None)  # the id of the ended job whose run the view last jumped to
     runs = _safe(lambda: run_choices(ctx), [])
-    first_run = runs[0][1] if runs else None
+    first_run = _safe(lambda: default_run(ctx, runs), None)
     datasets = [e.name for e in list_datasets(ctx.workspace)]
     first_view = _safe(lambda: evaluation_view(ctx, first_run), evaluation_view(ctx, None))
 
@@ -304,10 +343,16 @@ def create_evaluate_tab(ctx: StudioContext, launcher: Launcher | None = None) ->
         )
         batch_size = gr.Number(value=8, precision=0, minimum=1, label="Batch size", elem_id="eval-batch-size")
         start = gr.Button("Run evaluation", variant="primary", elem_id="eval-start")
+        cancel = gr.Button("Cancel evaluation", variant="stop", elem_id="eval-cancel")
         refresh = gr.Button("↻ Refresh", elem_id="eval-refresh")
     status = gr.Markdown(elem_id="eval-status")
     with gr.Accordion("Evaluation log (tail)", open=False):
         log_box = gr.Textbox(lines=8, max_lines=8, show_label=False, interactive=False, elem_id="eval-log")
+    with gr.Accordion("Evaluation jobs (all runs)", open=False):
+        jobs_table = gr.Dataframe(
+            headers=JOB_HEADERS, value=_safe(lambda: job_rows(ctx.store.jobs(kind="evaluate")), []),
+            interactive=False, max_height=220, elem_id="eval-jobs",
+        )  # fmt: skip
     summary = gr.Dataframe(
         headers=SUMMARY_HEADERS, value=first_view.summary, interactive=False, label="Evaluations of this run",
         max_height=220, elem_id="eval-summary",
@@ -325,7 +370,8 @@ def create_evaluate_tab(ctx: StudioContext, launcher: Launcher | None = None) ->
                 label="Per-record results", max_height=360, elem_id="eval-records",
                 column_widths=["13%", "11%", "11%", "7%", "11%", "47%"],
             )  # fmt: skip
-    timer = gr.Timer(POLL_S, active=False)
+    # Always on: the jobs live in the run database, so a reload or a studio restart shows them again.
+    timer = gr.Timer(POLL_S, active=True)
 
     def view_outputs(run_id: int | None, eval_id: int | None) -> tuple:
         try:
@@ -357,31 +403,43 @@ def create_evaluate_tab(ctx: StudioContext, launcher: Launcher | None = None) ->
 
     def on_start(
         run_id: int | None, ckpt: str | None, name: str | None, limit: float | None, batch: float | None
-    ) -> tuple:
+    ) -> str:
         try:
-            launch = start_evaluation(ctx, ckpt, name, run_id, limit, batch, launcher)
+            job = start_evaluation(ctx, ckpt, name, run_id, limit, batch, supervisor)
         except (StudioError, OSError) as exc:
-            return f"**Not started:** {exc}", None, gr.Timer(active=False)
-        started = {"pid": launch.pid, "log": launch.log, "json": launch.json, "at": time.time()}
-        return launch_status(started, True, ""), started, gr.Timer(active=True)
+            return f"**Not started:** {exc}"
+        return job_status(job)
 
-    def on_tick(launch: dict | None, run_id: int | None, eval_id: int | None) -> tuple:
-        if not launch:
-            return (gr.skip(),) * 4 + (gr.Timer(active=False),) + (gr.skip(),) * len(view_widgets)
-        log_tail = tail_text(Path(launch["log"]), max_lines=40)
-        running = is_pid_alive(int(launch["pid"]))
-        if running:
-            skip_view = (gr.skip(),) * len(view_widgets)
-            return launch_status(launch, True, log_tail), log_tail, launch, gr.skip(), gr.Timer(), *skip_view
-        # Finished: show the run the command stored into (an "eval-<name>" run when none was picked).
-        stored_run = _stored_run(launch) or run_id
+    def on_cancel() -> str:
+        active = [j for j in _safe(lambda: supervisor.jobs(kind="evaluate"), []) if j.is_active]
+        if not active:
+            return "No evaluation is running."
+        try:
+            supervisor.cancel_job(active[0].id)
+        except StudioError as exc:
+            return f"**Not cancelled:** {exc}"
+        return job_status(ctx.store.get_job(active[0].id))
+
+    def on_tick(seen: int | None, run_id: int | None) -> tuple:
+        jobs = _safe(lambda: supervisor.jobs(kind="evaluate"), [])
+        skip_view = (gr.skip(),) * (1 + len(view_widgets))
+        if not jobs:
+            return gr.skip(), gr.skip(), [], seen, *skip_view
+        job = jobs[0]
+        log_tail = tail_text(Path(job.log_path), max_lines=40) if job.log_path else ""
+        line, rows = job_status(job, log_tail), job_rows(jobs)
+        just_ended = job.ended_at is not None and time.time() - job.ended_at < 5 * POLL_S
+        if job.is_active or job.id == seen or not just_ended:
+            return line, log_tail, rows, seen, *skip_view
+        # It just ended: show the run it stored into (an "eval-<name>" run when none was picked).
+        stored_run = (job.result or {}).get("run_id") or job.run_id or run_id
         items = _safe(lambda: run_choices(ctx), [])
         return (
-            launch_status(launch, False, log_tail),
+            line,
             log_tail,
-            None,
+            rows,
+            job.id,
             gr.Dropdown(choices=items, value=stored_run),
-            gr.Timer(active=False),
             *view_outputs(stored_run, None),
         )
 
@@ -390,14 +448,17 @@ def create_evaluate_tab(ctx: StudioContext, launcher: Launcher | None = None) ->
     run.change(on_run, [run], [checkpoint, *view_widgets])
     pick.change(lambda r, e: view_outputs(r, e)[2:], [run, pick], [head, plot, records])
     refresh.click(on_refresh, [run, pick], [run, *view_widgets])
-    start.click(on_start, [run, checkpoint, dataset, max_records, batch_size], [status, launched, timer])
-    timer.tick(on_tick, [launched, run, pick], [status, log_box, launched, run, timer, *view_widgets])
+    start.click(on_start, [run, checkpoint, dataset, max_records, batch_size], [status])
+    cancel.click(on_cancel, None, [status])
+    timer.tick(on_tick, [shown, run], [status, log_box, jobs_table, shown, run, *view_widgets])
     return {
         "run": run,
         "checkpoint": checkpoint,
         "dataset": dataset,
         "start": start,
+        "cancel": cancel,
         "status": status,
+        "jobs": jobs_table,
         "summary": summary,
         "pick": pick,
         "headline": head,
@@ -405,16 +466,6 @@ def create_evaluate_tab(ctx: StudioContext, launcher: Launcher | None = None) ->
         "records": records,
         "timer": timer,
     }
-
-
-def _stored_run(launch: Mapping[str, Any]) -> int | None:
-    """The run id the finished command wrote into its --json file (None if it failed)."""
-    import json
-
-    try:
-        return int(json.loads(Path(launch["json"]).read_text(encoding="utf-8"))["run_id"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def _safe(fn: Callable[[], Any], fallback: Any) -> Any:

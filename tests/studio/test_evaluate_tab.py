@@ -16,12 +16,13 @@ from studio.tabs.evaluate import (
     create_evaluate_tab,
     eval_command,
     evaluation_view,
-    launch_status,
+    job_status,
     record_rows,
     start_evaluation,
 )
 from trainer.errors import ConfigError
-from trainer.paths import REPO_ROOT, TINY_MODEL_DIR
+from trainer.paths import TINY_MODEL_DIR
+from trainer.rundb import Owner
 
 RESULTS = [
     {
@@ -59,22 +60,25 @@ def test_eval_command_lists_every_flag(tmp_path):
     )
 
 
-def test_start_evaluation_launches_through_the_launcher(ctx):
+def test_start_evaluation_starts_a_job_through_the_supervisor(ctx):
+    from studio.supervisor import Supervisor
+
     calls = []
 
-    def launcher(cmd, log_path, cwd=None):
-        calls.append((cmd, log_path, cwd))
-        return 4321
+    class Recording(Supervisor):
+        def start_job(self, kind, command, params, log_path, *, run_id=None):
+            calls.append((kind, command, dict(params), log_path, run_id))
+            return ctx.store.create_job(kind, params, run_id=run_id, log_path=str(log_path))
 
-    launch = start_evaluation(ctx, str(TINY_MODEL_DIR), "synthetic_motion_eval", 7, 8, 2, launcher)
-    ((cmd, log_path, cwd),) = calls
-    assert launch.pid == 4321
+    run = ctx.store.create_run("r")
+    job = start_evaluation(ctx, str(TINY_MODEL_DIR), "synthetic_motion_eval", run.id, 8, 2, Recording(ctx))
+    ((kind, cmd, params, log_path, run_id),) = calls
+    assert (kind, run_id, job.run_id, job.status) == ("evaluate", run.id, run.id, "queued")
+    assert params == {"checkpoint": str(TINY_MODEL_DIR), "dataset": "synthetic_motion_eval", "max_records": 8}
     assert cmd[:3] == [sys.executable, "-m", "trainer.cli"]
-    assert cmd[cmd.index("--run") + 1] == "7" and cmd[cmd.index("--max_records") + 1] == "8"
+    assert cmd[cmd.index("--run") + 1] == str(run.id) and cmd[cmd.index("--max_records") + 1] == "8"
     assert cmd[cmd.index("--db") + 1] == ctx.db_url
-    assert cmd[cmd.index("--json") + 1] == launch.json
-    assert log_path.parent == ctx.workspace / "logs" and str(log_path) == launch.log
-    assert cwd == REPO_ROOT
+    assert log_path.parent == ctx.workspace / "logs" and job.log_path == str(log_path)
 
 
 @pytest.mark.parametrize(
@@ -87,7 +91,7 @@ def test_start_evaluation_launches_through_the_launcher(ctx):
 )
 def test_start_evaluation_names_the_missing_field(ctx, checkpoint, dataset, batch, message):
     with pytest.raises(ConfigError, match=message):
-        start_evaluation(ctx, checkpoint, dataset, None, 0, batch, launcher=lambda *a, **k: 1)
+        start_evaluation(ctx, checkpoint, dataset, None, 0, batch)
 
 
 def test_confusion_counts_by_hand():
@@ -148,28 +152,35 @@ def test_tab_builds_with_its_element_ids(ctx):
     import gradio as gr
 
     with gr.Blocks():
-        widgets = create_evaluate_tab(ctx, launcher=lambda *a, **k: 1)
+        widgets = create_evaluate_tab(ctx)
     ids = {name: w.elem_id for name, w in widgets.items() if name != "timer"}
     assert ids == {
         "run": "eval-run", "checkpoint": "eval-checkpoint", "dataset": "eval-dataset", "start": "eval-start",
-        "status": "eval-status", "summary": "eval-summary", "pick": "eval-pick", "headline": "eval-headline",
-        "plot": "eval-confusion", "records": "eval-records",
+        "cancel": "eval-cancel", "status": "eval-status", "jobs": "eval-jobs", "summary": "eval-summary",
+        "pick": "eval-pick", "headline": "eval-headline", "plot": "eval-confusion", "records": "eval-records",
     }  # fmt: skip
     gc.collect()
     assert widgets["dataset"].value == "synthetic_motion_eval"
 
 
-def test_launched_evaluation_lands_in_the_run_db(ctx, tiny_model_dir):
-    """The real command through the supervisor: the tab's view then shows what it stored."""
-    from studio.supervisor import launch as real_launch
+def test_launched_evaluation_is_a_job_that_lands_in_the_run_db(ctx, tiny_model_dir):
+    """The real command as a job: its status, progress and result are in the run database."""
+    from studio.supervisor import Supervisor
 
     run = ctx.store.create_run("grpo-y")
-    started = start_evaluation(ctx, str(tiny_model_dir), "synthetic_motion_eval", run.id, 4, 4, real_launch)
-    deadline = time.monotonic() + 120
-    while not ctx.store.evaluations(run.id):
-        assert time.monotonic() < deadline, Path(started.log).read_text()
+    job = start_evaluation(ctx, str(tiny_model_dir), "synthetic_motion_eval", run.id, 4, 4, Supervisor(ctx))
+    assert (job.kind, job.run_id, job.status) == ("evaluate", run.id, "queued")
+    deadline = time.monotonic() + 180
+    while ctx.store.get_job(job.id).is_active:
+        assert time.monotonic() < deadline, Path(job.log_path).read_text()
         time.sleep(0.2)
+    done = ctx.store.get_job(job.id)
     (evaluation,) = ctx.store.evaluations(run.id)
+    assert (done.status, done.progress_done, done.progress_total) == ("finished", 4, 4)
+    assert done.result["evaluation_id"] == evaluation.id
+    assert job_status(done).startswith(
+        f"Evaluation #{job.id} **finished** · tiny-qwen2.5-vl on synthetic_motion_eval"
+    )
     assert len(evaluation.results) == 4
     view = evaluation_view(ctx, run.id)
     assert view.selected == evaluation.id
@@ -178,18 +189,22 @@ def test_launched_evaluation_lands_in_the_run_db(ctx, tiny_model_dir):
     assert (ckpt.step, ckpt.path) == (0, str(tiny_model_dir.resolve()))
 
 
-def test_launch_status_shows_the_result_or_the_error(tmp_path):
-    launch = {"pid": 12, "log": "/ws/logs/e.log", "json": str(tmp_path / "e.json")}
-    log = "loading\neval d: accuracy 0.5000, format rate 1.0000 on 8 records (2.0 s)\nwrote e.json"
-    assert (
-        launch_status(launch, True, "loading")
-        == "Evaluation pid 12 **running** · log `/ws/logs/e.log`\n\n`loading`"
+def test_job_status_reads_progress_result_or_error(ctx):
+    run = ctx.store.create_run("r")
+    job = ctx.store.create_job("evaluate", {"checkpoint": "/m/checkpoint-8", "dataset": "d"}, run_id=run.id)
+    assert job_status(job) == f"Evaluation #{job.id} **starting** · checkpoint-8 on d · `starting`"
+    owner = Owner.current()
+    ctx.store.claim_job(job.id, owner)
+    ctx.store.set_job_progress(job.id, owner, 3, 8)
+    assert job_status(ctx.store.get_job(job.id)).endswith(
+        f"**running** · checkpoint-8 on d · `3 of 8 records · pid {owner.pid}`"
     )
-    assert launch_status(launch, False, "x\nvgrpo: error: checkpoint not found: /m\n").endswith(
-        "**failed** · log `/ws/logs/e.log`\n\n`vgrpo: error: checkpoint not found: /m`"
-    )
-    (tmp_path / "e.json").write_text("{}")
-    assert launch_status(launch, False, log).endswith(
-        "**finished** · log `/ws/logs/e.log`\n\n"
-        "`eval d: accuracy 0.5000, format rate 1.0000 on 8 records (2.0 s)`"
+    ctx.store.end_job(job.id, owner, "finished", result={"accuracy": 0.5, "format_rate": 1.0})
+    assert job_status(ctx.store.get_job(job.id)).endswith("`accuracy 0.500 · format rate 1.000`")
+    failed = ctx.store.create_job("evaluate", {"checkpoint": "/m", "dataset": "d"}, owner=owner)
+    ctx.store.claim_job(failed.id, owner)
+    ctx.store.end_job(failed.id, owner, "failed", error="ConfigError: checkpoint not found: /m")
+    log = "x\nvgrpo: error: checkpoint not found: /m\n"
+    assert job_status(ctx.store.get_job(failed.id), log).endswith(
+        "**failed** · m on d · `vgrpo: error: checkpoint not found: /m`"
     )

@@ -16,11 +16,15 @@ import argparse
 import json
 import logging
 import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from trainer.errors import ConfigError, StudioError
+from trainer.rundb.lifecycle import RunAborted
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="write summary + per-record results"
     )
+    p.add_argument("--job", type=int, default=None, help=argparse.SUPPRESS)  # the studio's job row
     p.set_defaults(func=run)
 
 
@@ -146,6 +151,64 @@ def checkpoint_row_for(store: Any, path: str, run_ref: str | None) -> Any:
     return store.add_checkpoint(run_id, checkpoint_step(path), path, {})
 
 
+@contextmanager
+def recorded_job(store: Any, args: argparse.Namespace, ckpt: Any, num_records: int) -> Iterator[Any]:
+    """This evaluation as a job in the run database: the studio's (``--job``), else a new one.
+    Claimed for this process; ends finished with its result, failed, or aborted (cancel = SIGTERM)."""
+    from trainer.rundb import Owner, job_lifecycle
+
+    job_id = args.job
+    if job_id is None:
+        params = {"checkpoint": args.checkpoint, "dataset": args.dataset_use, "max_records": args.max_records}
+        job_id = store.create_job("evaluate", params, run_id=ckpt.run_id, owner=Owner.current()).id
+    with job_lifecycle(store, job_id) as handle:
+        handle.progress(0, num_records)
+        yield handle
+        handle.progress(num_records, num_records)
+
+
+def _evaluate_and_store(
+    args: argparse.Namespace,
+    path: str,
+    records: list,
+    video_cfg: Any,
+    max_new_tokens: int,
+    store: Any,
+    ckpt: Any,
+) -> tuple[Any, Any]:
+    """Load the checkpoint, answer the records, store the evaluation (with a DB and a checkpoint row)."""
+    from trainer.evaluate import evaluate
+    from trainer.modeling import generation_kwargs, load_policy
+
+    device = _device(args.device)
+    dtype = "bf16" if device.startswith("cuda") else None
+    try:
+        model, processor = load_policy(path, dtype=dtype, device=device)
+    except StudioError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"cannot load checkpoint {path}: {str(exc).strip().splitlines()[0]}") from exc
+    logger.info("evaluating %s on %s (%d records, %s)", path, args.dataset_use, len(records), device)
+    kwargs = generation_kwargs(processor, max_new_tokens, do_sample=False)
+    result = evaluate(model, processor, records, video_cfg, kwargs, batch_size=args.batch_size)
+    evaluation = None
+    if store is not None and ckpt is not None:
+        evaluation = store.add_evaluation(
+            ckpt.id,
+            args.dataset_use,
+            accuracy=result.accuracy,
+            format_rate=result.format_rate,
+            results=result.records,
+        )
+        store.add_event(
+            ckpt.run_id,
+            "evaluation",
+            f"step {ckpt.step} on {args.dataset_use}: accuracy {result.accuracy:.3f}, "
+            f"format {result.format_rate:.3f} ({result.num_records} records)",
+        )
+    return result, evaluation
+
+
 def _device(name: str | None) -> str:
     if name:
         return name
@@ -156,8 +219,6 @@ def _device(name: str | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from trainer.data.registry import load_dataset_use
-    from trainer.evaluate import evaluate
-    from trainer.modeling import generation_kwargs, load_policy
     from trainer.paths import default_workspace
 
     if args.max_records is not None and args.max_records < 1:
@@ -182,32 +243,20 @@ def run(args: argparse.Namespace) -> int:
         store = RunStore(args.db)
     try:
         ckpt = checkpoint_row_for(store, path, args.run) if store is not None else None
-        device = _device(args.device)
-        dtype = "bf16" if device.startswith("cuda") else None
-        try:
-            model, processor = load_policy(path, dtype=dtype, device=device)
-        except StudioError:
-            raise
-        except (OSError, ValueError, KeyError) as exc:
-            raise ConfigError(f"cannot load checkpoint {path}: {str(exc).strip().splitlines()[0]}") from exc
-        logger.info("evaluating %s on %s (%d records, %s)", path, args.dataset_use, len(records), device)
-        kwargs = generation_kwargs(processor, max_new_tokens, do_sample=False)
-        result = evaluate(model, processor, records, video_cfg, kwargs, batch_size=args.batch_size)
-        evaluation = None
-        if store is not None and ckpt is not None:
-            evaluation = store.add_evaluation(
-                ckpt.id,
-                args.dataset_use,
-                accuracy=result.accuracy,
-                format_rate=result.format_rate,
-                results=result.records,
+        job = recorded_job(store, args, ckpt, len(records)) if store is not None else nullcontext(None)
+        with job as handle:  # ends the job finished with its result, failed or aborted
+            result, evaluation = _evaluate_and_store(
+                args, path, records, video_cfg, max_new_tokens, store, ckpt
             )
-            store.add_event(
-                ckpt.run_id,
-                "evaluation",
-                f"step {ckpt.step} on {args.dataset_use}: accuracy {result.accuracy:.3f}, "
-                f"format {result.format_rate:.3f} ({result.num_records} records)",
-            )
+            if handle is not None:
+                handle.result.update(accuracy=result.accuracy, format_rate=result.format_rate)
+                if evaluation is not None:
+                    handle.result.update(
+                        evaluation_id=evaluation.id, checkpoint_id=ckpt.id, run_id=ckpt.run_id
+                    )
+    except RunAborted as exc:
+        print(f"vgrpo eval: cancelled ({exc})", file=sys.stderr)
+        return 1
     finally:
         if store is not None:
             store.close()

@@ -256,6 +256,10 @@ class RunStore(JobRows):
                         heartbeat_at=None,
                         ended_at=None,
                         stop_requested_at=None,
+                        # How the last attempt ended stays in its attempts row.
+                        end_reason=None,
+                        error=None,
+                        traceback=None,
                     )
                     .execution_options(synchronize_session=False)
                 ).rowcount
