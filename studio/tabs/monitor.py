@@ -95,12 +95,16 @@ def status_markdown(run: Run, now: float | None = None) -> str:
     facts = []
     if run.pid:
         facts.append(f"pid {run.pid} on {run.host or '?'}")
+    if run.attempt > 1:
+        facts.append(f"attempt {run.attempt}")
     if run.started_at:
         facts.append("started " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at)))
         facts.append(f"elapsed {plots.format_duration((run.ended_at or now) - run.started_at)}")
     if run.output_dir:
         facts.append(f"output `{run.output_dir}`")
     parts.append(" - ".join(facts))
+    if run.end_reason:  # e.g. the user's abort: a reason, not an error
+        parts.append(f"**Stopped:** {html.escape(run.end_reason)}")
     if run.error:
         parts.append(f"**Error:** {html.escape(run.error)}")
     if run.traceback:
@@ -220,6 +224,7 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
         if st.get("run_id") != run_id:
             st = empty_state(run_id)
         try:
+            supervisor.reap([run_id])  # reads never write: a dead trainer's run is ended here
             run = ctx.store.get_run(run_id)
         except StudioError as exc:
             return (

@@ -110,3 +110,13 @@ def test_sigkilled_trainer_is_marked_failed_within_two_intervals(db_url: str) ->
     assert dead.error is not None and dead.error.startswith(DIED_MESSAGE)
     assert store.count_rows(run.id)["metrics"] >= 5 * 12
     store.close()
+
+
+def test_a_stop_recorded_in_the_database_stops_the_owner(store: RunStore) -> None:
+    """An abort from another host (or before the trainer could be signalled) arrives by heartbeat."""
+    run = store.create_run("r")
+    with pytest.raises(RunAborted, match="SIGTERM"), run_lifecycle(store, run.id, heartbeat_interval_s=0.05):
+        store.request_stop(run.id)
+        wait_for(lambda: False, timeout_s=10.0)  # the heartbeat's SIGTERM interrupts this wait
+    stopped = store.get_run(run.id)
+    assert (stopped.status, stopped.end_reason, stopped.error) == ("aborted", "stopped by SIGTERM", None)

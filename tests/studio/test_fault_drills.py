@@ -200,3 +200,40 @@ def _kill_when(partial: Path, pid: int, timeout_s: float) -> bool:
         pause.wait(0.001)
     psutil.Process(pid).send_signal(signal.SIGKILL)
     return partial.exists()
+
+
+def test_a_new_studio_reattaches_to_a_running_trainer_and_evaluation(ctx: StudioContext) -> None:
+    from studio.tabs.evaluate import start_evaluation
+
+    first = Supervisor(ctx)
+    launched = first.start(tiny("long", 200))
+    job = start_evaluation(ctx, str(TINY_MODEL_DIR), "synthetic_motion_eval", launched.run.id, 0, 1, first)
+    wait_for(lambda: last_step(ctx.store, launched.run.id) >= 1, TRAIN_TIMEOUT_S, "training to step")
+    wait_for(lambda: ctx.store.get_job(job.id).status == "running", TRAIN_TIMEOUT_S, "the evaluation to run")
+    # A "studio restart": a new context and supervisor on the same workspace, nothing in memory.
+    ctx2 = StudioContext(ctx.workspace)
+    try:
+        second = Supervisor(ctx2)
+        [run] = second.runs()
+        [found] = second.jobs(kind="evaluate")
+        assert (run.id, run.status, run.pid) == (launched.run.id, "running", launched.pid)
+        assert (found.id, found.status, found.run_id, found.progress_total) == (
+            job.id,
+            "running",
+            run.id,
+            200,
+        )
+        assert second.cancel_job(job.id) == found.pid
+        assert second.abort(run.id) == launched.pid
+        wait_for(lambda: not ctx2.store.get_job(job.id).is_active, 60, "the evaluation to stop")
+        wait_for(lambda: not ctx2.store.get_run(run.id).is_active, TRAIN_TIMEOUT_S, "the trainer to stop")
+        cancelled, aborted = ctx2.store.get_job(job.id), ctx2.store.get_run(run.id)
+        assert (cancelled.status, cancelled.error, cancelled.end_reason) == (
+            "aborted",
+            None,
+            "stopped by SIGTERM",
+        )
+        assert (aborted.status, aborted.error) == ("aborted", None)
+        assert not psutil.pid_exists(found.pid) or psutil.Process(found.pid).status() == psutil.STATUS_ZOMBIE
+    finally:
+        ctx2.store.close()

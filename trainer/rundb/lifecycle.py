@@ -90,8 +90,19 @@ class Heartbeat:
                 logger.warning("%s is no longer held by this process in the run database", self.label)
 
 
-def _raise_aborted(signum: int, _frame: FrameType | None) -> None:
-    raise RunAborted(f"stopped by {signal.Signals(signum).name}")
+def _abort_once() -> Callable[[int, FrameType | None], None]:
+    """A SIGTERM handler raising RunAborted once: a second SIGTERM (the studio's signal and the
+    heartbeat's, both for one abort) must not interrupt the unwinding that records the ending."""
+    fired: list[int] = []
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if fired:
+            logger.info("%s again: already stopping", signal.Signals(signum).name)
+            return
+        fired.append(signum)
+        raise RunAborted(f"stopped by {signal.Signals(signum).name}")
+
+    return handler
 
 
 @dataclass(frozen=True)
@@ -117,7 +128,7 @@ def _owned(
     previous = None
     if handle_sigterm and threading.current_thread() is threading.main_thread():
         # Signal handlers can only be set from the main thread.
-        previous = signal.signal(signal.SIGTERM, _raise_aborted)
+        previous = signal.signal(signal.SIGTERM, _abort_once())
     ending = _Ending(states.FAILED)
     try:
         yield
