@@ -61,6 +61,32 @@ def test_show_by_name(filled: RunStore, db_url: str, capsys: pytest.CaptureFixtu
     assert "36 metric points, 2 rollouts" in out
 
 
+def test_show_lists_every_attempt_and_the_stop_reason(
+    store: RunStore, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = store.create_run("resumed")
+    me = Owner.current()
+    store.claim_run(run.id, me)
+    store.end_run(run.id, me, "aborted", reason="stopped by SIGTERM after saving a checkpoint")
+    store.claim_run(run.id, me)
+    store.end_run(run.id, me, "finished")
+    assert main(["runs", "show", "resumed", "--json", "--db", db_url]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(a["number"], a["status"], a["pid"]) for a in doc["attempts"]] == [
+        (1, "aborted", me.pid),
+        (2, "finished", me.pid),
+    ]
+    assert main(["runs", "show", "resumed", "--db", db_url]) == 0
+    out = capsys.readouterr().out
+    lines = [line.strip() for line in out.splitlines()]
+    assert lines[lines.index("attempts:") + 1].startswith(f"#1   pid {me.pid}@{me.host}")
+    assert lines[lines.index("attempts:") + 1].endswith(
+        "aborted  stopped by SIGTERM after saving a checkpoint"
+    )
+    assert lines[lines.index("attempts:") + 2].endswith("finished")
+    assert "error" not in out.lower()
+
+
 def test_unknown_run_is_one_line_error(
     filled: RunStore, db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
