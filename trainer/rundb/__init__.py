@@ -1,12 +1,13 @@
 """The run database: one SQLAlchemy store for runs, metrics, rollouts, checkpoints, evaluations, events.
 
-store.py      RunStore: the only place that opens sessions; returns frozen dataclasses
+store.py      RunStore (with its mixins runs.py, jobs.py, owned.py): the only place that opens sessions
 entities.py   those dataclasses (Run, MetricSeries, Rollout, ...)
 models.py     the ORM tables (never leave store.py)
 schema.py     engine (SQLite WAL, busy timeout, foreign keys) and alembic upgrades on open
 writer.py     MetricsWriter: the trainer's buffered, background writes
 states.py     the one state machine of runs and jobs (queued -> running -> finished | failed | aborted)
-owned.py      its compare-and-set writes (claim, beat, end, stop, reap), mixed into RunStore
+owned.py      its compare-and-set writes (claim, beat, end, stop, reap) for runs and jobs
+runs.py       a run's claims, attempts, resumes and reaping, mixed into RunStore
 jobs.py       background jobs (evaluations), mixed into RunStore
 lifecycle.py  run_lifecycle / job_lifecycle: claim, beat, and always write how it ended
 liveness.py   owner identity (pid + start time + host) and when an owner is dead

@@ -1,0 +1,134 @@
+"""A run's state machine as the store applies it: part of ``RunStore`` (a mixin).
+
+Claims (a new attempt), heartbeats, endings, stop requests, resumes and the reaping of dead owners,
+each one compare-and-set write of ``owned.py`` following ``states.py``; plus the attempts history.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from sqlalchemy import select, update
+
+from trainer.errors import RunDBError
+from trainer.rundb import liveness, rows, states
+from trainer.rundb.entities import Attempt, Run
+from trainer.rundb.liveness import Owner
+from trainer.rundb.models import SqlAttempt, SqlEvent, SqlRun
+from trainer.rundb.owned import OwnedRows
+
+
+class RunRows(OwnedRows):
+    def get_run(self, run_id: int) -> Run:  # RunStore.get_run
+        raise NotImplementedError
+
+    def claim_run(
+        self,
+        run_id: int,
+        owner: Owner | None = None,
+        *,
+        heartbeat_interval_s: float = liveness.DEFAULT_HEARTBEAT_INTERVAL_S,
+    ) -> Run:
+        """``owner`` (this process by default) starts a new attempt: queued/ended -> running.
+
+        Takes over from a dead owner; raises ``OwnerAlive`` (naming it) while the owner lives.
+        """
+        row = self._claim(SqlRun, run_id, owner or Owner.current(), heartbeat_interval_s)
+        return self.get_run(row.id)
+
+    def beat(self, run_id: int, owner: Owner) -> bool:
+        """Refresh the heartbeat; False when ``owner`` no longer holds the run (e.g. it was reaped)."""
+        return self._beat(SqlRun, run_id, owner)
+
+    def end_run(
+        self,
+        run_id: int,
+        owner: Owner,
+        status: str,
+        *,
+        reason: str | None = None,
+        error: str | None = None,
+        traceback: str | None = None,
+    ) -> bool:
+        """The owner ends its attempt: ``finished``, ``aborted`` (``reason``) or ``failed`` (error,
+        traceback). False when it no longer holds the run (reaped, taken over)."""
+        return self._end(SqlRun, run_id, owner, status, reason=reason, error=error, traceback=traceback)
+
+    def request_resume(self, run_id: int, launcher: Owner | None = None) -> Run:
+        """An ended run is queued for a new attempt, held by ``launcher`` (this process by default)
+        until the trainer it starts claims it. Takes over from a dead owner; ``OwnerAlive`` while
+        one lives, so of two resumes at once exactly one wins."""
+        launcher = launcher or Owner.current()
+        for _ in range(2):
+            with self.session(write=True) as s:
+                won = s.execute(
+                    update(SqlRun)
+                    .where(SqlRun.id == run_id, SqlRun.status.in_(states.sources(states.RUN, states.QUEUED)))
+                    .values(
+                        status=states.QUEUED,
+                        pid=launcher.pid,
+                        pid_create_time=launcher.create_time,
+                        host=launcher.host,
+                        heartbeat_at=None,
+                        ended_at=None,
+                        stop_requested_at=None,
+                        # How the last attempt ended stays in its attempts row.
+                        end_reason=None,
+                        error=None,
+                        traceback=None,
+                    )
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if won:
+                    s.add(
+                        SqlEvent(
+                            run_id=run_id,
+                            time=time.time(),
+                            level="info",
+                            kind="resume_requested",
+                            message=f"by {launcher.describe()}",
+                        )
+                    )
+                    return rows.to_run(s.get(SqlRun, run_id))
+            self._take_over_if_dead(SqlRun, run_id)
+        raise RunDBError(f"run {run_id} could not be queued for resuming")
+
+    def refuse_live_owner(self, run_id: int) -> Run:
+        """The run, after ending a dead owner's attempt; ``OwnerAlive`` (naming the process) while a
+        live one trains it. An early, friendly check for a would-be trainer: the guarantee is the
+        claim's compare-and-set (a queued run is claimable by whoever comes first)."""
+        run = self.get_run(run_id)
+        if run.status == states.RUNNING:
+            self._take_over_if_dead(SqlRun, run_id)
+            run = self.get_run(run_id)
+        return run
+
+    def hand_over_run(self, run_id: int, expected: Owner | None, new: Owner) -> bool:
+        """A queued run's owner becomes the subprocess started for it (if still ``expected``)."""
+        return self._hand_over(SqlRun, run_id, expected, new)
+
+    def request_stop(self, run_id: int) -> Run:
+        """Record the user's abort (the run then ends ``aborted``); RunDBError when it is not active."""
+        return rows.to_run(self._request_stop(SqlRun, run_id))
+
+    def reap_dead_runs(
+        self,
+        run_ids: Iterable[int] | None = None,
+        *,
+        now: float | None = None,
+        exited: Owner | None = None,
+        detail: str | None = None,
+        traceback: str | None = None,
+    ) -> list[int]:
+        """End queued/running runs whose owner is dead (``liveness.py``); returns their ids.
+
+        The only writer of a dead owner's ending. ``exited``: a process its parent saw exit, with
+        ``detail`` (exit code, last log line) and ``traceback`` (log tail) for its ending."""
+        return self._reap(SqlRun, run_ids, now=now, exited=exited, detail=detail, traceback=traceback)
+
+    def attempts(self, run_id: int) -> list[Attempt]:
+        """Every trainer process that held the run, in order (a resumed run's history)."""
+        with self.session() as s:
+            query = select(SqlAttempt).where(SqlAttempt.run_id == run_id).order_by(SqlAttempt.number)
+            return [rows.to_attempt(row) for row in s.scalars(query)]
