@@ -261,7 +261,7 @@ def evaluation_view(ctx: StudioContext, run_id: int | None, eval_id: int | None 
     if run_id is None:
         return EvalView([], [], None, "Pick a run to see its evaluations.", None, [])
     evaluations = ctx.store.evaluations(int(run_id))
-    steps = {c.id: c.step for c in ctx.store.checkpoints(int(run_id))}
+    steps = {c.id: c.step for c in ctx.store.checkpoints(int(run_id), include_deleted=True)}
     if not evaluations:
         return EvalView([], [], None, "No evaluation stored for this run yet.", None, [])
     by_id = {e.id: e for e in evaluations}

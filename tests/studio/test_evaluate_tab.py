@@ -141,6 +141,10 @@ def test_evaluation_view_shows_the_newest_or_the_picked_evaluation(ctx):
         ("grpo-x · base model", "/models/base"),
         ("embedded tiny model", str(TINY_MODEL_DIR)),
     ]
+    # save_total_limit removed checkpoint-10: never offered again, its evaluation still shown.
+    ctx.store.mark_checkpoints_deleted(run.id, ["/out/checkpoint-10"])
+    assert [path for _, path in checkpoint_choices(ctx, run.id)][:2] == ["/out/checkpoint-20", "/models/base"]
+    assert [row[1] for row in evaluation_view(ctx, run.id).summary] == [20, 10]
 
 
 # Building gr.Blocks leaves asyncio loops and sockets unclosed inside gradio (ResourceWarning at
