@@ -126,7 +126,7 @@ def job_status(job: Job, log_tail: str = "") -> str:
             "` "
         )
     elif job.status == "aborted":
-        detail = "cancelled"
+        detail = ""  # the headline says "cancelled": the user's stop, not an error
     else:
         detail = "starting"
     params = job.params
@@ -157,7 +157,7 @@ def job_rows(jobs: Sequence[Job]) -> list[list[Any]]:
                 job.run_id or "-",
                 checkpoint,
                 job.params.get("dataset", "?"),
-                job.status,
+                _JOB_WORDS.get(job.status, job.status),
                 progress,
                 started,
             ]
