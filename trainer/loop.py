@@ -36,7 +36,7 @@ from trainer.modeling import generation_kwargs, load_policy
 from trainer.paths import default_db_url, default_workspace, resolve_repo_path
 from trainer.reporting import make_reporter
 from trainer.rollout import RolloutBatch, build_prompt_batch, generate_rollouts, shuffled_frames
-from trainer.rundb import MetricsWriter, Rollout, RunAborted, RunStore, run_lifecycle
+from trainer.rundb import MetricsWriter, OwnerAlive, Rollout, RunAborted, RunStore, run_lifecycle
 from trainer.sampler import next_batch, total_steps
 from trainer.scoring import Scores, score_rollouts, temporal_bonus
 from trainer.trainable import set_trainable, trainable_parameters
@@ -174,10 +174,12 @@ def _open_run(
         state = read_state(resume_path)
         if state.run_id:
             try:
-                store.get_run(int(state.run_id))
+                store.refuse_live_owner(int(state.run_id))  # OwnerAlive while a trainer holds it
                 store.set_config(int(state.run_id), cfg.to_dict(), fingerprints)
                 store.add_event(int(state.run_id), "resumed", f"from {resume_path}")
                 return int(state.run_id)
+            except OwnerAlive:
+                raise
             except StudioError:
                 logger.warning(
                     "run %s of %s is not in this database: starting a new run", state.run_id, resume_path

@@ -162,6 +162,31 @@ def test_resume_relaunches_same_run_from_latest_checkpoint(ctx: StudioContext) -
     ]
 
 
+def test_an_old_abort_escalation_never_touches_the_resumed_trainer(ctx: StudioContext) -> None:
+    """The reported bug: 30 s after an abort, its SIGKILL timer killed the resumed run's trainer."""
+    sup = fake_supervisor(ctx)
+    first = sup.start(CFG)
+    wait_for(lambda: status(ctx, first.run.id) == "running", what="running")
+    old_owner = ctx.store.get_run(first.run.id).owner
+    sup.abort(first.run.id)
+    wait_for(lambda: status(ctx, first.run.id) == "aborted", what="aborted")
+    ckpt = Path(first.run.output_dir) / "checkpoint-3"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text(json.dumps({"step": 3, "run_id": str(first.run.id)}))
+    again = sup.resume(first.run.id)
+    wait_for(lambda: status(ctx, first.run.id) == "running", what="running again")
+    ended: list[object] = []
+    # The grace period of the first abort runs out now: it targets the old process only.
+    sup._escalate(old_owner, lambda *a: ended.append(a), lambda: ended.append("killed"))
+    # Even a reused pid with another start time is not that process.
+    impostor = Owner(again.pid, old_owner.create_time, old_owner.host)
+    sup._escalate(impostor, lambda *a: ended.append(a), lambda: ended.append("killed"))
+    assert ended == []
+    assert _alive(again.pid) and status(ctx, first.run.id) == "running"
+    sup.abort(first.run.id)
+    wait_for(lambda: status(ctx, first.run.id) == "aborted", what="aborted again")
+
+
 def test_tail_text_keeps_last_lines_and_last_tqdm_redraw(tmp_path: Path) -> None:
     log = tmp_path / "train.log"
     log.write_text("one\ntwo\r\n" + "grpo 1/3\rgrpo 2/3\rgrpo 3/3\nlast\n\n")
