@@ -397,6 +397,7 @@ def create_evaluate_tab(ctx: StudioContext, supervisor: Supervisor | None = None
         return (gr.Dropdown(choices=items, value=items[0][1] if items else None), *view_outputs(run_id, None))
 
     def on_refresh(run_id: int | None, eval_id: int | None) -> tuple:
+        _safe(supervisor.reap, [])  # reads never write: runs whose trainer died are ended here
         items = _safe(lambda: run_choices(ctx), [])
         value = run_id if run_id in {v for _, v in items} else (items[0][1] if items else None)
         return (gr.Dropdown(choices=items, value=value), *view_outputs(value, eval_id))
