@@ -199,6 +199,19 @@ def abort_long_run(page: Any) -> None:
     expect(page.locator("#monitor-action")).to_contain_text("SIGTERM")
     expect(status).to_contain_text(re.compile(rf"{LONG_RUN}\s+aborted"), timeout=RUN_TIMEOUT_MS)
     expect(status).to_contain_text("stopped by SIGTERM after saving a checkpoint")
+    # The user's abort is a status with a reason, never an error.
+    expect(status).not_to_contain_text("Error")
+    # Resume: a new attempt of the same run; a second Resume while it trains is refused; abort again.
+    page.locator("#monitor-resume").click()
+    expect(page.locator("#monitor-action")).to_contain_text("Resuming run")
+    expect(status).to_contain_text(re.compile(rf"{LONG_RUN}\s+running"), timeout=RUN_TIMEOUT_MS)
+    expect(status).to_contain_text("attempt 2")
+    page.locator("#monitor-resume").click()
+    expect(page.locator("#monitor-action")).to_contain_text(re.compile(r"is running, owned by pid \d+ on "))
+    page.locator("#monitor-abort").click()
+    expect(page.locator("#monitor-action")).to_contain_text("SIGTERM")
+    expect(status).to_contain_text(re.compile(rf"{LONG_RUN}\s+aborted"), timeout=RUN_TIMEOUT_MS)
+    expect(status).not_to_contain_text("Error")
 
 
 def chat_with_checkpoints(page: Any) -> None:
