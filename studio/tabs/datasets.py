@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from studio import text
+from studio import choices, text
 from studio.context import StudioContext
+from studio.live import Refresh
 from trainer.data import (
     MCQRecord,
     ValidationReport,
@@ -218,13 +219,6 @@ def record_html(record: MCQRecord) -> str:
     )
 
 
-def registry_rows(ctx: StudioContext) -> list[list[str]]:
-    return [
-        [e.name, e.mode or "", "built in" if e.builtin else "uploaded", str(e.annotation_path)]
-        for e in list_datasets(ctx.workspace)
-    ]
-
-
 # ---- the tab ------------------------------------------------------------------------------------
 
 
@@ -275,18 +269,17 @@ def create_datasets_tab(ctx: StudioContext, limits: UploadLimits = DEFAULT_LIMIT
         with gr.Column(scale=3, min_width=420):
             preview_html = gr.HTML(elem_id="datasets-preview-record")
     gr.Markdown(text.REGISTERED_HEADING)
+    # Filled by refresh() on page load and tab select: a build-time value would come back on reload.
     registry = gr.Dataframe(
         headers=["name", "mode", "origin", "annotation"],
-        value=registry_rows(ctx),
+        value=[],
         interactive=False,
         wrap=True,
         max_height=300,
         elem_id="datasets-registry",
     )
     with gr.Row():
-        pick = gr.Dropdown(
-            [e.name for e in list_datasets(ctx.workspace)], label="Dataset", scale=3, elem_id="datasets-pick"
-        )
+        pick = gr.Dropdown([], label="Dataset", scale=3, elem_id="datasets-pick")
         preview_btn = gr.Button("Preview", scale=1, elem_id="datasets-preview")
         delete_btn = gr.Button(text.DELETE_DATASET_BUTTON, variant="stop", scale=1, elem_id="datasets-delete")
 
@@ -337,7 +330,7 @@ def create_datasets_tab(ctx: StudioContext, limits: UploadLimits = DEFAULT_LIMIT
         message = text.REGISTERED.format(name=name_, valid=report.valid, mode=entry.mode, folder=folder)
         # Show the records from where they now live (the staging folder is gone).
         moved = validate_file(entry.annotation_path, video_root=entry.video_root, mode=entry.mode)
-        return (message, None, registry_rows(ctx), _choices(ctx, name_), *show_report(moved))
+        return (message, None, *refresh(name_), *show_report(moved))
 
     def on_preview(dataset_name: str | None) -> tuple:
         if not dataset_name:
@@ -361,7 +354,15 @@ def create_datasets_tab(ctx: StudioContext, limits: UploadLimits = DEFAULT_LIMIT
         folder = ctx.datasets_dir / dataset_name
         if folder.is_dir() and entry.annotation_path.is_relative_to(folder):
             shutil.rmtree(folder, ignore_errors=True)
-        return text.DELETED_DATASET.format(name=dataset_name), registry_rows(ctx), _choices(ctx, None)
+        return (text.DELETED_DATASET.format(name=dataset_name), *refresh(None))
+
+    def refresh(current: str | None) -> tuple[list[list[str]], Any]:
+        """The table and the picker as the registry is now (the pick kept while it exists)."""
+        entries = choices.read_datasets(ctx.workspace)
+        names = choices.dataset_names(entries)
+        return choices.registry_rows(entries), gr.Dropdown(
+            choices=names, value=current if current in names else None
+        )
 
     report_outputs = [report_md, errors, records, preview_index, preview_video, preview_html]
     validate_btn.click(on_validate, [upload, name, staged], [status, staged, *report_outputs])
@@ -369,10 +370,11 @@ def create_datasets_tab(ctx: StudioContext, limits: UploadLimits = DEFAULT_LIMIT
     preview_index.change(show_record, [records, preview_index], [preview_video, preview_html])
     preview_btn.click(on_preview, [pick], [status, *report_outputs])
     delete_btn.click(on_delete, [pick], [status, registry, pick])
-    return {"upload": upload, "name": name, "status": status, "registry": registry, "pick": pick}
-
-
-def _choices(ctx: StudioContext, value: str | None) -> Any:
-    import gradio as gr
-
-    return gr.Dropdown(choices=[e.name for e in list_datasets(ctx.workspace)], value=value)
+    return {
+        "upload": upload,
+        "name": name,
+        "status": status,
+        "registry": registry,
+        "pick": pick,
+        "refresh": Refresh(refresh, [pick], [registry, pick]),
+    }

@@ -19,11 +19,12 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from studio.chat_engine import TINY_LABEL, base_model_of
+from studio import choices
 from studio.context import StudioContext
+from studio.live import Refresh
 from trainer.data import list_datasets
 from trainer.errors import ConfigError, StudioError
-from trainer.paths import REPO_ROOT, TINY_MODEL_DIR
+from trainer.paths import REPO_ROOT
 from trainer.rundb import Evaluation
 
 logger = logging.getLogger(__name__)
@@ -236,23 +237,12 @@ def evaluation_view(ctx: StudioContext, run_id: int | None, eval_id: int | None 
 
 
 def run_choices(ctx: StudioContext) -> list[tuple[str, int]]:
-    return [(f"#{r.id} {r.name} ({r.status})", r.id) for r in ctx.store.list_runs(reap=False)]
+    return choices.run_choices(ctx.store.list_runs(reap=False))
 
 
 def checkpoint_choices(ctx: StudioContext, run_id: int | None) -> list[tuple[str, str]]:
-    """The run's checkpoints (newest first), its base model, and the embedded tiny model."""
-    choices: list[tuple[str, str]] = []
-    if run_id is not None:
-        run = ctx.store.get_run(int(run_id), reap=False)
-        for c in reversed(ctx.store.checkpoints(run.id)):
-            choices.append((f"{run.name} · step {c.step}", c.path))
-        config = ctx.store.get_config(run.id)
-        base = base_model_of(config.config if config else None)
-        if base and base not in {path for _, path in choices}:
-            choices.append((f"{run.name} · base model", base))
-    if str(TINY_MODEL_DIR) not in {path for _, path in choices}:
-        choices.append((TINY_LABEL, str(TINY_MODEL_DIR)))
-    return choices
+    """The run's checkpoints still on disk (newest first), its base model, and the embedded tiny model."""
+    return choices.read_checkpoint_choices(ctx.store, run_id).items
 
 
 def launch_status(launch: Mapping[str, Any], is_running: bool, log_tail: str) -> str:
@@ -405,6 +395,27 @@ def create_evaluate_tab(ctx: StudioContext, launcher: Launcher | None = None) ->
         "records": records,
         "timer": timer,
     }
+
+
+def refresh_lists(ctx: StudioContext, widgets: Mapping[str, Any]) -> Refresh:
+    """How the app re-reads this tab's pickers: runs, checkpoints (a gone one is never kept), datasets."""
+    import gradio as gr
+
+    def on_show(run_id: int | None, ckpt: str | None, name: str | None) -> tuple:
+        items = _safe(lambda: run_choices(ctx), [])
+        value = run_id if run_id in {v for _, v in items} else (items[0][1] if items else None)
+        offered = _safe(
+            lambda: choices.read_checkpoint_choices(ctx.store, value), choices.checkpoint_choices(None)
+        )
+        names = choices.dataset_names(choices.read_datasets(ctx.workspace))
+        return (
+            gr.Dropdown(choices=items, value=value),
+            gr.Dropdown(choices=offered.items, value=offered.keep(ckpt), allow_custom_value=True),
+            gr.Dropdown(choices=names, value=name, allow_custom_value=True),
+        )
+
+    pickers = [widgets["run"], widgets["checkpoint"], widgets["dataset"]]
+    return Refresh(on_show, pickers, pickers)
 
 
 def _stored_run(launch: Mapping[str, Any]) -> int | None:

@@ -14,8 +14,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from studio import plots, text
+from studio import choices, plots, text
 from studio.context import StudioContext
+from studio.live import Refresh
 from studio.supervisor import Supervisor
 from trainer import metrics_keys as mk
 from trainer.errors import StudioError
@@ -31,12 +32,6 @@ STATUS_COLORS = {
     "failed": "#dc2626",
     "aborted": "#d97706",
 }
-
-
-def run_choices(ctx: StudioContext, runs: Sequence[Run] | None = None) -> list[tuple[str, int]]:
-    """Dropdown choices ``("#3 motion-grpo (running)", 3)``, newest first."""
-    runs = ctx.store.list_runs() if runs is None else runs
-    return [(f"#{r.id} {r.name} ({r.status})", r.id) for r in runs]
 
 
 def empty_state(run_id: int | None = None) -> dict[str, Any]:
@@ -254,7 +249,7 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
         picker_update: Any = gr.skip()
         if run.status != st["status"]:
             st["status"] = run.status
-            picker_update = gr.Dropdown(choices=run_choices(ctx))
+            picker_update = gr.Dropdown(choices=choices.run_choices(ctx.store.list_runs()))
         return (
             st,
             status_markdown(run),
@@ -297,10 +292,10 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
         return text.RESUMED.format(run_id=run_id, pid=launched.pid), empty_state(run_id)
 
     def reload_runs(current: int | None) -> Any:
-        choices = run_choices(ctx, supervisor.runs())
-        ids = [v for _, v in choices]
+        items = choices.run_choices(supervisor.runs())
+        ids = [v for _, v in items]
         value = current if current in ids else (ids[0] if ids else None)
-        return gr.Dropdown(choices=choices, value=value)
+        return gr.Dropdown(choices=items, value=value)
 
     tick_outputs = [state, status, progress, *figures, log, step_pick, run_pick]
     tick_inputs = [run_pick, state, smoothing]
@@ -310,6 +305,14 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
     refresh.click(reload_runs, run_pick, run_pick).then(tick, tick_inputs, tick_outputs)
     step_pick.change(on_step, [run_pick, step_pick], [rollouts_state, prompt_pick, rollout_note])
     prompt_pick.change(on_prompt, [rollouts_state, prompt_pick], [video, question, completions])
-    abort.click(on_abort, run_pick, action)
-    resume.click(on_resume, run_pick, [action, state])
-    return {"run": run_pick, "reload_runs": reload_runs, "timer": timer, "status": status, "state": state}
+    # The picker's labels carry each run's status, which an abort or a resume changes.
+    abort.click(on_abort, run_pick, action).then(reload_runs, run_pick, run_pick)
+    resume.click(on_resume, run_pick, [action, state]).then(reload_runs, run_pick, run_pick)
+    return {
+        "run": run_pick,
+        "reload_runs": reload_runs,
+        "timer": timer,
+        "status": status,
+        "state": state,
+        "refresh": Refresh(reload_runs, [run_pick], [run_pick]),
+    }

@@ -8,8 +8,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from studio import plots, text
+from studio import choices, plots, text
 from studio.context import StudioContext
+from studio.live import Refresh
 from studio.supervisor import Supervisor
 from trainer import metrics_keys as mk
 from trainer.errors import StudioError
@@ -103,10 +104,6 @@ def delete_runs(ctx: StudioContext, run_ids: Sequence[int], delete_files: bool) 
     return deleted
 
 
-def _labels(runs: Sequence[Run]) -> list[tuple[str, int]]:
-    return [(f"#{r.id} {r.name} ({r.status})", r.id) for r in runs]
-
-
 def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any]:
     """Build the tab in the current gr.Tab; returns key widgets."""
     import gradio as gr
@@ -154,7 +151,7 @@ def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any
         runs = supervisor.runs()
         ids = {r.id for r in runs}
         keep = [i for i in current or [] if i in ids]
-        return run_rows(ctx, runs), gr.Dropdown(choices=_labels(runs), value=keep)
+        return run_rows(ctx, runs), gr.Dropdown(choices=choices.run_choices(runs), value=keep)
 
     def on_compare(run_ids: list[int] | None, names: list[str] | None, smooth: float) -> tuple:
         if not run_ids:
@@ -190,4 +187,9 @@ def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any
     delete.click(on_delete, selected, [confirm_box, confirm_text, message])
     confirm.click(on_confirm, [selected, delete_files], [confirm_box, message, table, selected])
     cancel.click(lambda: gr.Group(visible=False), None, confirm_box)
-    return {"table": table, "selected": selected, "refresh": on_refresh, "overlay": overlay}
+    return {
+        "table": table,
+        "selected": selected,
+        "overlay": overlay,
+        "refresh": Refresh(on_refresh, [selected], [table, selected]),
+    }

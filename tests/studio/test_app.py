@@ -7,6 +7,7 @@ import urllib.request
 
 import pytest
 
+from studio import choices
 from studio.context import StudioContext
 from studio.tabs import monitor, runs
 from trainer import metrics_keys as mk
@@ -131,7 +132,7 @@ def test_progress_status_and_eta(ctx: StudioContext) -> None:
     )
     text = monitor.status_markdown(failed)
     assert "failed" in text and "**Error:** trainer process died" in text and "ValueError: x" in text
-    assert monitor.run_choices(ctx) == [(f"#{run.id} r (failed)", run.id)]
+    assert choices.run_choices(ctx.store.list_runs()) == [(f"#{run.id} r (failed)", run.id)]
 
 
 def test_total_steps_falls_back_to_the_stored_max_steps(ctx: StudioContext) -> None:

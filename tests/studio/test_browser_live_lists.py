@@ -1,0 +1,115 @@
+"""Lists are live, in a real Chromium: what is added or removed behind the page's back (a dataset
+registered from the command line, a run and its checkpoints written by a trainer, a checkpoint
+deleted by save_total_limit) shows up when its tab is selected and after a reload, without
+restarting the studio. No training here: the rows are written straight into the registry and run DB.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_helpers import CHROMIUM_ARGS, StudioProcess, open_tab, running_studio, write_upload
+
+from studio.context import StudioContext
+from trainer.data import register_dataset
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SHOTS_FOR_LEAD = Path("/tmp/e2e_shots")
+UI_TIMEOUT_MS = 30_000
+LATE = "late_cli_ds"
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudioProcess]:
+    root = tmp_path_factory.mktemp("live")
+    with running_studio(root / "workspace", root / "studio.log") as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def page(chromium: Path, studio: StudioProcess) -> Iterator[Any]:
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=UI_TIMEOUT_MS)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            page.goto(studio.url)
+            yield page
+        finally:
+            browser.close()
+
+
+def options_of(page: Any, elem_id: str) -> list[str]:
+    """The option texts of dropdown ``#elem_id`` (opened, read, closed again)."""
+    page.locator(f"#{elem_id} input").first.click()
+    options = page.get_by_role("option")
+    options.first.wait_for()
+    texts = [t.strip().splitlines()[-1] for t in options.all_inner_texts()]  # drop the ✓ of the picked one
+    page.keyboard.press("Escape")
+    return texts
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS_FOR_LEAD.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS_FOR_LEAD / f"live-{name}.png"), full_page=True)
+
+
+def test_lists_follow_the_registry_and_the_run_db(page: Any, studio: StudioProcess, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    registry = page.locator("#datasets-registry")
+    expect(registry).to_contain_text("synthetic_motion_eval")  # filled on page load
+    expect(registry).not_to_contain_text(LATE)
+
+    # Registered from outside the page (as `vgrpo data register` does) after it loaded.
+    files = write_upload(tmp_path / "upload")
+    register_dataset(LATE, files[0], studio.workspace)
+    open_tab(page, "Train")
+    assert any(LATE in o for o in options_of(page, "train-dataset-pick"))
+    open_tab(page, "Datasets")
+    expect(registry.get_by_role("row").filter(has_text=LATE)).to_have_count(1)
+    page.reload()
+    expect(registry.get_by_role("row").filter(has_text=LATE)).to_have_count(1)
+    shot(page, "datasets")
+
+    # A run written by a trainer after the page loaded, with three checkpoints of which
+    # save_total_limit already removed the oldest folder.
+    ctx = StudioContext(studio.workspace)
+    try:
+        run = ctx.store.create_run("late-run", config={"model": {"model_name_or_path": "/models/base"}})
+        ctx.store.mark_running(run.id)
+        ctx.store.finish_run(run.id, "finished")
+        out = ctx.runs_dir / "late-run"
+        for step in (2, 4, 6):
+            (out / f"checkpoint-{step}").mkdir(parents=True)
+            ctx.store.add_checkpoint(run.id, step, str(out / f"checkpoint-{step}"), {})
+        shutil.rmtree(out / "checkpoint-2")
+    finally:
+        ctx.store.close()
+
+    open_tab(page, "Runs")
+    expect(page.locator("#runs-table").get_by_role("row").filter(has_text="late-run")).to_contain_text(
+        "finished"
+    )
+    open_tab(page, "Monitor")
+    expect(page.locator("#monitor-run input")).to_have_value(f"#{run.id} late-run (finished)")
+    open_tab(page, "Chat")
+    models = options_of(page, "chat-model-a")
+    assert "late-run · step 6" in models and "late-run · step 4" in models
+    assert not any("step 2" in m for m in models), models
+    open_tab(page, "Evaluate")
+    expect(page.locator("#eval-run input")).to_have_value(re.compile("late-run"))
+    checkpoints = options_of(page, "eval-checkpoint")
+    assert checkpoints[:2] == ["late-run · step 6", "late-run · step 4"], checkpoints
+    assert not any("step 2" in c for c in checkpoints), checkpoints
+    expect(page.locator("#eval-checkpoint input")).to_have_value("late-run · step 6")
+    shot(page, "evaluate")
