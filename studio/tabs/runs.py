@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,7 @@ from studio.supervisor import Supervisor
 from trainer import metrics_keys as mk
 from trainer.errors import StudioError
 from trainer.rundb import Evaluation, MetricSeries, Run
+from trainer.rundb.export import FORMATS, WHATS, export_rows, write_export
 
 TABLE_HEADERS = ["id", "name", "status", "created", "duration", "last step", "best eval acc", "error"]
 DEFAULT_OVERLAY = (mk.TOTAL_REWARD, mk.ACCURACY_REWARD, mk.KL_DIV)
@@ -104,6 +106,30 @@ def delete_runs(ctx: StudioContext, run_ids: Sequence[int], delete_files: bool) 
     return deleted
 
 
+def export_file_name(run: Run, what: str, fmt: str) -> str:
+    """``run-3-motion_grpo-metrics.csv``: the run's name made safe for a file name."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run.name).strip("._") or "run"
+    return f"run-{run.id}-{safe}-{what}.{fmt}"
+
+
+def export_runs(ctx: StudioContext, run_ids: Sequence[int], what: str, fmt: str) -> list[Path]:
+    """Write each run's metrics or rollouts under ``<workspace>/exports/`` and return the files.
+
+    The rows and their encoding are `vgrpo runs export`'s own (``export_rows``, ``write_export``),
+    so a file downloaded here equals what that command writes for the same run.
+    """
+    folder = ctx.workspace / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for run_id in run_ids:
+        run = ctx.store.get_run(int(run_id), reap=False)
+        columns, rows = export_rows(ctx.store, run.id, what)
+        path = folder / export_file_name(run, what, fmt)
+        write_export(columns, rows, fmt, path)
+        paths.append(path)
+    return paths
+
+
 def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any]:
     """Build the tab in the current gr.Tab; returns key widgets."""
     import gradio as gr
@@ -134,6 +160,17 @@ def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any
     # Headers from the start: an empty Dataframe without them shows "1 2 3" column titles.
     diff = gr.Dataframe(
         value=[], headers=["key"], interactive=False, wrap=True, max_height=320, elem_id="runs-diff"
+    )
+    with gr.Row(equal_height=True):
+        export_what = gr.Radio(
+            list(WHATS), value=WHATS[0], label=text.EXPORT_WHAT_LABEL, elem_id="runs-export-what"
+        )
+        export_format = gr.Radio(
+            list(FORMATS), value=FORMATS[0], label=text.EXPORT_FORMAT_LABEL, elem_id="runs-export-format"
+        )
+        export = gr.Button(text.EXPORT_BUTTON, scale=0, min_width=220, elem_id="runs-export")
+    export_files = gr.File(
+        label=text.EXPORT_FILES_LABEL, file_count="multiple", interactive=False, elem_id="runs-export-files"
     )
     with gr.Row():
         delete = gr.Button(
@@ -169,6 +206,15 @@ def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any
         note = text.NO_DIFF if not rows and len(run_ids) > 1 else ""
         return fig, note, gr.Dataframe(value=rows, headers=headers)
 
+    def on_export(run_ids: list[int] | None, what: str, fmt: str) -> tuple[Any, str]:
+        if not run_ids:
+            return None, text.PICK_RUNS
+        try:
+            paths = export_runs(ctx, run_ids, what, fmt)
+        except (StudioError, OSError) as exc:
+            return None, str(exc)
+        return [str(p) for p in paths], text.EXPORTED.format(count=len(paths), what=what, fmt=fmt)
+
     def on_delete(run_ids: list[int] | None) -> tuple:
         if not run_ids:
             return gr.Group(visible=False), "", text.PICK_RUNS
@@ -184,6 +230,7 @@ def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any
 
     refresh.click(on_refresh, selected, [table, selected])
     compare.click(on_compare, [selected, metrics, smoothing], [overlay, diff_note, diff])
+    export.click(on_export, [selected, export_what, export_format], [export_files, message])
     delete.click(on_delete, selected, [confirm_box, confirm_text, message])
     confirm.click(on_confirm, [selected, delete_files], [confirm_box, message, table, selected])
     cancel.click(lambda: gr.Group(visible=False), None, confirm_box)
@@ -191,5 +238,7 @@ def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any
         "table": table,
         "selected": selected,
         "overlay": overlay,
+        "export": export,
+        "export_files": export_files,
         "refresh": Refresh(on_refresh, [selected], [table, selected]),
     }

@@ -1,7 +1,8 @@
 """Lists are live, in a real Chromium: what is added or removed behind the page's back (a dataset
 registered from the command line, a run and its checkpoints written by a trainer, a checkpoint
 deleted by save_total_limit) shows up when its tab is selected and after a reload, without
-restarting the studio. No training here: the rows are written straight into the registry and run DB.
+restarting the studio; and a run's export downloads from the Runs tab. No training here: the rows
+are written straight into the registry and run DB.
 """
 
 from __future__ import annotations
@@ -13,9 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import CHROMIUM_ARGS, StudioProcess, open_tab, running_studio, write_upload
+from browser_helpers import (
+    CHROMIUM_ARGS,
+    StudioProcess,
+    open_tab,
+    pick_option,
+    running_studio,
+    write_upload,
+)
 
 from studio.context import StudioContext
+from trainer.cli import main as vgrpo
 from trainer.data import register_dataset
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -63,6 +72,26 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(SHOTS_FOR_LEAD / f"live-{name}.png"), full_page=True)
 
 
+def download_export(page: Any, run_id: int, studio: StudioProcess, tmp_path: Path) -> None:
+    """Export the run's metrics as JSON lines from the Runs tab: the download equals the CLI's file."""
+    from playwright.sync_api import expect
+
+    pick_option(page, "runs-select", re.compile("late-run"))
+    page.locator("#runs-export-format").get_by_text("jsonl", exact=True).click()
+    page.locator("#runs-export").click()
+    link = page.locator(f'#runs-export-files a[download="run-{run_id}-late-run-metrics.jsonl"]')
+    expect(link).to_have_count(1)
+    with page.expect_download() as info:
+        link.click()
+    downloaded = tmp_path / "downloaded.jsonl"
+    info.value.save_as(downloaded)
+    by_cli = tmp_path / "cli.jsonl"
+    argv = ["runs", "export", str(run_id), "--format", "jsonl", "-o", str(by_cli)]
+    assert vgrpo([*argv, "--db", StudioContext(studio.workspace).db_url]) == 0
+    assert downloaded.read_text().count("\n") == 4
+    assert downloaded.read_bytes() == by_cli.read_bytes()
+
+
 def test_lists_follow_the_registry_and_the_run_db(page: Any, studio: StudioProcess, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
@@ -87,6 +116,8 @@ def test_lists_follow_the_registry_and_the_run_db(page: Any, studio: StudioProce
     try:
         run = ctx.store.create_run("late-run", config={"model": {"model_name_or_path": "/models/base"}})
         ctx.store.mark_running(run.id)
+        ctx.store.log_metrics(run.id, 1, {"reward/total": 0.5, "grpo/kl_div": 0.0}, wall_time=1.0)
+        ctx.store.log_metrics(run.id, 2, {"reward/total": 0.75, "grpo/kl_div": 0.01}, wall_time=2.0)
         ctx.store.finish_run(run.id, "finished")
         out = ctx.runs_dir / "late-run"
         for step in (2, 4, 6):
@@ -100,6 +131,8 @@ def test_lists_follow_the_registry_and_the_run_db(page: Any, studio: StudioProce
     expect(page.locator("#runs-table").get_by_role("row").filter(has_text="late-run")).to_contain_text(
         "finished"
     )
+    download_export(page, run.id, studio, tmp_path)
+    shot(page, "runs")
     open_tab(page, "Monitor")
     expect(page.locator("#monitor-run input")).to_have_value(f"#{run.id} late-run (finished)")
     open_tab(page, "Chat")
