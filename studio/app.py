@@ -15,7 +15,7 @@ from typing import Any
 from studio import live, text
 from studio.context import StudioContext
 from studio.supervisor import Supervisor
-from studio.tabs.datasets import DEFAULT_LIMITS, UploadLimits, create_datasets_tab
+from studio.tabs.datasets import DEFAULT_LIMITS, UploadLimits, clean_stale_staging, create_datasets_tab
 from studio.tabs.monitor import create_monitor_tab
 from studio.tabs.runs import create_runs_tab
 from studio.tabs.train import create_train_tab
@@ -108,6 +108,9 @@ def launch_app(
     demo: Any = None,
 ) -> tuple[Any, str]:
     """Serve the studio; returns (the Blocks, its local URL). Blocks unless ``prevent_thread_lock``."""
+    removed = clean_stale_staging(ctx.datasets_dir)
+    if removed:
+        logger.info("removed %d abandoned upload(s) from %s", len(removed), removed[0].parent)
     demo = demo or create_app(ctx)
     _, local_url, _ = demo.launch(
         server_name=host,

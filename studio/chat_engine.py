@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from studio.problems import describe
 from trainer.data.prompts import NO_THINK, THINK, chat_messages, format_options
 from trainer.data.records import MCQRecord, split_options
 from trainer.data.video import PIXELS_PER_TOKEN, VideoConfig
@@ -274,9 +275,7 @@ def _describe_error(exc: BaseException) -> str:
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         _free_accelerator_memory()
         return "CUDA out of memory: lower max frames / max pixels / max new tokens, or pick a smaller model"
-    if isinstance(exc, StudioError):
-        return str(exc)
-    return f"{type(exc).__name__}: {_first_line(exc)}"
+    return describe(exc).headline
 
 
 def _first_line(exc: BaseException) -> str:

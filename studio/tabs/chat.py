@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from studio import choices
+from studio import choices, problems
 from studio.chat_engine import (
     IMAGE_SUFFIXES,
     ChatSettings,
@@ -180,7 +180,8 @@ def create_chat_tab(ctx: StudioContext, cache: ModelCache | None = None) -> dict
         try:
             record, total = sample_fields(ctx, dataset, index)
         except StudioError as exc:
-            return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), None, f"**Cannot load sample:** {exc}")
+            cannot = problems.error_markdown(exc, "Cannot load sample")
+            return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), None, cannot)
         text_ = sample_question(record)
         media = record.video or record.image
         is_image = Path(media).suffix.lower() in IMAGE_SUFFIXES
@@ -214,8 +215,8 @@ def create_chat_tab(ctx: StudioContext, cache: ModelCache | None = None) -> dict
         try:
             settings = settings_from(*settings_values)
             messages = chat_conversation(media, question_text, answer_mode, settings.video_config())
-        except (StudioError, ValueError, TypeError) as exc:
-            yield history_a, history_b, f"**Cannot ask:** {exc}"
+        except (StudioError, ValueError, TypeError, OSError) as exc:
+            yield history_a, history_b, problems.error_markdown(exc, "Cannot ask")
             return
         _, options = parse_question(question_text)
         correct = (
@@ -236,7 +237,7 @@ def create_chat_tab(ctx: StudioContext, cache: ModelCache | None = None) -> dict
                 yield panes[0], panes[1], _status_line(states)
         except Exception as exc:  # a process edge: whatever breaks, the app keeps running
             logger.exception("chat: answering failed")
-            yield history_a, history_b, f"**Error:** {type(exc).__name__}: {exc}"
+            yield history_a, history_b, problems.error_markdown(exc, "Error")
 
     settings_inputs = [max_new_tokens, temperature, top_p, greedy, fps, max_frames, max_pixels]
     refresh.click(on_refresh, [model_a, model_b], [model_a, model_b])

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from studio import choices, plots, text
+from studio import choices, plots, problems, text
 from studio.context import StudioContext
 from studio.live import Refresh
 from studio.supervisor import Supervisor
@@ -96,11 +96,12 @@ def status_markdown(run: Run, now: float | None = None) -> str:
     if run.output_dir:
         facts.append(f"output `{run.output_dir}`")
     parts.append(" - ".join(facts))
-    if run.error:
-        parts.append(f"**Error:** {html.escape(run.error)}")
-    if run.traceback:
-        tail = "\n".join(run.traceback.strip().splitlines()[-25:])
-        parts.append(f"```\n{tail}\n```")
+    if run.error or run.traceback:
+        # An abort is the user's own doing: shown as how the run stopped, not as an error.
+        label = "Stopped" if run.status == "aborted" else "Error"
+        parts.append(
+            problems.problem_markdown(problems.problem_from_text(run.error or "", run.traceback or ""), label)
+        )
     return "\n\n".join(p for p in parts if p)
 
 
@@ -219,7 +220,7 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
         except StudioError as exc:
             return (
                 empty_state(),
-                str(exc),
+                problems.error_markdown(exc),
                 progress_html(None, None, None),
                 *[gr.skip()] * len(figures),
                 "",
@@ -278,8 +279,8 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
             return text.NO_RUN
         try:
             pid = supervisor.abort(run_id)
-        except StudioError as exc:
-            return str(exc)
+        except (StudioError, OSError) as exc:
+            return problems.error_markdown(exc)
         return text.ABORT_SENT.format(run_id=run_id, pid=pid)
 
     def on_resume(run_id: int | None) -> tuple[str, dict]:
@@ -287,8 +288,8 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
             return text.NO_RUN, empty_state()
         try:
             launched = supervisor.resume(run_id)
-        except StudioError as exc:
-            return str(exc), empty_state(run_id)
+        except (StudioError, OSError) as exc:
+            return problems.error_markdown(exc), empty_state(run_id)
         return text.RESUMED.format(run_id=run_id, pid=launched.pid), empty_state(run_id)
 
     def reload_runs(current: int | None) -> Any:

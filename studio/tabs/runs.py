@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from studio import choices, plots, text
+from studio import choices, plots, problems, text
 from studio.context import StudioContext
 from studio.live import Refresh
 from studio.supervisor import Supervisor
@@ -212,7 +212,7 @@ def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any
         try:
             paths = export_runs(ctx, run_ids, what, fmt)
         except (StudioError, OSError) as exc:
-            return None, str(exc)
+            return None, problems.error_markdown(exc, text.NOT_EXPORTED)
         return [str(p) for p in paths], text.EXPORTED.format(count=len(paths), what=what, fmt=fmt)
 
     def on_delete(run_ids: list[int] | None) -> tuple:
@@ -224,8 +224,8 @@ def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any
     def on_confirm(run_ids: list[int] | None, with_files: bool) -> tuple:
         try:
             deleted = delete_runs(ctx, run_ids or [], with_files)
-        except StudioError as exc:
-            return (gr.Group(visible=False), str(exc), *on_refresh(run_ids))
+        except (StudioError, OSError) as exc:
+            return (gr.Group(visible=False), problems.error_markdown(exc), *on_refresh(run_ids))
         return (gr.Group(visible=False), text.DELETED_RUNS.format(runs=", ".join(deleted)), *on_refresh([]))
 
     refresh.click(on_refresh, selected, [table, selected])

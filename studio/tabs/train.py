@@ -11,7 +11,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from studio import choices, forms, text
+from studio import choices, forms, problems, text
 from studio.context import StudioContext
 from studio.live import Refresh
 from studio.supervisor import Supervisor
@@ -101,7 +101,7 @@ def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, An
             cfg = forms.config_from_values(dict(zip(names, values, strict=True)))
             yaml_text, cmd = preview_texts(supervisor, cfg)
         except StudioError as exc:
-            return text.CONFIG_ERROR.format(error=exc), gr.skip(), gr.skip()
+            return problems.error_markdown(exc, text.CONFIG_ERROR), gr.skip(), gr.skip()
         return "Config is valid.", yaml_text, cmd
 
     def on_launch(*values: Any) -> tuple[str, Any, Any, Any]:
@@ -109,8 +109,8 @@ def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, An
             cfg = forms.config_from_values(dict(zip(names, values, strict=True)))
             yaml_text, cmd = preview_texts(supervisor, cfg)
             launched = supervisor.start(cfg)
-        except StudioError as exc:
-            return text.CONFIG_ERROR.format(error=exc), gr.skip(), gr.skip(), gr.skip()
+        except (StudioError, OSError) as exc:
+            return problems.error_markdown(exc, text.NOT_LAUNCHED), gr.skip(), gr.skip(), gr.skip()
         run = launched.run
         message = text.LAUNCHED.format(run_id=run.id, name=run.name, pid=launched.pid, log=launched.log_path)
         return message, Path(launched.config_path).read_text(), cmd, run.id

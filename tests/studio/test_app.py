@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import time
 import urllib.request
 
 import pytest
@@ -43,7 +45,11 @@ def test_app_builds_six_tabs_in_order_with_findable_widgets(ctx: StudioContext, 
 def test_app_launches_and_answers_http(ctx: StudioContext, gradio_loops: None) -> None:
     from studio.app import launch_app
 
+    abandoned = ctx.datasets_dir / ".staging" / "0123456789abcdef"
+    abandoned.mkdir(parents=True)
+    os.utime(abandoned, (time.time() - 2 * 24 * 3600,) * 2)
     demo, url = launch_app(ctx, port=free_port(), prevent_thread_lock=True)
+    assert not abandoned.exists()  # cleaned at start
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             page = response.read().decode()

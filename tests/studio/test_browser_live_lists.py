@@ -146,3 +146,38 @@ def test_lists_follow_the_registry_and_the_run_db(page: Any, studio: StudioProce
     assert not any("step 2" in c for c in checkpoints), checkpoints
     expect(page.locator("#eval-checkpoint input")).to_have_value("late-run · step 6")
     shot(page, "evaluate")
+
+
+def test_upload_errors_are_one_readable_line_with_details_folded(page: Any, tmp_path: Path) -> None:
+    """A zip that is not one, then an annotation sent without two of its videos: the page names the
+    file and the fix, never the upload's staging folder; the traceback is folded away."""
+    from playwright.sync_api import expect
+
+    page.reload()
+    open_tab(page, "Datasets")
+    bad_zip = tmp_path / "motion.zip"
+    bad_zip.write_text("this is not a zip archive")
+    page.locator("#datasets-upload input[type=file]").set_input_files([str(bad_zip)])
+    page.locator("#datasets-validate").click()
+    status = page.locator("#datasets-status")
+    expect(status).to_contain_text("Upload refused: motion.zip: not a valid zip file")
+    details = status.locator("details")
+    expect(details).to_have_count(1)
+    expect(details.locator("pre")).not_to_be_visible()  # folded until the summary is clicked
+    shot(page, "upload-refused")
+    details.locator("summary").click()
+    expect(details.locator("pre")).to_contain_text("BadZipFile")
+
+    page.reload()
+    open_tab(page, "Datasets")
+    files = write_upload(tmp_path / "partial")
+    page.locator("#datasets-upload input[type=file]").set_input_files([str(f) for f in files[:2]])
+    page.locator("#datasets-validate").click()
+    errors = page.locator("#datasets-errors")
+    expect(errors.get_by_role("row").filter(has_text="up_1")).to_contain_text(
+        re.compile(r"video not found: up_m_\d+\.mp4")
+    )
+    expect(errors).not_to_contain_text(".staging")
+    expect(page.locator("#datasets-preview-record")).to_contain_text("e2e_motion.jsonl line 1")
+    expect(page.locator("#datasets-preview-record")).not_to_contain_text(".staging")
+    shot(page, "upload-missing-videos")
