@@ -22,6 +22,7 @@ from browser_helpers import (
     running_studio,
     write_upload,
 )
+from studio_helpers import wait_for
 
 from studio.context import StudioContext
 from trainer.cli import main as vgrpo
@@ -67,6 +68,16 @@ def options_of(page: Any, elem_id: str) -> list[str]:
     return texts
 
 
+def options_once(page: Any, elem_id: str, wanted: str) -> list[str]:
+    """The dropdown's options once ``wanted`` is among them (the tab's refresh may be on its way)."""
+
+    def ready() -> list[str] | None:
+        texts = options_of(page, elem_id)
+        return texts if wanted in texts else None
+
+    return wait_for(ready, UI_TIMEOUT_MS / 1000, f"{wanted!r} among the options of #{elem_id}")
+
+
 def shot(page: Any, name: str) -> None:
     SHOTS_FOR_LEAD.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS_FOR_LEAD / f"live-{name}.png"), full_page=True)
@@ -103,7 +114,7 @@ def test_lists_follow_the_registry_and_the_run_db(page: Any, studio: StudioProce
     files = write_upload(tmp_path / "upload")
     register_dataset(LATE, files[0], studio.workspace)
     open_tab(page, "Train")
-    assert any(LATE in o for o in options_of(page, "train-dataset-pick"))
+    options_once(page, "train-dataset-pick", LATE)
     open_tab(page, "Datasets")
     expect(registry.get_by_role("row").filter(has_text=LATE)).to_have_count(1)
     page.reload()
@@ -136,7 +147,7 @@ def test_lists_follow_the_registry_and_the_run_db(page: Any, studio: StudioProce
     open_tab(page, "Monitor")
     expect(page.locator("#monitor-run input")).to_have_value(f"#{run.id} late-run (finished)")
     open_tab(page, "Chat")
-    models = options_of(page, "chat-model-a")
+    models = options_once(page, "chat-model-a", "late-run · step 6")
     assert "late-run · step 6" in models and "late-run · step 4" in models
     assert not any("step 2" in m for m in models), models
     open_tab(page, "Evaluate")
