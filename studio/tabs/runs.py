@@ -58,7 +58,7 @@ def run_rows(ctx: StudioContext, runs: Sequence[Run], now: float | None = None) 
                 plots.format_duration(run_duration_s(r, now)),
                 max(steps) if steps else _MISSING,
                 _MISSING if best is None else f"{best:.3f}",
-                (r.error or "")[:120],
+                problems.problem_from_text(r.error).headline[:120] if r.error else "",
             ]
         )
     return out
