@@ -39,6 +39,18 @@ def test_app_builds_six_tabs_in_order_with_findable_widgets(ctx: StudioContext, 
                     "monitor-abort", "monitor-resume", "runs-table", "runs-delete"):  # fmt: skip
         assert elem_id in ids, elem_id
     assert sum(isinstance(b, gr.Timer) for b in demo.blocks.values()) >= 1
+    # Every tab re-reads its lists when it is selected and when the page loads.
+    config = demo.get_config_file()
+    elem = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
+    on: dict[str, set] = {"select": set(), "load": set()}
+    for dep in config["dependencies"]:
+        for _target, event in dep["targets"]:
+            if event in on:
+                on[event].update(elem[o] for o in dep["outputs"])
+    lists = {"datasets-registry", "datasets-pick", "train-dataset-pick", "monitor-run", "runs-table",
+             "runs-select", "chat-model-a", "chat-model-b", "chat-sample-dataset", "eval-run",
+             "eval-checkpoint", "eval-dataset"}  # fmt: skip
+    assert lists <= on["select"] and lists <= on["load"], lists - (on["select"] & on["load"])
 
 
 @LEAKS
