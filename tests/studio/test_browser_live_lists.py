@@ -58,24 +58,38 @@ def page(chromium: Path, studio: StudioProcess) -> Iterator[Any]:
             browser.close()
 
 
-def options_of(page: Any, elem_id: str) -> list[str]:
-    """The option texts of dropdown ``#elem_id`` (opened, read, closed again)."""
-    page.locator(f"#{elem_id} input").first.click()
+def options_of(page: Any, elem_id: str, open_timeout_ms: float = 3000) -> list[str]:
+    """The option texts of dropdown ``#elem_id`` (opened, read, closed again); [] when its list did
+    not open (a refresh replacing the widget at that moment), so a poll simply tries again."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    box = page.locator(f"#{elem_id} input").first
+    box.click()  # Gradio opens the list on focus ...
     options = page.get_by_role("option")
-    options.first.wait_for()
-    texts = [t.strip().splitlines()[-1] for t in options.all_inner_texts()]  # drop the ✓ of the picked one
+    try:
+        options.first.wait_for(timeout=open_timeout_ms)
+        texts = [t.strip().splitlines()[-1] for t in options.all_inner_texts()]  # drop the picked one's ✓
+    except PlaywrightTimeout:
+        texts = []
     page.keyboard.press("Escape")
+    box.blur()  # ... so leave it, or the next click would not open it again
     return texts
 
 
 def options_once(page: Any, elem_id: str, wanted: str) -> list[str]:
     """The dropdown's options once ``wanted`` is among them (the tab's refresh may be on its way)."""
 
-    def ready() -> list[str] | None:
-        texts = options_of(page, elem_id)
-        return texts if wanted in texts else None
+    seen: list[list[str]] = []
 
-    return wait_for(ready, UI_TIMEOUT_MS / 1000, f"{wanted!r} among the options of #{elem_id}")
+    def ready() -> list[str] | None:
+        seen.append(options_of(page, elem_id))
+        return seen[-1] if wanted in seen[-1] else None
+
+    try:
+        return wait_for(ready, UI_TIMEOUT_MS / 1000, f"{wanted!r} among the options of #{elem_id}")
+    except AssertionError as exc:
+        shot(page, f"stale-{elem_id}")
+        raise AssertionError(f"{exc}; last seen: {seen[-1:]}") from None
 
 
 def shot(page: Any, name: str) -> None:
@@ -152,7 +166,7 @@ def test_lists_follow_the_registry_and_the_run_db(page: Any, studio: StudioProce
     assert not any("step 2" in m for m in models), models
     open_tab(page, "Evaluate")
     expect(page.locator("#eval-run input")).to_have_value(re.compile("late-run"))
-    checkpoints = options_of(page, "eval-checkpoint")
+    checkpoints = options_once(page, "eval-checkpoint", "late-run · step 6")
     assert checkpoints[:2] == ["late-run · step 6", "late-run · step 4"], checkpoints
     assert not any("step 2" in c for c in checkpoints), checkpoints
     expect(page.locator("#eval-checkpoint input")).to_have_value("late-run · step 6")
