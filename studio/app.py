@@ -12,10 +12,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from studio import text
+from studio import live, text
 from studio.context import StudioContext
 from studio.supervisor import Supervisor
-from studio.tabs.datasets import DEFAULT_LIMITS, UploadLimits, create_datasets_tab
+from studio.tabs.datasets import DEFAULT_LIMITS, UploadLimits, clean_stale_staging, create_datasets_tab
 from studio.tabs.monitor import create_monitor_tab
 from studio.tabs.runs import create_runs_tab
 from studio.tabs.train import create_train_tab
@@ -38,15 +38,22 @@ OPTIONAL_TABS = (
 )
 
 
-def _optional_tab(module_name: str, factory: str) -> Any:
-    """The tab factory, or None while its module does not exist in this checkout."""
+def _optional_module(module_name: str) -> Any:
+    """The tab's module, or None while it does not exist in this checkout."""
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name != module_name:
             raise  # the module exists but one of its imports is missing: a real error
         return None
-    return getattr(module, factory)
+
+
+def _refresh_of(ctx: StudioContext, module: Any, widgets: Any) -> live.Refresh | None:
+    """A tab's list refresh: its ``"refresh"`` entry, or its module's ``refresh_lists(ctx, widgets)``."""
+    if isinstance(widgets, dict) and isinstance(widgets.get("refresh"), live.Refresh):
+        return widgets["refresh"]
+    build = getattr(module, "refresh_lists", None)
+    return build(ctx, widgets) if build is not None else None
 
 
 def create_app(
@@ -59,25 +66,26 @@ def create_app(
     with gr.Blocks(title=text.TITLE) as demo:
         gr.Markdown(f"# {text.TITLE}\n{text.SUBTITLE}", elem_id="studio-header")
         with gr.Tabs(elem_id="studio-tabs"):
-            with gr.Tab(text.TAB_DATASETS, id="datasets", elem_id="tab-datasets"):
-                create_datasets_tab(ctx, limits)
-            with gr.Tab(text.TAB_TRAIN, id="train", elem_id="tab-train"):
+            with gr.Tab(text.TAB_DATASETS, id="datasets", elem_id="tab-datasets") as tab:
+                live.wire(demo, tab, create_datasets_tab(ctx, limits)["refresh"])
+            with gr.Tab(text.TAB_TRAIN, id="train", elem_id="tab-train") as tab:
                 train = create_train_tab(ctx, supervisor)
-            with gr.Tab(text.TAB_MONITOR, id="monitor", elem_id="tab-monitor"):
+                live.wire(demo, tab, train.get("refresh"))
+            with gr.Tab(text.TAB_MONITOR, id="monitor", elem_id="tab-monitor") as tab:
                 monitor = create_monitor_tab(ctx, supervisor)
-            with gr.Tab(text.TAB_RUNS, id="runs", elem_id="tab-runs"):
-                runs = create_runs_tab(ctx, supervisor)
+                live.wire(demo, tab, monitor["refresh"])
+            with gr.Tab(text.TAB_RUNS, id="runs", elem_id="tab-runs") as tab:
+                live.wire(demo, tab, create_runs_tab(ctx, supervisor)["refresh"])
             for title, module_name, factory in OPTIONAL_TABS:
-                with gr.Tab(title, id=title.lower(), elem_id=f"tab-{title.lower()}"):
-                    create = _optional_tab(module_name, factory)
-                    if create is None:
+                with gr.Tab(title, id=title.lower(), elem_id=f"tab-{title.lower()}") as tab:
+                    module = _optional_module(module_name)
+                    if module is None:
                         gr.Markdown(text.PLACEHOLDER_TAB.format(module=module_name))
                     else:
-                        create(ctx)
-        # A launch shows the new run in the Monitor; a page load re-finds runs from the DB.
+                        widgets = getattr(module, factory)(ctx)
+                        live.wire(demo, tab, _refresh_of(ctx, module, widgets))
+        # A launch shows the new run in the Monitor (every other list re-reads when its tab is shown).
         train["launch_event"].then(monitor["reload_runs"], train["last_run"], monitor["run"])
-        demo.load(monitor["reload_runs"], monitor["run"], monitor["run"])
-        demo.load(runs["refresh"], runs["selected"], [runs["table"], runs["selected"]])
     return demo
 
 
@@ -100,6 +108,9 @@ def launch_app(
     demo: Any = None,
 ) -> tuple[Any, str]:
     """Serve the studio; returns (the Blocks, its local URL). Blocks unless ``prevent_thread_lock``."""
+    removed = clean_stale_staging(ctx.datasets_dir)
+    if removed:
+        logger.info("removed %d abandoned upload(s) from %s", len(removed), removed[0].parent)
     demo = demo or create_app(ctx)
     _, local_url, _ = demo.launch(
         server_name=host,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 import logging
-import os
 import queue
 import threading
 import time
@@ -23,11 +22,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from studio.problems import describe
 from trainer.data.prompts import NO_THINK, THINK, chat_messages, format_options
 from trainer.data.records import MCQRecord, split_options
 from trainer.data.video import PIXELS_PER_TOKEN, VideoConfig
 from trainer.errors import ConfigError, DataError, StudioError
-from trainer.paths import TINY_MODEL_DIR
 from trainer.rewards import extract_choice, format_reward
 
 logger = logging.getLogger(__name__)
@@ -38,7 +37,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 _POLL_S = 0.5
 
 
-# ---- which models can answer -------------------------------------------------------------------
+# ---- which model to load (the lists of models live in studio.choices) --------------------------
 
 
 def base_model_of(config: Mapping[str, Any] | None) -> str | None:
@@ -50,24 +49,6 @@ def base_model_of(config: Mapping[str, Any] | None) -> str | None:
         return str(section["model_name_or_path"])
     value = config.get("model_name_or_path")
     return str(value) if value else None
-
-
-def model_choices(store: Any, tiny_dir: str | os.PathLike = TINY_MODEL_DIR) -> list[tuple[str, str]]:
-    """``(label, path)`` for every model the studio knows: the embedded tiny model, then per run
-    (newest first) its checkpoints ("run name · step N") and its base model. Paths appear once."""
-    choices: list[tuple[str, str]] = [(TINY_LABEL, str(tiny_dir))]
-    seen = {str(tiny_dir)}
-    for run in store.list_runs():
-        for ckpt in reversed(store.checkpoints(run.id)):
-            if ckpt.path not in seen:
-                seen.add(ckpt.path)
-                choices.append((f"{run.name} · step {ckpt.step}", ckpt.path))
-        config = store.get_config(run.id)
-        base = base_model_of(config.config if config else None)
-        if base and base not in seen:
-            seen.add(base)
-            choices.append((f"{run.name} · base model", base))
-    return choices
 
 
 def check_model_path(path: str) -> str:
@@ -294,9 +275,7 @@ def _describe_error(exc: BaseException) -> str:
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         _free_accelerator_memory()
         return "CUDA out of memory: lower max frames / max pixels / max new tokens, or pick a smaller model"
-    if isinstance(exc, StudioError):
-        return str(exc)
-    return f"{type(exc).__name__}: {_first_line(exc)}"
+    return describe(exc).headline
 
 
 def _first_line(exc: BaseException) -> str:

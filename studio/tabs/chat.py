@@ -14,20 +14,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from studio import choices, problems
 from studio.chat_engine import (
     IMAGE_SUFFIXES,
     ChatSettings,
     ModelCache,
     answer_messages,
     chat_conversation,
-    model_choices,
     parse_question,
     sample_question,
     stream_answers,
     verdict,
 )
 from studio.context import StudioContext
-from trainer.data import MCQRecord, list_datasets
+from studio.live import Refresh
+from trainer.data import MCQRecord
 from trainer.data.prompts import NO_THINK, THINK
 from trainer.data.registry import load_dataset_use
 from trainer.errors import StudioError
@@ -76,14 +77,14 @@ def create_chat_tab(ctx: StudioContext, cache: ModelCache | None = None) -> dict
     # {"question": text as loaded, "answer": letter}: answers are judged while the text is unchanged.
     sample = gr.State(None)
 
-    def choices() -> list[tuple[str, str]]:
+    def models() -> choices.Choices:
         try:
-            return model_choices(ctx.store)
+            return choices.read_model_choices(ctx.store)
         except StudioError as exc:  # an unreadable run DB still leaves the tiny model and typed paths
             logger.warning("chat: cannot list runs: %s", exc)
-            return model_choices(_NoRuns())
+            return choices.model_choices([])
 
-    initial = choices()
+    initial = models().items
     gr.Markdown(INTRO)
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
@@ -101,7 +102,7 @@ def create_chat_tab(ctx: StudioContext, cache: ModelCache | None = None) -> dict
             image = gr.Image(label="Image", type="filepath", visible=False, height=220, elem_id="chat-image")
             with gr.Accordion("Dataset sample", open=False, elem_id="chat-sample"):
                 with gr.Row():
-                    datasets = [e.name for e in list_datasets(ctx.workspace)]
+                    datasets = choices.dataset_names(choices.read_datasets(ctx.workspace))
                     sample_dataset = gr.Dropdown(
                         datasets, value=_default_dataset(datasets), label="Dataset",
                         scale=3, elem_id="chat-sample-dataset",
@@ -161,14 +162,26 @@ def create_chat_tab(ctx: StudioContext, cache: ModelCache | None = None) -> dict
             status = gr.Markdown(elem_id="chat-status")
 
     def on_refresh(a: str | None, b: str | None) -> tuple[Any, Any]:
-        items = choices()
-        return gr.Dropdown(choices=items, value=a), gr.Dropdown(choices=items, value=b)
+        """Both model lists as the run DB and the disk are now; a pick that is gone is replaced
+        (A by the tiny model, B by the last choice), a typed folder or hub id is kept."""
+        offered = models()
+        last = offered.values[-1]
+        return (
+            gr.Dropdown(choices=offered.items, value=offered.keep(a), allow_custom_value=True),
+            gr.Dropdown(choices=offered.items, value=offered.keep(b, default=last), allow_custom_value=True),
+        )
+
+    def on_show(a: str | None, b: str | None, dataset: str | None) -> tuple[Any, Any, Any]:
+        names = choices.dataset_names(choices.read_datasets(ctx.workspace))
+        value = dataset if dataset in names else _default_dataset(names)
+        return (*on_refresh(a, b), gr.Dropdown(choices=names, value=value))
 
     def on_load_sample(dataset: str | None, index: float | None) -> tuple:
         try:
             record, total = sample_fields(ctx, dataset, index)
         except StudioError as exc:
-            return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), None, f"**Cannot load sample:** {exc}")
+            cannot = problems.error_markdown(exc, "Cannot load sample")
+            return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), None, cannot)
         text_ = sample_question(record)
         media = record.video or record.image
         is_image = Path(media).suffix.lower() in IMAGE_SUFFIXES
@@ -202,8 +215,8 @@ def create_chat_tab(ctx: StudioContext, cache: ModelCache | None = None) -> dict
         try:
             settings = settings_from(*settings_values)
             messages = chat_conversation(media, question_text, answer_mode, settings.video_config())
-        except (StudioError, ValueError, TypeError) as exc:
-            yield history_a, history_b, f"**Cannot ask:** {exc}"
+        except (StudioError, ValueError, TypeError, OSError) as exc:
+            yield history_a, history_b, problems.error_markdown(exc, "Cannot ask")
             return
         _, options = parse_question(question_text)
         correct = (
@@ -224,7 +237,7 @@ def create_chat_tab(ctx: StudioContext, cache: ModelCache | None = None) -> dict
                 yield panes[0], panes[1], _status_line(states)
         except Exception as exc:  # a process edge: whatever breaks, the app keeps running
             logger.exception("chat: answering failed")
-            yield history_a, history_b, f"**Error:** {type(exc).__name__}: {exc}"
+            yield history_a, history_b, problems.error_markdown(exc, "Error")
 
     settings_inputs = [max_new_tokens, temperature, top_p, greedy, fps, max_frames, max_pixels]
     refresh.click(on_refresh, [model_a, model_b], [model_a, model_b])
@@ -233,7 +246,9 @@ def create_chat_tab(ctx: StudioContext, cache: ModelCache | None = None) -> dict
     )
     # Datasets registered after the studio started must be pickable without restarting it.
     sample_dataset.focus(
-        lambda: gr.Dropdown(choices=[e.name for e in list_datasets(ctx.workspace)]), None, sample_dataset
+        lambda: gr.Dropdown(choices=choices.dataset_names(choices.read_datasets(ctx.workspace))),
+        None,
+        sample_dataset,
     )
     video.upload(lambda: (gr.Image(value=None, visible=False), None), None, [image, sample])
     ask_event = dict(
@@ -254,6 +269,7 @@ def create_chat_tab(ctx: StudioContext, cache: ModelCache | None = None) -> dict
         "pane_b": pane_b,
         "status": status,
         "cache": cache,
+        "refresh": Refresh(on_show, [model_a, model_b, sample_dataset], [model_a, model_b, sample_dataset]),
     }
 
 
@@ -286,10 +302,3 @@ def _status_line(states: list) -> str:
         timing = f" in {state.seconds:.1f} s" if state.status == "done" else ""
         parts.append(f"**{label}:** {word}{timing}")
     return " · ".join(parts)
-
-
-class _NoRuns:
-    """A stand-in store with no runs, for when the real one cannot be read."""
-
-    def list_runs(self, reap: bool = False) -> list:
-        return []

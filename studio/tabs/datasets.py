@@ -12,14 +12,16 @@ import html
 import logging
 import shutil
 import stat
+import time
 import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from studio import text
+from studio import choices, problems, text
 from studio.context import StudioContext
+from studio.live import Refresh
 from trainer.data import (
     MCQRecord,
     ValidationReport,
@@ -40,6 +42,8 @@ MEDIA_SUFFIXES = frozenset(
     {".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
 )
 STAGING = ".staging"
+# A staged upload nobody registered within a day was abandoned (a closed tab, a studio restart).
+STALE_STAGING_S = 24 * 3600.0
 _COPY_CHUNK = 1 << 20
 
 
@@ -177,6 +181,27 @@ def _find_annotation(dest: Path) -> Path:
     return annotations[0]
 
 
+def clean_stale_staging(
+    datasets_dir: Path, max_age_s: float = STALE_STAGING_S, now: float | None = None
+) -> list[Path]:
+    """Delete upload staging folders untouched for more than ``max_age_s``; return those removed.
+
+    A validated upload waits in ``.staging/<token>/`` until Register moves it; one whose page was
+    closed stays there. The studio calls this when it starts.
+    """
+    now = time.time() if now is None else now
+    staging = Path(datasets_dir) / STAGING
+    removed = []
+    for folder in sorted(staging.iterdir()) if staging.is_dir() else []:
+        try:
+            if folder.is_dir() and not folder.is_symlink() and now - folder.stat().st_mtime > max_age_s:
+                shutil.rmtree(folder)
+                removed.append(folder)
+        except OSError as exc:  # another studio removing it too, or no permission: keep going
+            logger.warning("could not remove stale upload %s: %s", folder, exc)
+    return removed
+
+
 # ---- presenting records and reports --------------------------------------------------------------
 
 
@@ -196,7 +221,7 @@ def report_markdown(report: ValidationReport) -> str:
 
 def error_rows(report: ValidationReport) -> list[list[str]]:
     """One row per bad record: where it is, its id, what is wrong."""
-    return [[f"{e.unit} {e.index}", e.record_id or "", e.reason] for e in report.errors]
+    return [[f"{e.unit} {e.index}", e.record_id or "", problems.clean(e.reason)] for e in report.errors]
 
 
 def record_html(record: MCQRecord) -> str:
@@ -212,17 +237,10 @@ def record_html(record: MCQRecord) -> str:
         )
     return (
         f'<div class="vgrpo-record"><div style="color:#71717a;font-size:0.85em">{html.escape(record.id)} - '
-        f"{html.escape(record.location)}</div>"
+        f"{html.escape(problems.clean(record.location))}</div>"
         f'<p style="font-size:1.05em;margin:6px 0">{html.escape(record.question)}</p>'
         f'<ul style="padding:0;margin:0">{"".join(items)}</ul></div>'
     )
-
-
-def registry_rows(ctx: StudioContext) -> list[list[str]]:
-    return [
-        [e.name, e.mode or "", "built in" if e.builtin else "uploaded", str(e.annotation_path)]
-        for e in list_datasets(ctx.workspace)
-    ]
 
 
 # ---- the tab ------------------------------------------------------------------------------------
@@ -275,18 +293,17 @@ def create_datasets_tab(ctx: StudioContext, limits: UploadLimits = DEFAULT_LIMIT
         with gr.Column(scale=3, min_width=420):
             preview_html = gr.HTML(elem_id="datasets-preview-record")
     gr.Markdown(text.REGISTERED_HEADING)
+    # Filled by refresh() on page load and tab select: a build-time value would come back on reload.
     registry = gr.Dataframe(
         headers=["name", "mode", "origin", "annotation"],
-        value=registry_rows(ctx),
+        value=[],
         interactive=False,
         wrap=True,
         max_height=300,
         elem_id="datasets-registry",
     )
     with gr.Row():
-        pick = gr.Dropdown(
-            [e.name for e in list_datasets(ctx.workspace)], label="Dataset", scale=3, elem_id="datasets-pick"
-        )
+        pick = gr.Dropdown([], label="Dataset", scale=3, elem_id="datasets-pick")
         preview_btn = gr.Button("Preview", scale=1, elem_id="datasets-preview")
         delete_btn = gr.Button(text.DELETE_DATASET_BUTTON, variant="stop", scale=1, elem_id="datasets-delete")
 
@@ -309,9 +326,10 @@ def create_datasets_tab(ctx: StudioContext, limits: UploadLimits = DEFAULT_LIMIT
             annotation = stage_upload([Path(f) for f in files or []], token_dir, limits)
             mode = mode_for_dataset(dataset_name) if dataset_name.strip() else None
             report = validate_file(annotation, mode=mode)
-        except DataError as exc:
+        except (StudioError, OSError) as exc:
             shutil.rmtree(token_dir, ignore_errors=True)
-            return (f"**Upload refused:** {exc}", None, "", [], [], gr.Slider(0, 1, value=0), None, "")
+            refused = problems.error_markdown(exc, text.UPLOAD_REFUSED)
+            return (refused, None, "", [], [], gr.Slider(0, 1, value=0), None, "")
         state = {"dir": str(token_dir), "annotation": str(annotation)}
         note = text.NO_VALID_RECORDS if not report.records else "Validated. Name it and press Register."
         return (note, state, *show_report(report))
@@ -332,23 +350,26 @@ def create_datasets_tab(ctx: StudioContext, limits: UploadLimits = DEFAULT_LIMIT
             rel = Path(state["annotation"]).relative_to(state["dir"])
             shutil.move(state["dir"], folder)
             entry = register_dataset(name_, folder / rel, ctx.workspace, video_root=(folder / rel).parent)
-        except StudioError as exc:
-            return (f"**Not registered:** {exc}", state, *[gr.skip()] * 8)
+        except (StudioError, OSError) as exc:
+            return (problems.error_markdown(exc, text.NOT_REGISTERED), state, *[gr.skip()] * 8)
         message = text.REGISTERED.format(name=name_, valid=report.valid, mode=entry.mode, folder=folder)
         # Show the records from where they now live (the staging folder is gone).
         moved = validate_file(entry.annotation_path, video_root=entry.video_root, mode=entry.mode)
-        return (message, None, registry_rows(ctx), _choices(ctx, name_), *show_report(moved))
+        return (message, None, *refresh(name_), *show_report(moved))
 
     def on_preview(dataset_name: str | None) -> tuple:
         if not dataset_name:
             return ("Pick a dataset.", "", [], [], gr.Slider(0, 1, value=0), None, "")
         try:
-            entry = next(e for e in list_datasets(ctx.workspace) if e.name == dataset_name)
+            entry = next((e for e in list_datasets(ctx.workspace) if e.name == dataset_name), None)
+            if entry is None:
+                raise DataError(f"dataset {dataset_name!r} is no longer registered; pick another one")
             report = validate_file(
                 entry.annotation_path, video_root=entry.video_root, mode=entry.mode, check_videos=False
             )
-        except (StopIteration, DataError) as exc:
-            return (f"**Cannot read {dataset_name}:** {exc}", "", [], [], gr.Slider(0, 1, value=0), None, "")
+        except (StudioError, OSError) as exc:
+            cannot = problems.error_markdown(exc, text.CANNOT_READ_DATASET.format(name=dataset_name))
+            return (cannot, "", [], [], gr.Slider(0, 1, value=0), None, "")
         return (f"Previewing **{dataset_name}**.", *show_report(report))
 
     def on_delete(dataset_name: str | None) -> tuple:
@@ -356,12 +377,20 @@ def create_datasets_tab(ctx: StudioContext, limits: UploadLimits = DEFAULT_LIMIT
             return "Pick a dataset.", gr.skip(), gr.skip()
         try:
             entry = unregister_dataset(dataset_name, ctx.workspace)
-        except DataError as exc:
-            return f"**Not deleted:** {exc}", gr.skip(), gr.skip()
+        except (StudioError, OSError) as exc:
+            return problems.error_markdown(exc, text.NOT_DELETED), gr.skip(), gr.skip()
         folder = ctx.datasets_dir / dataset_name
         if folder.is_dir() and entry.annotation_path.is_relative_to(folder):
             shutil.rmtree(folder, ignore_errors=True)
-        return text.DELETED_DATASET.format(name=dataset_name), registry_rows(ctx), _choices(ctx, None)
+        return (text.DELETED_DATASET.format(name=dataset_name), *refresh(None))
+
+    def refresh(current: str | None) -> tuple[list[list[str]], Any]:
+        """The table and the picker as the registry is now (the pick kept while it exists)."""
+        entries = choices.read_datasets(ctx.workspace)
+        names = choices.dataset_names(entries)
+        return choices.registry_rows(entries), gr.Dropdown(
+            choices=names, value=current if current in names else None
+        )
 
     report_outputs = [report_md, errors, records, preview_index, preview_video, preview_html]
     validate_btn.click(on_validate, [upload, name, staged], [status, staged, *report_outputs])
@@ -369,10 +398,11 @@ def create_datasets_tab(ctx: StudioContext, limits: UploadLimits = DEFAULT_LIMIT
     preview_index.change(show_record, [records, preview_index], [preview_video, preview_html])
     preview_btn.click(on_preview, [pick], [status, *report_outputs])
     delete_btn.click(on_delete, [pick], [status, registry, pick])
-    return {"upload": upload, "name": name, "status": status, "registry": registry, "pick": pick}
-
-
-def _choices(ctx: StudioContext, value: str | None) -> Any:
-    import gradio as gr
-
-    return gr.Dropdown(choices=[e.name for e in list_datasets(ctx.workspace)], value=value)
+    return {
+        "upload": upload,
+        "name": name,
+        "status": status,
+        "registry": registry,
+        "pick": pick,
+        "refresh": Refresh(refresh, [pick], [registry, pick]),
+    }

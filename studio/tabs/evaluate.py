@@ -21,12 +21,12 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from studio.chat_engine import TINY_LABEL, base_model_of
+from studio import choices
 from studio.context import StudioContext
+from studio.live import Refresh
 from studio.supervisor import Supervisor, tail_text
 from trainer.data import list_datasets
 from trainer.errors import ConfigError, StudioError
-from trainer.paths import TINY_MODEL_DIR
 from trainer.rundb import Evaluation, Job
 
 logger = logging.getLogger(__name__)
@@ -268,13 +268,13 @@ def evaluation_view(ctx: StudioContext, run_id: int | None, eval_id: int | None 
     chosen = by_id.get(int(eval_id)) if eval_id is not None else None
     chosen = chosen or max(evaluations, key=lambda e: e.id)
     step = steps.get(chosen.checkpoint_id, "?")
-    choices = [
+    options = [
         (f"#{e.id} · step {steps.get(e.checkpoint_id, '?')} · {e.dataset} · acc {e.accuracy:.3f}", e.id)
         for e in sorted(evaluations, key=lambda e: e.id, reverse=True)
     ]
     return EvalView(
         summary=summary_rows(evaluations, steps),
-        choices=choices,
+        choices=options,
         selected=chosen.id,
         headline=headline(chosen, step),
         figure=confusion_figure(chosen.results, f"Confusion · eval #{chosen.id} · step {step}"),
@@ -283,32 +283,20 @@ def evaluation_view(ctx: StudioContext, run_id: int | None, eval_id: int | None 
 
 
 def run_choices(ctx: StudioContext) -> list[tuple[str, int]]:
-    return [(f"#{r.id} {r.name} ({r.status})", r.id) for r in ctx.store.list_runs()]
+    return choices.run_choices(ctx.store.list_runs())
 
 
-def default_run(ctx: StudioContext, choices: Sequence[tuple[str, int]]) -> int | None:
+def default_run(ctx: StudioContext, items: Sequence[tuple[str, int]]) -> int | None:
     """The run to show first: the newest one with a stored evaluation, else the newest run."""
-    for _, run_id in choices:
+    for _, run_id in items:
         if ctx.store.evaluations(run_id):
             return run_id
-    return choices[0][1] if choices else None
+    return items[0][1] if items else None
 
 
 def checkpoint_choices(ctx: StudioContext, run_id: int | None) -> list[tuple[str, str]]:
-    """The run's checkpoints (newest first), its base model, and the embedded tiny model."""
-    choices: list[tuple[str, str]] = []
-    if run_id is not None:
-        run = ctx.store.get_run(int(run_id))
-        # Only checkpoints still on disk: save_total_limit's deletions are marked in the database.
-        for c in reversed(ctx.store.checkpoints(run.id)):
-            choices.append((f"{run.name} · step {c.step}", c.path))
-        config = ctx.store.get_config(run.id)
-        base = base_model_of(config.config if config else None)
-        if base and base not in {path for _, path in choices}:
-            choices.append((f"{run.name} · base model", base))
-    if str(TINY_MODEL_DIR) not in {path for _, path in choices}:
-        choices.append((TINY_LABEL, str(TINY_MODEL_DIR)))
-    return choices
+    """The run's checkpoints still on disk (newest first), its base model, and the embedded tiny model."""
+    return choices.read_checkpoint_choices(ctx.store, run_id).items
 
 
 # ---- the tab --------------------------------------------------------------------------------------
@@ -467,6 +455,27 @@ def create_evaluate_tab(ctx: StudioContext, supervisor: Supervisor | None = None
         "records": records,
         "timer": timer,
     }
+
+
+def refresh_lists(ctx: StudioContext, widgets: Mapping[str, Any]) -> Refresh:
+    """How the app re-reads this tab's pickers: runs, checkpoints (a gone one is never kept), datasets."""
+    import gradio as gr
+
+    def on_show(run_id: int | None, ckpt: str | None, name: str | None) -> tuple:
+        items = _safe(lambda: run_choices(ctx), [])
+        value = run_id if run_id in {v for _, v in items} else (items[0][1] if items else None)
+        offered = _safe(
+            lambda: choices.read_checkpoint_choices(ctx.store, value), choices.checkpoint_choices(None)
+        )
+        names = choices.dataset_names(choices.read_datasets(ctx.workspace))
+        return (
+            gr.Dropdown(choices=items, value=value),
+            gr.Dropdown(choices=offered.items, value=offered.keep(ckpt), allow_custom_value=True),
+            gr.Dropdown(choices=names, value=name, allow_custom_value=True),
+        )
+
+    pickers = [widgets["run"], widgets["checkpoint"], widgets["dataset"]]
+    return Refresh(on_show, pickers, pickers)
 
 
 def _safe(fn: Callable[[], Any], fallback: Any) -> Any:

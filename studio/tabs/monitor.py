@@ -14,8 +14,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from studio import plots, text
+from studio import choices, plots, problems, text
 from studio.context import StudioContext
+from studio.live import Refresh
 from studio.supervisor import Supervisor
 from trainer import metrics_keys as mk
 from trainer.errors import StudioError
@@ -31,12 +32,6 @@ STATUS_COLORS = {
     "failed": "#dc2626",
     "aborted": "#d97706",
 }
-
-
-def run_choices(ctx: StudioContext, runs: Sequence[Run] | None = None) -> list[tuple[str, int]]:
-    """Dropdown choices ``("#3 motion-grpo (running)", 3)``, newest first."""
-    runs = ctx.store.list_runs() if runs is None else runs
-    return [(f"#{r.id} {r.name} ({r.status})", r.id) for r in runs]
 
 
 def empty_state(run_id: int | None = None) -> dict[str, Any]:
@@ -105,11 +100,9 @@ def status_markdown(run: Run, now: float | None = None) -> str:
     parts.append(" - ".join(facts))
     if run.end_reason:  # e.g. the user's abort: a reason, not an error
         parts.append(f"**Stopped:** {html.escape(run.end_reason)}")
-    if run.error:
-        parts.append(f"**Error:** {html.escape(run.error)}")
-    if run.traceback:
-        tail = "\n".join(run.traceback.strip().splitlines()[-25:])
-        parts.append(f"```\n{tail}\n```")
+    if run.error or run.traceback:
+        problem = problems.problem_from_text(run.error or "", run.traceback or "")
+        parts.append(problems.problem_markdown(problem, "Error"))
     return "\n\n".join(p for p in parts if p)
 
 
@@ -229,7 +222,7 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
         except StudioError as exc:
             return (
                 empty_state(),
-                str(exc),
+                problems.error_markdown(exc),
                 progress_html(None, None, None),
                 *[gr.skip()] * len(figures),
                 "",
@@ -259,7 +252,7 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
         picker_update: Any = gr.skip()
         if run.status != st["status"]:
             st["status"] = run.status
-            picker_update = gr.Dropdown(choices=run_choices(ctx))
+            picker_update = gr.Dropdown(choices=choices.run_choices(ctx.store.list_runs()))
         return (
             st,
             status_markdown(run),
@@ -288,8 +281,8 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
             return text.NO_RUN
         try:
             pid = supervisor.abort(run_id)
-        except StudioError as exc:
-            return str(exc)
+        except (StudioError, OSError) as exc:
+            return problems.error_markdown(exc)
         return text.ABORT_SENT.format(run_id=run_id, pid=pid)
 
     def on_resume(run_id: int | None) -> tuple[str, dict]:
@@ -297,15 +290,15 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
             return text.NO_RUN, empty_state()
         try:
             launched = supervisor.resume(run_id)
-        except StudioError as exc:
-            return str(exc), empty_state(run_id)
+        except (StudioError, OSError) as exc:
+            return problems.error_markdown(exc), empty_state(run_id)
         return text.RESUMED.format(run_id=run_id, pid=launched.pid), empty_state(run_id)
 
     def reload_runs(current: int | None) -> Any:
-        choices = run_choices(ctx, supervisor.runs())
-        ids = [v for _, v in choices]
+        items = choices.run_choices(supervisor.runs())
+        ids = [v for _, v in items]
         value = current if current in ids else (ids[0] if ids else None)
-        return gr.Dropdown(choices=choices, value=value)
+        return gr.Dropdown(choices=items, value=value)
 
     tick_outputs = [state, status, progress, *figures, log, step_pick, run_pick]
     tick_inputs = [run_pick, state, smoothing]
@@ -315,6 +308,14 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
     refresh.click(reload_runs, run_pick, run_pick).then(tick, tick_inputs, tick_outputs)
     step_pick.change(on_step, [run_pick, step_pick], [rollouts_state, prompt_pick, rollout_note])
     prompt_pick.change(on_prompt, [rollouts_state, prompt_pick], [video, question, completions])
-    abort.click(on_abort, run_pick, action)
-    resume.click(on_resume, run_pick, [action, state])
-    return {"run": run_pick, "reload_runs": reload_runs, "timer": timer, "status": status, "state": state}
+    # The picker's labels carry each run's status, which an abort or a resume changes.
+    abort.click(on_abort, run_pick, action).then(reload_runs, run_pick, run_pick)
+    resume.click(on_resume, run_pick, [action, state]).then(reload_runs, run_pick, run_pick)
+    return {
+        "run": run_pick,
+        "reload_runs": reload_runs,
+        "timer": timer,
+        "status": status,
+        "state": state,
+        "refresh": Refresh(reload_runs, [run_pick], [run_pick]),
+    }

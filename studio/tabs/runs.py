@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from studio import plots, text
+from studio import choices, plots, problems, text
 from studio.context import StudioContext
+from studio.live import Refresh
 from studio.supervisor import Supervisor
 from trainer import metrics_keys as mk
 from trainer.errors import StudioError
 from trainer.rundb import Evaluation, MetricSeries, Run
+from trainer.rundb.export import FORMATS, WHATS, export_rows, write_export
 
 TABLE_HEADERS = ["id", "name", "status", "created", "duration", "last step", "best eval acc", "error"]
 DEFAULT_OVERLAY = (mk.TOTAL_REWARD, mk.ACCURACY_REWARD, mk.KL_DIV)
@@ -55,7 +58,7 @@ def run_rows(ctx: StudioContext, runs: Sequence[Run], now: float | None = None) 
                 plots.format_duration(run_duration_s(r, now)),
                 max(steps) if steps else _MISSING,
                 _MISSING if best is None else f"{best:.3f}",
-                (r.error or "")[:120],
+                problems.problem_from_text(r.error).headline[:120] if r.error else "",
             ]
         )
     return out
@@ -103,8 +106,28 @@ def delete_runs(ctx: StudioContext, run_ids: Sequence[int], delete_files: bool) 
     return deleted
 
 
-def _labels(runs: Sequence[Run]) -> list[tuple[str, int]]:
-    return [(f"#{r.id} {r.name} ({r.status})", r.id) for r in runs]
+def export_file_name(run: Run, what: str, fmt: str) -> str:
+    """``run-3-motion_grpo-metrics.csv``: the run's name made safe for a file name."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run.name).strip("._") or "run"
+    return f"run-{run.id}-{safe}-{what}.{fmt}"
+
+
+def export_runs(ctx: StudioContext, run_ids: Sequence[int], what: str, fmt: str) -> list[Path]:
+    """Write each run's metrics or rollouts under ``<workspace>/exports/`` and return the files.
+
+    The rows and their encoding are `vgrpo runs export`'s own (``export_rows``, ``write_export``),
+    so a file downloaded here equals what that command writes for the same run.
+    """
+    folder = ctx.workspace / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for run_id in run_ids:
+        run = ctx.store.get_run(int(run_id))
+        columns, rows = export_rows(ctx.store, run.id, what)
+        path = folder / export_file_name(run, what, fmt)
+        write_export(columns, rows, fmt, path)
+        paths.append(path)
+    return paths
 
 
 def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any]:
@@ -138,6 +161,17 @@ def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any
     diff = gr.Dataframe(
         value=[], headers=["key"], interactive=False, wrap=True, max_height=320, elem_id="runs-diff"
     )
+    with gr.Row(equal_height=True):
+        export_what = gr.Radio(
+            list(WHATS), value=WHATS[0], label=text.EXPORT_WHAT_LABEL, elem_id="runs-export-what"
+        )
+        export_format = gr.Radio(
+            list(FORMATS), value=FORMATS[0], label=text.EXPORT_FORMAT_LABEL, elem_id="runs-export-format"
+        )
+        export = gr.Button(text.EXPORT_BUTTON, scale=0, min_width=220, elem_id="runs-export")
+    export_files = gr.File(
+        label=text.EXPORT_FILES_LABEL, file_count="multiple", interactive=False, elem_id="runs-export-files"
+    )
     with gr.Row():
         delete = gr.Button(
             text.DELETE_RUN_BUTTON, variant="stop", scale=0, min_width=220, elem_id="runs-delete"
@@ -154,7 +188,7 @@ def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any
         runs = supervisor.runs()
         ids = {r.id for r in runs}
         keep = [i for i in current or [] if i in ids]
-        return run_rows(ctx, runs), gr.Dropdown(choices=_labels(runs), value=keep)
+        return run_rows(ctx, runs), gr.Dropdown(choices=choices.run_choices(runs), value=keep)
 
     def on_compare(run_ids: list[int] | None, names: list[str] | None, smooth: float) -> tuple:
         if not run_ids:
@@ -172,6 +206,15 @@ def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any
         note = text.NO_DIFF if not rows and len(run_ids) > 1 else ""
         return fig, note, gr.Dataframe(value=rows, headers=headers)
 
+    def on_export(run_ids: list[int] | None, what: str, fmt: str) -> tuple[Any, str]:
+        if not run_ids:
+            return None, text.PICK_RUNS
+        try:
+            paths = export_runs(ctx, run_ids, what, fmt)
+        except (StudioError, OSError) as exc:
+            return None, problems.error_markdown(exc, text.NOT_EXPORTED)
+        return [str(p) for p in paths], text.EXPORTED.format(count=len(paths), what=what, fmt=fmt)
+
     def on_delete(run_ids: list[int] | None) -> tuple:
         if not run_ids:
             return gr.Group(visible=False), "", text.PICK_RUNS
@@ -181,13 +224,21 @@ def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any
     def on_confirm(run_ids: list[int] | None, with_files: bool) -> tuple:
         try:
             deleted = delete_runs(ctx, run_ids or [], with_files)
-        except StudioError as exc:
-            return (gr.Group(visible=False), str(exc), *on_refresh(run_ids))
+        except (StudioError, OSError) as exc:
+            return (gr.Group(visible=False), problems.error_markdown(exc), *on_refresh(run_ids))
         return (gr.Group(visible=False), text.DELETED_RUNS.format(runs=", ".join(deleted)), *on_refresh([]))
 
     refresh.click(on_refresh, selected, [table, selected])
     compare.click(on_compare, [selected, metrics, smoothing], [overlay, diff_note, diff])
+    export.click(on_export, [selected, export_what, export_format], [export_files, message])
     delete.click(on_delete, selected, [confirm_box, confirm_text, message])
     confirm.click(on_confirm, [selected, delete_files], [confirm_box, message, table, selected])
     cancel.click(lambda: gr.Group(visible=False), None, confirm_box)
-    return {"table": table, "selected": selected, "refresh": on_refresh, "overlay": overlay}
+    return {
+        "table": table,
+        "selected": selected,
+        "overlay": overlay,
+        "export": export,
+        "export_files": export_files,
+        "refresh": Refresh(on_refresh, [selected], [table, selected]),
+    }

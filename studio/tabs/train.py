@@ -11,11 +11,11 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from studio import forms, text
+from studio import choices, forms, problems, text
 from studio.context import StudioContext
+from studio.live import Refresh
 from studio.supervisor import Supervisor
 from trainer.config import TrainConfig
-from trainer.data import list_datasets
 from trainer.errors import StudioError
 from trainer.paths import TINY_MODEL_DIR
 
@@ -64,7 +64,7 @@ def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, An
     gr.Markdown(text.INTRO_TRAIN)
     with gr.Row(equal_height=False):
         pick = gr.Dropdown(
-            [e.name for e in list_datasets(ctx.workspace)],
+            [],  # filled by refresh_pick on page load and tab select
             multiselect=True,
             label=text.DATASET_PICK_LABEL,
             info=text.DATASET_PICK_INFO,
@@ -101,7 +101,7 @@ def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, An
             cfg = forms.config_from_values(dict(zip(names, values, strict=True)))
             yaml_text, cmd = preview_texts(supervisor, cfg)
         except StudioError as exc:
-            return text.CONFIG_ERROR.format(error=exc), gr.skip(), gr.skip()
+            return problems.error_markdown(exc, text.CONFIG_ERROR), gr.skip(), gr.skip()
         return "Config is valid.", yaml_text, cmd
 
     def on_launch(*values: Any) -> tuple[str, Any, Any, Any]:
@@ -109,8 +109,8 @@ def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, An
             cfg = forms.config_from_values(dict(zip(names, values, strict=True)))
             yaml_text, cmd = preview_texts(supervisor, cfg)
             launched = supervisor.start(cfg)
-        except StudioError as exc:
-            return text.CONFIG_ERROR.format(error=exc), gr.skip(), gr.skip(), gr.skip()
+        except (StudioError, OSError) as exc:
+            return problems.error_markdown(exc, text.NOT_LAUNCHED), gr.skip(), gr.skip(), gr.skip()
         run = launched.run
         message = text.LAUNCHED.format(run_id=run.id, name=run.name, pid=launched.pid, log=launched.log_path)
         return message, Path(launched.config_path).read_text(), cmd, run.id
@@ -123,7 +123,11 @@ def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, An
         values = forms.field_values(forms.load_preset())
         return [values[n] for n in names]
 
-    pick.focus(lambda: gr.Dropdown(choices=[e.name for e in list_datasets(ctx.workspace)]), None, pick)
+    def refresh_pick(current: list[str] | None) -> Any:
+        names = choices.dataset_names(choices.read_datasets(ctx.workspace))
+        return gr.Dropdown(choices=names, value=[n for n in current or [] if n in names])
+
+    pick.focus(refresh_pick, pick, pick)
     use.click(on_use, [pick, percent, widgets["dataset_use"]], widgets["dataset_use"])
     check.click(on_check, inputs, [status, yaml_box, cmd_box])
     launch_event = launch.click(on_launch, inputs, [status, yaml_box, cmd_box, last_run])
@@ -134,4 +138,5 @@ def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, An
         "last_run": last_run,
         "status": status,
         "widgets": widgets,
+        "refresh": Refresh(refresh_pick, [pick], [pick]),
     }

@@ -1,7 +1,9 @@
-"""Studio fixtures: a temp workspace with its run database."""
+"""Studio fixtures: a temp workspace with its run database; the system Chromium for browser tests."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,3 +33,21 @@ def gradio_loops() -> Iterator[None]:
         loop.close()
     asyncio.set_event_loop(None)
     gc.collect()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    """The system Chromium and the Playwright driver: skip without them, but fail under CI=true."""
+    from browser_helpers import CHROMIUM
+
+    missing = []
+    if not CHROMIUM.exists():
+        missing.append(f"{CHROMIUM} not found (Debian's chromium package)")
+    if importlib.util.find_spec("playwright") is None:
+        missing.append("the playwright package is not installed (pip install -e .[dev])")
+    if missing:
+        reason = "the browser test needs " + "; ".join(missing)
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return CHROMIUM

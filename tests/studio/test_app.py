@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import time
 import urllib.request
 
 import pytest
 
+from studio import choices
 from studio.context import StudioContext
 from studio.tabs import monitor, runs
 from trainer import metrics_keys as mk
@@ -36,13 +39,29 @@ def test_app_builds_six_tabs_in_order_with_findable_widgets(ctx: StudioContext, 
                     "monitor-abort", "monitor-resume", "runs-table", "runs-delete"):  # fmt: skip
         assert elem_id in ids, elem_id
     assert sum(isinstance(b, gr.Timer) for b in demo.blocks.values()) >= 1
+    # Every tab re-reads its lists when it is selected and when the page loads.
+    config = demo.get_config_file()
+    elem = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
+    on: dict[str, set] = {"select": set(), "load": set()}
+    for dep in config["dependencies"]:
+        for _target, event in dep["targets"]:
+            if event in on:
+                on[event].update(elem[o] for o in dep["outputs"])
+    lists = {"datasets-registry", "datasets-pick", "train-dataset-pick", "monitor-run", "runs-table",
+             "runs-select", "chat-model-a", "chat-model-b", "chat-sample-dataset", "eval-run",
+             "eval-checkpoint", "eval-dataset"}  # fmt: skip
+    assert lists <= on["select"] and lists <= on["load"], lists - (on["select"] & on["load"])
 
 
 @LEAKS
 def test_app_launches_and_answers_http(ctx: StudioContext, gradio_loops: None) -> None:
     from studio.app import launch_app
 
+    abandoned = ctx.datasets_dir / ".staging" / "0123456789abcdef"
+    abandoned.mkdir(parents=True)
+    os.utime(abandoned, (time.time() - 2 * 24 * 3600,) * 2)
     demo, url = launch_app(ctx, port=free_port(), prevent_thread_lock=True)
+    assert not abandoned.exists()  # cleaned at start
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             page = response.read().decode()
@@ -132,7 +151,7 @@ def test_progress_status_and_eta(ctx: StudioContext) -> None:
     failed = ctx.store.get_run(run.id)
     text = monitor.status_markdown(failed)
     assert "failed" in text and "**Error:** trainer process died" in text and "ValueError: x" in text
-    assert monitor.run_choices(ctx) == [(f"#{run.id} r (failed)", run.id)]
+    assert choices.run_choices(ctx.store.list_runs()) == [(f"#{run.id} r (failed)", run.id)]
 
 
 def test_total_steps_falls_back_to_the_stored_max_steps(ctx: StudioContext) -> None:

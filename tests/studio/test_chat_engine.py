@@ -8,13 +8,11 @@ from pathlib import Path
 import pytest
 
 from studio.chat_engine import (
-    TINY_LABEL,
     AnswerState,
     ChatSettings,
     ModelCache,
     answer_messages,
     chat_conversation,
-    model_choices,
     parse_question,
     sample_question,
     split_answer,
@@ -24,7 +22,6 @@ from studio.chat_engine import (
 from trainer.data.registry import load_dataset_use
 from trainer.errors import ConfigError, DataError
 from trainer.rollout import conversation
-from trainer.rundb import RunStore
 
 SETTINGS = ChatSettings(max_new_tokens=24, greedy=True, fps=2.0, max_frames=8)
 
@@ -180,23 +177,6 @@ def test_verdict_names_format_choice_and_correctness():
     assert verdict(good, options, "think", "B") == "format ✓ · chose A · wrong ✗ (answer B)"
     assert verdict("(B) right", options, "think", "B") == "format ✗ · no option chosen · wrong ✗ (answer B)"
     assert verdict("hello", {}, "think", None) == "format ✗"
-
-
-def test_model_choices_list_checkpoints_and_base_models(tmp_path, tiny_model_dir):
-    with RunStore(f"sqlite:///{tmp_path / 'runs.db'}") as store:
-        old = store.create_run("first", config={"model": {"model_name_or_path": str(tiny_model_dir)}})
-        store.add_checkpoint(old.id, 10, "/out/first/checkpoint-10", {})
-        new = store.create_run("second", config={"model_name_or_path": "/models/base"})
-        store.add_checkpoint(new.id, 5, "/out/second/checkpoint-5", {})
-        store.add_checkpoint(new.id, 10, "/out/second/checkpoint-10", {})
-        choices = model_choices(store, tiny_model_dir)
-    assert choices == [
-        (TINY_LABEL, str(tiny_model_dir)),
-        ("second · step 10", "/out/second/checkpoint-10"),
-        ("second · step 5", "/out/second/checkpoint-5"),
-        ("second · base model", "/models/base"),
-        ("first · step 10", "/out/first/checkpoint-10"),
-    ]
 
 
 def test_cache_rejects_a_zero_capacity():

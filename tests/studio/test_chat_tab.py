@@ -56,7 +56,7 @@ def test_tab_builds_with_its_element_ids(ctx):
     with gr.Blocks():
         widgets = create_chat_tab(ctx, cache)
     assert widgets["cache"] is cache
-    ids = {name: w.elem_id for name, w in widgets.items() if name != "cache"}
+    ids = {name: w.elem_id for name, w in widgets.items() if name not in ("cache", "refresh")}
     assert ids == {
         "model_a": "chat-model-a", "model_b": "chat-model-b", "video": "chat-video",
         "question": "chat-question", "ask": "chat-ask", "pane_a": "chat-answer-a",
@@ -64,3 +64,29 @@ def test_tab_builds_with_its_element_ids(ctx):
     }  # fmt: skip
     gc.collect()
     assert widgets["model_a"].choices == [("embedded tiny model", widgets["model_a"].value)]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # gradio's loops
+def test_shown_tab_offers_only_checkpoints_on_disk_and_replaces_a_gone_pick(ctx, tmp_path):
+    """What selecting the tab does: re-read runs and the disk; a checkpoint deleted by
+    save_total_limit is neither offered nor kept as the pick, a typed hub id is kept."""
+    import gc
+
+    import gradio as gr
+
+    with gr.Blocks():
+        widgets = create_chat_tab(ctx, ModelCache(capacity=1, device="cpu"))
+    run = ctx.store.create_run("late")  # made after the page was built
+    kept, gone = tmp_path / "checkpoint-4", tmp_path / "checkpoint-2"
+    for step, path in ((2, gone), (4, kept)):
+        path.mkdir()
+        ctx.store.add_checkpoint(run.id, step, str(path), {})
+    gone.rmdir()
+    refresh = widgets["refresh"]
+    assert refresh.outputs[:2] == [widgets["model_a"], widgets["model_b"]]
+    model_a, model_b, dataset = refresh.fn(str(gone), "Qwen/Qwen2.5-VL-3B-Instruct", None)
+    values = [v for _, v in model_a.choices]
+    assert str(kept) in values and str(gone) not in values
+    assert model_a.value == values[0] and model_b.value == "Qwen/Qwen2.5-VL-3B-Instruct"
+    assert dataset.value == "synthetic_motion_eval"
+    gc.collect()

@@ -111,11 +111,14 @@ def test_record_rows_mark_right_wrong_and_missing_choice():
     ]
 
 
-def test_evaluation_view_shows_the_newest_or_the_picked_evaluation(ctx):
+def test_evaluation_view_shows_the_newest_or_the_picked_evaluation(ctx, tmp_path):
     store = ctx.store
     run = store.create_run("grpo-x", config={"model": {"model_name_or_path": "/models/base"}})
-    c10 = store.add_checkpoint(run.id, 10, "/out/checkpoint-10", {})
-    c20 = store.add_checkpoint(run.id, 20, "/out/checkpoint-20", {})
+    out = tmp_path / "out"  # offered checkpoints must exist on disk
+    for s in (10, 20):
+        (out / f"checkpoint-{s}").mkdir(parents=True)
+    c10 = store.add_checkpoint(run.id, 10, str(out / "checkpoint-10"), {})
+    c20 = store.add_checkpoint(run.id, 20, str(out / "checkpoint-20"), {})
     first = store.add_evaluation(
         c10.id, "synthetic_motion_eval", accuracy=0.25, format_rate=0.75, results=RESULTS
     )
@@ -136,14 +139,15 @@ def test_evaluation_view_shows_the_newest_or_the_picked_evaluation(ctx):
     assert picked.selected == first.id and len(picked.records) == 4
     assert evaluation_view(ctx, None).summary == []
     assert checkpoint_choices(ctx, run.id) == [
-        ("grpo-x · step 20", "/out/checkpoint-20"),
-        ("grpo-x · step 10", "/out/checkpoint-10"),
+        ("grpo-x · step 20", str(out / "checkpoint-20")),
+        ("grpo-x · step 10", str(out / "checkpoint-10")),
         ("grpo-x · base model", "/models/base"),
         ("embedded tiny model", str(TINY_MODEL_DIR)),
     ]
     # save_total_limit removed checkpoint-10: never offered again, its evaluation still shown.
-    ctx.store.mark_checkpoints_deleted(run.id, ["/out/checkpoint-10"])
-    assert [path for _, path in checkpoint_choices(ctx, run.id)][:2] == ["/out/checkpoint-20", "/models/base"]
+    ctx.store.mark_checkpoints_deleted(run.id, [str(out / "checkpoint-10")])
+    offered = [path for _, path in checkpoint_choices(ctx, run.id)][:2]
+    assert offered == [str(out / "checkpoint-20"), "/models/base"]
     assert [row[1] for row in evaluation_view(ctx, run.id).summary] == [20, 10]
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from studio.tabs.datasets import (
     UploadLimits,
+    clean_stale_staging,
     error_rows,
     extract_zip,
     record_html,
@@ -163,3 +164,19 @@ def test_record_html_highlights_the_correct_option_and_escapes(tmp_path: Path, v
     assert "(D) down &#10003; correct" in page
     hostile = MCQRecord.from_dict({**rec.to_dict(), "question": "<script>alert(1)</script>"})
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in record_html(hostile)
+
+
+def test_only_staging_folders_older_than_a_day_are_cleaned(tmp_path: Path) -> None:
+    staging = tmp_path / "datasets" / ".staging"
+    now = 1_000_000.0
+    ages_h = {"abandoned": 30, "just_over": 24.1, "fresh": 2}
+    for name, hours in ages_h.items():
+        (staging / name / "videos").mkdir(parents=True)
+        (staging / name / "videos" / "x.mp4").write_bytes(b"v")
+        os.utime(staging / name, (now - hours * 3600,) * 2)
+    (staging / "stray.txt").write_text("a file, not an upload")
+    os.utime(staging / "stray.txt", (now - 48 * 3600,) * 2)
+    removed = clean_stale_staging(tmp_path / "datasets", now=now)
+    assert sorted(p.name for p in removed) == ["abandoned", "just_over"]
+    assert sorted(p.name for p in staging.iterdir()) == ["fresh", "stray.txt"]
+    assert clean_stale_staging(tmp_path / "nothing_here", now=now) == []
