@@ -17,7 +17,7 @@ from trainer.rundb.models import Base, SqlRun
 def test_new_database_is_created_at_head(store: RunStore) -> None:
     engine = schema.make_engine(store.url)
     try:
-        assert schema.current_revision(engine) == schema.head_revision() == "0003"
+        assert schema.current_revision(engine) == schema.head_revision() == "0004"
         assert set(inspect(engine).get_table_names()) == {
             "alembic_version",
             "runs",
@@ -77,8 +77,12 @@ def test_upgrade_from_first_revision_keeps_data(tmp_path: Path) -> None:
         evaluation = store.add_evaluation(3, "synthetic_motion", accuracy=0.75, format_rate=1.0)
         assert [e.accuracy for e in store.evaluations(7)] == [0.75]
         assert evaluation.checkpoint_id == 3
+        assert evaluation.eval_key is None  # revision 0004's columns are optional
+        keyed = store.add_evaluation(3, "s", accuracy=0.5, format_rate=1.0, eval_key="k", summary={"x": 1})
+        assert store.find_evaluation(3, "k") == keyed
+        assert store.find_evaluation(3, "other") is None
     engine = schema.make_engine(url)
-    assert schema.current_revision(engine) == "0003"
+    assert schema.current_revision(engine) == "0004"
     engine.dispose()
 
 

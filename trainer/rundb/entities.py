@@ -175,6 +175,10 @@ class Evaluation:
     accuracy: float
     format_rate: float
     results: tuple[Mapping[str, Any], ...]
+    eval_key: str | None = None  # dataset fingerprint + decoding settings, hashed
+    dataset_fingerprint: str | None = None
+    settings: Mapping[str, Any] | None = None  # decoding and video settings
+    summary: Mapping[str, Any] | None = None  # trainer.benchmark.BenchmarkReport.summary()
 
 
 @dataclass(frozen=True)

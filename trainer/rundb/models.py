@@ -142,6 +142,12 @@ class SqlEvaluation(Base):
     format_rate: Mapped[float] = mapped_column(Float)
     # One object per record: {"id", "answer", "correct", "format_ok", ...}.
     results: Mapped[list[Any]] = mapped_column(JSON)
+    # Added by revision 0004: what was asked and how (see trainer.benchmark), for reuse.
+    eval_key: Mapped[str | None] = mapped_column(String(64))
+    dataset_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    settings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    __table_args__ = (Index("ix_evaluations_checkpoint_id_eval_key", "checkpoint_id", "eval_key"),)
 
 
 class SqlEvent(Base):

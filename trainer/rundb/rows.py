@@ -74,4 +74,8 @@ def to_evaluation(row: SqlEvaluation) -> Evaluation:
         row.accuracy,
         row.format_rate,
         tuple(row.results),
+        row.eval_key,
+        row.dataset_fingerprint,
+        None if row.settings is None else dict(row.settings),
+        None if row.summary is None else dict(row.summary),
     )

@@ -404,6 +404,10 @@ class RunStore(RunRows, JobRows):
         accuracy: float,
         format_rate: float,
         results: Sequence[Mapping[str, Any]] = (),
+        eval_key: str | None = None,
+        dataset_fingerprint: str | None = None,
+        settings: Mapping[str, Any] | None = None,
+        summary: Mapping[str, Any] | None = None,
     ) -> Evaluation:
         with self.session(write=True) as s:
             if s.get(SqlCheckpoint, checkpoint_id) is None:
@@ -415,10 +419,26 @@ class RunStore(RunRows, JobRows):
                 accuracy=accuracy,
                 format_rate=format_rate,
                 results=[dict(r) for r in results],
+                eval_key=eval_key,
+                dataset_fingerprint=dataset_fingerprint,
+                settings=None if settings is None else dict(settings),
+                summary=None if summary is None else dict(summary),
             )
             s.add(row)
             s.flush()
             return rows.to_evaluation(row)
+
+    def find_evaluation(self, checkpoint_id: int, eval_key: str) -> Evaluation | None:
+        """The latest evaluation of this checkpoint with this key (same records, same decoding)."""
+        query = (
+            select(SqlEvaluation)
+            .where(SqlEvaluation.checkpoint_id == checkpoint_id, SqlEvaluation.eval_key == eval_key)
+            .order_by(SqlEvaluation.id.desc())
+            .limit(1)
+        )
+        with self.session() as s:
+            row = s.scalars(query).first()
+            return None if row is None else rows.to_evaluation(row)
 
     def evaluations(self, run_id: int) -> list[Evaluation]:
         query = (
