@@ -53,6 +53,7 @@ def test_eval_tiny_model_stores_evaluation_and_json(tiny_model_dir, synthetic_di
         "run_id": run.id,
         "accuracy": evaluation.accuracy,
         "format_rate": evaluation.format_rate,
+        "evaluation_ids": [evaluation.id],
     }
     # A base model outside any run gets a run of its own, named after its folder, already ended.
     assert run.name == "eval-tiny-qwen2.5-vl"
@@ -68,14 +69,16 @@ def test_eval_tiny_model_stores_evaluation_and_json(tiny_model_dir, synthetic_di
     assert "evaluation" in events
 
     doc = json.loads(out.read_text())
-    assert doc["accuracy"] == evaluation.accuracy
-    assert doc["format_rate"] == evaluation.format_rate
-    assert doc["num_records"] == 8
-    assert doc["evaluation_id"] == evaluation.id
-    assert doc["run_id"] == run.id
+    assert doc["overall"]["accuracy"] == evaluation.accuracy
+    assert doc["overall"]["format_rate"] == evaluation.format_rate
+    assert doc["overall"]["n"] == 8
+    assert (doc["evaluation_id"], doc["run_id"], doc["reused"]) == (evaluation.id, run.id, False)
+    assert [t["task"] for t in doc["per_task"]] == ["synthetic_motion_eval"]
+    assert doc["skipped"] == {}
+    assert dict(evaluation.summary) == {k: doc[k] for k in evaluation.summary}
     assert [r["completion"] for r in doc["records"]] == [r["completion"] for r in evaluation.results]
-    # Confusion counts add up to the number of records, one row per correct letter.
-    assert sum(sum(row.values()) for row in doc["confusion"].values()) == 8
+    # The answer distribution counts every record once.
+    assert sum(doc["answer_distribution"].values()) == 8
     assert f"accuracy {evaluation.accuracy:.4f}" in capsys.readouterr().out
 
 

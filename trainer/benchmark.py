@@ -250,3 +250,15 @@ def fingerprint(items: Sequence[BenchmarkItem]) -> str:
         doc = [r.id, item.task, r.question, sorted(r.options.items()), r.answer, media, r.mode]
         digest.update(json.dumps(doc, ensure_ascii=False).encode("utf-8"))
     return digest.hexdigest()
+
+
+def stored_answer(row: Mapping[str, Any]) -> str:
+    """The right letter of a stored result row: ``answer`` (ScoredRow) or ``correct`` (rows written
+    by training's periodic evaluation, trainer.evaluate)."""
+    return str(row.get("answer", row.get("correct", "")))
+
+
+def stored_choice(row: Mapping[str, Any]) -> str:
+    """The letter a stored result row chose (``parsed`` or ``chosen``), ``"none"`` when unreadable."""
+    value = row.get("parsed", row.get("chosen"))
+    return str(value) if value else NO_ANSWER

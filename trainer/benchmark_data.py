@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.benchmark import MULTIPLE_CHOICE, BenchmarkItem, problem_type, task_of
+from trainer.benchmark import MULTIPLE_CHOICE, BenchmarkItem, problem_type, stratified_subset, task_of
 from trainer.data.loading import file_kind
 from trainer.data.registry import resolve_dataset_use
 from trainer.data.validate import validate_file
@@ -66,8 +66,9 @@ def load_benchmark(
     workspace: str | os.PathLike,
     video_root: str | os.PathLike | None = None,
     check_media: bool = True,
+    seed: int = 0,
 ) -> BenchmarkSet:
-    """Every record of every dataset in ``spec`` (names or files; ``%N`` is the caller's business).
+    """The records of every dataset in ``spec`` (names or files); ``NAME%N`` keeps N % of each task.
 
     ``video_root`` replaces each dataset's own root (Video-R1 paths are ``./Evaluation/...`` under
     the folder the benchmark videos were unpacked to). ``check_media=False`` reads the annotations
@@ -75,7 +76,7 @@ def load_benchmark(
     """
     out = BenchmarkSet()
     skipped: Counter[str] = Counter()
-    for entry, _percent in resolve_dataset_use(spec, workspace):
+    for entry, percent in resolve_dataset_use(spec, workspace):
         root = Path(video_root) if video_root is not None else entry.video_root
         raws = raw_records(entry.annotation_path)
         report = validate_file(
@@ -97,9 +98,10 @@ def load_benchmark(
                 invalid[0],
             )
         out.invalid += len(invalid)
-        for record in report.records:
-            raw = raws.get(record.index, {})
-            out.items.append(BenchmarkItem(record=record, task=task_of(raw, entry.name)))
+        items = [
+            BenchmarkItem(record=r, task=task_of(raws.get(r.index, {}), entry.name)) for r in report.records
+        ]
+        out.items.extend(stratified_subset(items, percent=percent if percent < 100 else None, seed=seed))
     if not out.items:
         raise DataError(
             f"dataset_use {spec!r}: no multiple-choice record to score (skipped: {dict(skipped)})"

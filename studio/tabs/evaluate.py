@@ -25,6 +25,7 @@ from studio import choices
 from studio.context import StudioContext
 from studio.live import Refresh
 from studio.supervisor import Supervisor, tail_text
+from trainer.benchmark import NO_ANSWER, stored_answer, stored_choice
 from trainer.data import list_datasets
 from trainer.errors import ConfigError, StudioError
 from trainer.rundb import Evaluation, Job
@@ -40,7 +41,6 @@ DEFAULT_DATASET = "synthetic_motion_eval"
 POLL_S = 2.0
 RECORD_HEADERS = ["id", "correct", "chosen", "ok", "format ok", "completion"]
 SUMMARY_HEADERS = ["eval", "step", "dataset", "records", "accuracy", "format rate", "when"]
-NO_ANSWER = "none"
 
 
 # ---- the command and its launch (no gradio) -------------------------------------------------------
@@ -171,7 +171,7 @@ def job_rows(jobs: Sequence[Job]) -> list[list[Any]]:
 def confusion_counts(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str], list[list[int]]]:
     """``(correct letters, chosen letters, counts)``: ``counts[i][j]`` records whose answer is
     ``rows[i]`` and whose chosen option is ``cols[j]`` ("none" when no option was read)."""
-    pairs = [(str(r["correct"]), str(r.get("chosen") or NO_ANSWER)) for r in results]
+    pairs = [(stored_answer(r), stored_choice(r)) for r in results]
     rows = sorted({c for c, _ in pairs})
     chosen = {c for _, c in pairs} | set(rows)
     cols = sorted(chosen - {NO_ANSWER}) + ([NO_ANSWER] if NO_ANSWER in chosen else [])
@@ -210,8 +210,8 @@ def record_rows(results: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
     return [
         [
             r.get("id"),
-            r.get("correct"),
-            r.get("chosen") or NO_ANSWER,
+            stored_answer(r),
+            stored_choice(r),
             "✓" if r.get("is_correct") else "✗",
             "✓" if r.get("format_ok") else "✗",
             r.get("completion", ""),

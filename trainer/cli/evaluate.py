@@ -1,7 +1,11 @@
-"""`vgrpo eval`: answer a dataset greedily with one checkpoint and store the result in the run DB.
+"""`vgrpo eval`: answer a dataset greedily with checkpoints and store the results in the run DB.
 
     vgrpo eval --checkpoint PATH --dataset_use NAME [--db URL] [--run RUN] [--max_records N]
-               [--batch_size B] [--json FILE]
+               [--batch_size B] [--json FILE|-] [--limit N] [--video-root DIR] [--preset video_r1]
+    vgrpo eval --run RUN --checkpoints all|latest|PATHS --base --dataset_use NAME --db URL
+
+``trainer/cli/eval_models.py`` runs it: records, models, scoring per task, reuse of stored
+evaluations; this module keeps the checkpoint helpers and loads and answers one model.
 
 The video settings and the answer length come from the checkpoint's ``train_config.yaml`` when it
 has one (so a checkpoint is judged on the frames it was trained on), else from the defaults; flags
@@ -13,18 +17,17 @@ among the runs' checkpoints, else registered under ``--run``, else under a run n
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import re
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from trainer.cli.eval_models import add_benchmark_args
+from trainer.cli.eval_models import run as run
 from trainer.errors import ConfigError, StudioError
-from trainer.rundb.lifecycle import RunAborted
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="evaluate a checkpoint on a dataset (greedy answers)")
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder, base model folder or hub id")
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder, base model folder or hub id")
     p.add_argument(
         "--dataset_use", required=True, help="dataset name(s), e.g. synthetic_motion_eval or a%%50"
     )
@@ -53,9 +56,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
     p.add_argument("--workspace", type=Path, default=None, help="workspace with datasets.json")
     p.add_argument(
-        "--json", type=Path, default=None, metavar="FILE", help="write summary + per-record results"
+        "--json", default=None, metavar="FILE", help="write per-task results and records ('-': stdout)"
     )
     p.add_argument("--job", type=int, default=None, help=argparse.SUPPRESS)  # the studio's job row
+    add_benchmark_args(p)
     p.set_defaults(func=run)
 
 
@@ -159,7 +163,12 @@ def recorded_job(store: Any, args: argparse.Namespace, ckpt: Any, num_records: i
 
     job_id = args.job
     if job_id is None:
-        params = {"checkpoint": args.checkpoint, "dataset": args.dataset_use, "max_records": args.max_records}
+        params = {
+            "checkpoint": args.checkpoint,
+            "models": list(getattr(args, "model_paths", [])),
+            "dataset": args.dataset_use,
+            "max_records": args.max_records,
+        }
         job_id = store.create_job("evaluate", params, run_id=ckpt.run_id, owner=Owner.current()).id
     with job_lifecycle(store, job_id) as handle:
         handle.progress(0, num_records)
@@ -167,16 +176,10 @@ def recorded_job(store: Any, args: argparse.Namespace, ckpt: Any, num_records: i
         handle.progress(num_records, num_records)
 
 
-def _evaluate_and_store(
-    args: argparse.Namespace,
-    path: str,
-    records: list,
-    video_cfg: Any,
-    max_new_tokens: int,
-    store: Any,
-    ckpt: Any,
-) -> tuple[Any, Any]:
-    """Load the checkpoint, answer the records, store the evaluation (with a DB and a checkpoint row)."""
+def answer_records(
+    args: argparse.Namespace, path: str, records: list, video_cfg: Any, settings: dict[str, Any]
+) -> Any:
+    """Load the checkpoint and answer every record once with ``settings``' decoding (an EvalResult)."""
     from trainer.evaluate import evaluate
     from trainer.modeling import generation_kwargs, load_policy
 
@@ -189,24 +192,15 @@ def _evaluate_and_store(
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"cannot load checkpoint {path}: {str(exc).strip().splitlines()[0]}") from exc
     logger.info("evaluating %s on %s (%d records, %s)", path, args.dataset_use, len(records), device)
-    kwargs = generation_kwargs(processor, max_new_tokens, do_sample=False)
-    result = evaluate(model, processor, records, video_cfg, kwargs, batch_size=args.batch_size)
-    evaluation = None
-    if store is not None and ckpt is not None:
-        evaluation = store.add_evaluation(
-            ckpt.id,
-            args.dataset_use,
-            accuracy=result.accuracy,
-            format_rate=result.format_rate,
-            results=result.records,
-        )
-        store.add_event(
-            ckpt.run_id,
-            "evaluation",
-            f"step {ckpt.step} on {args.dataset_use}: accuracy {result.accuracy:.3f}, "
-            f"format {result.format_rate:.3f} ({result.num_records} records)",
-        )
-    return result, evaluation
+    sampled = settings["temperature"] > 0
+    kwargs = generation_kwargs(
+        processor,
+        settings["max_new_tokens"],
+        temperature=settings["temperature"] if sampled else 1.0,
+        top_p=settings["top_p"],
+        do_sample=sampled,
+    )
+    return evaluate(model, processor, records, video_cfg, kwargs, batch_size=args.batch_size)
 
 
 def _device(name: str | None) -> str:
@@ -215,73 +209,3 @@ def _device(name: str | None) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def run(args: argparse.Namespace) -> int:
-    from trainer.data.registry import load_dataset_use
-    from trainer.paths import default_workspace
-
-    if args.max_records is not None and args.max_records < 1:
-        raise ConfigError(f"--max_records must be >= 1, got {args.max_records}")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch_size must be >= 1, got {args.batch_size}")
-    path = check_checkpoint(args.checkpoint)
-    trained_video, trained_length = trained_settings(path) if Path(path).is_dir() else ({}, None)
-    video_cfg = video_config_for(args, trained_video)
-    max_new_tokens = args.max_new_tokens or trained_length or DEFAULT_MAX_NEW_TOKENS
-
-    workspace = args.workspace if args.workspace is not None else default_workspace()
-    records = load_dataset_use(args.dataset_use, workspace, args.seed)
-    if args.max_records is not None:
-        records = records[: args.max_records]
-
-    # Open the DB before the slow part, so a bad URL or run fails in a second.
-    store = None
-    if args.db:
-        from trainer.rundb import RunStore
-
-        store = RunStore(args.db)
-    try:
-        ckpt = checkpoint_row_for(store, path, args.run) if store is not None else None
-        job = recorded_job(store, args, ckpt, len(records)) if store is not None else nullcontext(None)
-        with job as handle:  # ends the job finished with its result, failed or aborted
-            result, evaluation = _evaluate_and_store(
-                args, path, records, video_cfg, max_new_tokens, store, ckpt
-            )
-            if handle is not None:
-                handle.result.update(accuracy=result.accuracy, format_rate=result.format_rate)
-                if evaluation is not None:
-                    handle.result.update(
-                        evaluation_id=evaluation.id, checkpoint_id=ckpt.id, run_id=ckpt.run_id
-                    )
-    except RunAborted as exc:
-        print(f"vgrpo eval: cancelled ({exc})", file=sys.stderr)
-        return 1
-    finally:
-        if store is not None:
-            store.close()
-
-    print(
-        f"eval {args.dataset_use}: accuracy {result.accuracy:.4f}, format rate {result.format_rate:.4f} "
-        f"on {result.num_records} records ({result.seconds:.1f} s)"
-    )
-    if evaluation is not None:
-        print(f"stored evaluation {evaluation.id} (checkpoint {ckpt.id}, run {ckpt.run_id})")
-    if args.json is not None:
-        doc = {
-            "checkpoint": path,
-            "dataset": args.dataset_use,
-            **result.summary(),
-            "seconds": result.seconds,
-            "video": video_cfg.to_dict(),
-            "max_new_tokens": max_new_tokens,
-            "run_id": ckpt.run_id if ckpt is not None else None,
-            "checkpoint_id": ckpt.id if ckpt is not None else None,
-            "evaluation_id": evaluation.id if evaluation is not None else None,
-            "confusion": result.confusion,
-            "records": result.records,
-        }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=2), encoding="utf-8")
-        print(f"wrote {args.json}")
-    return 0
