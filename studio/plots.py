@@ -212,3 +212,57 @@ def _style(fig: go.Figure, title: str, height: int) -> None:
     fig.update_annotations(font_size=12)
     fig.update_xaxes(title_text="step", title_font_size=10)
     fig.update_yaxes(tickformat=".4~g")
+
+
+def task_bars_figure(
+    tasks: Sequence[str], series: Sequence[tuple[str, Sequence[float | None], Sequence[str]]], title: str
+) -> go.Figure:
+    """Grouped bars: accuracy per task (x) for each model (one colour each: base, step N, ...);
+    each bar's text carries its accuracy and, for checkpoints, the change against the base."""
+    fig = go.Figure()
+    for label, values, texts in series:
+        fig.add_bar(
+            name=label,
+            x=list(tasks),
+            y=[v if v is not None else 0.0 for v in values],
+            text=list(texts),
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate=f"{label}<br>%{{x}}: %{{y:.1%}}<extra></extra>",
+        )
+    fig.update_layout(
+        barmode="group",
+        title={"text": title, "x": 0.01, "font": {"size": 16}},
+        height=380,
+        margin={"l": 50, "r": 20, "t": 60, "b": 40},
+        template="plotly_white",
+        yaxis={"title": "accuracy", "tickformat": ".0%", "range": [0, 1.15]},
+        legend={"orientation": "h", "y": -0.15},
+    )
+    return fig
+
+
+def answer_distribution_figure(distributions: Mapping[str, Mapping[str, int]], title: str) -> go.Figure:
+    """Grouped bars of how often each model chose each letter ("none": no readable answer): a model
+    that always says "A" shows one tall bar."""
+    letters = sorted({k for d in distributions.values() for k in d}, key=lambda k: (k == "none", k))
+    fig = go.Figure()
+    for label, counts in distributions.items():
+        total = sum(counts.values()) or 1
+        fig.add_bar(
+            name=label,
+            x=letters,
+            y=[counts.get(k, 0) / total for k in letters],
+            customdata=[counts.get(k, 0) for k in letters],
+            hovertemplate=f"{label}<br>%{{x}}: %{{customdata}} answers (%{{y:.0%}})<extra></extra>",
+        )
+    fig.update_layout(
+        barmode="group",
+        title={"text": title, "x": 0.01, "font": {"size": 16}},
+        height=300,
+        margin={"l": 50, "r": 20, "t": 60, "b": 40},
+        template="plotly_white",
+        yaxis={"title": "share of answers", "tickformat": ".0%"},
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return fig

@@ -25,6 +25,7 @@ from studio import choices
 from studio.context import StudioContext
 from studio.live import Refresh
 from studio.supervisor import Supervisor, tail_text
+from studio.tabs.evaluate_compare import create_compare_section
 from trainer.benchmark import NO_ANSWER, stored_answer, stored_choice
 from trainer.data import list_datasets
 from trainer.errors import ConfigError, StudioError
@@ -56,9 +57,12 @@ def eval_command(
     batch_size: int = 8,
     json_path: Path | None = None,
     python: str = sys.executable,
+    compare: bool = False,
 ) -> list[str]:
-    """The ``vgrpo eval`` argument list (no shell) the tab starts."""
-    cmd = [python, "-m", "trainer.cli", "eval", "--checkpoint", checkpoint, "--dataset_use", dataset]
+    """The ``vgrpo eval`` argument list (no shell) the tab starts; ``compare``: the run's base model
+    and all its checkpoints instead of ``checkpoint``."""
+    models = ["--checkpoints", "all", "--base"] if compare else ["--checkpoint", checkpoint]
+    cmd = [python, "-m", "trainer.cli", "eval", *models, "--dataset_use", dataset]
     cmd += ["--db", db_url, "--workspace", str(workspace), "--batch_size", str(int(batch_size))]
     if run_id is not None:
         cmd += ["--run", str(int(run_id))]
@@ -77,10 +81,15 @@ def start_evaluation(
     max_records: float | None = None,
     batch_size: float | None = 8,
     supervisor: Supervisor | None = None,
+    compare: bool = False,
 ) -> Job:
     """Check the form and start the command as an evaluation job; ConfigError names the bad field."""
     checkpoint = (checkpoint or "").strip()
     dataset = (dataset or "").strip()
+    if compare and run_id is None:
+        raise ConfigError("pick a run to compare its base model with its checkpoints")
+    if compare:
+        checkpoint = checkpoint or "base + all checkpoints"
     if not checkpoint:
         raise ConfigError("pick a checkpoint or type a model folder")
     if not dataset:
@@ -101,8 +110,10 @@ def start_evaluation(
         run_id=run_id,
         max_records=limit,
         batch_size=int(batch_size),
+        compare=compare,
     )
-    params = {"checkpoint": checkpoint, "dataset": dataset, "max_records": limit}
+    params = {"checkpoint": "base + all checkpoints" if compare else checkpoint, "dataset": dataset,
+              "max_records": limit}  # fmt: skip
     job = supervisor.start_job(
         "evaluate", cmd, params, log, run_id=int(run_id) if run_id is not None else None
     )
@@ -330,6 +341,7 @@ def create_evaluate_tab(ctx: StudioContext, supervisor: Supervisor | None = None
             value=64, precision=0, minimum=0, label="Max records (0: all)", elem_id="eval-max-records"
         )
         batch_size = gr.Number(value=8, precision=0, minimum=1, label="Batch size", elem_id="eval-batch-size")
+        compare = gr.Checkbox(False, label="Base + all checkpoints", elem_id="eval-compare")
         start = gr.Button("Run evaluation", variant="primary", elem_id="eval-start")
         cancel = gr.Button("Cancel evaluation", variant="stop", elem_id="eval-cancel")
         refresh = gr.Button("↻ Refresh", elem_id="eval-refresh")
@@ -358,6 +370,7 @@ def create_evaluate_tab(ctx: StudioContext, supervisor: Supervisor | None = None
                 label="Per-record results", max_height=360, elem_id="eval-records",
                 column_widths=["13%", "11%", "11%", "7%", "11%", "47%"],
             )  # fmt: skip
+    section = create_compare_section(ctx, run, first_run)
     # Always on: the jobs live in the run database, so a reload or a studio restart shows them again.
     timer = gr.Timer(POLL_S, active=True)
 
@@ -391,10 +404,11 @@ def create_evaluate_tab(ctx: StudioContext, supervisor: Supervisor | None = None
         return (gr.Dropdown(choices=items, value=value), *view_outputs(value, eval_id))
 
     def on_start(
-        run_id: int | None, ckpt: str | None, name: str | None, limit: float | None, batch: float | None
-    ) -> str:
+        run_id: int | None, ckpt: str | None, name: str | None, limit: float | None, batch: float | None,
+        both: bool,
+    ) -> str:  # fmt: skip
         try:
-            job = start_evaluation(ctx, ckpt, name, run_id, limit, batch, supervisor)
+            job = start_evaluation(ctx, ckpt, name, run_id, limit, batch, supervisor, compare=both)
         except (StudioError, OSError) as exc:
             return f"**Not started:** {exc}"
         return job_status(job)
@@ -437,7 +451,7 @@ def create_evaluate_tab(ctx: StudioContext, supervisor: Supervisor | None = None
     run.change(on_run, [run], [checkpoint, *view_widgets])
     pick.change(lambda r, e: view_outputs(r, e)[2:], [run, pick], [head, plot, records])
     refresh.click(on_refresh, [run, pick], [run, *view_widgets])
-    start.click(on_start, [run, checkpoint, dataset, max_records, batch_size], [status])
+    start.click(on_start, [run, checkpoint, dataset, max_records, batch_size, compare], [status])
     cancel.click(on_cancel, None, [status])
     timer.tick(on_tick, [shown, run], [status, log_box, jobs_table, shown, run, *view_widgets])
     return {
@@ -454,6 +468,7 @@ def create_evaluate_tab(ctx: StudioContext, supervisor: Supervisor | None = None
         "plot": plot,
         "records": records,
         "timer": timer,
+        **section,
     }
 
 

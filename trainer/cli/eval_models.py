@@ -168,9 +168,11 @@ def evaluate_models(args: argparse.Namespace, store: Any, handle: Any, bench: An
 
     dataset_fp = fingerprint(items)
     docs = []
+    # One decoding for every model, the newest checkpoint's (it carries the trained video settings):
+    # base and checkpoints answer the same records the same way, and share one key.
+    video_cfg, settings = settings_for(args, args.model_paths[-1])
+    key = eval_key(dataset_fp, settings)
     for done, path in enumerate(args.model_paths):
-        video_cfg, settings = settings_for(args, path)
-        key = eval_key(dataset_fp, settings)
         # The base model is filed under its own "eval-<name>" run, never as a checkpoint of the run
         # (deleting a run's checkpoints must not touch it); the same base is then shared by runs.
         run_ref = None if path == getattr(args, "base_path", None) else args.run
