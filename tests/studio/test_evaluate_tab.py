@@ -54,6 +54,11 @@ def test_eval_command_lists_every_flag(tmp_path):
         "--dataset_use", "synthetic_motion_eval%50", "--db", "sqlite:///x.db", "--workspace", str(tmp_path),
         "--batch_size", "4", "--run", "3", "--max_records", "16", "--json", str(tmp_path / "e.json"),
     ]  # fmt: skip
+    # Base + all checkpoints of the run instead of one checkpoint.
+    both = eval_command("", "d", "u", tmp_path, run_id=3, python="py", compare=True)
+    assert both[4:8] == ["--checkpoints", "all", "--base", "--dataset_use"] and "--checkpoint" not in both
+    with pytest.raises(ConfigError, match="pick a run to compare"):
+        start_evaluation(StudioContext(tmp_path), "", "d", None, compare=True)
     # No run, all records: those flags are left out.
     assert "--run" not in eval_command("m", "d", "u", tmp_path) and "--max_records" not in eval_command(
         "m", "d", "u", tmp_path, max_records=0
@@ -166,6 +171,10 @@ def test_tab_builds_with_its_element_ids(ctx):
         "run": "eval-run", "checkpoint": "eval-checkpoint", "dataset": "eval-dataset", "start": "eval-start",
         "cancel": "eval-cancel", "status": "eval-status", "jobs": "eval-jobs", "summary": "eval-summary",
         "pick": "eval-pick", "headline": "eval-headline", "plot": "eval-confusion", "records": "eval-records",
+        "compare_pick": "eval-compare-pick", "task_bars": "eval-task-bars", "task_table": "eval-task-table",
+        "answer_dist": "eval-answer-dist", "fail_model": "eval-fail-model", "fail_record": "eval-fail-record",
+        "fail_video": "eval-fail-video", "fail_detail": "eval-fail-detail", "export_csv": "eval-export-csv",
+        "export_json": "eval-export-json", "compare_refresh": "eval-compare-refresh",
     }  # fmt: skip
     gc.collect()
     assert widgets["dataset"].value == "synthetic_motion_eval"
