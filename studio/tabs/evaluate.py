@@ -370,7 +370,7 @@ def create_evaluate_tab(ctx: StudioContext, supervisor: Supervisor | None = None
                 label="Per-record results", max_height=360, elem_id="eval-records",
                 column_widths=["13%", "11%", "11%", "7%", "11%", "47%"],
             )  # fmt: skip
-    section = create_compare_section(ctx, run, first_run)
+    section = create_compare_section(ctx, run, first_run, also_on=[head])
     # Always on: the jobs live in the run database, so a reload or a studio restart shows them again.
     timer = gr.Timer(POLL_S, active=True)
 

@@ -8,6 +8,7 @@ the tab's run picker, so an evaluation job that ends (the tab switches to its ru
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,11 @@ def write_exports(ctx: StudioContext, comp: ec.Comparison, run_id: int) -> tuple
     return csv_path, json_path
 
 
-def create_compare_section(ctx: StudioContext, run: Any, first_run: int | None) -> dict[str, Any]:
-    """Build the section under the tab's widgets; ``run`` is the tab's run dropdown."""
+def create_compare_section(
+    ctx: StudioContext, run: Any, first_run: int | None, also_on: Sequence[Any] = ()
+) -> dict[str, Any]:
+    """Build the section under the tab's widgets; ``run`` is the tab's run dropdown, ``also_on``
+    widgets whose change means new evaluations (the tab's headline, set when a job ends)."""
     import gradio as gr
 
     try:
@@ -157,7 +161,8 @@ def create_compare_section(ctx: StudioContext, run: Any, first_run: int | None) 
         return shown, failure_text(row)
 
     outputs = [pick, note, bars, table, dist, export_csv, export_json, model]
-    run.change(lambda r: on_view(r, None), [run], outputs)
+    for trigger in (run, *also_on):
+        trigger.change(lambda r: on_view(r, None), [run], outputs)
     refresh.click(on_view, [run, pick], outputs)
     pick.input(on_view, [run, pick], outputs)
     model.change(on_model, [run, pick, model], [record])
