@@ -21,6 +21,7 @@ from trainer.benchmark import (
 )
 from trainer.benchmark_data import load_benchmark
 from trainer.data.records import MCQRecord
+from trainer.errors import DataError
 
 Z = 1.959963984540054  # the 0.975 normal quantile
 
@@ -254,3 +255,13 @@ def test_real_videomme_tasks_and_mixed_dataflow(real_mcq: Path, tmp_path: Path) 
         limit=5,
     )
     assert len(limited) == 5
+
+
+def test_missing_videos_name_the_record_and_the_video_root(tmp_path: Path) -> None:
+    row = {"problem_id": 7, "problem": "Which way?", "options": ["A. left", "B. right"],
+           "solution": "<answer>A</answer>", "path": "./Evaluation/MVBench/star/7.mp4", "data_type": "video",
+           "problem_type": "multiple choice"}  # fmt: skip
+    path = tmp_path / "eval_one.json"
+    path.write_text(json.dumps([row]), encoding="utf-8")
+    with pytest.raises(DataError, match=r"1 unusable, first: .*eval_one.json index 0 \(7\).*--video-root"):
+        load_benchmark(str(path), tmp_path, video_root=tmp_path)

@@ -76,6 +76,7 @@ def load_benchmark(
     """
     out = BenchmarkSet()
     skipped: Counter[str] = Counter()
+    first_invalid = None
     for entry, percent in resolve_dataset_use(spec, workspace):
         root = Path(video_root) if video_root is not None else entry.video_root
         raws = raw_records(entry.annotation_path)
@@ -98,13 +99,16 @@ def load_benchmark(
                 invalid[0],
             )
         out.invalid += len(invalid)
+        first_invalid = first_invalid or (invalid[0] if invalid else None)
         items = [
             BenchmarkItem(record=r, task=task_of(raws.get(r.index, {}), entry.name)) for r in report.records
         ]
         out.items.extend(stratified_subset(items, percent=percent if percent < 100 else None, seed=seed))
     if not out.items:
         raise DataError(
-            f"dataset_use {spec!r}: no multiple-choice record to score (skipped: {dict(skipped)})"
+            f"dataset_use {spec!r}: no multiple-choice record to score ({out.invalid} unusable"
+            + (f", first: {first_invalid}" if first_invalid else "")
+            + f"; skipped by type: {dict(skipped)}; is --video-root right?)"
         )
     out.skipped = dict(skipped)
     return out
