@@ -123,6 +123,7 @@ def test_base_and_checkpoints_stored_once_then_reused(tiny_model_dir, tmp_path, 
     assert [m["reused"] for m in again["models"]] == [True, True, True]
     assert [m["evaluation_id"] for m in again["models"]] == [m["evaluation_id"] for m in first["models"]]
     assert [m["overall"] for m in again["models"]] == [m["overall"] for m in first["models"]]
+    assert [m["records"] for m in again["models"]] == [m["records"] for m in first["models"]]
     with RunStore(db) as store:
         assert len(store.evaluations(run.id)) == 2
     # Different decoding is a different evaluation.

@@ -183,6 +183,7 @@ def evaluate_models(args: argparse.Namespace, store: Any, handle: Any, bench: An
             docs.append(
                 {**result_doc(path, ckpt, stored, dict(stored.summary or {}), settings), "reused": True}
             )
+            docs[-1]["records"] = [dict(r) for r in stored.results]
         else:
             report = summarize(
                 score_items(items, _answer(args, path, items, video_cfg, settings)), bench.skipped
