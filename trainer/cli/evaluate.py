@@ -164,7 +164,8 @@ def recorded_job(store: Any, args: argparse.Namespace, ckpt: Any, num_records: i
     job_id = args.job
     if job_id is None:
         params = {
-            "checkpoint": args.checkpoint,
+            "checkpoint": args.checkpoint
+            or " + ".join(Path(p).name for p in getattr(args, "model_paths", [])),
             "models": list(getattr(args, "model_paths", [])),
             "dataset": args.dataset_use,
             "max_records": args.max_records,
