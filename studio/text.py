@@ -21,8 +21,10 @@ INTRO_DATASETS = (
     "Every record is checked; bad ones are listed by record and the good ones stay usable."
 )
 INTRO_TRAIN = (
-    "Pick a model and datasets, adjust the knobs (each has its help text), check the resolved "
-    "config, then launch. Training runs in the background: you can close the page."
+    "Pick a model and datasets (Use also sets the matching eval set and the answer-format preset), "
+    "adjust the knobs, then **Check config**: it runs every check Launch runs and samples a few "
+    "groups with your model and settings, so a run that cannot learn is flagged before it starts. "
+    "Training runs in the background: you can close the page."
 )
 INTRO_MONITOR = (
     "Follow a run live: progress, the GRPO metrics, the sampled completions and the trainer's log. "
