@@ -204,6 +204,9 @@ def run_preflight(
         )
     spread = scores.total.view(-1, g.grpo_sample_size).std(dim=1, unbiased=False).tolist()
     cost = step_cost(cfg, model, processor, prompt.inputs, rollout.lengths.tolist())
+    del model  # the studio runs this in its own process: give the memory back before it returns
+    if device == "cuda":
+        torch.cuda.empty_cache()
     report = PreflightReport(
         launch=launch,
         completions=completions,
