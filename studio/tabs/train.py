@@ -89,137 +89,94 @@ def report_status(report: PreflightReport) -> str:
     )
 
 
-def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any]:
-    """Build the tab in the current gr.Tab; returns key widgets (``launch``, ``last_run``, ``status``)."""
-    import gradio as gr
+class TrainHandlers:
+    """What the tab's buttons do. Form values arrive as positional args in ``names`` order;
+    each handler returns the updates of its outputs (StudioError becomes a message, never raised)."""
 
-    start_preset = forms.preset_for_mode(NO_THINK)
-    preset_values = forms.field_values(start_preset)
-    names = [f.name for f in forms.form_fields()]
+    def __init__(self, ctx: StudioContext, supervisor: Supervisor) -> None:
+        self.ctx = ctx
+        self.supervisor = supervisor
+        self.names = [f.name for f in forms.form_fields()]
 
-    def model_widget(f: forms.FormField, value: Any) -> Any:
-        choices = list(dict.fromkeys([str(TINY_MODEL_DIR), str(value), *HUB_MODELS]))
-        return gr.Dropdown(
-            choices,
-            value=str(value),
-            allow_custom_value=True,
-            label=text.MODEL_LABEL,
-            info=f"{text.MODEL_INFO} ({f.name})",
-            elem_id=f"train-{f.name}",
-            min_width=320,
-        )
+    def values_of(self, args: tuple[Any, ...]) -> dict[str, Any]:
+        return dict(zip(self.names, args, strict=True))
 
-    custom = {"model_name_or_path": model_widget}
-    gr.Markdown(text.INTRO_TRAIN)
-    preset_mode = gr.State(NO_THINK)
-    with gr.Row(equal_height=False):
-        pick = gr.Dropdown(
-            [e.name for e in list_datasets(ctx.workspace)],
-            multiselect=True,
-            label=text.DATASET_PICK_LABEL,
-            info=text.DATASET_PICK_INFO,
-            scale=4,
-            elem_id="train-dataset-pick",
-        )
-        percent = gr.Slider(
-            1, 100, value=100, step=1, label=text.PERCENT_LABEL, scale=2, elem_id="train-percent"
-        )
-        use = gr.Button(text.USE_DATASETS_BUTTON, scale=0, min_width=100, elem_id="train-use-datasets")
-    widgets = forms.build_essentials(preset_values, custom)
-    with gr.Row():
-        reset = gr.Button(text.RESET_BUTTON, elem_id="train-reset")
-        check = gr.Button(text.PREVIEW_BUTTON, elem_id="train-check")
-        launch = gr.Button(text.LAUNCH_BUTTON, variant="primary", elem_id="train-launch")
-    status = gr.Markdown(elem_id="train-status")
-    with gr.Column(visible=False, elem_id="train-preflight") as preflight_box:
-        table = gr.Dataframe(
-            headers=text.PREFLIGHT_HEADERS,
-            label=text.PREFLIGHT_TABLE_LABEL,
-            interactive=False,
-            wrap=True,
-            max_height=320,
-            elem_id="train-preflight-table",
-        )
-        cost = gr.Markdown(elem_id="train-preflight-cost")
-    gr.Markdown(text.MORE_SETTINGS)
-    more, accordions = forms.build_sections(preset_values, start_preset, custom)
-    widgets.update(more)
-    with gr.Accordion(text.YAML_IO_HEADING, open=False, elem_id="train-section-yaml"):
-        yaml_box = gr.Code(
-            value=start_preset.to_yaml(),
-            label=text.YAML_IO_LABEL,
-            language="yaml",
-            interactive=True,
-            max_lines=24,
-            elem_id="train-yaml",
-        )
-        with gr.Row():
-            load_yaml = gr.Button(text.LOAD_YAML_BUTTON, elem_id="train-load-yaml")
-            download = gr.DownloadButton(text.DOWNLOAD_YAML_BUTTON, elem_id="train-download-yaml")
-        cmd_box = gr.Code(
-            label=text.COMMAND_LABEL,
-            language="shell",
-            interactive=False,
-            wrap_lines=True,
-            elem_id="train-command",
-        )
-    inputs = [widgets[n] for n in names]
-    last_run = gr.State(None)
+    def check(self, *args: Any) -> tuple[Any, ...]:
+        """-> status, pre-flight box, completions table, cost, YAML, command, download file."""
+        import gradio as gr
 
-    def values_of(args: tuple[Any, ...]) -> dict[str, Any]:
-        return dict(zip(names, args, strict=True))
-
-    def download_file(prepared: TrainConfig) -> str:
-        folder = Path(tempfile.mkdtemp(prefix="vgrpo-config-"))
-        path = folder / f"{prepared.run.run_name}.yaml"
-        path.write_text(prepared.to_yaml())
-        return str(path)
-
-    def on_check(*args: Any) -> tuple[Any, ...]:
         try:
-            prepared = checked_config(supervisor, values_of(args))
-            yaml_text, cmd = preview_texts(supervisor, prepared)
+            prepared = checked_config(self.supervisor, self.values_of(args))
+            yaml_text, cmd = preview_texts(self.supervisor, prepared)
         except StudioError as exc:
-            return (text.CONFIG_ERROR.format(error=exc), gr.Column(visible=False),
-                    *[gr.skip()] * 5)  # fmt: skip
+            return (text.CONFIG_ERROR.format(error=exc), gr.Column(visible=False), *[gr.skip()] * 5)
         try:
             report = run_preflight(prepared)
         except StudioError as exc:
-            return (text.PREFLIGHT_FAILED.format(error=exc), gr.Column(visible=False), gr.skip(), gr.skip(),
-                    yaml_text, cmd, download_file(prepared))  # fmt: skip
-        shown = gr.Column(visible=True)
-        return (report_status(report), shown, completion_rows(report), cost_markdown(report), yaml_text, cmd,
-                download_file(prepared))  # fmt: skip
+            status = text.PREFLIGHT_FAILED.format(error=exc)
+            return (
+                status,
+                gr.Column(visible=False),
+                gr.skip(),
+                gr.skip(),
+                yaml_text,
+                cmd,
+                download_file(prepared),
+            )
+        rows, cost = completion_rows(report), cost_markdown(report)
+        return (
+            report_status(report),
+            gr.Column(visible=True),
+            rows,
+            cost,
+            yaml_text,
+            cmd,
+            download_file(prepared),
+        )
 
-    def on_launch(*args: Any) -> tuple[Any, Any, Any, Any]:
+    def launch(self, *args: Any) -> tuple[Any, Any, Any, Any]:
+        """-> status, YAML, command, the launched run's id."""
+        import gradio as gr
+
         try:
-            prepared = checked_config(supervisor, values_of(args))
-            _, cmd = preview_texts(supervisor, prepared)
-            launched = supervisor.start(prepared)
+            prepared = checked_config(self.supervisor, self.values_of(args))
+            _, cmd = preview_texts(self.supervisor, prepared)
+            launched = self.supervisor.start(prepared)
         except StudioError as exc:
             return text.CONFIG_ERROR.format(error=exc), gr.skip(), gr.skip(), gr.skip()
         run = launched.run
         message = text.LAUNCHED.format(run_id=run.id, name=run.name, pid=launched.pid, log=launched.log_path)
         return message, Path(launched.config_path).read_text(), cmd, run.id
 
-    def on_use(selected: list[str] | None, pct: float, mode: str, *args: Any) -> list[Any]:
-        entries = {e.name: e for e in list_datasets(ctx.workspace)}
-        choice = forms.choose_datasets(selected or [], pct, values_of(args), entries)
-        updates = [choice.values.get(n, gr.skip()) for n in names]
-        return [choice.message, choice.mode or mode, *updates]
+    def use(self, selected: list[str] | None, pct: float, mode: str, *args: Any) -> list[Any]:
+        """-> status, preset mode, every field (unchanged ones skipped)."""
+        import gradio as gr
 
-    def on_reset(mode: str) -> list[Any]:
+        entries = {e.name: e for e in list_datasets(self.ctx.workspace)}
+        choice = forms.choose_datasets(selected or [], pct, self.values_of(args), entries)
+        return [choice.message, choice.mode or mode, *[choice.values.get(n, gr.skip()) for n in self.names]]
+
+    def reset(self, mode: str) -> list[Any]:
         values = forms.field_values(forms.preset_for_mode(mode))
-        return [values[n] for n in names]
+        return [values[n] for n in self.names]
 
-    def on_load_yaml(yaml_text: str, mode: str) -> list[Any]:
+    def load_yaml(self, yaml_text: str, mode: str) -> list[Any]:
+        """-> status, every field."""
+        import gradio as gr
+
         try:
             values = forms.values_from_yaml(yaml_text or "", forms.preset_for_mode(mode))
         except StudioError as exc:
-            return [text.CONFIG_ERROR.format(error=exc), *[gr.skip() for _ in names]]
-        return [text.YAML_LOADED, *[values[n] for n in names]]
+            return [text.CONFIG_ERROR.format(error=exc), *[gr.skip() for _ in self.names]]
+        return [text.YAML_LOADED, *[values[n] for n in self.names]]
 
-    def section_labeller(section: str, section_names: list[str]) -> Any:
+    @staticmethod
+    def section_labeller(section: str) -> Any:
+        """The handler that recounts a section's changed fields: (preset mode, its fields) -> label."""
+        import gradio as gr
+
+        section_names = [f.name for f in forms.section_fields(section)]
+
         def label(mode: str, *args: Any) -> Any:
             values = dict(zip(section_names, args, strict=True))
             changed = forms.changed_fields(values, forms.preset_for_mode(mode), section_names)
@@ -227,29 +184,122 @@ def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, An
 
         return label
 
-    for section, accordion in accordions.items():
-        section_names = [f.name for f in forms.section_fields(section)]
-        section_widgets = [widgets[n] for n in section_names]
+
+def download_file(prepared: TrainConfig) -> str:
+    """The checked config as a file the download button serves."""
+    folder = Path(tempfile.mkdtemp(prefix="vgrpo-config-"))
+    path = folder / f"{prepared.run.run_name}.yaml"
+    path.write_text(prepared.to_yaml())
+    return str(path)
+
+
+def model_widget(f: forms.FormField, value: Any) -> Any:
+    """The model field as a dropdown of the tiny model and the hub ids (any path may be typed)."""
+    import gradio as gr
+
+    choices = list(dict.fromkeys([str(TINY_MODEL_DIR), str(value), *HUB_MODELS]))
+    return gr.Dropdown(
+        choices,
+        value=str(value),
+        allow_custom_value=True,
+        label=text.MODEL_LABEL,
+        info=f"{text.MODEL_INFO} ({f.name})",
+        elem_id=f"train-{f.name}",
+        min_width=320,
+    )
+
+
+def build_layout(ctx: StudioContext) -> dict[str, Any]:
+    """The tab's widgets, essentials first; returns them by name (``fields``: {field: widget})."""
+    import gradio as gr
+
+    preset = forms.preset_for_mode(NO_THINK)
+    values = forms.field_values(preset)
+    custom = {"model_name_or_path": model_widget}
+    w: dict[str, Any] = {"preset_mode": gr.State(NO_THINK), "last_run": gr.State(None)}
+    gr.Markdown(text.INTRO_TRAIN)
+    with gr.Row(equal_height=False):
+        w["pick"] = gr.Dropdown(
+            [e.name for e in list_datasets(ctx.workspace)], multiselect=True, label=text.DATASET_PICK_LABEL,
+            info=text.DATASET_PICK_INFO, scale=4, elem_id="train-dataset-pick",
+        )  # fmt: skip
+        w["percent"] = gr.Slider(
+            1, 100, value=100, step=1, label=text.PERCENT_LABEL, scale=2, elem_id="train-percent"
+        )
+        w["use"] = gr.Button(text.USE_DATASETS_BUTTON, scale=0, min_width=100, elem_id="train-use-datasets")
+    w["fields"] = forms.build_essentials(values, custom)
+    with gr.Row():
+        w["reset"] = gr.Button(text.RESET_BUTTON, elem_id="train-reset")
+        w["check"] = gr.Button(text.PREVIEW_BUTTON, elem_id="train-check")
+        w["launch"] = gr.Button(text.LAUNCH_BUTTON, variant="primary", elem_id="train-launch")
+    w["status"] = gr.Markdown(elem_id="train-status")
+    with gr.Column(visible=False, elem_id="train-preflight") as w["preflight"]:
+        w["table"] = gr.Dataframe(
+            headers=text.PREFLIGHT_HEADERS, label=text.PREFLIGHT_TABLE_LABEL, interactive=False, wrap=True,
+            max_height=320, elem_id="train-preflight-table",
+        )  # fmt: skip
+        w["cost"] = gr.Markdown(elem_id="train-preflight-cost")
+    gr.Markdown(text.MORE_SETTINGS)
+    more, w["accordions"] = forms.build_sections(values, preset, custom)
+    w["fields"].update(more)
+    with gr.Accordion(text.YAML_IO_HEADING, open=False, elem_id="train-section-yaml"):
+        w["yaml"] = gr.Code(
+            value=preset.to_yaml(), label=text.YAML_IO_LABEL, language="yaml", interactive=True, max_lines=24,
+            elem_id="train-yaml",
+        )  # fmt: skip
+        with gr.Row():
+            w["load_yaml"] = gr.Button(text.LOAD_YAML_BUTTON, elem_id="train-load-yaml")
+            w["download"] = gr.DownloadButton(text.DOWNLOAD_YAML_BUTTON, elem_id="train-download-yaml")
+        w["command"] = gr.Code(
+            label=text.COMMAND_LABEL,
+            language="shell",
+            interactive=False,
+            wrap_lines=True,
+            elem_id="train-command",
+        )
+    return w
+
+
+def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any]:
+    """Build the tab in the current gr.Tab; returns key widgets (``launch``, ``last_run``, ``status``)."""
+    import gradio as gr
+
+    w = build_layout(ctx)
+    h = TrainHandlers(ctx, supervisor)
+    inputs = [w["fields"][n] for n in h.names]
+    for section, accordion in w["accordions"].items():
+        section_widgets = [w["fields"][f.name] for f in forms.section_fields(section)]
         gr.on(
-            [w.change for w in section_widgets] + [preset_mode.change],
-            section_labeller(section, section_names),
-            [preset_mode, *section_widgets],
+            [x.change for x in section_widgets] + [w["preset_mode"].change],
+            h.section_labeller(section),
+            [w["preset_mode"], *section_widgets],
             accordion,
             show_progress="hidden",
             trigger_mode="always_last",
         )
-
+    pick = w["pick"]
     pick.focus(lambda: gr.Dropdown(choices=[e.name for e in list_datasets(ctx.workspace)]), None, pick)
-    use.click(on_use, [pick, percent, preset_mode, *inputs], [status, preset_mode, *inputs])
-    check.click(on_check, inputs, [status, preflight_box, table, cost, yaml_box, cmd_box, download])
-    launch_event = launch.click(on_launch, inputs, [status, yaml_box, cmd_box, last_run])
-    reset.click(on_reset, preset_mode, inputs)
-    load_yaml.click(on_load_yaml, [yaml_box, preset_mode], [status, *inputs])
+    w["use"].click(
+        h.use, [pick, w["percent"], w["preset_mode"], *inputs], [w["status"], w["preset_mode"], *inputs]
+    )
+    check_outputs = [
+        w["status"],
+        w["preflight"],
+        w["table"],
+        w["cost"],
+        w["yaml"],
+        w["command"],
+        w["download"],
+    ]
+    w["check"].click(h.check, inputs, check_outputs)
+    launch_event = w["launch"].click(h.launch, inputs, [w["status"], w["yaml"], w["command"], w["last_run"]])
+    w["reset"].click(h.reset, w["preset_mode"], inputs)
+    w["load_yaml"].click(h.load_yaml, [w["yaml"], w["preset_mode"]], [w["status"], *inputs])
     return {
-        "launch": launch,
+        "launch": w["launch"],
         "launch_event": launch_event,
-        "last_run": last_run,
-        "status": status,
-        "widgets": widgets,
-        "accordions": accordions,
+        "last_run": w["last_run"],
+        "status": w["status"],
+        "widgets": w["fields"],
+        "accordions": w["accordions"],
     }
