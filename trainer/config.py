@@ -3,6 +3,11 @@
 The same fields make the YAML file (one section per concern), the `vgrpo train` flags (one flat
 ``--name value`` per field) and the studio's form, so none of them keeps a hand-written list.
 Seed knob names stay verbatim (``grpo_alpha``, ``grpo_beta``, ...).
+
+Values from all three are parsed by ``trainer.config_types.parse_value`` and each dataclass checks
+its field types in ``__post_init__``: nothing is coerced (2.5 for an integer, "abc" for a number and
+an empty required field are errors naming the field), and the cross-field rules live beside the
+fields they relate.
 """
 
 from __future__ import annotations

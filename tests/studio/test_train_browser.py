@@ -121,6 +121,9 @@ def test_think_dataset_checks_clean_and_first_steps_earn_rewards(page: Any, stud
 
         rewards = wait_for(first_rewards, FIRST_STEPS_TIMEOUT_S, "three steps of total reward")
         assert all(r > 0 and not math.isnan(r) for r in rewards[:3]), rewards
+        # ... and they differ within groups, so the advantages carry a signal to learn from.
+        flat = store.metrics_since(run.id, names=[mk.ZERO_STD_FRACTION])[mk.ZERO_STD_FRACTION].values
+        assert all(f < 1 for f in flat[:3]), flat
         config = store.get_config(run.id).config
         assert config["data"]["dataset_use"] == THINK_DATASET
         assert config["grpo"]["generation_max_length"] == 32
