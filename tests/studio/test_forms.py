@@ -171,3 +171,13 @@ def test_use_without_a_matching_eval_set_clears_one_of_the_other_mode() -> None:
 
 def test_the_two_presets_differ_only_where_the_answer_format_needs_it() -> None:
     assert forms.mode_knobs() == ["generation_max_length"]
+
+
+def test_use_on_mixed_answer_formats_changes_no_format_knob() -> None:
+    current = forms.field_values(forms.preset_for_mode("no_think"))
+    choice = forms.choose_datasets(
+        ["synthetic_motion_train", "synthetic_motion_no_think_train"], 100, current, ENTRIES
+    )
+    assert choice.mode is None
+    assert set(choice.values) == {"dataset_use", "eval_dataset_use"}
+    assert choice.values["eval_dataset_use"] == "synthetic_motion_eval,synthetic_motion_no_think_eval"
