@@ -21,6 +21,7 @@ from trainer.config import TrainConfig
 from trainer.data.video import DecodeCache
 from trainer.rollout import RolloutBatch
 from trainer.scoring import Scores
+from trainer.step_counts import ForwardCounts, count_forwards
 
 
 @dataclass
@@ -66,6 +67,9 @@ class RolloutPhase:
     rounds: int = 0
     generate_s: float = 0.0
     score_s: float = 0.0
+    prefill_tokens: int = 0  # prompt tokens the language model prefilled while sampling
+    sampling_vision_items: int = 0  # images/videos the vision tower encoded while sampling
+    forwards: ForwardCounts = field(default_factory=ForwardCounts)  # every model forward of the phase
 
 
 @dataclass
@@ -75,6 +79,7 @@ class UpdatePhase:
     means: dict[str, float]  # loss, kl, clip_ratio, entropy, policy_seq_log_prob
     grad_norm: float
     seconds: float
+    forwards: ForwardCounts = field(default_factory=ForwardCounts)  # the training forwards
 
 
 def grpo_step(ctx: StepContext, micro_records: list[list[Any]]) -> tuple[dict[str, float], list[MicroBatch]]:
@@ -88,8 +93,11 @@ def grpo_step(ctx: StepContext, micro_records: list[list[Any]]) -> tuple[dict[st
     from trainer.step_update import update_phase
 
     t0 = time.perf_counter()
-    rollouts = rollout_phase(ctx, micro_records)
-    update = update_phase(ctx, rollouts.micro)
+    with count_forwards(ctx.policy, ctx.ref_model) as rollout_forwards:
+        rollouts = rollout_phase(ctx, micro_records)
+    with count_forwards(ctx.policy) as update_forwards:
+        update = update_phase(ctx, rollouts.micro)
+    rollouts.forwards, update.forwards = rollout_forwards, update_forwards
     local = step_metrics(ctx.cfg, rollouts, update, len(micro_records), time.perf_counter() - t0)
     return mean_over_processes(ctx.accelerator, local), rollouts.micro
 
@@ -126,6 +134,10 @@ def step_metrics(
         mk.TIME_SCORE_S: rollouts.score_s,
         mk.TIME_BACKWARD_S: update.seconds,
         mk.TOKENS_PER_S: float(lengths.sum()) / max(step_s, 1e-9),
+        # Measured by hooks on the models (trainer.step_counts), this process's share.
+        mk.VISION_ITEMS: float(rollouts.forwards.vision_items + update.forwards.vision_items),
+        mk.PREFILL_TOKENS: float(rollouts.prefill_tokens),
+        mk.TRAIN_FORWARD_TOKENS: float(update.forwards.lm_tokens),
     }
     if rollouts.temporal_stats:
         stats = rollouts.temporal_stats

@@ -74,7 +74,9 @@ def _sample_and_score(ctx: StepContext, recs: list[Any], phase: RolloutPhase) ->
     g = ctx.cfg.grpo
     policy = ctx.policy
     prompt, recs = prompt_batch(ctx.processor, recs, ctx.cfg, ctx.cache)
-    rollout = generate_rollouts(policy, ctx.processor, prompt, g.grpo_sample_size, ctx.sample_kwargs)
+    shared = ctx.cfg.model.shared_prefix
+    rollout = generate_rollouts(policy, ctx.processor, prompt, g.grpo_sample_size, ctx.sample_kwargs, shared)
+    _add_sampling_work(phase, rollout)
     gen_s = rollout.seconds
     t_score = time.perf_counter()
     scores = score_rollouts(
@@ -91,8 +93,9 @@ def _sample_and_score(ctx: StepContext, recs: list[Any], phase: RolloutPhase) ->
             ),
         )
         shuffled = generate_rollouts(
-            policy, ctx.processor, shuffled_prompt, g.grpo_sample_size, ctx.sample_kwargs
+            policy, ctx.processor, shuffled_prompt, g.grpo_sample_size, ctx.sample_kwargs, shared
         )
+        _add_sampling_work(phase, shuffled)
         gen_s += shuffled.seconds
         scores = temporal_bonus(
             scores,
@@ -111,16 +114,24 @@ def _sample_and_score(ctx: StepContext, recs: list[Any], phase: RolloutPhase) ->
     return rollout, scores
 
 
+def _add_sampling_work(phase: RolloutPhase, rollout: RolloutBatch) -> None:
+    phase.prefill_tokens += rollout.prefill_tokens
+    phase.sampling_vision_items += rollout.vision_items
+
+
 def micro_batch(ctx: StepContext, rollout: RolloutBatch, scores: Scores) -> MicroBatch:
     """Advantages and the no-grad log-probs (rollout policy, reference) an update needs."""
     g = ctx.cfg.grpo
     policy = ctx.policy
+    shared = ctx.cfg.model.shared_prefix
     advantages = grpo.group_advantages(scores.total, g.grpo_sample_size, scale=g.scale_rewards)
     with torch.no_grad():
-        logp_old = completion_logprobs(policy, rollout, g.temperature) if g.num_iterations > 1 else None
+        logp_old = None
+        if g.num_iterations > 1:
+            logp_old = completion_logprobs(policy, rollout, g.temperature, shared)
         logp_ref = None
         if g.grpo_beta > 0:
-            logp_ref = _reference_logprobs(ctx.ref_model, policy, rollout, g.temperature)
+            logp_ref = _reference_logprobs(ctx.ref_model, policy, rollout, g.temperature, shared)
     return MicroBatch(rollout, scores, advantages, logp_old, logp_ref)
 
 
@@ -145,10 +156,10 @@ def prompt_batch(
 
 
 def _reference_logprobs(
-    ref_model: Any, policy: Any, rollout: RolloutBatch, temperature: float
+    ref_model: Any, policy: Any, rollout: RolloutBatch, temperature: float, shared_prefix: bool
 ) -> torch.Tensor:
     if ref_model is not None:
-        return completion_logprobs(ref_model, rollout, temperature)
+        return completion_logprobs(ref_model, rollout, temperature, shared_prefix)
     # LoRA: the reference is the base model, i.e. the policy with its adapters switched off.
     with policy.disable_adapter():
-        return completion_logprobs(policy, rollout, temperature)
+        return completion_logprobs(policy, rollout, temperature, shared_prefix)

@@ -55,7 +55,9 @@ def update_phase(ctx: StepContext, micro: list[MicroBatch]) -> UpdatePhase:
 def micro_batch_loss(ctx: StepContext, mb: MicroBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The GRPO loss of one micro-batch under the current policy (with grad) and its statistics."""
     g = ctx.cfg.grpo
-    logp, entropy = completion_logprobs_and_entropy(ctx.model, mb.rollout, g.temperature)
+    logp, entropy = completion_logprobs_and_entropy(
+        ctx.model, mb.rollout, g.temperature, ctx.cfg.model.shared_prefix
+    )
     mask = mb.rollout.completion_mask.to(logp.device)
     return grpo.grpo_loss(
         logp,
