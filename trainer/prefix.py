@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 # take other code paths we have not verified against the per-sample forward.
 SUPPORTED_ATTENTION = ("eager", "sdpa")
 _warned: set[str] = set()
+# Prompt inputs the vision tower reads (pixels and their grids).
+VISION_KEYS = ("pixel_values_videos", "video_grid_thw", "pixel_values", "image_grid_thw")
 
 
 class CaptureLayer(DynamicLayer):
@@ -156,11 +158,7 @@ def shared_prefix_logits(model: Any, rollout: Any, device: torch.device | str) -
     positions = prompt_positions(model, p, device)
     n_layers = causal_lm(model).config.text_config.num_hidden_layers
     capture = Cache(layers=[CaptureLayer() for _ in range(n_layers)])
-    vision = {
-        key: p[key].to(device)
-        for key in ("pixel_values_videos", "video_grid_thw", "pixel_values", "image_grid_thw")
-        if key in p
-    }
+    vision = {key: p[key].to(device) for key in VISION_KEYS if key in p}
     t = completion.shape[1]
     # With T == 1 there is no completion forward: the prompt forward then goes through the wrapper.
     is_ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)

@@ -28,9 +28,8 @@ from trainer.data.video import DecodeCache, VideoConfig
 from trainer.step_counts import count_forwards
 
 VideoTransform = Callable[[torch.Tensor], torch.Tensor]
-# Prompt inputs the 3-D rope positions are computed from, and those the vision tower reads.
+# Prompt inputs the 3-D rope positions are computed from.
 _ROPE_KEYS = ("attention_mask", "mm_token_type_ids", "image_grid_thw", "video_grid_thw", "second_per_grid_ts")
-_VISION_KEYS = ("pixel_values_videos", "video_grid_thw", "pixel_values", "image_grid_thw")
 
 
 @dataclass
@@ -170,7 +169,7 @@ def generate_from_shared_prefix(
     rope_kwargs = {key: inputs[key] for key in _ROPE_KEYS if key in inputs}
     # transformers' own positions for generation (text row + 3-D rope rows): (4, B, P).
     positions = lm._prepare_position_ids_for_generation(ids, rope_kwargs)
-    vision = {key: inputs[key] for key in _VISION_KEYS if key in inputs}
+    vision = {key: inputs[key] for key in prefix.VISION_KEYS if key in inputs}
     cache = DynamicCache(config=lm.config.get_text_config())
     model(
         input_ids=ids[:, :-1],
