@@ -19,6 +19,7 @@ from trainer.config import ModelConfig
 from trainer.data.inputs import build_inputs
 from trainer.data.prompts import chat_messages
 from trainer.data.video import VideoConfig
+from trainer.dynamic_sampling import select_prompts
 from trainer.logprobs import completion_logprobs, completion_logprobs_and_entropy
 from trainer.modeling import generation_kwargs, load_policy
 from trainer.rollout import PromptBatch, RolloutBatch, build_prompt_batch, generate_rollouts
@@ -141,11 +142,16 @@ def test_logprobs_loss_and_every_gradient_match_the_per_sample_path(
         assert any("merger" in n for n in touched)
 
 
-@pytest.mark.parametrize("media", ["video", "image", "text"])
-def test_greedy_rollouts_are_identical_on_both_paths(tiny_model_dir, synthetic_dir, media: str) -> None:
+@pytest.mark.parametrize(("media", "prompts"), [("video", 2), ("image", 2), ("text", 2), ("video", 1)])
+def test_greedy_rollouts_are_identical_on_both_paths(
+    tiny_model_dir, synthetic_dir, media: str, prompts: int
+) -> None:
     torch.manual_seed(0)
     model, processor = load_policy(tiny_model_dir)
     prompt = prompt_batch(processor, synthetic_dir, media)
+    if prompts == 1:  # no padding at all (transformers then drops the attention mask)
+        prompt = select_prompts(prompt, [0])
+        assert bool(prompt.inputs["attention_mask"].all())
     greedy = generation_kwargs(processor, 16, do_sample=False)
     one = generate_rollouts(model, processor, prompt, 1, greedy, shared_prefix=False)
     assert torch.equal(
