@@ -9,7 +9,8 @@ warm-up steps, the two arms alternating step by step in one process):
 ``shared-prefix``: a random-initialised Qwen2.5-VL whose language model matters (hidden 256,
 4 layers by default; the tiny model's tokenizer and vision tower), 16-frame videos at 112 and
 224 px, G = 4 and 8, ``shared_prefix`` off and on. ``peak_mem_ratio`` is shared / per-sample
-peak memory of a step above its start (CUDA: allocated; CPU: malloc heap in use, sampled).
+peak memory of a step above its start (CUDA: allocated; CPU: malloc heap in use, sampled),
+median of --memory-steps extra untimed steps per arm.
 
 ``vs-trl``: the embedded tiny model on the image form of the synthetic task, our step against
 ``trl.GRPOTrainer`` (no vLLM) with the same prompts, G, prompts per step, completion length
@@ -111,13 +112,18 @@ def peak_memory() -> Iterator[list[float]]:
         out.append(float(max(peak[0], heap_in_use()) - base))
 
 
-def timed_step(step: Callable[[], Any]) -> tuple[float, float]:
-    """(seconds, peak bytes) of one call."""
+def seconds_of(step: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
+
+
+def peak_of(step: Callable[[], Any]) -> float:
+    """Peak bytes one call added. Measured on separate steps, never on timed ones: the sampling
+    thread takes the GIL every 5 ms and slowed a tiny-model step by ~50%."""
     with peak_memory() as mem:
-        start = time.perf_counter()
         step()
-        seconds = time.perf_counter() - start
-    return seconds, mem[0]
+    return mem[0]
 
 
 # ---- our step --------------------------------------------------------------------------------
@@ -247,14 +253,12 @@ def shared_prefix_part(args: argparse.Namespace, out: Path) -> list[str]:
                 for shared in (False, True)
             }
             times: dict[bool, list[float]] = {False: [], True: []}
-            mems: dict[bool, list[float]] = {False: [], True: []}
             for i in range(args.warmup + args.steps):
                 for shared in (False, True) if i % 2 == 0 else (True, False):
-                    seconds, mem = timed_step(arms[shared])
-                    times[shared].append(seconds)
-                    mems[shared].append(mem)
+                    times[shared].append(seconds_of(arms[shared]))
+            mems = {shared: [peak_of(arms[shared]) for _ in range(args.memory_steps)] for shared in arms}
             per, sh = (median_line(times[s], args.warmup) for s in (False, True))
-            mem_ratio = median_line(mems[True], args.warmup) / max(median_line(mems[False], args.warmup), 1.0)
+            mem_ratio = statistics.median(mems[True]) / max(statistics.median(mems[False]), 1.0)
             line = (
                 f"shared-prefix: frames=16 px={px} G={group} per_sample={per:.3f}s shared={sh:.3f}s "
                 f"speedup={per / sh:.2f}x peak_mem_ratio={mem_ratio:.2f}"
@@ -307,7 +311,7 @@ class Alternate(TrainerCallback):
 
     def on_step_end(self, *_: Any, **__: Any) -> None:
         self.trl_times.append(time.perf_counter() - self.start)
-        self.ours_times.append(timed_step(self.ours)[0])
+        self.ours_times.append(seconds_of(self.ours))
 
 
 def vs_trl_line(args: argparse.Namespace, out: Path, records: list[Any], new_tokens: int) -> str:
@@ -374,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="measured steps per arm (medians)")
     parser.add_argument("--warmup", type=int, default=1, help="steps per arm before measuring")
     parser.add_argument("--prompts", type=int, default=1, help="questions per step")
+    parser.add_argument("--memory-steps", type=int, default=2, help="untimed steps per arm for memory")
     parser.add_argument("--new-tokens", type=int, default=16, help="completion length (shared-prefix part)")
     parser.add_argument("--px", type=int, nargs="+", default=[112, 224], help="shared-prefix: frame sizes")
     parser.add_argument("--groups", type=int, nargs="+", default=[4, 8], help="shared-prefix: G values")
