@@ -44,6 +44,14 @@ class ModelConfig:
     attn_implementation: str = field(
         default="sdpa", metadata=_help("Attention kernel: sdpa, eager or flash_attention_2.")
     )
+    shared_prefix: bool = field(
+        default=True,
+        metadata=_help(
+            "Run each prompt once per group (rollout prefill and loss forwards) and let its G "
+            "completions attend to its cached keys/values; off: every completion re-reads its prompt. "
+            "sdpa and eager only (flash_attention_2 falls back to per-sample, with a warning)."
+        ),
+    )
     tune_mm_llm: bool = field(default=True, metadata=_help("Train the language model."))
     tune_mm_mlp: bool = field(default=True, metadata=_help("Train the vision-to-language merger MLP."))
     tune_mm_vision: bool = field(default=False, metadata=_help("Train the vision tower."))

@@ -35,6 +35,15 @@ TIME_STEP_S = "time/step_s"
 TOKENS_PER_S = "time/tokens_per_s"
 PEAK_MEMORY_GB = "time/peak_memory_gb"
 
+# Work per step, counted by hooks on the models (this process's share, averaged over processes):
+# images/videos through the vision tower (sampling, reference/old-policy passes and training
+# forwards together), prompt tokens prefilled while sampling, and language-model tokens through
+# the training forwards (rows x tokens, padding included). The shared-prefix path shows up here:
+# prompts are read once per question instead of once per completion.
+VISION_ITEMS = "compute/vision_items"
+PREFILL_TOKENS = "compute/prefill_tokens"
+TRAIN_FORWARD_TOKENS = "compute/train_forward_tokens"
+
 # Held-out evaluation (greedy answers on eval_dataset_use).
 EVAL_ACCURACY = "eval/accuracy"
 EVAL_FORMAT_RATE = "eval/format_rate"
@@ -69,6 +78,9 @@ TIMING_METRICS: tuple[str, ...] = (
     TIME_STEP_S,
     TOKENS_PER_S,
     PEAK_MEMORY_GB,
+    VISION_ITEMS,
+    PREFILL_TOKENS,
+    TRAIN_FORWARD_TOKENS,
 )
 EVAL_METRICS: tuple[str, ...] = (EVAL_ACCURACY, EVAL_FORMAT_RATE)
 TEMPORAL_METRICS: tuple[str, ...] = (TEMPORAL_ACC_ORDERED, TEMPORAL_ACC_SHUFFLED, TEMPORAL_BONUS_RATE)
