@@ -256,7 +256,7 @@ def _train(
 
     state = TrainerState(run_id=str(run_id or ""), total_steps=steps)
     if resume_path is not None:
-        resumed = load_checkpoint(accelerator, resume_path)
+        resumed = load_checkpoint(accelerator, resume_path, model)
         state.step, state.epoch, state.position = resumed.step, resumed.epoch, resumed.position
         logger.info("resumed from %s at step %d", resume_path, state.step)
 
@@ -695,19 +695,18 @@ def _evaluate(
     kwargs: dict[str, Any],
     cache: DecodeCache | None,
 ) -> EvalResult | None:
-    """Greedy evaluation on the main process (the others wait)."""
+    """Greedy evaluation, every process answering its share (every process gets the result)."""
     if not records:
         return None
-    result = None
+    policy = accelerator.unwrap_model(model)
+    result = evaluate(policy, processor, records, cfg.video, kwargs, cache=cache, processes=accelerator)
     if accelerator.is_main_process:
-        result = evaluate(accelerator.unwrap_model(model), processor, records, cfg.video, kwargs, cache=cache)
         logger.info(
             "eval: accuracy %.3f, format %.3f on %d records",
             result.accuracy,
             result.format_rate,
             result.num_records,
         )
-    accelerator.wait_for_everyone()
     return result
 
 

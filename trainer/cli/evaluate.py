@@ -58,8 +58,10 @@ def check_checkpoint(path: str) -> str:
     """A local model folder (resolved) or a hub id; ConfigError naming the path otherwise."""
     local = Path(path).expanduser()
     if local.exists():
-        if not (local / "config.json").is_file():
-            raise ConfigError(f"checkpoint {local.resolve()} is not a model folder (no config.json)")
+        if not ((local / "config.json").is_file() or (local / "adapter_config.json").is_file()):
+            raise ConfigError(
+                f"checkpoint {local.resolve()} is not a model folder (no config.json or adapter_config.json)"
+            )
         return str(local.resolve())
     if _HUB_ID.match(path) and not path.startswith("."):
         return path
