@@ -699,7 +699,10 @@ def _evaluate(
     if not records:
         return None
     policy = accelerator.unwrap_model(model)
-    result = evaluate(policy, processor, records, cfg.video, kwargs, cache=cache, processes=accelerator)
+    # As many answers per generate call as a rollout batch holds (B prompts x G completions): a size
+    # the run already fits in memory.
+    batch = cfg.optim.per_device_train_batch_size * cfg.grpo.grpo_sample_size
+    result = evaluate(policy, processor, records, cfg.video, kwargs, batch, cache, processes=accelerator)
     if accelerator.is_main_process:
         logger.info(
             "eval: accuracy %.3f, format %.3f on %d records",

@@ -156,6 +156,14 @@ def _device(name: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _processes() -> Any:
+    """accelerate's view of the processes this command runs in (CPU ones use gloo)."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def run(args: argparse.Namespace) -> int:
     from trainer.data.registry import load_dataset_use
     from trainer.evaluate import evaluate
@@ -177,14 +185,17 @@ def run(args: argparse.Namespace) -> int:
         records = records[: args.max_records]
 
     # Open the DB before the slow part, so a bad URL or run fails in a second.
+    # Under `accelerate launch` every process answers its share of the records (the main process
+    # alone stores and reports); run plainly it is one process.
+    processes = _processes()
     store = None
-    if args.db:
+    if args.db and processes.is_main_process:
         from trainer.rundb import RunStore
 
         store = RunStore(args.db)
     try:
         ckpt = checkpoint_row_for(store, path, args.run) if store is not None else None
-        device = _device(args.device)
+        device = _device(args.device) if processes.num_processes == 1 else str(processes.device)
         dtype = "bf16" if device.startswith("cuda") else None
         try:
             model, processor = load_policy(path, dtype=dtype, device=device)
@@ -194,7 +205,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"cannot load checkpoint {path}: {str(exc).strip().splitlines()[0]}") from exc
         logger.info("evaluating %s on %s (%d records, %s)", path, args.dataset_use, len(records), device)
         kwargs = generation_kwargs(processor, max_new_tokens, do_sample=False)
-        result = evaluate(model, processor, records, video_cfg, kwargs, batch_size=args.batch_size)
+        result = evaluate(
+            model, processor, records, video_cfg, kwargs, batch_size=args.batch_size, processes=processes
+        )
         evaluation = None
         if store is not None and ckpt is not None:
             evaluation = store.add_evaluation(
@@ -214,6 +227,8 @@ def run(args: argparse.Namespace) -> int:
         if store is not None:
             store.close()
 
+    if not processes.is_main_process:
+        return 0
     print(
         f"eval {args.dataset_use}: accuracy {result.accuracy:.4f}, format rate {result.format_rate:.4f} "
         f"on {result.num_records} records ({result.seconds:.1f} s)"
