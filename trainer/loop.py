@@ -8,7 +8,6 @@ Everything distributed goes through accelerate (DDP, DeepSpeed, FSDP from ``acce
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 import os
@@ -34,6 +33,7 @@ from trainer.evaluate import EvalResult, evaluate
 from trainer.logprobs import completion_logprobs, completion_logprobs_and_entropy
 from trainer.modeling import generation_kwargs, load_policy
 from trainer.paths import default_db_url, default_workspace, resolve_repo_path
+from trainer.reference import accelerator_kwargs, configure_deepspeed, prepare_reference
 from trainer.reporting import make_reporter
 from trainer.rollout import RolloutBatch, build_prompt_batch, generate_rollouts, shuffled_frames
 from trainer.rundb import MetricsWriter, Rollout, RunAborted, RunStore, run_lifecycle
@@ -124,11 +124,8 @@ def train(
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    # cpu=True without CUDA: that is what makes accelerate run several CPU processes with gloo
-    # (MULTI_CPU) instead of silently training each process alone.
-    accelerator = Accelerator(
-        mixed_precision="bf16" if cfg.model.bf16 else "no", cpu=not torch.cuda.is_available()
-    )
+    accelerator = Accelerator(mixed_precision="bf16" if cfg.model.bf16 else "no", **accelerator_kwargs())
+    configure_deepspeed(accelerator, cfg.optim.per_device_train_batch_size)
     set_seed(cfg.run.seed)
     if cfg.run.num_threads:
         torch.set_num_threads(cfg.run.num_threads)
@@ -218,18 +215,19 @@ def _train(
     # ---- model, reference, optimiser ----------------------------------------------------------
     _check_reference_loading(g.grpo_beta > 0 and not cfg.model.lora_enable)
     dtype = "bf16" if cfg.model.bf16 else None
-    model, processor = load_policy(
-        resolve_repo_path(cfg.model.model_name_or_path),
-        dtype=dtype,
-        attn_implementation=cfg.model.attn_implementation,
-    )
+
+    def load() -> tuple[Any, Any]:
+        path = resolve_repo_path(cfg.model.model_name_or_path)
+        return load_policy(path, dtype=dtype, attn_implementation=cfg.model.attn_implementation)
+
+    model, processor = load()
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     ref_model = None
     if g.grpo_beta > 0 and not cfg.model.lora_enable:
         # The frozen reference is the policy as loaded (the GRPO paper's pi_ref).
-        ref_model = copy.deepcopy(model).eval().requires_grad_(False).to(accelerator.device)
+        ref_model = prepare_reference(accelerator, model, lambda: load()[0])
     model = set_trainable(model, cfg.model)
     optimizer = torch.optim.AdamW(
         trainable_parameters(model),
