@@ -26,8 +26,11 @@ def checksum(model: torch.nn.Module) -> str:
 
 
 def main() -> None:
+    """``worker.py CONFIG OUT_DIR [resume]``: with ``resume``, train again from the run's
+    checkpoint-1 to the end and report that too (the same process: one launch, both runs)."""
     config_path, out_dir = Path(sys.argv[1]), Path(sys.argv[2])
-    outcome = train(build_config(load_yaml(config_path)))
+    values = load_yaml(config_path)
+    outcome = train(build_config(values))
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     report = {
@@ -38,6 +41,18 @@ def main() -> None:
         "eval": outcome.eval.records if outcome.eval is not None else None,
         "final_checkpoint": str(outcome.final_checkpoint),
     }
+    if sys.argv[3:] == ["resume"]:
+        # Its own output folder and database: the first run already holds a checkpoint-2.
+        values["run"] = {
+            **values["run"],
+            "resume_from_checkpoint": str(outcome.output_dir / "checkpoint-1"),
+            "output_dir": str(out_dir / "resumed"),
+            "db": f"sqlite:///{out_dir / 'resumed.db'}",
+        }
+        resumed = train(build_config(values))
+        report["resumed_history"] = resumed.history
+        report["resumed_checksum"] = checksum(resumed.model)
+    report["history"] = outcome.history
     (out_dir / f"rank{rank}.json").write_text(json.dumps(report))
 
 
