@@ -27,6 +27,9 @@ from trainer.paths import REPO_ROOT, TINY_MODEL_DIR
 pytest.importorskip("deepspeed", reason="pip install deepspeed (in the dev extra)")
 pytestmark = pytest.mark.slow
 
+# 3 eval batches of B*G = 4 records: the processes answer 2 and 1, and under ZeRO-3 (synced_gpus)
+# the second repeats one so both run the same number of collective generate calls.
+EVAL_RECORDS = 9
 COMPARED = (mk.TOTAL_REWARD, mk.LOSS, mk.KL_DIV, mk.POLICY_SEQ_LOG_PROB, mk.GRAD_NORM)
 
 
@@ -40,7 +43,7 @@ def _run(tmp_path: Path, engine: str) -> dict:
         f"""
 model: {{model_name_or_path: {TINY_MODEL_DIR}}}
 data: {{dataset_use: synthetic_motion_train%5, workspace: {tmp_path / "ws"},
-        eval_dataset_use: synthetic_motion_eval, eval_max_records: 6}}
+        eval_dataset_use: synthetic_motion_eval, eval_max_records: {EVAL_RECORDS}}}
 video: {{fps: 8.0, max_frames: 8, min_pixels: 3136, max_pixels: 3136}}
 grpo: {{grpo_sample_size: 2, generation_max_length: 8, grpo_beta: 0.04, entropy_coeff: 0.001}}
 optim: {{learning_rate: 0.001, max_steps: 2, per_device_train_batch_size: 2, lr_scheduler_type: constant}}
@@ -61,7 +64,7 @@ run: {{save_steps: 1, output_dir: {out / "ckpt"}, num_threads: 1, run_name: {eng
     assert proc.returncode == 0, proc.stderr[-4000:]
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["checksum"] == ranks[1]["checksum"] and ranks[0]["world"] == 2
-    assert ranks[0]["eval"] == ranks[1]["eval"] and len(ranks[0]["eval"]) == 6
+    assert ranks[0]["eval"] == ranks[1]["eval"] and len(ranks[0]["eval"]) == EVAL_RECORDS
     report = ranks[0]
     # What plain transformers loads from the checkpoint (ZeRO-3 gathered the shards to write it).
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(out / "ckpt" / "checkpoint-2")

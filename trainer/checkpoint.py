@@ -104,6 +104,8 @@ def save_checkpoint(
         kwargs["save_function"] = accelerator.save
     # A PeftModel writes only its adapters and modules_to_save out of the full state dict.
     unwrapped.save_pretrained(str(tmp), **kwargs)
+    # Every process is done with the folder (save_pretrained lists it on each) before it is renamed.
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         processor.save_pretrained(str(tmp))
         (tmp / "train_config.yaml").write_text(config_yaml)
