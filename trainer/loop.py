@@ -9,7 +9,6 @@ Everything distributed goes through accelerate (DDP, DeepSpeed, FSDP from ``acce
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 import os
@@ -32,6 +31,7 @@ from trainer.errors import ConfigError, StudioError
 from trainer.evaluate import EvalResult, evaluate
 from trainer.modeling import generation_kwargs, load_policy
 from trainer.paths import default_db_url, default_workspace, resolve_repo_path
+from trainer.reference import accelerator_kwargs, configure_deepspeed, prepare_reference
 from trainer.reporting import make_reporter
 from trainer.rundb import MetricsWriter, OwnerAlive, Rollout, RunAborted, RunStore, run_lifecycle
 from trainer.sampler import next_batch, total_steps
@@ -111,11 +111,8 @@ def train(
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    # cpu=True without CUDA: that is what makes accelerate run several CPU processes with gloo
-    # (MULTI_CPU) instead of silently training each process alone.
-    accelerator = Accelerator(
-        mixed_precision="bf16" if cfg.model.bf16 else "no", cpu=not torch.cuda.is_available()
-    )
+    accelerator = Accelerator(mixed_precision="bf16" if cfg.model.bf16 else "no", **accelerator_kwargs())
+    configure_deepspeed(accelerator, cfg.optim.per_device_train_batch_size)
     set_seed(cfg.run.seed)
     if cfg.run.num_threads:
         torch.set_num_threads(cfg.run.num_threads)
@@ -198,7 +195,7 @@ def _train(
 
     state = TrainerState(run_id=str(run_id or ""), total_steps=steps)
     if resume_path is not None:
-        resumed = load_checkpoint(accelerator, resume_path)
+        resumed = load_checkpoint(accelerator, resume_path, model)
         state.step, state.epoch, state.position = resumed.step, resumed.epoch, resumed.position
         logger.info("resumed from %s at step %d", resume_path, state.step)
 
@@ -297,18 +294,19 @@ def _step_context(
     g = cfg.grpo
     _check_reference_loading(g.grpo_beta > 0 and not cfg.model.lora_enable)
     dtype = "bf16" if cfg.model.bf16 else None
-    model, processor = load_policy(
-        resolve_repo_path(cfg.model.model_name_or_path),
-        dtype=dtype,
-        attn_implementation=cfg.model.attn_implementation,
-    )
+
+    def load() -> tuple[Any, Any]:
+        path = resolve_repo_path(cfg.model.model_name_or_path)
+        return load_policy(path, dtype=dtype, attn_implementation=cfg.model.attn_implementation)
+
+    model, processor = load()
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     ref_model = None
     if g.grpo_beta > 0 and not cfg.model.lora_enable:
         # The frozen reference is the policy as loaded (the GRPO paper's pi_ref).
-        ref_model = copy.deepcopy(model).eval().requires_grad_(False).to(accelerator.device)
+        ref_model = prepare_reference(accelerator, model, lambda: load()[0])
     model = set_trainable(model, cfg.model)
     optimizer = torch.optim.AdamW(
         trainable_parameters(model),
@@ -418,19 +416,21 @@ def _evaluate(
     kwargs: dict[str, Any],
     cache: DecodeCache | None,
 ) -> EvalResult | None:
-    """Greedy evaluation on the main process (the others wait)."""
+    """Greedy evaluation, every process answering its share (every process gets the result)."""
     if not records:
         return None
-    result = None
+    policy = accelerator.unwrap_model(model)
+    # As many answers per generate call as a rollout batch holds (B prompts x G completions): a size
+    # the run already fits in memory.
+    batch = cfg.optim.per_device_train_batch_size * cfg.grpo.grpo_sample_size
+    result = evaluate(policy, processor, records, cfg.video, kwargs, batch, cache, processes=accelerator)
     if accelerator.is_main_process:
-        result = evaluate(accelerator.unwrap_model(model), processor, records, cfg.video, kwargs, cache=cache)
         logger.info(
             "eval: accuracy %.3f, format %.3f on %d records",
             result.accuracy,
             result.format_rate,
             result.num_records,
         )
-    accelerator.wait_for_everyone()
     return result
 
 

@@ -63,8 +63,10 @@ def check_checkpoint(path: str) -> str:
     """A local model folder (resolved) or a hub id; ConfigError naming the path otherwise."""
     local = Path(path).expanduser()
     if local.exists():
-        if not (local / "config.json").is_file():
-            raise ConfigError(f"checkpoint {local.resolve()} is not a model folder (no config.json)")
+        if not ((local / "config.json").is_file() or (local / "adapter_config.json").is_file()):
+            raise ConfigError(
+                f"checkpoint {local.resolve()} is not a model folder (no config.json or adapter_config.json)"
+            )
         return str(local.resolve())
     if _HUB_ID.match(path) and not path.startswith("."):
         return path
@@ -175,12 +177,13 @@ def _evaluate_and_store(
     max_new_tokens: int,
     store: Any,
     ckpt: Any,
+    processes: Any,
 ) -> tuple[Any, Any]:
     """Load the checkpoint, answer the records, store the evaluation (with a DB and a checkpoint row)."""
     from trainer.evaluate import evaluate
     from trainer.modeling import generation_kwargs, load_policy
 
-    device = _device(args.device)
+    device = _device(args.device) if processes.num_processes == 1 else str(processes.device)
     dtype = "bf16" if device.startswith("cuda") else None
     try:
         model, processor = load_policy(path, dtype=dtype, device=device)
@@ -190,7 +193,9 @@ def _evaluate_and_store(
         raise ConfigError(f"cannot load checkpoint {path}: {str(exc).strip().splitlines()[0]}") from exc
     logger.info("evaluating %s on %s (%d records, %s)", path, args.dataset_use, len(records), device)
     kwargs = generation_kwargs(processor, max_new_tokens, do_sample=False)
-    result = evaluate(model, processor, records, video_cfg, kwargs, batch_size=args.batch_size)
+    result = evaluate(
+        model, processor, records, video_cfg, kwargs, batch_size=args.batch_size, processes=processes
+    )
     evaluation = None
     if store is not None and ckpt is not None:
         evaluation = store.add_evaluation(
@@ -217,6 +222,14 @@ def _device(name: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _processes() -> Any:
+    """accelerate's view of the processes this command runs in (CPU ones use gloo)."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def run(args: argparse.Namespace) -> int:
     from trainer.data.registry import load_dataset_use
     from trainer.paths import default_workspace
@@ -236,8 +249,11 @@ def run(args: argparse.Namespace) -> int:
         records = records[: args.max_records]
 
     # Open the DB before the slow part, so a bad URL or run fails in a second.
+    # Under `accelerate launch` every process answers its share of the records (the main process
+    # alone stores and reports); run plainly it is one process.
+    processes = _processes()
     store = None
-    if args.db:
+    if args.db and processes.is_main_process:
         from trainer.rundb import RunStore
 
         store = RunStore(args.db)
@@ -246,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
         job = recorded_job(store, args, ckpt, len(records)) if store is not None else nullcontext(None)
         with job as handle:  # ends the job finished with its result, failed or aborted
             result, evaluation = _evaluate_and_store(
-                args, path, records, video_cfg, max_new_tokens, store, ckpt
+                args, path, records, video_cfg, max_new_tokens, store, ckpt, processes
             )
             if handle is not None:
                 handle.result.update(accuracy=result.accuracy, format_rate=result.format_rate)
@@ -261,6 +277,8 @@ def run(args: argparse.Namespace) -> int:
         if store is not None:
             store.close()
 
+    if not processes.is_main_process:
+        return 0
     print(
         f"eval {args.dataset_use}: accuracy {result.accuracy:.4f}, format rate {result.format_rate:.4f} "
         f"on {result.num_records} records ({result.seconds:.1f} s)"
