@@ -114,3 +114,11 @@ def test_model_path_must_be_a_model_folder(tmp_path) -> None:
     with pytest.raises(ConfigError, match="is not a model folder"):
         check_model_path(str(tmp_path))
     assert check_model_path("assets/tiny-qwen2.5-vl").endswith("assets/tiny-qwen2.5-vl")
+
+
+def test_a_hub_id_is_left_to_transformers_and_a_missing_local_path_is_not(tmp_path) -> None:
+    # Real users pick hub ids; only a name that can only be local must exist here.
+    assert check_model_path("Qwen/Qwen2.5-VL-3B-Instruct") == "Qwen/Qwen2.5-VL-3B-Instruct"
+    for local in ("./models/qwen", "/abs/models/qwen", "models/qwen/v2"):
+        with pytest.raises(ConfigError, match="no such folder"):
+            check_model_path(local)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.errors import ConfigError
+from trainer.paths import is_missing_local_path
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def load_policy(
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     path = str(model_name_or_path)
-    if os.path.sep in path and not os.path.isdir(path):
+    if is_missing_local_path(path):
         raise ConfigError(f"model_name_or_path: no such folder {path}")
     kwargs: dict[str, Any] = {"dtype": _resolve_dtype(dtype) or "float32"}
     if attn_implementation is not None:

@@ -24,7 +24,7 @@ from trainer.config import TrainConfig
 from trainer.data import load_dataset_use
 from trainer.data.prompts import NO_THINK, THINK
 from trainer.errors import ConfigError
-from trainer.paths import default_workspace, resolve_repo_path
+from trainer.paths import default_workspace, is_missing_local_path, resolve_repo_path
 from trainer.step_cost import MemoryEstimate, ModelShape, memory_estimate, sequences_per_step
 
 logger = logging.getLogger(__name__)
@@ -110,14 +110,15 @@ class PreflightReport:
 def check_model_path(model_name_or_path: str) -> str:
     """The model location as the trainer will load it; raises ConfigError when it cannot be.
 
-    Mirrors ``trainer.modeling.load_policy``: a name with a path separator must be a local folder;
-    a local folder must hold a ``config.json``.
+    Mirrors ``trainer.modeling.load_policy``: a local folder must hold a ``config.json``; a path
+    that can only be local must exist; a hub id (``Qwen/Qwen2.5-VL-3B-Instruct``) is left to
+    transformers, which loads it from its cache or the hub.
     """
     path = resolve_repo_path(model_name_or_path)
     if os.path.isdir(path):
         if not (Path(path) / "config.json").is_file():
             raise ConfigError(f"model_name_or_path: {path} is not a model folder (no config.json)")
-    elif os.path.sep in path:
+    elif is_missing_local_path(path):
         raise ConfigError(f"model_name_or_path: no such folder {path}")
     return path
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.errors import ConfigError, StudioError
+from trainer.paths import is_hub_id
 from trainer.rundb.lifecycle import RunAborted
 
 logger = logging.getLogger(__name__)
@@ -31,8 +32,6 @@ logger = logging.getLogger(__name__)
 TRAIN_CONFIG_FILE = "train_config.yaml"
 DEFAULT_MAX_NEW_TOKENS = 256
 _STEP = re.compile(r"checkpoint-(\d+)$")
-# "Qwen/Qwen2.5-VL-3B-Instruct": a hub id, left to transformers (its cache or the network).
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -68,7 +67,7 @@ def check_checkpoint(path: str) -> str:
                 f"checkpoint {local.resolve()} is not a model folder (no config.json or adapter_config.json)"
             )
         return str(local.resolve())
-    if _HUB_ID.match(path) and not path.startswith("."):
+    if is_hub_id(path):
         return path
     raise ConfigError(f"checkpoint not found: {local.resolve()}")
 
