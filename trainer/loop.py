@@ -36,8 +36,10 @@ from trainer.modeling import generation_kwargs, load_policy
 from trainer.paths import default_db_url, default_workspace, resolve_repo_path
 from trainer.reporting import make_reporter
 from trainer.rollout import RolloutBatch, build_prompt_batch, generate_rollouts, shuffled_frames
+from trainer.rollout_vllm import make_sampler
 from trainer.rundb import MetricsWriter, Rollout, RunAborted, RunStore, run_lifecycle
 from trainer.sampler import next_batch, total_steps
+from trainer.sampler_mismatch import sampler_correction
 from trainer.scoring import Scores, score_rollouts, temporal_bonus
 from trainer.trainable import set_trainable, trainable_parameters
 
@@ -259,6 +261,11 @@ def _train(
         resumed = load_checkpoint(accelerator, resume_path)
         state.step, state.epoch, state.position = resumed.step, resumed.epoch, resumed.position
         logger.info("resumed from %s at step %d", resume_path, state.step)
+    # rollout_backend: generate_rollouts, or a vLLM engine that follows the policy's weights.
+    sampler = make_sampler(cfg, processor, accelerator)
+    sync_sampler = getattr(sampler, "load_weights", None)
+    if sync_sampler is not None:
+        sync_sampler(accelerator.unwrap_model(model))
 
     writer = MetricsWriter(store, run_id) if store is not None and run_id is not None else None
     reporter = (
@@ -300,7 +307,10 @@ def _train(
                 scheduler,
                 sample_kwargs,
                 refill=draw,
+                sampler=sampler,
             )
+            if sync_sampler is not None:
+                sync_sampler(accelerator.unwrap_model(model))
             state.step += 1
             metrics[mk.TIME_STEP_S] = time.perf_counter() - step_start
             metrics[mk.LEARNING_RATE] = scheduler.get_last_lr()[0]
@@ -406,6 +416,7 @@ def grpo_step(
     scheduler: Any,
     sample_kwargs: dict[str, Any],
     refill: Callable[[], list[Any]] | None = None,
+    sampler: Callable[..., RolloutBatch] = generate_rollouts,
 ) -> tuple[dict[str, float], list[MicroBatch]]:
     """One global step: rollouts for every micro-batch, then ``num_iterations`` policy updates.
 
@@ -430,7 +441,7 @@ def grpo_step(
             if have < need or sample_kwargs.get("synced_gpus"):
                 rounds += 1
                 rollout, scores, seconds = _sample_and_score(
-                    policy, processor, recs, cfg, cache, sample_kwargs
+                    policy, processor, recs, cfg, cache, sample_kwargs, sampler
                 )
                 gen_s, score_s = gen_s + seconds[0], score_s + seconds[1]
                 if scores.temporal is not None:
@@ -468,11 +479,15 @@ def grpo_step(
             with nullcontext() if last else accelerator.no_sync(model):
                 logp, entropy = completion_logprobs_and_entropy(model, mb.rollout, g.temperature)
                 mask = mb.rollout.completion_mask.to(logp.device)
+                advantages, mismatch = sampler_correction(
+                    mb.advantages.to(logp.device), logp, mb.logp_old, mb.rollout.sampler_logprobs, mask,
+                    g.vllm_importance_sampling_cap,
+                )  # fmt: skip
                 loss, stats = grpo.grpo_loss(
                     logp,
                     mb.logp_old.to(logp.device) if mb.logp_old is not None else None,
                     mb.logp_ref.to(logp.device) if mb.logp_ref is not None else None,
-                    mb.advantages.to(logp.device),
+                    advantages,
                     mask,
                     alpha=g.grpo_alpha,
                     beta=g.grpo_beta,
@@ -490,7 +505,7 @@ def grpo_step(
                     else loss * mb.rollout.prompt.size / total_groups
                 )
                 _backward(accelerator, scaled, last)
-            for key, value in stats.items():
+            for key, value in {**stats, **mismatch}.items():
                 stats_sum[key] = stats_sum.get(key, 0.0) + float(value)
             stats_sum["loss"] = stats_sum.get("loss", 0.0) + float(loss.detach())
             n_updates += 1
@@ -531,6 +546,9 @@ def grpo_step(
         mk.TIME_BACKWARD_S: backward_s,
         mk.TOKENS_PER_S: generated_tokens / max(time.perf_counter() - t0, 1e-9),
     }
+    for key, name in (("sampler_logp_diff", mk.SAMPLER_LOGP_DIFF), ("is_weight", mk.IS_WEIGHT)):
+        if key in stats_sum:
+            local[name] = stats_sum[key] / n_updates
     if temporal_stats:
         for key, name in (
             ("acc_ordered", mk.TEMPORAL_ACC_ORDERED),
@@ -569,12 +587,13 @@ def _sample_and_score(
     cfg: TrainConfig,
     cache: DecodeCache | None,
     sample_kwargs: dict[str, Any],
+    sampler: Callable[..., RolloutBatch] = generate_rollouts,
 ) -> tuple[RolloutBatch, Scores, tuple[float, float]]:
     """G completions per question, scored (with the T-GRPO bonus when on); returns the rollouts,
     their scores and the seconds spent (generating, scoring)."""
     g = cfg.grpo
     prompt, recs = _prompt_batch(processor, recs, cfg, cache)
-    rollout = generate_rollouts(policy, processor, prompt, g.grpo_sample_size, sample_kwargs)
+    rollout = sampler(policy, processor, prompt, g.grpo_sample_size, sample_kwargs)
     gen_s = rollout.seconds
     t_score = time.perf_counter()
     scores = score_rollouts(
@@ -590,7 +609,7 @@ def _sample_and_score(
                 torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
             ),
         )
-        shuffled = generate_rollouts(policy, processor, shuffled_prompt, g.grpo_sample_size, sample_kwargs)
+        shuffled = sampler(policy, processor, shuffled_prompt, g.grpo_sample_size, sample_kwargs)
         gen_s += shuffled.seconds
         scores = temporal_bonus(
             scores,

@@ -46,6 +46,9 @@ class RolloutBatch:
     completion_mask: torch.Tensor  # (B*G, T), 1 for generated tokens up to and including EOS
     texts: list[str]  # (B*G,) decoded completions
     seconds: float
+    # (B*G, T) log-probs the sampler reported for its tokens, when it is not the policy itself
+    # (vLLM: trainer.rollout_vllm); None for transformers' generate.
+    sampler_logprobs: torch.Tensor | None = None
 
     @property
     def lengths(self) -> torch.Tensor:
