@@ -45,7 +45,12 @@ INSTALL_HINT = (
     "on a CPU-only machine `bash scripts/venv.sh vllm` builds .venv-vllm with vLLM's CPU build"
 )
 # Frames handed to vLLM are already resized, rescaled and normalised (see the module docstring).
-_PATCHIFY_ONLY = {"do_resize": False, "do_rescale": False, "do_normalize": False, "cap_pixels_per_frame": False}
+_PATCHIFY_ONLY = {
+    "do_resize": False,
+    "do_rescale": False,
+    "do_normalize": False,
+    "cap_pixels_per_frame": False,  # transformers 5.19-5.21 warn on every call without it
+}
 
 
 def require_vllm() -> Any:
@@ -163,7 +168,7 @@ def sampling_params(generation_kwargs: dict[str, Any], group_size: int, seed: in
     do_sample = generation_kwargs.get("do_sample", True)
     eos = generation_kwargs["eos_token_id"]
     return SamplingParams(
-        n=group_size,
+        n=group_size if do_sample else 1,  # vLLM refuses n > 1 greedy: the caller repeats the one
         temperature=float(generation_kwargs.get("temperature") or 1.0) if do_sample else 0.0,
         top_p=float(generation_kwargs.get("top_p") or 1.0) if do_sample else 1.0,
         top_k=int(generation_kwargs.get("top_k") or 0) if do_sample else 0,
@@ -296,7 +301,8 @@ class VLLMRollouts:
         self._calls += 1
         params = sampling_params(generation_kwargs, group_size, seed=self._seed * 100_003 + self._calls)
         outputs = self.llm.generate(self._prompts(prompt), params, use_tqdm=False)
-        rows = [c for out in outputs for c in out.outputs]
+        copies = 1 if params.n == group_size else group_size
+        rows = [c for out in outputs for c in out.outputs for _ in range(copies)]
         if len(rows) != prompt.size * group_size:
             raise RuntimeError(f"vLLM returned {len(rows)} completions for {prompt.size}x{group_size}")
         pad_id = generation_kwargs.get("pad_token_id", 0)
@@ -343,8 +349,10 @@ class VLLMRollouts:
         finally:
             if is_peft:
                 policy.unmerge_adapter()
-        # KV blocks cached for shared prompt prefixes were computed with the old weights.
+        # KV blocks cached for shared prompt prefixes, and the vision features cached per video
+        # (the scheduler's bookkeeping and the runner's storage), came from the old weights.
         self.llm.reset_prefix_cache()
+        self.llm.llm_engine.reset_encoder_cache()
         logger.debug("loaded %d tensors into vLLM in %.2f s", len(weights), time.perf_counter() - start)
 
     def sleep(self) -> None:

@@ -39,5 +39,5 @@ def _vllm_installed(request: pytest.FixtureRequest) -> None:
 @pytest.fixture(scope="session")
 def vllm_model_dir():
     if not (TINY_VLLM_MODEL_DIR / "config.json").exists():
-        pytest.fail(f"head_dim-64 tiny model missing at {TINY_VLLM_MODEL_DIR}: scripts/build_tiny_vllm_model.py")
+        pytest.fail(f"head_dim-64 tiny model missing at {TINY_VLLM_MODEL_DIR}: build_tiny_vllm_model.py")
     return TINY_VLLM_MODEL_DIR
