@@ -10,7 +10,12 @@ import torch
 from trainer.data.video import VideoConfig
 from trainer.modeling import load_policy
 from trainer.rollout import build_prompt_batch
-from trainer.rollout_vllm import _collapse_runs, _PATCHIFY_ONLY, _transformers_mrope_positions, frames_from_patches
+from trainer.rollout_vllm import (
+    _PATCHIFY_ONLY,
+    _collapse_runs,
+    _transformers_mrope_positions,
+    frames_from_patches,
+)
 
 VIDEO = VideoConfig(fps=8.0, max_frames=8, min_pixels=3136, max_pixels=3136)
 OPTIONS = {"A": "left", "B": "right", "C": "up", "D": "down"}
@@ -49,6 +54,16 @@ def test_frames_from_patches_give_back_the_same_pixels(prompt_and_policy) -> Non
     assert torch.equal(again["video_grid_thw"], grid)
 
 
+class FakeVLLMModel:
+    """What vLLM's ``iter_mm_grid_thw`` yields for a prompt with one video."""
+
+    def __init__(self, grid: tuple) -> None:
+        self.grid = grid
+
+    def iter_mm_grid_thw(self, _features):
+        yield self.grid
+
+
 def test_text_positions_follow_transformers(prompt_and_policy) -> None:
     """The positions vLLM is made to use equal transformers' get_rope_index for the same prompt."""
     prompt, model, processor = prompt_and_policy
@@ -63,11 +78,8 @@ def test_text_positions_follow_transformers(prompt_and_policy) -> None:
         ids = p["input_ids"][row][p["attention_mask"][row].bool()].tolist()
         t, h, w = p["video_grid_thw"][row].tolist()
 
-        class FakeVLLMModel:  # what vLLM's iter_mm_grid_thw yields for this prompt's one video
-            def iter_mm_grid_thw(self, _features):
-                yield ids.index(video_id), t, h // 2, w // 2, float(p["second_per_grid_ts"][row]) * tps
-
-        positions, delta = _transformers_mrope_positions(FakeVLLMModel(), ids, [])
+        grid = (ids.index(video_id), t, h // 2, w // 2, float(p["second_per_grid_ts"][row]) * tps)
+        positions, delta = _transformers_mrope_positions(FakeVLLMModel(grid), ids, [])
         expected = hf[:, row, p["attention_mask"][row].bool()]
         assert torch.equal(positions, expected.to(positions.dtype))
         assert delta == int(expected.max()) + 1 - len(ids)

@@ -63,9 +63,15 @@ def policy_logprobs(model, processor, rollout, kwargs) -> torch.Tensor:
     inputs = sequence_inputs(rollout, "cpu")
     t = rollout.completion_ids.shape[1]
     with torch.no_grad():
-        logits = model(
-            **inputs, mm_encoder_outputs=shared_vision_outputs(model, rollout, "cpu"), logits_to_keep=t + 1
-        ).logits[:, :-1, :].float()
+        logits = (
+            model(
+                **inputs,
+                mm_encoder_outputs=shared_vision_outputs(model, rollout, "cpu"),
+                logits_to_keep=t + 1,
+            )
+            .logits[:, :-1, :]
+            .float()
+        )
     logits[..., kwargs["suppress_tokens"]] = float("-inf")
     logp = torch.log_softmax(logits, dim=-1)
     return logp.gather(-1, rollout.completion_ids.unsqueeze(-1)).squeeze(-1)
