@@ -15,7 +15,6 @@ import pytest
 from trainer.paths import TINY_VLLM_MODEL_DIR
 
 
-
 def _installed(*names: str) -> bool:
     # Asked of the installed distributions: find_spec("vllm") would find this very folder.
     for name in names:
