@@ -30,7 +30,7 @@ def test_a_short_run_samples_with_vllm_and_logs_the_mismatch(tmp_path, vllm_mode
     store = RunStore(f"sqlite:///{tmp_path / 'ws' / 'runs.db'}")
     [run] = store.list_runs()
     assert run.status == "finished"
-    points = [p for p in store.metric_points(run.id) if p.key == mk.SAMPLER_LOGP_DIFF]
+    points = [p for p in store.metric_points(run.id) if p.name == mk.SAMPLER_LOGP_DIFF]
     assert [p.step for p in points] == [1, 2, 3]
     # Weights are synced after every step, so the engines agree to float32 noise (plus the mass of
     # the suppressed vision tokens the sampler leaves out) on every step, not only the first.
