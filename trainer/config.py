@@ -182,8 +182,8 @@ class GRPOConfig:
     vllm_gpu_memory_utilization: float = field(
         default=0.3,
         metadata=_help(
-            "vLLM: fraction of GPU memory (host memory on vLLM's CPU build) its weights and KV cache "
-            "may take, shared with training. 0-1."
+            "vLLM: fraction of GPU memory its weights and KV cache may take, shared with training "
+            "(on vLLM's CPU build: the fraction of host memory for its KV cache). 0-1."
         ),
     )
     vllm_importance_sampling_cap: float = field(

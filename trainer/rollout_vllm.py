@@ -413,6 +413,13 @@ def make_sampler(cfg: Any, processor: Any, accelerator: Any) -> Any:
         raise ConfigError(
             f"vllm_importance_sampling_cap must be >= 0 (0: off), got {g.vllm_importance_sampling_cap}"
         )
+    if getattr(accelerator, "num_processes", 1) > 1:
+        # Each process would need its own engine inside the already initialised process group
+        # (TRL: distributed_executor_backend="external_launcher"); not built or tested here yet.
+        raise ConfigError(
+            "rollout_backend: vllm runs in a single training process for now; launch one process, "
+            "or use rollout_backend: hf with accelerate launch"
+        )
     kind = accelerator.distributed_type.name
     zero3 = kind == "DEEPSPEED" and accelerator.state.deepspeed_plugin.zero_stage == 3
     if zero3 or kind == "FSDP":

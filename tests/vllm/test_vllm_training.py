@@ -39,6 +39,7 @@ def test_a_short_run_samples_with_vllm_and_logs_the_mismatch(tmp_path, vllm_mode
 
 
 def test_backend_settings_are_checked_before_any_engine_starts() -> None:
+    # Runs without vLLM too: every refusal comes before vLLM is imported.
     from types import SimpleNamespace
 
     from trainer.config import TrainConfig
@@ -46,7 +47,7 @@ def test_backend_settings_are_checked_before_any_engine_starts() -> None:
     from trainer.rollout import generate_rollouts
     from trainer.rollout_vllm import make_sampler
 
-    ddp = SimpleNamespace(distributed_type=SimpleNamespace(name="NO"), process_index=0)
+    ddp = SimpleNamespace(distributed_type=SimpleNamespace(name="NO"), process_index=0, num_processes=1)
     cfg = TrainConfig()
     assert make_sampler(cfg, None, ddp) is generate_rollouts
     cfg.grpo.rollout_backend = "vlm"
@@ -57,6 +58,12 @@ def test_backend_settings_are_checked_before_any_engine_starts() -> None:
     with pytest.raises(ConfigError, match="vllm_gpu_memory_utilization"):
         make_sampler(cfg, None, ddp)
     cfg.grpo.vllm_gpu_memory_utilization = 0.3
-    fsdp = SimpleNamespace(distributed_type=SimpleNamespace(name="FSDP"), process_index=0)
+    fsdp = SimpleNamespace(distributed_type=SimpleNamespace(name="FSDP"), process_index=0, num_processes=1)
     with pytest.raises(ConfigError, match="sharded weights"):
         make_sampler(cfg, None, fsdp)
+    two = SimpleNamespace(
+        distributed_type=SimpleNamespace(name="MULTI_CPU"), process_index=1, num_processes=2
+    )
+
+    with pytest.raises(ConfigError, match="single training process"):
+        make_sampler(cfg, None, two)
