@@ -195,6 +195,27 @@ class GRPOConfig:
     temporal_bonus: float = field(
         default=0.3, metadata=_help("T-GRPO: added to the accuracy reward of correct ordered completions.")
     )
+    rollout_backend: str = field(
+        default="hf",
+        metadata=_help(
+            "Who samples the rollouts: hf (transformers generate) or vllm (a vLLM engine in the "
+            "training process, weights synced after every step; needs vLLM installed, see README)."
+        ),
+    )
+    vllm_gpu_memory_utilization: float = field(
+        default=0.3,
+        metadata=_help(
+            "vLLM: fraction of GPU memory its weights and KV cache may take, shared with training "
+            "(on vLLM's CPU build: the fraction of host memory for its KV cache). 0-1."
+        ),
+    )
+    vllm_importance_sampling_cap: float = field(
+        default=3.0,
+        metadata=_help(
+            "vLLM: truncated importance sampling - weight each token by min(exp(logp_policy - "
+            "logp_vllm), cap) to correct the sampler/trainer mismatch (TRL's; 0: off)."
+        ),
+    )
 
     def __post_init__(self) -> None:
         check_field_types(self)

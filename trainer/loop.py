@@ -33,6 +33,7 @@ from trainer.modeling import generation_kwargs, load_policy
 from trainer.paths import default_db_url, default_workspace, resolve_repo_path
 from trainer.reference import accelerator_kwargs, configure_deepspeed, prepare_reference
 from trainer.reporting import make_reporter
+from trainer.rollout_vllm import make_sampler
 from trainer.rundb import MetricsWriter, OwnerAlive, Rollout, RunAborted, RunStore, run_lifecycle
 from trainer.sampler import next_batch, total_steps
 from trainer.step import MicroBatch, StepContext, all_agree, grpo_step
@@ -198,6 +199,12 @@ def _train(
         resumed = load_checkpoint(accelerator, resume_path, model)
         state.step, state.epoch, state.position = resumed.step, resumed.epoch, resumed.position
         logger.info("resumed from %s at step %d", resume_path, state.step)
+    # rollout_backend: transformers' generate, or a vLLM engine that follows the policy's weights.
+    sampler = make_sampler(cfg, processor, accelerator)
+    sync_sampler = getattr(sampler, "load_weights", None)
+    if sync_sampler is not None:
+        ctx.sampler = sampler
+        sync_sampler(accelerator.unwrap_model(model))
 
     writer = MetricsWriter(store, run_id) if store is not None and run_id is not None else None
     reporter = (
@@ -222,6 +229,8 @@ def _train(
             step_start = time.perf_counter()
             micro_records = [draw() for _ in range(cfg.optim.gradient_accumulation_steps)]
             metrics, micro = grpo_step(ctx, micro_records)
+            if sync_sampler is not None:
+                sync_sampler(accelerator.unwrap_model(model))
             state.step += 1
             metrics[mk.TIME_STEP_S] = time.perf_counter() - step_start
             metrics[mk.LEARNING_RATE] = ctx.scheduler.get_last_lr()[0]

@@ -27,6 +27,10 @@ ZERO_STD_FRACTION = "grpo/zero_std_fraction"
 # Generation rounds per micro-batch (1 unless dynamic_sampling refills dropped groups).
 SAMPLING_ROUNDS = "grpo/sampling_rounds"
 
+# rollout_backend: vllm - mean |logp_vllm - logp_policy| (nats) of the sampled tokens, and the mean
+# truncated importance-sampling weight (trainer.sampler_mismatch); logged only with vLLM.
+SAMPLER_LOGP_DIFF = "rollout/sampler_logp_diff"
+IS_WEIGHT = "rollout/is_weight"
 # Wall-clock seconds per phase of one step.
 TIME_GENERATE_S = "time/generate_s"
 TIME_SCORE_S = "time/score_s"

@@ -10,6 +10,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS_DIR = REPO_ROOT / "assets"
 # The embedded tiny Qwen2.5-VL (weights + tokenizer + processor), built by scripts/build_tiny_model.py.
 TINY_MODEL_DIR = ASSETS_DIR / "tiny-qwen2.5-vl"
+# The same with head_dim 64 (vLLM's CPU attention refuses 16), built by scripts/build_tiny_vllm_model.py.
+TINY_VLLM_MODEL_DIR = ASSETS_DIR / "tiny-qwen2.5-vl-hd64"
 # The embedded synthetic video MCQ dataset, built by scripts/make_synthetic_dataset.py.
 SYNTHETIC_DIR = ASSETS_DIR / "synthetic_motion"
 

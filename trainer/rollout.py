@@ -62,6 +62,9 @@ class RolloutBatch:
     # included) and images/videos the vision tower encoded.
     prefill_tokens: int = 0
     vision_items: int = 0
+    # (B*G, T) log-probs the sampler reported for its tokens, when it is not the policy itself
+    # (vLLM: trainer.rollout_vllm); None for transformers' generate.
+    sampler_logprobs: torch.Tensor | None = None
 
     @property
     def lengths(self) -> torch.Tensor:

@@ -39,6 +39,9 @@ class StepContext:
     cache: DecodeCache | None = None
     # This process's share of the next questions in the data order (dynamic sampling's refills).
     refill: Callable[[], list[Any]] | None = None
+    # A sampler other than transformers' generate (rollout_backend vllm: trainer.rollout_vllm), called
+    # like generate_rollouts without the shared-prefix switch; None: generate_rollouts.
+    sampler: Callable[..., RolloutBatch] | None = None
 
     @property
     def policy(self) -> Any:
@@ -139,6 +142,10 @@ def step_metrics(
         mk.PREFILL_TOKENS: float(rollouts.prefill_tokens),
         mk.TRAIN_FORWARD_TOKENS: float(update.forwards.lm_tokens),
     }
+    # Measured only when another engine sampled (trainer.sampler_mismatch).
+    for key, name in (("sampler_logp_diff", mk.SAMPLER_LOGP_DIFF), ("is_weight", mk.IS_WEIGHT)):
+        if key in update.means:
+            local[name] = update.means[key]
     if rollouts.temporal_stats:
         stats = rollouts.temporal_stats
         for key, name in (

@@ -19,7 +19,7 @@ from trainer.data.video import DecodeCache
 from trainer.dynamic_sampling import select_groups
 from trainer.errors import DataError
 from trainer.logprobs import completion_logprobs
-from trainer.rollout import RolloutBatch, build_prompt_batch, generate_rollouts, shuffled_frames
+from trainer.rollout import PromptBatch, RolloutBatch, build_prompt_batch, generate_rollouts, shuffled_frames
 from trainer.scoring import Scores, score_rollouts, temporal_bonus
 from trainer.step import MicroBatch, RolloutPhase, StepContext, all_agree
 
@@ -72,10 +72,8 @@ def _sample_and_score(ctx: StepContext, recs: list[Any], phase: RolloutPhase) ->
     """G completions per question, scored (with the T-GRPO bonus when on); adds the seconds spent
     generating and scoring to ``phase``."""
     g = ctx.cfg.grpo
-    policy = ctx.policy
     prompt, recs = prompt_batch(ctx.processor, recs, ctx.cfg, ctx.cache)
-    shared = ctx.cfg.model.shared_prefix
-    rollout = generate_rollouts(policy, ctx.processor, prompt, g.grpo_sample_size, ctx.sample_kwargs, shared)
+    rollout = _sample(ctx, prompt)
     _add_sampling_work(phase, rollout)
     gen_s = rollout.seconds
     t_score = time.perf_counter()
@@ -92,9 +90,7 @@ def _sample_and_score(ctx: StepContext, recs: list[Any], phase: RolloutPhase) ->
                 torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
             ),
         )
-        shuffled = generate_rollouts(
-            policy, ctx.processor, shuffled_prompt, g.grpo_sample_size, ctx.sample_kwargs, shared
-        )
+        shuffled = _sample(ctx, shuffled_prompt)
         _add_sampling_work(phase, shuffled)
         gen_s += shuffled.seconds
         scores = temporal_bonus(
@@ -112,6 +108,16 @@ def _sample_and_score(ctx: StepContext, recs: list[Any], phase: RolloutPhase) ->
     phase.generate_s += gen_s
     phase.score_s += time.perf_counter() - t_score
     return rollout, scores
+
+
+def _sample(ctx: StepContext, prompt: PromptBatch) -> RolloutBatch:
+    """G completions per prompt from the run's sampler (transformers' generate, or vLLM)."""
+    g = ctx.cfg.grpo
+    if ctx.sampler is not None:
+        return ctx.sampler(ctx.policy, ctx.processor, prompt, g.grpo_sample_size, ctx.sample_kwargs)
+    return generate_rollouts(
+        ctx.policy, ctx.processor, prompt, g.grpo_sample_size, ctx.sample_kwargs, ctx.cfg.model.shared_prefix
+    )
 
 
 def _add_sampling_work(phase: RolloutPhase, rollout: RolloutBatch) -> None:

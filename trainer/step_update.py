@@ -14,6 +14,7 @@ import torch
 
 from trainer import grpo
 from trainer.logprobs import completion_logprobs_and_entropy
+from trainer.sampler_mismatch import sampler_correction
 from trainer.step import MicroBatch, StepContext, UpdatePhase
 
 
@@ -52,18 +53,24 @@ def update_phase(ctx: StepContext, micro: list[MicroBatch]) -> UpdatePhase:
     return UpdatePhase(means=means, grad_norm=grad_norm, seconds=time.perf_counter() - start)
 
 
-def micro_batch_loss(ctx: StepContext, mb: MicroBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def micro_batch_loss(ctx: StepContext, mb: MicroBatch) -> tuple[torch.Tensor, dict[str, Any]]:
     """The GRPO loss of one micro-batch under the current policy (with grad) and its statistics."""
     g = ctx.cfg.grpo
     logp, entropy = completion_logprobs_and_entropy(
         ctx.model, mb.rollout, g.temperature, ctx.cfg.model.shared_prefix
     )
     mask = mb.rollout.completion_mask.to(logp.device)
-    return grpo.grpo_loss(
+    # Another engine sampled (vLLM): measure the mismatch, and correct the advantages by truncated
+    # importance sampling when the cap is on; a no-op for transformers' own samples.
+    advantages, mismatch = sampler_correction(
+        mb.advantages.to(logp.device), logp, mb.logp_old, mb.rollout.sampler_logprobs, mask,
+        g.vllm_importance_sampling_cap,
+    )  # fmt: skip
+    loss, stats = grpo.grpo_loss(
         logp,
         mb.logp_old.to(logp.device) if mb.logp_old is not None else None,
         mb.logp_ref.to(logp.device) if mb.logp_ref is not None else None,
-        mb.advantages.to(logp.device),
+        advantages,
         mask,
         alpha=g.grpo_alpha,
         beta=g.grpo_beta,
@@ -74,6 +81,7 @@ def micro_batch_loss(ctx: StepContext, mb: MicroBatch) -> tuple[torch.Tensor, di
         entropy=entropy,
         entropy_coeff=g.entropy_coeff,
     )
+    return loss, {**stats, **mismatch}
 
 
 def backward(accelerator: Any, loss: torch.Tensor, last: bool) -> None:
