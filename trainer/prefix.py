@@ -37,6 +37,16 @@ _warned: set[str] = set()
 VISION_KEYS = ("pixel_values_videos", "video_grid_thw", "pixel_values", "image_grid_thw")
 
 
+def cache_kwarg(model: Any) -> str:
+    """The name under which this transformers passes a KV cache to forward/generate: ``cache`` from
+    5.2x on, ``past_key_values`` before (vLLM's CPU build pins transformers 5.19). A cache passed
+    under the wrong name is swallowed by ``**kwargs`` without a word, so ask the signature."""
+    import inspect
+
+    forward = type(causal_lm(model)).forward
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
 class CaptureLayer(DynamicLayer):
     """Records a layer's keys/values (with grad) during the prompt forward; returns them unchanged.
 
@@ -163,12 +173,13 @@ def shared_prefix_logits(model: Any, rollout: Any, device: torch.device | str) -
     # With T == 1 there is no completion forward: the prompt forward then goes through the wrapper.
     is_ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
     inner = model.module if t > 1 and is_ddp else model
+    cache_arg = cache_kwarg(model)
     with cache_under_checkpointing(model):
         prompt_out = inner(
             input_ids=p["input_ids"].to(device),
             attention_mask=prompt_mask,
             position_ids=positions,
-            cache=capture,
+            **{cache_arg: capture},
             use_cache=False,
             logits_to_keep=1,
             **vision,
@@ -194,7 +205,7 @@ def shared_prefix_logits(model: Any, rollout: Any, device: torch.device | str) -
             input_ids=completion[:, :-1],
             attention_mask=mask[:, :-1],
             position_ids=completion_positions[:, :, :-1],
-            cache=shared,
+            **{cache_arg: shared},
             use_cache=False,
         )
     return torch.cat([first, completion_out.logits], dim=1)

@@ -174,11 +174,12 @@ def generate_from_shared_prefix(
     positions = lm._prepare_position_ids_for_generation(ids, rope_kwargs)
     vision = {key: inputs[key] for key in prefix.VISION_KEYS if key in inputs}
     cache = DynamicCache(config=lm.config.get_text_config())
+    cache_arg = prefix.cache_kwarg(model)
     model(
         input_ids=ids[:, :-1],
         attention_mask=mask[:, :-1],
         position_ids=positions[..., :-1],
-        cache=cache,
+        **{cache_arg: cache},
         use_cache=True,
         logits_to_keep=1,
         **vision,
@@ -188,7 +189,7 @@ def generate_from_shared_prefix(
         input_ids=ids.repeat_interleave(group_size, 0),
         attention_mask=mask.repeat_interleave(group_size, 0),
         position_ids=positions.repeat_interleave(group_size, 1),
-        cache=cache,
+        **{cache_arg: cache},
         **generation_kwargs,
     )
 
