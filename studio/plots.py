@@ -40,6 +40,9 @@ PANELS: dict[str, tuple[str, ...]] = {
         mk.TIME_STEP_S,
         mk.TOKENS_PER_S,
         mk.EVAL_ACCURACY,
+        mk.VISION_ITEMS,
+        mk.PREFILL_TOKENS,
+        mk.TRAIN_FORWARD_TOKENS,
     ),
 }
 PLOT_COLUMNS = 3

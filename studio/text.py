@@ -21,8 +21,10 @@ INTRO_DATASETS = (
     "Every record is checked; bad ones are listed by record and the good ones stay usable."
 )
 INTRO_TRAIN = (
-    "Pick a model and datasets, adjust the knobs (each has its help text), check the resolved "
-    "config, then launch. Training runs in the background: you can close the page."
+    "Pick a model and datasets (Use also sets the matching eval set and the answer-format preset), "
+    "adjust the knobs, then **Check config**: it runs every check Launch runs and samples a few "
+    "groups with your model and settings, so a run that cannot learn is flagged before it starts. "
+    "Training runs in the background: you can close the page."
 )
 INTRO_MONITOR = (
     "Follow a run live: progress, the GRPO metrics, the sampled completions and the trainer's log. "
@@ -118,3 +120,26 @@ EXPORT_BUTTON = "Export selected runs"
 EXPORT_FILES_LABEL = "Exported files (click the size to download; the same file as vgrpo runs export writes)"
 NOT_EXPORTED = "Not exported"
 EXPORTED = "Exported the {what} of {count} run(s) as {fmt}: download below."
+
+# ---- train: essentials, sections, pre-flight ------------------------------------------------------
+SECTION_CHANGED = "{title} · {count} changed from the preset"
+MORE_SETTINGS = (
+    "### More settings\nEverything else, by concern; a section's title counts what differs from the preset."
+)
+EMPTY_MEANS_UNSET = "empty: not set"
+PICK_DATASETS_FIRST = "Pick one or more datasets first, then press Use."
+DATASETS_USED = "Use: {changes}."
+CONFIG_VALID_CAN_LEARN = (
+    "**Config is valid** and the pre-flight says the run can learn: {groups} of {total} sampled "
+    "groups have different rewards (format rate {fmt:.2f}, accuracy {acc:.2f})."
+)
+CONFIG_VALID_WARNS = "**Config is valid**, but the pre-flight warns the run cannot learn:\n\n{warnings}"
+PREFLIGHT_FAILED = "**Config is valid**, but the pre-flight could not sample: {error}"
+PREFLIGHT_TABLE_LABEL = "Pre-flight: sampled completions (grpo_sample_size per question, the run's settings)"
+PREFLIGHT_HEADERS = ["question", "gold", "#", "completion", "tokens", "cut", "format", "accuracy", "reward"]
+COST_HEADING = "**Cost of a step**"
+YAML_IO_HEADING = "Config as YAML and command line"
+YAML_IO_LABEL = "Config YAML: paste one and press Load, or edit and download it"
+LOAD_YAML_BUTTON = "Load YAML into the form"
+DOWNLOAD_YAML_BUTTON = "Download config YAML"
+YAML_LOADED = "Loaded the pasted YAML into the form (keys it does not name keep the preset's value)."

@@ -146,3 +146,41 @@ def test_checkpoints_need_a_run(tiny_model_dir, tmp_path, capsys):
     ]
     assert main(argv) == 1
     assert "--base and --checkpoints need --run RUN" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_processes_base_and_checkpoint_then_reuse(tiny_model_dir, tmp_path, db):
+    """Under `accelerate launch` the main process plans (reads the run, finds stored evaluations)
+    and the other follows: one report, stored once, and a second launch reuses everything."""
+    import os
+    import subprocess
+
+    from trainer.launch import accelerate_cpu_command
+    from trainer.paths import REPO_ROOT
+
+    shutil.copytree(tiny_model_dir, tmp_path / "out" / "checkpoint-2")
+    with RunStore(db) as store:
+        run = store.create_run("grpo-d", config={"model": {"model_name_or_path": str(tiny_model_dir)}})
+        store.add_checkpoint(run.id, 2, str(tmp_path / "out" / "checkpoint-2"), {})
+    argv = ["-m", "trainer.cli", "eval", "--run", "grpo-d", "--checkpoints", "all", "--base", "--db", db]
+    argv += ["--dataset_use", "synthetic_motion_eval", "--max_records", "5", "--batch_size", "2"]
+    argv += ["--max_new_tokens", "8", "--workspace", str(tmp_path), "--json", "-"]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    docs = []
+    for _ in range(2):
+        proc = subprocess.run(
+            accelerate_cpu_command(2, argv),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+            cwd=REPO_ROOT,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        docs.append(json.loads(proc.stdout))  # one process printed one object
+    assert [m["reused"] for m in docs[0]["models"]] == [False, False]
+    assert [m["reused"] for m in docs[1]["models"]] == [True, True]
+    assert [m["records"] for m in docs[1]["models"]] == [m["records"] for m in docs[0]["models"]]
+    assert all(m["num_records"] == 5 for m in docs[0]["models"])
+    with RunStore(db) as store:
+        assert len(store.evaluations(run.id)) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -44,8 +45,54 @@ def test_an_unknown_flag_is_named(capsys) -> None:
 def test_an_unknown_yaml_key_is_named(tmp_path, capsys) -> None:
     config = tmp_path / "run.yaml"
     config.write_text("grpo:\n  grpo_alhpa: 0.5\n")
-    assert main(["train", "--config", str(config)]) == 1
+    assert main(["train", "--config", str(config)]) == 2
     assert "unknown config key grpo.grpo_alhpa" in capsys.readouterr().err
+
+
+def test_launch_checks_the_datasets_and_the_eval_mode_before_training(tmp_path, capsys) -> None:
+    ws = ["--workspace", str(tmp_path / "ws")]
+    assert main(["train", "--dataset_use", "synthetic_motion_trian", *ws]) == 2
+    assert "unknown dataset 'synthetic_motion_trian'" in capsys.readouterr().err
+    mixed = [
+        "--dataset_use",
+        "synthetic_motion_train",
+        "--eval_dataset_use",
+        "synthetic_motion_no_think_eval",
+    ]
+    assert main(["train", *mixed, *ws]) == 2
+    assert "eval_dataset_use 'synthetic_motion_no_think_eval' is no_think" in capsys.readouterr().err
+    assert main(["train", "--model_name_or_path", str(tmp_path / "no-model"), *ws]) == 2
+    assert "model_name_or_path: no such folder" in capsys.readouterr().err
+    assert not (tmp_path / "ws" / "runs.db").exists()  # nothing started
+
+
+PRESETS = {
+    "no_think": REPO_ROOT / "configs" / "tiny_cpu.yaml",
+    "think": REPO_ROOT / "configs" / "tiny_cpu_think.yaml",
+}
+
+
+@pytest.mark.parametrize("mode", ["no_think", "think"])
+def test_check_on_each_tiny_preset_says_it_can_learn(tmp_path, capsys, mode) -> None:
+    code = main(["train", "--config", str(PRESETS[mode]), "--workspace", str(tmp_path), "--check"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "can learn" in out and "WARNING" not in out
+    assert re.search(r"prompt tokens per question: \d+ \(16 of them video\)", out)
+    assert "sequences per step: 64" in out and "memory estimate on CPU" in out
+
+
+def test_check_flags_the_think_dataset_with_the_no_think_budget(tmp_path, capsys) -> None:
+    argv = ["train", "--config", str(PRESETS["no_think"]), "--dataset_use", "synthetic_motion_train",
+            "--eval_dataset_use", "synthetic_motion_eval", "--workspace", str(tmp_path),
+            "--check"]  # fmt: skip
+    assert main(argv) == 3
+    out = capsys.readouterr().out
+    assert (
+        "WARNING (generation_max_length): 16 of 16 completions were cut at generation_max_length (12" in out
+    )
+    assert "WARNING (grpo_sample_size): every reward within each of the 4 sampled groups is equal" in out
+    assert not (tmp_path / "runs.db").exists()  # --check trains nothing
 
 
 def test_help_lists_every_knob_with_its_documentation(capsys) -> None:

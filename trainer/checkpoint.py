@@ -2,14 +2,18 @@
 
 Layout of ``<output_dir>/checkpoint-<step>/``::
 
-    config.json, generation_config.json, model.safetensors   the policy, HF format
+    config.json, generation_config.json, model.safetensors   the policy, HF format (full training)
+    adapter_config.json, adapter_model.safetensors           or: LoRA adapters + modules_to_save (peft)
     tokenizer*, preprocessor_config.json, chat_template*      the processor
     trainer_state.json                                       step, epoch, data position, run id
     train_config.yaml                                        the resolved TrainConfig
     accelerate_state/                                        optimizer, scheduler, RNG of every process
 
-Optimizer, scheduler and RNG go through ``accelerator.save_state`` so DeepSpeed and FSDP shards are
-saved the way those engines expect.
+The weights are stored once, in the HF (or peft) files: ``accelerator.save_state`` keeps only the
+optimizer, scheduler and RNG (a save hook drops its own copy of the model), and resuming loads the
+weights back from the HF files. Under DeepSpeed and FSDP the engine writes and reads its own
+(sharded) model and optimizer states, which it needs to resume; there the HF files are the
+gathered export next to them.
 """
 
 from __future__ import annotations
@@ -90,14 +94,21 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp / ACCELERATE_DIR))
+    # The weights go into the HF files below, not a second time into the accelerate state.
+    handle = accelerator.register_save_state_pre_hook(lambda _models, weights, _dir: weights.clear())
+    try:
+        accelerator.save_state(str(tmp / ACCELERATE_DIR))
+    finally:
+        handle.remove()
     unwrapped = accelerator.unwrap_model(model)
-    unwrapped.save_pretrained(
-        str(tmp),
-        is_main_process=accelerator.is_main_process,
-        save_function=accelerator.save,
-        state_dict=accelerator.get_state_dict(model),
-    )
+    state_dict = accelerator.get_state_dict(model)
+    kwargs: dict[str, Any] = {"is_main_process": accelerator.is_main_process, "state_dict": state_dict}
+    if not _is_peft(unwrapped):
+        kwargs["save_function"] = accelerator.save
+    # A PeftModel writes only its adapters and modules_to_save out of the full state dict.
+    unwrapped.save_pretrained(str(tmp), **kwargs)
+    # Every process is done with the folder (save_pretrained lists it on each) before it is renamed.
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         processor.save_pretrained(str(tmp))
         (tmp / "train_config.yaml").write_text(config_yaml)
@@ -120,7 +131,50 @@ def read_state(path: str | Path) -> TrainerState:
     return TrainerState(**json.loads((Path(path) / STATE_FILE).read_text()))
 
 
-def load_checkpoint(accelerator: Any, path: str | Path) -> TrainerState:
-    """Restore optimizer, scheduler, model and RNG from ``path``; returns its TrainerState."""
-    accelerator.load_state(str(Path(path) / ACCELERATE_DIR))
+def load_checkpoint(accelerator: Any, path: str | Path, model: Any) -> TrainerState:
+    """Restore the weights of ``model`` (prepared by ``accelerator``), optimizer, scheduler and RNG
+    from checkpoint ``path``; returns its TrainerState."""
+    path = Path(path)
+    engine_owns_weights = accelerator.distributed_type.name in ("DEEPSPEED", "FSDP")
+    if not engine_owns_weights:
+        load_weights(accelerator.unwrap_model(model), path)
+
+    def skip_models(models: list, _dir: str) -> None:
+        if not engine_owns_weights:
+            models.clear()  # loaded from the HF files above
+
+    handle = accelerator.register_load_state_pre_hook(skip_models)
+    try:
+        accelerator.load_state(str(path / ACCELERATE_DIR))
+    finally:
+        handle.remove()
     return read_state(path)
+
+
+def load_weights(model: Any, path: str | Path) -> None:
+    """Copy the weights saved in checkpoint ``path`` into ``model`` (a PeftModel: its adapters and
+    modules_to_save from adapter_model.safetensors; else the full model, read by transformers'
+    own loader because the HF files use the checkpoint key names, not the module's)."""
+    path = Path(path)
+    if _is_peft(model):
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        weights = path / "adapter_model.safetensors"
+        if not weights.is_file():
+            raise ConfigError(f"resume: {path} holds no LoRA adapters ({weights.name}) but the run uses LoRA")
+        result = set_peft_model_state_dict(model, load_file(str(weights)))
+        if result.unexpected_keys:
+            raise ConfigError(f"resume: {weights} does not fit the model: {result.unexpected_keys[:5]}")
+        return
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"resume: {path} holds no full model (config.json) but the run trains one")
+    saved = type(model).from_pretrained(str(path), dtype=next(model.parameters()).dtype)
+    model.load_state_dict(saved.state_dict())
+    del saved
+
+
+def _is_peft(model: Any) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)

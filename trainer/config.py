@@ -3,19 +3,23 @@
 The same fields make the YAML file (one section per concern), the `vgrpo train` flags (one flat
 ``--name value`` per field) and the studio's form, so none of them keeps a hand-written list.
 Seed knob names stay verbatim (``grpo_alpha``, ``grpo_beta``, ...).
+
+Values from all three are parsed by ``trainer.config_types.parse_value`` and each dataclass checks
+its field types in ``__post_init__``: nothing is coerced (2.5 for an integer, "abc" for a number and
+an empty required field are errors naming the field), and the cross-field rules live beside the
+fields they relate.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from trainer.config_types import check_field_types, field_type, is_optional, parse_value
 from trainer.data.video import VideoConfig
 from trainer.errors import ConfigError
 from trainer.paths import TINY_MODEL_DIR
@@ -40,6 +44,14 @@ class ModelConfig:
     attn_implementation: str = field(
         default="sdpa", metadata=_help("Attention kernel: sdpa, eager or flash_attention_2.")
     )
+    shared_prefix: bool = field(
+        default=True,
+        metadata=_help(
+            "Run each prompt once per group (rollout prefill and loss forwards) and let its G "
+            "completions attend to its cached keys/values; off: every completion re-reads its prompt. "
+            "sdpa and eager only (flash_attention_2 falls back to per-sample, with a warning)."
+        ),
+    )
     tune_mm_llm: bool = field(default=True, metadata=_help("Train the language model."))
     tune_mm_mlp: bool = field(default=True, metadata=_help("Train the vision-to-language merger MLP."))
     tune_mm_vision: bool = field(default=False, metadata=_help("Train the vision tower."))
@@ -56,6 +68,9 @@ class ModelConfig:
     )
 
     def __post_init__(self) -> None:
+        check_field_types(self)
+        if not self.model_name_or_path.strip():
+            raise ConfigError("model_name_or_path is empty: name a hub id or a local model folder")
         if self.attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
             raise ConfigError(
                 f"attn_implementation must be sdpa, eager or flash_attention_2, "
@@ -63,8 +78,15 @@ class ModelConfig:
             )
         if not (self.tune_mm_llm or self.tune_mm_mlp or self.tune_mm_vision or self.lora_enable):
             raise ConfigError("nothing to train: set tune_mm_llm, tune_mm_mlp, tune_mm_vision or lora_enable")
-        if self.lora_r <= 0:
-            raise ConfigError(f"lora_r must be > 0, got {self.lora_r}")
+        if self.attn_implementation == "flash_attention_2" and not self.bf16:
+            # flash-attn kernels exist for fp16/bf16 only; float32 weights fail at the first forward.
+            raise ConfigError("attn_implementation flash_attention_2 needs bf16: true (or use sdpa)")
+        if self.lora_r <= 0 or self.lora_alpha <= 0:
+            raise ConfigError(f"lora_r and lora_alpha must be > 0, got {self.lora_r}, {self.lora_alpha}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.lora_enable and not self.lora_target_modules.strip():
+            raise ConfigError("lora_target_modules is empty: name the modules that get LoRA adapters")
 
 
 @dataclass
@@ -91,6 +113,7 @@ class DataConfig:
     )
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if not self.dataset_use.strip():
             raise ConfigError("dataset_use is empty: name at least one dataset")
         if self.eval_max_records < 0:
@@ -172,8 +195,33 @@ class GRPOConfig:
     temporal_bonus: float = field(
         default=0.3, metadata=_help("T-GRPO: added to the accuracy reward of correct ordered completions.")
     )
+    rollout_backend: str = field(
+        default="hf",
+        metadata=_help(
+            "Who samples the rollouts: hf (transformers generate) or vllm (a vLLM engine in the "
+            "training process, weights synced after every step; needs vLLM installed, see README)."
+        ),
+    )
+    vllm_gpu_memory_utilization: float = field(
+        default=0.3,
+        metadata=_help(
+            "vLLM: fraction of GPU memory its weights and KV cache may take, shared with training "
+            "(on vLLM's CPU build: the fraction of host memory for its KV cache). 0-1."
+        ),
+    )
+    vllm_importance_sampling_cap: float = field(
+        default=3.0,
+        metadata=_help(
+            "vLLM: truncated importance sampling - weight each token by min(exp(logp_policy - "
+            "logp_vllm), cap) to correct the sampler/trainer mismatch (TRL's; 0: off)."
+        ),
+    )
 
     def __post_init__(self) -> None:
+        check_field_types(self)
+        if self.grpo_alpha <= 0:
+            # alpha scales the advantages: 0 removes the reward signal, < 0 trains away from it.
+            raise ConfigError(f"grpo_alpha must be > 0 (it scales the advantages), got {self.grpo_alpha}")
         if self.grpo_sample_size < 2:
             raise ConfigError(
                 f"grpo_sample_size must be >= 2 (advantages need a group), got {self.grpo_sample_size}"
@@ -202,7 +250,22 @@ class GRPOConfig:
         if self.loss_type not in ("grpo", "bnpo", "dr_grpo"):
             raise ConfigError(f"loss_type must be grpo, bnpo or dr_grpo, got {self.loss_type!r}")
         if self.format_reward_weight < 0 or self.accuracy_reward_weight < 0:
-            raise ConfigError("format_reward_weight and accuracy_reward_weight must be >= 0")
+            raise ConfigError(
+                f"format_reward_weight and accuracy_reward_weight must be >= 0, "
+                f"got {self.format_reward_weight}, {self.accuracy_reward_weight}"
+            )
+        if self.format_reward_weight + self.accuracy_reward_weight <= 0:
+            raise ConfigError(
+                "format_reward_weight + accuracy_reward_weight must be > 0: with both at 0 every "
+                "reward is 0 and nothing is learned"
+            )
+        if self.top_k < 0:
+            raise ConfigError(f"top_k must be >= 0 (0: off), got {self.top_k}")
+        if self.temporal_margin < 0 or self.temporal_bonus < 0:
+            raise ConfigError(
+                f"temporal_margin and temporal_bonus must be >= 0, "
+                f"got {self.temporal_margin}, {self.temporal_bonus}"
+            )
 
 
 @dataclass
@@ -228,6 +291,7 @@ class OptimConfig:
     max_grad_norm: float = field(default=1.0, metadata=_help("Gradient clipping norm (0: off)."))
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.max_steps == 0 or self.max_steps < -1:
@@ -238,6 +302,14 @@ class OptimConfig:
             raise ConfigError("per_device_train_batch_size and gradient_accumulation_steps must be >= 1")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1):
+            raise ConfigError(
+                f"adam_beta1 and adam_beta2 must be in [0, 1), got {self.adam_beta1}, {self.adam_beta2}"
+            )
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ConfigError(
+                f"weight_decay and max_grad_norm must be >= 0, got {self.weight_decay}, {self.max_grad_norm}"
+            )
 
 
 @dataclass
@@ -268,13 +340,15 @@ class RunConfig:
     )
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.report_to not in ("none", "wandb", "tensorboard"):
             raise ConfigError(f"report_to must be none, wandb or tensorboard, got {self.report_to!r}")
         for name in ("logging_steps", "grpo_logging_steps", "save_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_steps < 0 or self.save_total_limit < 0 or self.max_train_seconds < 0:
-            raise ConfigError("eval_steps, save_total_limit and max_train_seconds must be >= 0")
+        for name in ("eval_steps", "save_total_limit", "max_train_seconds", "num_threads", "seed"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 # YAML section name -> dataclass. Order is the order of the studio's groups.
@@ -320,40 +394,6 @@ def field_index() -> dict[str, tuple[str, dataclasses.Field]]:
     return index
 
 
-def field_type(f: dataclasses.Field, cls: type) -> type:
-    """The plain Python type of a field (``int | None`` -> int)."""
-    hint = typing.get_type_hints(cls)[f.name]
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        hint = args[0]
-    return hint
-
-
-def parse_value(name: str, raw: Any, typ: type) -> Any:
-    """Convert a YAML or command-line value to the field's type; raises ConfigError naming it."""
-    if raw is None:
-        return None
-    try:
-        if typ is bool:
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in ("true", "1", "yes", "on"):
-                return True
-            if text in ("false", "0", "no", "off"):
-                return False
-            raise ValueError(f"not a boolean: {raw!r}")
-        if typ is int:
-            if isinstance(raw, float) and not raw.is_integer():
-                raise ValueError(f"not an integer: {raw!r}")
-            return int(float(raw)) if isinstance(raw, str) and "e" in raw.lower() else int(raw)
-        if typ is float:
-            return float(raw)
-        return str(raw)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name}: {exc}") from exc
-
-
 def flatten(values: dict[str, Any]) -> dict[str, Any]:
     """A flat or sectioned mapping -> flat ``{field: value}``; unknown keys are an error naming the key."""
     index = field_index()
@@ -377,7 +417,8 @@ def build_config(values: dict[str, Any]) -> TrainConfig:
     kwargs: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
     for key, value in flatten(values).items():
         section, f = index[key]
-        kwargs[section][key] = parse_value(key, value, field_type(f, SECTIONS[section]))
+        cls = SECTIONS[section]
+        kwargs[section][key] = parse_value(key, value, field_type(f, cls), is_optional(f, cls))
     try:
         return TrainConfig(**{section: SECTIONS[section](**kw) for section, kw in kwargs.items()})
     except ConfigError:

@@ -66,6 +66,7 @@ def select_groups(rollout: RolloutBatch, scores: Scores, keep: Sequence[int]) ->
         completion_mask=rollout.completion_mask[index],
         texts=[rollout.texts[r] for r in rows],
         seconds=rollout.seconds,
+        sampler_logprobs=None if rollout.sampler_logprobs is None else rollout.sampler_logprobs[index],
     )
     kept_scores = Scores(
         breakdowns=[scores.breakdowns[r] for r in rows],

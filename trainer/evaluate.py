@@ -28,6 +28,51 @@ class EvalResult:
         return {"accuracy": self.accuracy, "format_rate": self.format_rate, "num_records": self.num_records}
 
 
+def batch_bounds(num_records: int, batch_size: int) -> list[tuple[int, int]]:
+    """``[start, end)`` of each generate batch, in record order (the last may be short)."""
+    return [(i, min(i + batch_size, num_records)) for i in range(0, num_records, batch_size)]
+
+
+def process_share(num_batches: int, process_index: int, num_processes: int) -> range:
+    """The contiguous run of batch indices one process answers: the first ``num_batches %
+    num_processes`` processes take one more. Contiguous shares gathered in process order give the
+    batches back in record order, and every batch is the one a single process would have built, so
+    the result does not depend on the number of processes.
+
+    >>> [list(process_share(5, p, 2)) for p in range(2)]
+    [[0, 1, 2], [3, 4]]
+    """
+    base, extra = divmod(num_batches, num_processes)
+    start = process_index * base + min(process_index, extra)
+    return range(start, start + base + (1 if process_index < extra else 0))
+
+
+def _answer(
+    model: Any,
+    processor: Any,
+    chunk: list[Any],
+    video_cfg: VideoConfig,
+    kwargs: dict[str, Any],
+    cache: DecodeCache | None,
+) -> list[str]:
+    rollout = generate_rollouts(
+        model, processor, build_prompt_batch(processor, chunk, video_cfg, cache=cache), 1, kwargs
+    )
+    return list(rollout.texts)
+
+
+def _score(record: Any, text: str) -> dict[str, Any]:
+    b = score_completion(text, record.answer, record.options, mode=record.mode)
+    return {
+        "id": record.id,
+        "correct": record.answer,
+        "chosen": b.choice,
+        "is_correct": b.accuracy_reward > 0,
+        "format_ok": b.format_reward > 0,
+        "completion": text,
+    }
+
+
 @torch.no_grad()
 def evaluate(
     model: Any,
@@ -37,35 +82,39 @@ def evaluate(
     generation_kwargs: dict[str, Any],
     batch_size: int = 16,
     cache: DecodeCache | None = None,
+    processes: Any = None,
 ) -> EvalResult:
-    """Answer every record once (``generation_kwargs`` decide greedy or sampled) and score it."""
+    """Answer every record once (``generation_kwargs`` decide greedy or sampled) and score it.
+
+    ``processes``: an accelerate ``Accelerator`` or ``PartialState`` when several processes take
+    part; each answers its :func:`process_share` of the batches and every process gets the whole
+    result, in record order. With ``synced_gpus`` in ``generation_kwargs`` (ZeRO-3/FSDP: sharded
+    weights, so every forward is collective) a process with fewer batches repeats one and drops
+    its answers, so all processes run the same number of generate calls.
+    """
     start = time.perf_counter()
-    per_record: list[dict[str, Any]] = []
+    index, world = (processes.process_index, processes.num_processes) if processes is not None else (0, 1)
+    batches = batch_bounds(len(records), batch_size)
+    mine = [batches[b] for b in process_share(len(batches), index, world)]
+    local: list[dict[str, Any]] = []
+    for lo, hi in mine:
+        chunk = list(records[lo:hi])
+        texts = _answer(model, processor, chunk, video_cfg, generation_kwargs, cache)
+        local.extend(_score(r, t) for r, t in zip(chunk, texts, strict=True))
+    if generation_kwargs.get("synced_gpus") and batches:
+        for _ in range(len(process_share(len(batches), 0, world)) - len(mine)):
+            lo, hi = batches[0]
+            _answer(model, processor, list(records[lo:hi]), video_cfg, generation_kwargs, cache)
+    per_record = local
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        per_record = gather_object(local)
     confusion: dict[str, dict[str, int]] = {}
-    for i in range(0, len(records), batch_size):
-        chunk = list(records[i : i + batch_size])
-        rollout = generate_rollouts(
-            model,
-            processor,
-            build_prompt_batch(processor, chunk, video_cfg, cache=cache),
-            1,
-            generation_kwargs,
-        )
-        for record, text in zip(chunk, rollout.texts, strict=True):
-            b = score_completion(text, record.answer, record.options, mode=record.mode)
-            chosen = b.choice or "none"
-            confusion.setdefault(record.answer, {}).setdefault(chosen, 0)
-            confusion[record.answer][chosen] += 1
-            per_record.append(
-                {
-                    "id": record.id,
-                    "correct": record.answer,
-                    "chosen": b.choice,
-                    "is_correct": b.accuracy_reward > 0,
-                    "format_ok": b.format_reward > 0,
-                    "completion": text,
-                }
-            )
+    for r in per_record:
+        chosen = r["chosen"] or "none"
+        confusion.setdefault(r["correct"], {}).setdefault(chosen, 0)
+        confusion[r["correct"]][chosen] += 1
     n = len(per_record)
     return EvalResult(
         accuracy=sum(r["is_correct"] for r in per_record) / max(n, 1),

@@ -1,10 +1,15 @@
 """Per-token log-probabilities of sampled completions under a model (policy or reference).
 
-The prompt batch holds each video once; for the training forward every prompt row is repeated G
-times so row b*G + g is prompt b followed by completion g, matching the grouped order
-``generate(num_return_sequences=G)`` returns. The vision tower runs once per prompt and its
-output is shared by the G rows (``mm_encoder_outputs``): G times less vision compute than
-repeating the pixels, with gradients still reaching the merger through the shared features.
+Row b*G + g is prompt b followed by completion g, the grouped order rollouts come in. Two paths
+give the same numbers (tests/test_shared_prefix.py):
+
+- shared prefix (default, ``shared_prefix=True``): the prompt runs once per group and the G
+  completions attend to its cached keys/values (:mod:`trainer.prefix`); only completion
+  positions go through the language model G times.
+- per sample: every prompt row is repeated G times and the whole sequence runs per row; the
+  vision tower still runs once per prompt, its output shared by the G rows
+  (``mm_encoder_outputs``), with gradients reaching the merger through the shared features.
+  Used when ``shared_prefix`` is off or the attention backend cannot take a shared cache.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from typing import Any
 
 import torch
 
+from trainer import prefix
 from trainer.rollout import RolloutBatch
+from trainer.step_counts import vlm_core
 
 
 def sequence_inputs(rollout: RolloutBatch, device: torch.device | str) -> dict[str, torch.Tensor]:
@@ -39,21 +46,13 @@ def sequence_inputs(rollout: RolloutBatch, device: torch.device | str) -> dict[s
     return inputs
 
 
-def _vlm_core(model: Any) -> Any:
-    """The Qwen2_5_VLModel inside DDP / peft / ForConditionalGeneration wrappers."""
-    inner = getattr(model, "module", model)  # DDP
-    if hasattr(inner, "get_base_model"):  # peft
-        inner = inner.get_base_model()
-    return inner.model
-
-
 def shared_vision_outputs(model: Any, rollout: RolloutBatch, device: torch.device | str) -> dict[str, Any]:
     """Vision features of each prompt's video/image computed once and repeated for its G rows."""
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
     g = rollout.group_size
     p = rollout.prompt.inputs
-    core = _vlm_core(model)
+    core = vlm_core(model)
     outputs: dict[str, Any] = {}
     for kind, pixels_key, grid_key, encode in (
         ("video", "pixel_values_videos", "video_grid_thw", core.get_video_features),
@@ -69,33 +68,43 @@ def shared_vision_outputs(model: Any, rollout: RolloutBatch, device: torch.devic
     return outputs
 
 
-def completion_logprobs(model: Any, rollout: RolloutBatch, temperature: float = 1.0) -> torch.Tensor:
+def completion_logprobs(
+    model: Any, rollout: RolloutBatch, temperature: float = 1.0, shared_prefix: bool = True
+) -> torch.Tensor:
     """Log-probs (B*G, T) of each completion token given everything before it.
 
     Dividing logits by the sampling temperature scores tokens under the distribution they were
     sampled from (as TRL does), so the importance ratio starts at 1.
     """
-    return completion_logprobs_and_entropy(model, rollout, temperature)[0]
+    return completion_logprobs_and_entropy(model, rollout, temperature, shared_prefix)[0]
 
 
 def completion_logprobs_and_entropy(
-    model: Any, rollout: RolloutBatch, temperature: float = 1.0
+    model: Any, rollout: RolloutBatch, temperature: float = 1.0, shared_prefix: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs (B*G, T) of the completion tokens and the entropy (B*G, T) of the sampling
     distribution at each completion position (in nats, with grad, for an entropy bonus)."""
     device = next(model.parameters()).device
-    inputs = sequence_inputs(rollout, device)
     completion = rollout.completion_ids.to(device)
-    t = completion.shape[1]
+    if prefix.use_shared_prefix(model, shared_prefix):
+        logits = prefix.shared_prefix_logits(model, rollout, device)
+    else:
+        logits = per_sample_logits(model, rollout, device)
+    log_probs = torch.log_softmax(logits.float() / temperature, dim=-1)
+    logp = log_probs.gather(-1, completion.unsqueeze(-1)).squeeze(-1)
+    entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
+    return logp, entropy
+
+
+def per_sample_logits(model: Any, rollout: RolloutBatch, device: torch.device | str) -> torch.Tensor:
+    """Logits (B*G, T, V) predicting each completion token, from B*G full-sequence forwards."""
+    inputs = sequence_inputs(rollout, device)
+    t = rollout.completion_ids.shape[1]
     # Only the last T+1 positions' logits are needed: vocab-sized logits for the prompt would
     # dominate memory on real models.
-    logits = model(
+    return model(
         **inputs,
         mm_encoder_outputs=shared_vision_outputs(model, rollout, device),
         logits_to_keep=t + 1,
         use_cache=False,
     ).logits[:, :-1, :]
-    log_probs = torch.log_softmax(logits.float() / temperature, dim=-1)
-    logp = log_probs.gather(-1, completion.unsqueeze(-1)).squeeze(-1)
-    entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
-    return logp, entropy

@@ -27,6 +27,10 @@ ZERO_STD_FRACTION = "grpo/zero_std_fraction"
 # Generation rounds per micro-batch (1 unless dynamic_sampling refills dropped groups).
 SAMPLING_ROUNDS = "grpo/sampling_rounds"
 
+# rollout_backend: vllm - mean |logp_vllm - logp_policy| (nats) of the sampled tokens, and the mean
+# truncated importance-sampling weight (trainer.sampler_mismatch); logged only with vLLM.
+SAMPLER_LOGP_DIFF = "rollout/sampler_logp_diff"
+IS_WEIGHT = "rollout/is_weight"
 # Wall-clock seconds per phase of one step.
 TIME_GENERATE_S = "time/generate_s"
 TIME_SCORE_S = "time/score_s"
@@ -34,6 +38,15 @@ TIME_BACKWARD_S = "time/backward_s"
 TIME_STEP_S = "time/step_s"
 TOKENS_PER_S = "time/tokens_per_s"
 PEAK_MEMORY_GB = "time/peak_memory_gb"
+
+# Work per step, counted by hooks on the models (this process's share, averaged over processes):
+# images/videos through the vision tower (sampling, reference/old-policy passes and training
+# forwards together), prompt tokens prefilled while sampling, and language-model tokens through
+# the training forwards (rows x tokens, padding included). The shared-prefix path shows up here:
+# prompts are read once per question instead of once per completion.
+VISION_ITEMS = "compute/vision_items"
+PREFILL_TOKENS = "compute/prefill_tokens"
+TRAIN_FORWARD_TOKENS = "compute/train_forward_tokens"
 
 # Held-out evaluation (greedy answers on eval_dataset_use).
 EVAL_ACCURACY = "eval/accuracy"
@@ -69,6 +82,9 @@ TIMING_METRICS: tuple[str, ...] = (
     TIME_STEP_S,
     TOKENS_PER_S,
     PEAK_MEMORY_GB,
+    VISION_ITEMS,
+    PREFILL_TOKENS,
+    TRAIN_FORWARD_TOKENS,
 )
 EVAL_METRICS: tuple[str, ...] = (EVAL_ACCURACY, EVAL_FORMAT_RATE)
 TEMPORAL_METRICS: tuple[str, ...] = (TEMPORAL_ACC_ORDERED, TEMPORAL_ACC_SHUFFLED, TEMPORAL_BONUS_RATE)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS_DIR = REPO_ROOT / "assets"
 # The embedded tiny Qwen2.5-VL (weights + tokenizer + processor), built by scripts/build_tiny_model.py.
 TINY_MODEL_DIR = ASSETS_DIR / "tiny-qwen2.5-vl"
+# The same with head_dim 64 (vLLM's CPU attention refuses 16), built by scripts/build_tiny_vllm_model.py.
+TINY_VLLM_MODEL_DIR = ASSETS_DIR / "tiny-qwen2.5-vl-hd64"
 # The embedded synthetic video MCQ dataset, built by scripts/make_synthetic_dataset.py.
 SYNTHETIC_DIR = ASSETS_DIR / "synthetic_motion"
 
@@ -37,3 +40,21 @@ def resolve_repo_path(path: str) -> str:
     if candidate.is_absolute() or candidate.exists() or not (REPO_ROOT / candidate).exists():
         return path
     return str(REPO_ROOT / candidate)
+
+
+# ``owner/name`` as the Hugging Face hub spells a repository id (``Qwen/Qwen2.5-VL-3B-Instruct``).
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def is_hub_id(name: str) -> bool:
+    """Whether ``name`` reads as a hub repository id rather than a local path."""
+    return bool(HUB_ID.match(name)) and not name.startswith(".")
+
+
+def is_missing_local_path(name: str) -> bool:
+    """A name that can only mean a local folder (absolute, ``./``, ``~`` or more than one
+    separator) and that does not exist. Hub ids (``owner/name``) are left to transformers, which
+    reads its cache or the network."""
+    if os.path.isdir(os.path.expanduser(name)):
+        return False
+    return os.path.sep in name and not is_hub_id(name)

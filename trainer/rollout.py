@@ -1,7 +1,14 @@
 """Sampling a group of completions per question with the policy (the "rollout" half of GRPO).
 
-Each prompt's video is decoded and preprocessed once; ``generate(num_return_sequences=G)`` then
-expands it inside the model, and the outputs come back grouped per prompt (p0s0, p0s1, ..., p1s0).
+Each prompt's video is decoded and preprocessed once, and the outputs come back grouped per
+prompt (p0s0, p0s1, ..., p1s0). Two ways to sample, with the same tokens (greedy) or the same
+distribution (sampling):
+
+- shared prefix (default): the vision tower and the prompt prefill run once per question; the
+  prompt's KV cache is then expanded to the G rows and ``generate`` decodes all G samples from
+  it, with the 3-D rope positions the one-shot ``generate`` would use;
+- per sample: ``generate(num_return_sequences=G)`` prefills G copies of every prompt (transformers
+  encodes the pixels once and repeats the features).
 """
 
 from __future__ import annotations
@@ -12,12 +19,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import DynamicCache
 
+from trainer import prefix
 from trainer.data.inputs import build_inputs
 from trainer.data.prompts import chat_messages
 from trainer.data.video import DecodeCache, VideoConfig
+from trainer.step_counts import count_forwards
 
 VideoTransform = Callable[[torch.Tensor], torch.Tensor]
+# Prompt inputs the 3-D rope positions are computed from.
+_ROPE_KEYS = ("attention_mask", "mm_token_type_ids", "image_grid_thw", "video_grid_thw", "second_per_grid_ts")
 
 
 @dataclass
@@ -46,6 +58,13 @@ class RolloutBatch:
     completion_mask: torch.Tensor  # (B*G, T), 1 for generated tokens up to and including EOS
     texts: list[str]  # (B*G,) decoded completions
     seconds: float
+    # Measured while sampling: prompt tokens the language model prefilled (rows x tokens, padding
+    # included) and images/videos the vision tower encoded.
+    prefill_tokens: int = 0
+    vision_items: int = 0
+    # (B*G, T) log-probs the sampler reported for its tokens, when it is not the policy itself
+    # (vLLM: trainer.rollout_vllm); None for transformers' generate.
+    sampler_logprobs: torch.Tensor | None = None
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -93,19 +112,29 @@ def generate_rollouts(
     prompt: PromptBatch,
     group_size: int,
     generation_kwargs: dict[str, Any],
+    shared_prefix: bool = True,
 ) -> RolloutBatch:
     """Sample ``group_size`` completions per prompt. ``generation_kwargs`` come from
     ``trainer.modeling.generation_kwargs`` (max_new_tokens, sampling, eos/pad ids, suppressed
-    vision tokens)."""
+    vision tokens). ``shared_prefix``: prefill each prompt once (falls back to per-sample, with a
+    warning, where the attention backend cannot take it)."""
     start = time.perf_counter()
     was_training = model.training
     model.eval()
+    shared = prefix.use_shared_prefix(model, shared_prefix)
     try:
         device = next(model.parameters()).device
         inputs = {k: v.to(device) for k, v in prompt.inputs.items()}
-        out = model.generate(**inputs, num_return_sequences=group_size, **generation_kwargs)
+        with count_forwards(model) as counts:
+            if shared:
+                out = generate_from_shared_prefix(model, inputs, group_size, generation_kwargs)
+            else:
+                out = model.generate(**inputs, num_return_sequences=group_size, **generation_kwargs)
     finally:
         model.train(was_training)
+    # The prompt's forwards come first: one prefill per-sample; the shared prefill and the first
+    # generate forward (each row's last prompt token) on the shared path.
+    prefill_tokens = sum(counts.lm_forwards[: 2 if shared else 1])
     completion_ids = out[:, prompt.length :]
     eos = generation_kwargs.get("eos_token_id")
     eos_ids = eos if isinstance(eos, list | tuple) else [eos]
@@ -122,6 +151,46 @@ def generate_rollouts(
         completion_mask=mask.cpu(),
         texts=[t.strip() for t in texts],
         seconds=time.perf_counter() - start,
+        prefill_tokens=prefill_tokens,
+        vision_items=counts.vision_items,
+    )
+
+
+def generate_from_shared_prefix(
+    model: Any, inputs: dict[str, torch.Tensor], group_size: int, generation_kwargs: dict[str, Any]
+) -> torch.Tensor:
+    """``generate`` output (B*G, P + new) with each prompt prefilled once, then decoded G times.
+
+    The first P-1 prompt tokens (all the vision tokens) are prefilled for the B prompts; the cache
+    is repeated to B*G rows and ``generate`` continues from it (transformers' cache-continuation
+    path), feeding each row's last prompt token and decoding. The 4-row position ids (text, then
+    3-D rope) are the ones ``generate`` computes for the whole prompt, passed explicitly so the
+    continued rows use exactly the positions of the one-shot call.
+    """
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    lm = prefix.causal_lm(model)
+    rope_kwargs = {key: inputs[key] for key in _ROPE_KEYS if key in inputs}
+    # transformers' own positions for generation (text row + 3-D rope rows): (4, B, P).
+    positions = lm._prepare_position_ids_for_generation(ids, rope_kwargs)
+    vision = {key: inputs[key] for key in prefix.VISION_KEYS if key in inputs}
+    cache = DynamicCache(config=lm.config.get_text_config())
+    cache_arg = prefix.cache_kwarg(model)
+    model(
+        input_ids=ids[:, :-1],
+        attention_mask=mask[:, :-1],
+        position_ids=positions[..., :-1],
+        **{cache_arg: cache},
+        use_cache=True,
+        logits_to_keep=1,
+        **vision,
+    )
+    cache.batch_repeat_interleave(group_size)
+    return model.generate(
+        input_ids=ids.repeat_interleave(group_size, 0),
+        attention_mask=mask.repeat_interleave(group_size, 0),
+        position_ids=positions.repeat_interleave(group_size, 1),
+        **{cache_arg: cache},
+        **generation_kwargs,
     )
 
 

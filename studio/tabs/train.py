@@ -1,13 +1,18 @@
-"""Train tab: model, datasets, every config knob (generated from TrainConfig), preview, launch.
+"""Train tab: the essentials on one screen (model, datasets, seed knobs, budget, Check and Launch),
+everything else in collapsed sections generated from TrainConfig, YAML in and out.
 
-Launch goes through ``Supervisor.start``: the YAML is written under ``<workspace>/configs/``, a
-queued run row is created and ``python -m trainer.cli train --config ... --attach_run ID`` starts
-in the background. Config errors are shown in the tab, never raised.
+Check config and Launch run the same launch checks (``trainer.preflight.check_launch``); Check then
+samples a few groups with the chosen model and shows them, the cost of a step and any warning that
+the run cannot learn. Launch goes through ``Supervisor.start``: the YAML is written under
+``<workspace>/configs/``, a queued run row is created and ``python -m trainer.cli train --config ...
+--attach_run ID`` starts in the background. Config errors are shown in the tab, never raised.
 """
 
 from __future__ import annotations
 
+import logging
 import shlex
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +21,19 @@ from studio.context import StudioContext
 from studio.live import Refresh
 from studio.supervisor import Supervisor
 from trainer.config import TrainConfig
+from trainer.data import list_datasets
+from trainer.data.prompts import NO_THINK
 from trainer.errors import StudioError
 from trainer.paths import TINY_MODEL_DIR
+from trainer.preflight import MEMORY_NOTE, PreflightReport, check_launch, memory_text, run_preflight
+
+logger = logging.getLogger(__name__)
 
 HUB_MODELS = ("Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct")
 
 
-def dataset_spec(names: list[str] | None, percent: float) -> str:
-    """``["a", "b"], 50`` -> ``"a%50,b%50"`` (no suffix at 100 %)."""
-    suffix = "" if percent >= 100 else f"%{percent:g}"
-    return ",".join(f"{name}{suffix}" for name in names or [])
-
-
-def preview_texts(supervisor: Supervisor, cfg: TrainConfig) -> tuple[str, str]:
+def preview_texts(supervisor: Supervisor, prepared: TrainConfig) -> tuple[str, str]:
     """The YAML the run will get and the command lines that run it (studio's and by flags)."""
-    prepared = supervisor.prepare(cfg)
     config_path = supervisor.ctx.configs_dir / f"{prepared.run.run_name}.yaml"
     studio_cmd = shlex.join(supervisor.trainer_command(config_path, 0)).replace(
         "--attach_run 0", "--attach_run <run id>"
@@ -38,105 +41,276 @@ def preview_texts(supervisor: Supervisor, cfg: TrainConfig) -> tuple[str, str]:
     by_flags = forms.command_line(prepared, skip=forms.MANAGED_FIELDS)
     return (
         prepared.to_yaml(),
-        f"# what the studio runs\n{studio_cmd}\n\n# the same run from a terminal\n{by_flags}",
+        f"# what the studio runs\n{studio_cmd}\n\n# the same run from a terminal\n{by_flags}\n"
+        f"# its pre-flight, without training\n{by_flags} --check",
     )
 
 
-def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any]:
-    """Build the tab in the current gr.Tab; returns key widgets (``launch``, ``last_run``, ``status``)."""
-    import gradio as gr
+def checked_config(supervisor: Supervisor, values: dict[str, Any]) -> TrainConfig:
+    """Form values -> the config as it will run, after every check Launch runs (raises StudioError)."""
+    prepared = supervisor.prepare(forms.config_from_values(values))
+    check_launch(prepared)
+    return prepared
 
-    preset = forms.field_values(forms.load_preset())
-    names = [f.name for f in forms.form_fields()]
 
-    def model_widget(f: forms.FormField, value: Any) -> Any:
-        choices = list(dict.fromkeys([str(TINY_MODEL_DIR), str(value), *HUB_MODELS]))
-        return gr.Dropdown(
-            choices,
-            value=str(value),
-            allow_custom_value=True,
-            label=text.MODEL_LABEL,
-            info=f"{text.MODEL_INFO} ({f.name})",
-            elem_id=f"train-{f.name}",
-            min_width=320,
-        )
+def completion_rows(report: PreflightReport) -> list[list[Any]]:
+    return [
+        [c.record_id, c.correct_letter, c.group_index, c.text, c.tokens, "cut" if c.is_cut else "",
+         c.format_reward, c.accuracy_reward, round(c.total_reward, 3)]
+        for c in report.completions
+    ]  # fmt: skip
 
-    gr.Markdown(text.INTRO_TRAIN)
-    with gr.Row(equal_height=False):
-        pick = gr.Dropdown(
-            [],  # filled by refresh_pick on page load and tab select
-            multiselect=True,
-            label=text.DATASET_PICK_LABEL,
-            info=text.DATASET_PICK_INFO,
-            scale=4,
-            elem_id="train-dataset-pick",
-        )
-        percent = gr.Slider(
-            1, 100, value=100, step=1, label=text.PERCENT_LABEL, scale=2, elem_id="train-percent"
-        )
-        use = gr.Button(text.USE_DATASETS_BUTTON, scale=0, min_width=100, elem_id="train-use-datasets")
-    widgets = forms.build_form(
-        preset, custom={"model_name_or_path": model_widget}, open_sections=("model", "data", "grpo")
-    )
-    inputs = [widgets[n] for n in names]
-    with gr.Row():
-        reset = gr.Button(text.RESET_BUTTON, elem_id="train-reset")
-        check = gr.Button(text.PREVIEW_BUTTON, elem_id="train-check")
-        launch = gr.Button(text.LAUNCH_BUTTON, variant="primary", elem_id="train-launch")
-    status = gr.Markdown(elem_id="train-status")
-    last_run = gr.State(None)
-    cmd_box = gr.Code(
-        label=text.COMMAND_LABEL,
-        language="shell",
-        interactive=False,
-        wrap_lines=True,
-        elem_id="train-command",
-    )
-    yaml_box = gr.Code(
-        label=text.YAML_LABEL, language="yaml", interactive=False, max_lines=24, elem_id="train-yaml"
+
+def cost_markdown(report: PreflightReport) -> str:
+    c = report.cost
+    spread = ", ".join(f"{s:.2f}" for s in report.group_spread)
+    return "\n".join(
+        [
+            text.COST_HEADING,
+            f"- prompt tokens per question: **{c.prompt_tokens:.0f}** ({c.video_tokens:.0f} video tokens)",
+            f"- completion tokens: **{c.completion_tokens:.1f}** on average, "
+            f"{c.completion_tokens_max} at most",
+            f"- sequences per step: **{c.sequences_per_step}**; reward spread within groups (std): {spread}",
+            f"- model: {c.parameters / 1e6:.1f}M parameters, {c.trainable_parameters / 1e6:.1f}M trainable",
+            f"- memory estimate {memory_text(c)}",
+            f"- <small>{MEMORY_NOTE}</small>",
+        ]
     )
 
-    def on_check(*values: Any) -> tuple[str, Any, Any]:
+
+def report_status(report: PreflightReport) -> str:
+    if report.warnings:
+        items = "\n".join(f"- **{w.knob}**: {w.message}" for w in report.warnings)
+        return text.CONFIG_VALID_WARNS.format(warnings=items)
+    return text.CONFIG_VALID_CAN_LEARN.format(
+        groups=report.groups_with_spread,
+        total=len(report.group_spread),
+        fmt=report.format_rate,
+        acc=report.accuracy_rate,
+    )
+
+
+class TrainHandlers:
+    """What the tab's buttons do. Form values arrive as positional args in ``names`` order;
+    each handler returns the updates of its outputs (StudioError becomes a message, never raised)."""
+
+    def __init__(self, ctx: StudioContext, supervisor: Supervisor) -> None:
+        self.ctx = ctx
+        self.supervisor = supervisor
+        self.names = [f.name for f in forms.form_fields()]
+
+    def values_of(self, args: tuple[Any, ...]) -> dict[str, Any]:
+        return dict(zip(self.names, args, strict=True))
+
+    def check(self, *args: Any) -> tuple[Any, ...]:
+        """-> status, pre-flight box, completions table, cost, YAML, command, download file."""
+        import gradio as gr
+
         try:
-            cfg = forms.config_from_values(dict(zip(names, values, strict=True)))
-            yaml_text, cmd = preview_texts(supervisor, cfg)
+            prepared = checked_config(self.supervisor, self.values_of(args))
+            yaml_text, cmd = preview_texts(self.supervisor, prepared)
         except StudioError as exc:
-            return problems.error_markdown(exc, text.CONFIG_ERROR), gr.skip(), gr.skip()
-        return "Config is valid.", yaml_text, cmd
-
-    def on_launch(*values: Any) -> tuple[str, Any, Any, Any]:
+            error = problems.error_markdown(exc, text.CONFIG_ERROR)
+            return (error, gr.Column(visible=False), *[gr.skip()] * 5)
         try:
-            cfg = forms.config_from_values(dict(zip(names, values, strict=True)))
-            yaml_text, cmd = preview_texts(supervisor, cfg)
-            launched = supervisor.start(cfg)
+            report = run_preflight(prepared)
+        except StudioError as exc:
+            status = text.PREFLIGHT_FAILED.format(error=problems.describe(exc).headline)
+            return (
+                status,
+                gr.Column(visible=False),
+                gr.skip(),
+                gr.skip(),
+                yaml_text,
+                cmd,
+                download_file(prepared),
+            )
+        rows, cost = completion_rows(report), cost_markdown(report)
+        return (
+            report_status(report),
+            gr.Column(visible=True),
+            rows,
+            cost,
+            yaml_text,
+            cmd,
+            download_file(prepared),
+        )
+
+    def launch(self, *args: Any) -> tuple[Any, Any, Any, Any]:
+        """-> status, YAML, command, the launched run's id."""
+        import gradio as gr
+
+        try:
+            prepared = checked_config(self.supervisor, self.values_of(args))
+            _, cmd = preview_texts(self.supervisor, prepared)
+        except StudioError as exc:  # worded as Check words it: Check = Launch
+            return problems.error_markdown(exc, text.CONFIG_ERROR), gr.skip(), gr.skip(), gr.skip()
+        try:
+            launched = self.supervisor.start(prepared)
         except (StudioError, OSError) as exc:
             return problems.error_markdown(exc, text.NOT_LAUNCHED), gr.skip(), gr.skip(), gr.skip()
         run = launched.run
         message = text.LAUNCHED.format(run_id=run.id, name=run.name, pid=launched.pid, log=launched.log_path)
         return message, Path(launched.config_path).read_text(), cmd, run.id
 
-    def on_use(selected: list[str] | None, pct: float, current: str) -> Any:
-        spec = dataset_spec(selected, pct)
-        return spec if spec else current
+    def use(self, selected: list[str] | None, pct: float, mode: str, *args: Any) -> list[Any]:
+        """-> status, preset mode, every field (unchanged ones skipped)."""
+        import gradio as gr
 
-    def on_reset() -> list[Any]:
-        values = forms.field_values(forms.load_preset())
-        return [values[n] for n in names]
+        entries = {e.name: e for e in list_datasets(self.ctx.workspace)}
+        choice = forms.choose_datasets(selected or [], pct, self.values_of(args), entries)
+        return [choice.message, choice.mode or mode, *[choice.values.get(n, gr.skip()) for n in self.names]]
+
+    def reset(self, mode: str) -> list[Any]:
+        values = forms.field_values(forms.preset_for_mode(mode))
+        return [values[n] for n in self.names]
+
+    def load_yaml(self, yaml_text: str, mode: str) -> list[Any]:
+        """-> status, every field."""
+        import gradio as gr
+
+        try:
+            values = forms.values_from_yaml(yaml_text or "", forms.preset_for_mode(mode))
+        except StudioError as exc:
+            return [problems.error_markdown(exc, text.CONFIG_ERROR), *[gr.skip() for _ in self.names]]
+        return [text.YAML_LOADED, *[values[n] for n in self.names]]
+
+    @staticmethod
+    def section_labeller(section: str) -> Any:
+        """The handler that recounts a section's changed fields: (preset mode, its fields) -> label."""
+        import gradio as gr
+
+        section_names = [f.name for f in forms.section_fields(section)]
+
+        def label(mode: str, *args: Any) -> Any:
+            values = dict(zip(section_names, args, strict=True))
+            changed = forms.changed_fields(values, forms.preset_for_mode(mode), section_names)
+            return gr.Accordion(label=forms.section_label(section, len(changed)))
+
+        return label
+
+
+def download_file(prepared: TrainConfig) -> str:
+    """The checked config as a file the download button serves."""
+    folder = Path(tempfile.mkdtemp(prefix="vgrpo-config-"))
+    path = folder / f"{prepared.run.run_name}.yaml"
+    path.write_text(prepared.to_yaml())
+    return str(path)
+
+
+def model_widget(f: forms.FormField, value: Any) -> Any:
+    """The model field as a dropdown of the tiny model and the hub ids (any path may be typed)."""
+    import gradio as gr
+
+    choices = list(dict.fromkeys([str(TINY_MODEL_DIR), str(value), *HUB_MODELS]))
+    return gr.Dropdown(
+        choices,
+        value=str(value),
+        allow_custom_value=True,
+        label=text.MODEL_LABEL,
+        info=f"{text.MODEL_INFO} ({f.name})",
+        elem_id=f"train-{f.name}",
+        min_width=320,
+    )
+
+
+def build_layout(ctx: StudioContext) -> dict[str, Any]:
+    """The tab's widgets, essentials first; returns them by name (``fields``: {field: widget})."""
+    import gradio as gr
+
+    preset = forms.preset_for_mode(NO_THINK)
+    values = forms.field_values(preset)
+    custom = {"model_name_or_path": model_widget}
+    w: dict[str, Any] = {"preset_mode": gr.State(NO_THINK), "last_run": gr.State(None)}
+    gr.Markdown(text.INTRO_TRAIN)
+    with gr.Row(equal_height=False):
+        w["pick"] = gr.Dropdown(
+            [e.name for e in list_datasets(ctx.workspace)], multiselect=True, label=text.DATASET_PICK_LABEL,
+            info=text.DATASET_PICK_INFO, scale=4, elem_id="train-dataset-pick",
+        )  # fmt: skip
+        w["percent"] = gr.Slider(
+            1, 100, value=100, step=1, label=text.PERCENT_LABEL, scale=2, elem_id="train-percent"
+        )
+        w["use"] = gr.Button(text.USE_DATASETS_BUTTON, scale=0, min_width=100, elem_id="train-use-datasets")
+    w["fields"] = forms.build_essentials(values, custom)
+    with gr.Row():
+        w["reset"] = gr.Button(text.RESET_BUTTON, elem_id="train-reset")
+        w["check"] = gr.Button(text.PREVIEW_BUTTON, elem_id="train-check")
+        w["launch"] = gr.Button(text.LAUNCH_BUTTON, variant="primary", elem_id="train-launch")
+    w["status"] = gr.Markdown(elem_id="train-status")
+    with gr.Column(visible=False, elem_id="train-preflight") as w["preflight"]:
+        w["table"] = gr.Dataframe(
+            headers=text.PREFLIGHT_HEADERS, label=text.PREFLIGHT_TABLE_LABEL, interactive=False, wrap=True,
+            max_height=320, elem_id="train-preflight-table",
+        )  # fmt: skip
+        w["cost"] = gr.Markdown(elem_id="train-preflight-cost")
+    gr.Markdown(text.MORE_SETTINGS)
+    more, w["accordions"] = forms.build_sections(values, preset, custom)
+    w["fields"].update(more)
+    with gr.Accordion(text.YAML_IO_HEADING, open=False, elem_id="train-section-yaml"):
+        w["yaml"] = gr.Code(
+            value=preset.to_yaml(), label=text.YAML_IO_LABEL, language="yaml", interactive=True, max_lines=24,
+            elem_id="train-yaml",
+        )  # fmt: skip
+        with gr.Row():
+            w["load_yaml"] = gr.Button(text.LOAD_YAML_BUTTON, elem_id="train-load-yaml")
+            w["download"] = gr.DownloadButton(text.DOWNLOAD_YAML_BUTTON, elem_id="train-download-yaml")
+        w["command"] = gr.Code(
+            label=text.COMMAND_LABEL,
+            language="shell",
+            interactive=False,
+            wrap_lines=True,
+            elem_id="train-command",
+        )
+    return w
+
+
+def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any]:
+    """Build the tab in the current gr.Tab; returns key widgets (``launch``, ``last_run``, ``status``)."""
+    import gradio as gr
+
+    w = build_layout(ctx)
+    h = TrainHandlers(ctx, supervisor)
+    inputs = [w["fields"][n] for n in h.names]
+    for section, accordion in w["accordions"].items():
+        section_widgets = [w["fields"][f.name] for f in forms.section_fields(section)]
+        gr.on(
+            [x.change for x in section_widgets] + [w["preset_mode"].change],
+            h.section_labeller(section),
+            [w["preset_mode"], *section_widgets],
+            accordion,
+            show_progress="hidden",
+            trigger_mode="always_last",
+        )
+    pick = w["pick"]
 
     def refresh_pick(current: list[str] | None) -> Any:
         names = choices.dataset_names(choices.read_datasets(ctx.workspace))
         return gr.Dropdown(choices=names, value=[n for n in current or [] if n in names])
 
     pick.focus(refresh_pick, pick, pick)
-    use.click(on_use, [pick, percent, widgets["dataset_use"]], widgets["dataset_use"])
-    check.click(on_check, inputs, [status, yaml_box, cmd_box])
-    launch_event = launch.click(on_launch, inputs, [status, yaml_box, cmd_box, last_run])
-    reset.click(on_reset, None, inputs)
+    w["use"].click(
+        h.use, [pick, w["percent"], w["preset_mode"], *inputs], [w["status"], w["preset_mode"], *inputs]
+    )
+    check_outputs = [
+        w["status"],
+        w["preflight"],
+        w["table"],
+        w["cost"],
+        w["yaml"],
+        w["command"],
+        w["download"],
+    ]
+    w["check"].click(h.check, inputs, check_outputs)
+    launch_event = w["launch"].click(h.launch, inputs, [w["status"], w["yaml"], w["command"], w["last_run"]])
+    w["reset"].click(h.reset, w["preset_mode"], inputs)
+    w["load_yaml"].click(h.load_yaml, [w["yaml"], w["preset_mode"]], [w["status"], *inputs])
     return {
-        "launch": launch,
+        "launch": w["launch"],
         "launch_event": launch_event,
-        "last_run": last_run,
-        "status": status,
-        "widgets": widgets,
+        "last_run": w["last_run"],
+        "status": w["status"],
+        "widgets": w["fields"],
+        "accordions": w["accordions"],
         "refresh": Refresh(refresh_pick, [pick], [pick]),
     }

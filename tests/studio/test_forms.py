@@ -8,6 +8,7 @@ import pytest
 
 from studio import forms
 from trainer.config import SECTIONS, TrainConfig, field_index
+from trainer.data import list_datasets
 from trainer.errors import ConfigError
 from trainer.paths import REPO_ROOT, TINY_MODEL_DIR
 
@@ -32,12 +33,36 @@ def test_values_round_trip_through_config() -> None:
     assert forms.config_from_values(forms.field_values(cfg)) == cfg
 
 
-def test_widget_values_are_coerced_like_gradio_returns_them() -> None:
+def test_widget_text_is_parsed_like_yaml_and_flags() -> None:
     values = forms.field_values(TrainConfig())
-    values.update(grpo_sample_size=8.0, max_steps=None, total_pixels=None, run_name=None, learning_rate=1e-4)
+    values.update(grpo_sample_size="8", total_pixels="", run_name="", learning_rate="1e-4", max_frames="8.0")
     cfg = forms.config_from_values(values)
-    assert (cfg.grpo.grpo_sample_size, cfg.optim.max_steps, cfg.video.total_pixels) == (8, -1, None)
+    assert (cfg.grpo.grpo_sample_size, cfg.video.total_pixels, cfg.video.max_frames) == (8, None, 8)
     assert (cfg.run.run_name, cfg.optim.learning_rate) == ("", 1e-4)
+    assert isinstance(cfg.grpo.grpo_sample_size, int) and isinstance(cfg.video.max_frames, int)
+
+
+@pytest.mark.parametrize(
+    ("name", "typed", "message"),
+    [
+        ("grpo_sample_size", "2.5", "grpo_sample_size: expected an integer, got '2.5'"),
+        ("format_reward_weight", "abc", "format_reward_weight: expected a number, got 'abc'"),
+        ("max_steps", "", "max_steps: a value is required"),
+        ("total_pixels", "0", "total_pixels (0) must be >= max_pixels"),
+    ],
+)
+def test_typed_text_is_never_coerced(name: str, typed: str, message: str) -> None:
+    values = {**forms.field_values(forms.load_preset()), name: typed}
+    with pytest.raises(ConfigError) as info:
+        forms.config_from_values(values)
+    assert message in str(info.value)
+
+
+def test_an_empty_optional_box_is_none_and_the_preset_round_trips() -> None:
+    preset = forms.load_preset()
+    values = forms.field_values(preset)
+    assert values["total_pixels"] == "" and values["grpo_alpha"] == "0.5" and values["bf16"] is False
+    assert forms.config_from_values(values) == preset
 
 
 def test_invalid_value_raises_config_error_naming_the_field() -> None:
@@ -58,6 +83,11 @@ def test_preset_is_the_tiny_cpu_file_with_an_absolute_model_path() -> None:
     # The preset names the model relative to the project; the form gets the absolute folder.
     assert preset["model"]["model_name_or_path"] == "assets/tiny-qwen2.5-vl"
     assert cfg.model.model_name_or_path == str(TINY_MODEL_DIR)
+    think = forms.preset_for_mode("think")
+    assert (think.data.dataset_use, think.data.eval_dataset_use) == (
+        "synthetic_motion_train",
+        "synthetic_motion_eval",
+    )
 
 
 def test_missing_preset_falls_back_to_defaults(tmp_path) -> None:
@@ -72,15 +102,82 @@ def test_command_line_lists_only_changed_fields() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # see gradio_loops
-def test_build_form_makes_one_widget_per_field_with_help_as_info(gradio_loops: None) -> None:
+def test_essentials_first_then_collapsed_sections_with_every_other_field(gradio_loops: None) -> None:
     import gradio as gr
 
+    preset = forms.load_preset()
+    values = {**forms.field_values(preset), "fps": "4.0", "lora_r": "8"}
     with gr.Blocks():
-        widgets = forms.build_form(forms.field_values(TrainConfig()))
-    assert list(widgets) == list(field_index())
-    assert isinstance(widgets["bf16"], gr.Checkbox) and isinstance(widgets["lora_r"], gr.Number)
-    assert widgets["lora_r"].precision == 0
-    assert isinstance(widgets["dataset_use"], gr.Textbox)
-    assert widgets["grpo_alpha"].value == 0.5
-    assert widgets["grpo_alpha"].info == field_index()["grpo_alpha"][1].metadata["help"]
-    assert widgets["grpo_alpha"].elem_id == "train-grpo_alpha"
+        essentials = forms.build_essentials(values)
+        others, accordions = forms.build_sections(values, preset)
+    assert list(essentials) == list(forms.ESSENTIALS)
+    assert sorted([*essentials, *others]) == sorted(field_index())
+    # Numbers are text boxes: they hand over what was typed (no rounding, no 0 for empty).
+    assert isinstance(others["bf16"], gr.Checkbox) and isinstance(others["lora_r"], gr.Textbox)
+    assert essentials["grpo_alpha"].value == "0.5"
+    assert essentials["grpo_alpha"].info == field_index()["grpo_alpha"][1].metadata["help"]
+    assert essentials["grpo_alpha"].elem_id == "train-grpo_alpha"
+    assert others["total_pixels"].value == "" and others["total_pixels"].placeholder == "empty: not set"
+    assert all(not acc.open for acc in accordions.values())
+    assert accordions["video"].label == "Video sampling · 1 changed from the preset"
+    assert accordions["model"].label == "Model · 1 changed from the preset"
+    assert accordions["optim"].label == "Optimisation"
+
+
+def test_changed_fields_counts_unparseable_text_as_changed() -> None:
+    preset = forms.load_preset()
+    values = {**forms.field_values(preset), "fps": "8", "max_frames": "x"}
+    assert forms.changed_fields(values, preset, ["fps", "max_frames", "min_pixels"]) == ["max_frames"]
+
+
+def test_pasted_yaml_overrides_the_preset_and_errors_name_the_key() -> None:
+    preset = forms.load_preset()
+    values = forms.values_from_yaml("grpo:\n  grpo_beta: 0.2\nmax_steps: 7\n", preset)
+    assert (values["grpo_beta"], values["max_steps"], values["fps"]) == ("0.2", "7", "8.0")
+    with pytest.raises(ConfigError, match="unknown config key 'grpo_alhpa'"):
+        forms.values_from_yaml("grpo_alhpa: 1", preset)
+    with pytest.raises(ConfigError, match="grpo_sample_size: expected an integer"):
+        forms.values_from_yaml("grpo_sample_size: 2.5", preset)
+
+
+ENTRIES = {e.name: e for e in list_datasets("/nonexistent")}  # the built-in datasets only
+
+
+def test_use_on_the_think_dataset_sets_its_eval_set_and_the_think_generation_budget() -> None:
+    current = forms.field_values(forms.preset_for_mode("no_think"))
+    choice = forms.choose_datasets(["synthetic_motion_train"], 100, current, ENTRIES)
+    think = forms.preset_for_mode("think")
+    assert choice.mode == "think"
+    assert choice.values["dataset_use"] == "synthetic_motion_train"
+    assert choice.values["eval_dataset_use"] == "synthetic_motion_eval"
+    assert choice.values["generation_max_length"] == str(think.grpo.generation_max_length)
+    assert "generation_max_length 12 -> 32" in choice.message
+
+
+def test_use_keeps_a_generation_budget_the_user_set_and_samples_a_percent() -> None:
+    current = {**forms.field_values(forms.preset_for_mode("no_think")), "generation_max_length": "64"}
+    choice = forms.choose_datasets(["synthetic_motion_train"], 50, current, ENTRIES)
+    assert choice.values["dataset_use"] == "synthetic_motion_train%50"
+    assert "generation_max_length" not in choice.values
+
+
+def test_use_without_a_matching_eval_set_clears_one_of_the_other_mode() -> None:
+    current = forms.field_values(forms.preset_for_mode("no_think"))  # eval: the no_think eval set
+    entries = {k: v for k, v in ENTRIES.items() if k != "synthetic_motion_eval"}
+    choice = forms.choose_datasets(["synthetic_motion_train"], 100, current, entries)
+    assert choice.values["eval_dataset_use"] == ""
+    assert "eval_dataset_use cleared" in choice.message
+
+
+def test_the_two_presets_differ_only_where_the_answer_format_needs_it() -> None:
+    assert forms.mode_knobs() == ["generation_max_length"]
+
+
+def test_use_on_mixed_answer_formats_changes_no_format_knob() -> None:
+    current = forms.field_values(forms.preset_for_mode("no_think"))
+    choice = forms.choose_datasets(
+        ["synthetic_motion_train", "synthetic_motion_no_think_train"], 100, current, ENTRIES
+    )
+    assert choice.mode is None
+    assert set(choice.values) == {"dataset_use", "eval_dataset_use"}
+    assert choice.values["eval_dataset_use"] == "synthetic_motion_eval,synthetic_motion_no_think_eval"

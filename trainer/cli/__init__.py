@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "data": "trainer.cli.data",
     "runs": "trainer.cli.runs",
     "eval": "trainer.cli.evaluate",
+    "export": "trainer.cli.export",
     "studio": "trainer.cli.studio",
 }
 

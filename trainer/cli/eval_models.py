@@ -134,25 +134,41 @@ def eval_key(dataset_fingerprint: str, settings: dict[str, Any]) -> str:
 
 
 def result_doc(
-    path: str, ckpt: Any, evaluation: Any, summary: dict[str, Any], settings: dict
+    path: str, ckpt: Any, evaluation: Any, summary: dict[str, Any], settings: dict, rows: list[dict]
 ) -> dict[str, Any]:
+    """One model's JSON: the benchmark summary, where it is stored, its records, and the flat
+    fields (accuracy, format_rate, num_records, confusion) earlier versions of ``--json`` wrote."""
+    from trainer.benchmark import stored_answer, stored_choice
+
+    confusion: dict[str, dict[str, int]] = {}
+    for row in rows:
+        picks = confusion.setdefault(stored_answer(row), {})
+        picks[stored_choice(row)] = picks.get(stored_choice(row), 0) + 1
+    overall = summary.get("overall", {})
     return {
         "checkpoint": path,
+        "accuracy": overall.get("accuracy"),
+        "format_rate": overall.get("format_rate"),
+        "num_records": overall.get("n"),
         "step": ckpt.step if ckpt is not None else None,
         **summary,
         "settings": settings,
         "run_id": ckpt.run_id if ckpt is not None else None,
         "checkpoint_id": ckpt.id if ckpt is not None else None,
         "evaluation_id": evaluation.id if evaluation is not None else None,
+        "confusion": confusion,
+        "records": rows,
     }
 
 
-def _answer(args: argparse.Namespace, path: str, items: list, video_cfg: Any, settings: dict) -> list[str]:
+def _answer(
+    args: argparse.Namespace, path: str, items: list, video_cfg: Any, settings: dict, processes: Any
+) -> list[str]:
     """The completion of each item, in order (trainer.evaluate answers; this only lines them up)."""
     from trainer.cli.evaluate import answer_records
 
     records = [item.record for item in items]
-    result = answer_records(args, path, records, video_cfg, settings)
+    result = answer_records(args, path, records, video_cfg, settings, processes)
     by_id: dict[str, str] = {}
     for row in result.records:
         by_id.setdefault(row["id"], row["completion"])
@@ -161,36 +177,65 @@ def _answer(args: argparse.Namespace, path: str, items: list, video_cfg: Any, se
     return [row["completion"] for row in result.records]
 
 
-def evaluate_models(args: argparse.Namespace, store: Any, handle: Any, bench: Any, items: list) -> list[dict]:
-    """Evaluate (or reuse) every model on ``items``; one result document per model."""
-    from trainer.benchmark import fingerprint, score_items, summarize
+def plan(args: argparse.Namespace, store: Any, key: str) -> list[tuple[str, Any, Any]]:
+    """(path, checkpoint row, stored evaluation to reuse or None) per model; the main process
+    decides (it alone holds the run database) and the others follow its plan."""
     from trainer.cli.evaluate import checkpoint_row_for
 
-    dataset_fp = fingerprint(items)
-    docs = []
-    # One decoding for every model, the newest checkpoint's (it carries the trained video settings):
-    # base and checkpoints answer the same records the same way, and share one key.
-    video_cfg, settings = settings_for(args, args.model_paths[-1])
-    key = eval_key(dataset_fp, settings)
-    for done, path in enumerate(args.model_paths):
+    rows = []
+    for path in args.model_paths:
         # The base model is filed under its own "eval-<name>" run, never as a checkpoint of the run
         # (deleting a run's checkpoints must not touch it); the same base is then shared by runs.
         run_ref = None if path == getattr(args, "base_path", None) else args.run
         ckpt = checkpoint_row_for(store, path, run_ref) if store is not None else None
         stored = store.find_evaluation(ckpt.id, key) if ckpt is not None and not args.rerun else None
+        rows.append((path, ckpt, stored))
+    return rows
+
+
+def evaluate_models(
+    args: argparse.Namespace, store: Any, handle: Any, bench: Any, items: list, processes: Any
+) -> list[dict]:
+    """Evaluate (or reuse) every model on ``items``; one result document per model (main process)."""
+    from trainer.benchmark import fingerprint, score_items, summarize
+
+    dataset_fp = fingerprint(items)
+    docs: list[dict[str, Any]] = []
+    # One decoding for every model, the newest checkpoint's (it carries the trained video settings):
+    # base and checkpoints answer the same records the same way, and share one key.
+    video_cfg, settings = settings_for(args, args.model_paths[-1])
+    key = eval_key(dataset_fp, settings)
+    todo = plan(args, store, key) if processes.is_main_process else None
+    if processes.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        todo = broadcast_object_list([todo])[0]
+    for done, (path, ckpt, stored) in enumerate(todo):
+        if stored is not None and not processes.is_main_process:
+            continue
         if stored is not None:
             logger.info("reusing evaluation %d of %s (same records and settings)", stored.id, path)
             docs.append(
-                {**result_doc(path, ckpt, stored, dict(stored.summary or {}), settings), "reused": True}
+                {
+                    **result_doc(
+                        path,
+                        ckpt,
+                        stored,
+                        dict(stored.summary or {}),
+                        settings,
+                        [dict(r) for r in stored.results],
+                    ),
+                    "reused": True,
+                }
             )
-            docs[-1]["records"] = [dict(r) for r in stored.results]
         else:
-            report = summarize(
-                score_items(items, _answer(args, path, items, video_cfg, settings)), bench.skipped
-            )
+            completions = _answer(args, path, items, video_cfg, settings, processes)
+            if not processes.is_main_process:
+                continue
+            report = summarize(score_items(items, completions), bench.skipped)
             summary = report.summary()
             evaluation = None
-            if ckpt is not None:
+            if ckpt is not None and store is not None:
                 evaluation = store.add_evaluation(
                     ckpt.id,
                     args.dataset_use,
@@ -209,8 +254,14 @@ def evaluate_models(args: argparse.Namespace, store: Any, handle: Any, bench: An
                     f"[{report.overall.ci_low:.3f}, {report.overall.ci_high:.3f}], format "
                     f"{report.overall.format_rate:.3f} ({report.overall.n} records)",
                 )
-            docs.append({**result_doc(path, ckpt, evaluation, summary, settings), "reused": False})
-            docs[-1]["records"] = [row.to_dict() for row in report.rows]
+            docs.append(
+                {
+                    **result_doc(
+                        path, ckpt, evaluation, summary, settings, [r.to_dict() for r in report.rows]
+                    ),
+                    "reused": False,
+                }
+            )
         if handle is not None:
             handle.progress((done + 1) * len(items), len(args.model_paths) * len(items))
     return docs
@@ -219,7 +270,7 @@ def evaluate_models(args: argparse.Namespace, store: Any, handle: Any, bench: An
 def run(args: argparse.Namespace) -> int:
     from trainer.benchmark import stratified_subset
     from trainer.benchmark_data import load_benchmark
-    from trainer.cli.evaluate import recorded_job
+    from trainer.cli.evaluate import processes_state, recorded_job
     from trainer.paths import default_workspace
     from trainer.rundb.lifecycle import RunAborted
 
@@ -233,19 +284,29 @@ def run(args: argparse.Namespace) -> int:
     if args.max_records is not None:
         items = items[: args.max_records]
     # Open the DB before the slow part, so a bad URL or run fails in a second.
+    # Under `accelerate launch` every process answers its share of the records (the main process
+    # alone stores and reports); run plainly it is one process.
+    processes = processes_state()
     store = None
-    if args.db:
+    if args.db and processes.is_main_process:
         from trainer.rundb import RunStore
 
         store = RunStore(args.db)
     out = sys.stdout if args.json != "-" else sys.stderr  # `--json -` keeps stdout pure JSON
     try:
-        args.model_paths = model_paths(store, args)
+        shared: list[Any] = [None, None]
+        if processes.is_main_process:
+            shared = [model_paths(store, args), getattr(args, "base_path", None)]
+        if processes.num_processes > 1:  # the run's checkpoints are read by the main process only
+            from accelerate.utils import broadcast_object_list
+
+            shared = broadcast_object_list(shared)
+        args.model_paths, args.base_path = shared
         first = checkpoint_row_for_first(store, args)
         total = len(items) * len(args.model_paths)
         job = recorded_job(store, args, first, total) if store is not None else nullcontext(None)
         with job as handle:
-            docs = evaluate_models(args, store, handle, bench, items)
+            docs = evaluate_models(args, store, handle, bench, items, processes)
             if handle is not None:
                 handle.result.update(
                     accuracy=docs[-1]["overall"]["accuracy"],
@@ -261,11 +322,13 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if store is not None:
             store.close()
+    if not processes.is_main_process:
+        return 0
     for doc in docs:
         o = doc["overall"]
         print(
-            f"eval {doc['checkpoint']} on {args.dataset_use}: accuracy {o['accuracy']:.4f} "
-            f"[{o['ci_low']:.4f}, {o['ci_high']:.4f}], format rate {o['format_rate']:.4f} on {o['n']} records"
+            f"eval {args.dataset_use}: accuracy {o['accuracy']:.4f} [{o['ci_low']:.4f}, {o['ci_high']:.4f}], "
+            f"format rate {o['format_rate']:.4f} on {o['n']} records · {Path(doc['checkpoint']).name}"
             + (f" (reused evaluation {doc['evaluation_id']})" if doc["reused"] else "")
             + (
                 f"; stored evaluation {doc['evaluation_id']}"

@@ -28,14 +28,13 @@ from typing import Any
 from trainer.cli.eval_models import add_benchmark_args
 from trainer.cli.eval_models import run as run
 from trainer.errors import ConfigError, StudioError
+from trainer.paths import is_hub_id
 
 logger = logging.getLogger(__name__)
 
 TRAIN_CONFIG_FILE = "train_config.yaml"
 DEFAULT_MAX_NEW_TOKENS = 256
 _STEP = re.compile(r"checkpoint-(\d+)$")
-# "Qwen/Qwen2.5-VL-3B-Instruct": a hub id, left to transformers (its cache or the network).
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -67,10 +66,12 @@ def check_checkpoint(path: str) -> str:
     """A local model folder (resolved) or a hub id; ConfigError naming the path otherwise."""
     local = Path(path).expanduser()
     if local.exists():
-        if not (local / "config.json").is_file():
-            raise ConfigError(f"checkpoint {local.resolve()} is not a model folder (no config.json)")
+        if not ((local / "config.json").is_file() or (local / "adapter_config.json").is_file()):
+            raise ConfigError(
+                f"checkpoint {local.resolve()} is not a model folder (no config.json or adapter_config.json)"
+            )
         return str(local.resolve())
-    if _HUB_ID.match(path) and not path.startswith("."):
+    if is_hub_id(path):
         return path
     raise ConfigError(f"checkpoint not found: {local.resolve()}")
 
@@ -178,13 +179,19 @@ def recorded_job(store: Any, args: argparse.Namespace, ckpt: Any, num_records: i
 
 
 def answer_records(
-    args: argparse.Namespace, path: str, records: list, video_cfg: Any, settings: dict[str, Any]
+    args: argparse.Namespace,
+    path: str,
+    records: list,
+    video_cfg: Any,
+    settings: dict[str, Any],
+    processes: Any,
 ) -> Any:
-    """Load the checkpoint and answer every record once with ``settings``' decoding (an EvalResult)."""
+    """Load the checkpoint and answer every record once with ``settings``' decoding (an EvalResult);
+    under several processes each answers its share and every process gets all the answers."""
     from trainer.evaluate import evaluate
     from trainer.modeling import generation_kwargs, load_policy
 
-    device = _device(args.device)
+    device = _device(args.device) if processes.num_processes == 1 else str(processes.device)
     dtype = "bf16" if device.startswith("cuda") else None
     try:
         model, processor = load_policy(path, dtype=dtype, device=device)
@@ -201,7 +208,9 @@ def answer_records(
         top_p=settings["top_p"],
         do_sample=sampled,
     )
-    return evaluate(model, processor, records, video_cfg, kwargs, batch_size=args.batch_size)
+    return evaluate(
+        model, processor, records, video_cfg, kwargs, batch_size=args.batch_size, processes=processes
+    )
 
 
 def _device(name: str | None) -> str:
@@ -210,3 +219,11 @@ def _device(name: str | None) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def processes_state() -> Any:
+    """accelerate's view of the processes this command runs in (CPU ones use gloo)."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())

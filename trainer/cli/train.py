@@ -2,6 +2,11 @@
 
 Every config field is a flag (``--grpo_alpha 0.5``); flags override the YAML. Also reachable as
 ``python -m trainer.train`` with the same flags.
+
+``--check`` trains nothing: it runs the launch checks and a pre-flight (samples grpo_sample_size
+completions for a few questions with the chosen model and settings, scores them, estimates the
+cost of a step) and exits 0 when the run can learn, 3 when it warns (each warning names the knob),
+2 when the config is wrong.
 """
 
 from __future__ import annotations
@@ -11,7 +16,14 @@ import logging
 import sys
 from typing import Any
 
-from trainer.config import SECTIONS, build_config, field_index, load_yaml, merge
+from trainer.config import SECTIONS, TrainConfig, build_config, field_index, load_yaml, merge
+from trainer.errors import StudioError
+from trainer.preflight import LaunchCheck, check_launch, format_report, run_preflight
+
+# Exit codes of `vgrpo train` (argparse's own usage errors are 2 as well).
+EXIT_OK = 0
+EXIT_CONFIG_ERROR = 2
+EXIT_WARNINGS = 3
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +36,12 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--attach_run", type=int, default=None, help=argparse.SUPPRESS
     )  # the studio's run row
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="train nothing: check the config, sample a few groups with the chosen model and print "
+        "the pre-flight (exit 0: can learn, 3: warnings naming the knob, 2: config error)",
+    )
     for section in SECTIONS:
         group = parser.add_argument_group(section)
         for name, (sec, f) in field_index().items():
@@ -50,16 +68,38 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k in index}
 
 
-def run(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     base = load_yaml(args.config) if args.config else {}
-    cfg = build_config(merge(base, overrides_from(args)))
-    if args.attach_run is not None:
-        _refuse_second_owner(cfg, args.attach_run)
+    return build_config(merge(base, overrides_from(args)))
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = config_from_args(args)
+        launch = check_launch(cfg)  # the same checks as the studio's Check config and Launch
+    except StudioError as exc:
+        print(f"vgrpo: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    if args.check:
+        return check(cfg, launch)
+    return train_run(cfg, args.attach_run)
+
+
+def check(cfg: TrainConfig, launch: LaunchCheck) -> int:
+    """Print the pre-flight; 0 when the run can learn, 3 when it warns."""
+    report = run_preflight(cfg, launch=launch)
+    print(format_report(report))
+    return EXIT_OK if report.can_learn else EXIT_WARNINGS
+
+
+def train_run(cfg: TrainConfig, attach_run: int | None) -> int:
+    if attach_run is not None:
+        _refuse_second_owner(cfg, attach_run)
     from trainer.loop import train  # torch and transformers: only once we know we will train
 
     bar = _progress_bar()
     try:
-        outcome = train(cfg, progress=bar, attach_run_id=args.attach_run)
+        outcome = train(cfg, progress=bar, attach_run_id=attach_run)
     finally:
         bar.close()
     if outcome.eval is not None:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trainer.config_types import check_field_types
 from trainer.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class VideoConfig:
     )
     max_frames: int = field(
         default=16,
-        metadata={"help": "Upper bound on sampled frames per video; rounded down to an even number."},
+        metadata={"help": "Upper bound on sampled frames per video; even (frames are merged in pairs)."},
     )
     min_pixels: int = field(
         default=16 * PIXELS_PER_TOKEN,
@@ -45,20 +46,30 @@ class VideoConfig:
     )
     total_pixels: int | None = field(
         default=None,
-        metadata={"help": "Budget of pixels over all sampled frames of one video (None: no budget)."},
+        metadata={
+            "help": "Budget of pixels over all sampled frames of one video, >= max_pixels (empty: no budget)."
+        },
     )
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.fps <= 0:
             raise ConfigError(f"fps must be > 0, got {self.fps}")
         if self.max_frames < 2:
             raise ConfigError(f"max_frames must be >= 2 (frames come in pairs), got {self.max_frames}")
+        if self.max_frames % 2:
+            # qwen-vl-utils would round it down without a word; say so instead.
+            raise ConfigError(f"max_frames must be even (frames are merged in pairs), got {self.max_frames}")
         if self.min_pixels < PIXELS_PER_TOKEN:
             raise ConfigError(f"min_pixels must be >= {PIXELS_PER_TOKEN}, got {self.min_pixels}")
         if self.max_pixels < self.min_pixels:
             raise ConfigError(f"max_pixels ({self.max_pixels}) must be >= min_pixels ({self.min_pixels})")
-        if self.total_pixels is not None and self.total_pixels < self.min_pixels:
-            raise ConfigError(f"total_pixels ({self.total_pixels}) must be >= min_pixels ({self.min_pixels})")
+        if self.total_pixels is not None and self.total_pixels < self.max_pixels:
+            # A budget below one frame's cap makes max_pixels meaningless; lower max_pixels instead.
+            raise ConfigError(
+                f"total_pixels ({self.total_pixels}) must be >= max_pixels ({self.max_pixels}), "
+                "or empty for no budget"
+            )
 
     def video_element(self, path: str | os.PathLike) -> dict[str, Any]:
         """The ``{"type": "video", ...}`` element qwen-vl-utils reads, with these knobs."""

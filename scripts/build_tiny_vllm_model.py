@@ -1,0 +1,117 @@
+"""Build assets/tiny-qwen2.5-vl-hd64: the embedded tiny Qwen2.5-VL with head_dim 64, for vLLM.
+
+vLLM's CPU attention serves head_dim 32, 64, 80, 96, 112, 128, 256 only ("Unsupported CPU
+attention configuration: head_dim=16" for the embedded model, 64 wide with 4 heads). This variant
+keeps the embedded model's tokenizer, processor, vision tower and depth, and widens the language
+model to hidden 128 with 2 heads of 64 (1 KV head, grouped like the real model) and mrope_section
+[8, 12, 12] (the real [16, 24, 24] halved; 32 rotary frequencies). Then the same format warm
+start as the embedded model (random answer letters: parseable outputs at chance accuracy), so a
+GRPO run through vLLM can be seen to learn. Deterministic for a seed and thread count; offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from scripts.tiny_model import config as tiny_config  # noqa: E402
+from scripts.tiny_model import warm_start  # noqa: E402
+from trainer.paths import SYNTHETIC_DIR, TINY_MODEL_DIR, TINY_VLLM_MODEL_DIR  # noqa: E402
+
+logger = logging.getLogger("build_tiny_vllm_model")
+
+TEXT_OVERRIDES = {
+    "hidden_size": 128,
+    "intermediate_size": 512,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 64,
+}
+# The vision tower too: vLLM's vision rotary/attention path disagreed with transformers' at head_dim 16.
+VISION_OVERRIDES = {"hidden_size": 128, "num_heads": 2, "intermediate_size": 512}
+# 64 / 2 = 32 rotary frequencies, split temporal/height/width in the real model's 2:3:3 ratio.
+MROPE_SECTION = [8, 12, 12]
+# Files taken unchanged from the embedded model (same tokenizer and processor, so the same prompts).
+SHARED_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "processor_config.json",
+    "generation_config.json",
+)
+
+
+def model_config(tokenizer: object) -> object:
+    """The embedded model's config with the wider language model (the vision merger projects to it)."""
+    config = tiny_config.model_config(tokenizer)
+    for key, value in TEXT_OVERRIDES.items():
+        setattr(config.text_config, key, value)
+    rope = dict(config.text_config.rope_parameters)
+    rope["mrope_section"] = list(MROPE_SECTION)
+    config.text_config.rope_parameters = rope
+    for key, value in VISION_OVERRIDES.items():
+        setattr(config.vision_config, key, value)
+    config.vision_config.out_hidden_size = TEXT_OVERRIDES["hidden_size"]
+    return config
+
+
+def build(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, pool_size: int) -> dict:
+    import torch
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in SHARED_FILES:
+        shutil.copy2(TINY_MODEL_DIR / name, out_dir / name)
+    processor = AutoProcessor.from_pretrained(out_dir)
+    model = Qwen2_5_VLForConditionalGeneration(model_config(processor.tokenizer))
+    model.generation_config = tiny_config.generation_config(processor.tokenizer)
+    t0 = time.perf_counter()
+    losses = warm_start.train(
+        model, processor, SYNTHETIC_DIR, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+        pool_size=pool_size,
+    )  # fmt: skip
+    warm_s = time.perf_counter() - t0
+    model.save_pretrained(out_dir)
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "warm_start_steps": steps,
+        "warm_start_s": round(warm_s, 1),
+        "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
+        "seed": seed,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=TINY_VLLM_MODEL_DIR)
+    parser.add_argument("--seed", type=int, default=0)
+    # The format (not the answer) is learned in ~25 steps; a small clip pool keeps decoding cheap.
+    parser.add_argument("--steps", type=int, default=60, help="format warm-start steps")
+    parser.add_argument("--pool-size", type=int, default=64, help="train clips the warm start draws from")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (results depend on it)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("qwen_vl_utils").setLevel(logging.WARNING)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    stats = build(args.out, args.seed, args.steps, args.batch_size, args.lr, args.pool_size)
+    size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
+    print(json.dumps({**stats, "size_mb": round(size / 1e6, 2)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

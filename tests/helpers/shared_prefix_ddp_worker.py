@@ -1,0 +1,90 @@
+"""Run under `accelerate launch --num_processes 2 --cpu`: one GRPO step of the tiny model, DDP-wrapped,
+with ``shared_prefix`` off and then on from the same start and seed; each rank writes the largest
+differences between the two (samples, loss, updated parameters) and a checksum of its parameters
+after the shared-prefix step, so the test can check both the exactness and the DDP sync."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+from trainer import metrics_keys as mk
+from trainer.config import build_config
+from trainer.data import load_dataset_use
+from trainer.modeling import generation_kwargs, load_policy
+from trainer.paths import TINY_MODEL_DIR
+from trainer.step import StepContext, grpo_step
+from trainer.trainable import set_trainable, trainable_parameters
+
+
+def one_step(accelerator: Accelerator, shared: bool, records: list) -> tuple[dict, list, dict]:
+    cfg = build_config(
+        {
+            "model_name_or_path": str(TINY_MODEL_DIR),
+            "shared_prefix": shared,
+            "fps": 8.0,
+            "max_frames": 8,
+            "min_pixels": 3136,
+            "max_pixels": 3136,
+            "grpo_sample_size": 4,
+            "generation_max_length": 8,
+            "grpo_beta": 0.04,
+            # A gradient even when every group's rewards tie (zero advantages, KL 0 at the start).
+            "entropy_coeff": 1.0,
+            "max_grad_norm": 0.0,
+        }
+    )
+    torch.manual_seed(0)
+    model, processor = load_policy(TINY_MODEL_DIR)
+    ref_model = load_policy(TINY_MODEL_DIR)[0].eval().requires_grad_(False)
+    model = set_trainable(model, cfg.model).train()
+    # SGD with lr 1: the update is minus the (all-reduced) gradient.
+    optimizer = torch.optim.SGD(trainable_parameters(model), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    assert isinstance(model, torch.nn.parallel.DistributedDataParallel)
+    ctx = StepContext(
+        accelerator, model, ref_model, processor, cfg, optimizer, scheduler, generation_kwargs(processor, 8)
+    )
+    # Each rank its own questions, the same on both paths.
+    torch.manual_seed(1 + accelerator.process_index)
+    metrics, micro = grpo_step(ctx, [records])
+    params = {n: p.detach().clone() for n, p in accelerator.unwrap_model(model).named_parameters()}
+    return metrics, micro, params
+
+
+def main() -> None:
+    out_dir, workspace = Path(sys.argv[1]), Path(sys.argv[2])
+    accelerator = Accelerator(cpu=True)
+    rank = accelerator.process_index
+    records = load_dataset_use("synthetic_motion_train", workspace, 0)[2 * rank : 2 * rank + 2]
+    per_metrics, per_micro, per_params = one_step(accelerator, False, records)
+    metrics, micro, params = one_step(accelerator, True, records)
+    start = dict(load_policy(TINY_MODEL_DIR)[0].named_parameters())
+    digest = hashlib.sha256()
+    for name, param in sorted(params.items()):
+        digest.update(name.encode())
+        digest.update(param.to(torch.float32).contiguous().numpy().tobytes())
+    result = {
+        "world": accelerator.num_processes,
+        "same_samples": torch.equal(micro[0].rollout.completion_ids, per_micro[0].rollout.completion_ids),
+        "loss_diff": abs(metrics[mk.LOSS] - per_metrics[mk.LOSS]),
+        # Excess of |update difference| over the 1e-5 + 1e-5 * |update| tolerance (<= 0: within it).
+        "update_excess": max(
+            float(((params[n] - per_params[n]).abs() - 1e-5 - 1e-5 * (per_params[n] - start[n]).abs()).max())
+            for n in params
+        ),
+        "moved": max(float((params[n] - start[n]).abs().max()) for n in params),
+        "prefill_tokens": [per_metrics[mk.PREFILL_TOKENS], metrics[mk.PREFILL_TOKENS]],
+        "checksum": digest.hexdigest(),
+    }
+    (out_dir / f"rank{rank}.json").write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

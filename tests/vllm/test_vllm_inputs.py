@@ -1,0 +1,89 @@
+"""What the vLLM sampler is given equals what the training forward sees (no vLLM needed here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from trainer.data.video import VideoConfig
+from trainer.modeling import load_policy
+from trainer.rollout import build_prompt_batch
+from trainer.rollout_vllm import (
+    _PATCHIFY_ONLY,
+    _collapse_runs,
+    _transformers_mrope_positions,
+    frames_from_patches,
+)
+
+VIDEO = VideoConfig(fps=8.0, max_frames=8, min_pixels=3136, max_pixels=3136)
+OPTIONS = {"A": "left", "B": "right", "C": "up", "D": "down"}
+
+
+@dataclass
+class Rec:
+    id: str
+    video: str
+    question: str
+    options: dict
+    answer: str = "A"
+    image: None = None
+    mode: str = "think"
+
+
+@pytest.fixture(scope="module")
+def prompt_and_policy(tiny_model_dir, synthetic_dir):
+    model, processor = load_policy(tiny_model_dir)
+    records = [
+        Rec("a", str(synthetic_dir / "videos" / "m_0001.mp4"), "Which way does the square move?", OPTIONS),
+        Rec("b", str(synthetic_dir / "videos" / "m_0002.mp4"), "Where does it go?", OPTIONS),
+    ]
+    return build_prompt_batch(processor, records, VIDEO), model, processor
+
+
+def test_frames_from_patches_give_back_the_same_pixels(prompt_and_policy) -> None:
+    prompt, _, processor = prompt_and_policy
+    vp = processor.video_processor
+    pixels, grid = prompt.inputs["pixel_values_videos"], prompt.inputs["video_grid_thw"]
+    frames = frames_from_patches(pixels, grid, vp.patch_size, vp.merge_size, vp.temporal_patch_size)
+    assert [tuple(f.shape) for f in frames] == [(8, 3, 56, 56), (8, 3, 56, 56)]
+    # What vLLM's processor call does with them: patchify only (frames are already normalised).
+    again = vp(videos=frames, do_sample_frames=False, return_tensors="pt", **_PATCHIFY_ONLY)
+    assert torch.equal(again["pixel_values_videos"], pixels)
+    assert torch.equal(again["video_grid_thw"], grid)
+
+
+class FakeVLLMModel:
+    """What vLLM's ``iter_mm_grid_thw`` yields for a prompt with one video."""
+
+    def __init__(self, grid: tuple) -> None:
+        self.grid = grid
+
+    def iter_mm_grid_thw(self, _features):
+        yield self.grid
+
+
+def test_text_positions_follow_transformers(prompt_and_policy) -> None:
+    """The positions vLLM is made to use equal transformers' get_rope_index for the same prompt."""
+    prompt, model, processor = prompt_and_policy
+    p = prompt.inputs
+    hf, _ = model.model.get_rope_index(
+        p["input_ids"], p["mm_token_type_ids"], None, p["video_grid_thw"],
+        second_per_grid_ts=p["second_per_grid_ts"], attention_mask=p["attention_mask"],
+    )  # fmt: skip
+    video_id = processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")
+    tps = model.config.vision_config.tokens_per_second
+    for row in range(prompt.size):
+        ids = p["input_ids"][row][p["attention_mask"][row].bool()].tolist()
+        t, h, w = p["video_grid_thw"][row].tolist()
+
+        grid = (ids.index(video_id), t, h // 2, w // 2, float(p["second_per_grid_ts"][row]) * tps)
+        positions, delta = _transformers_mrope_positions(FakeVLLMModel(grid), ids, [])
+        expected = hf[:, row, p["attention_mask"][row].bool()]
+        assert torch.equal(positions, expected.to(positions.dtype))
+        assert delta == int(expected.max()) + 1 - len(ids)
+
+
+def test_expanded_placeholders_collapse_to_one() -> None:
+    assert _collapse_runs([1, 7, 7, 7, 2, 8, 8, 3, 7], (7, 8)) == [1, 7, 2, 8, 3, 7]

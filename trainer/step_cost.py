@@ -1,0 +1,88 @@
+"""What one GRPO step costs: sequences, tokens and an estimate of the memory training needs.
+
+Pure arithmetic on counts (no model, no torch), so the numbers are checked by hand in the tests.
+The memory estimate is a rough guide, and says so: weights, gradients and AdamW states are exact
+byte counts; activations follow Korthikanti et al. (2022, "Reducing Activation Recomputation in
+Large Transformer Models"): about 34 x hidden bytes per token per layer in 16-bit with a fused
+attention kernel, of which only the layer input (2 x hidden bytes) stays with gradient
+checkpointing; the float32 logits of the completion tokens come on top. The generation KV cache,
+the vision tower's activations and allocator overhead are not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GIB = 2**30
+# Bytes per token per layer per hidden unit kept for backward, in 16-bit (Korthikanti et al. 2022).
+ACTIVATION_BYTES_16BIT = 34
+CHECKPOINTED_BYTES_16BIT = 2
+LOGIT_BYTES = 4 * 2  # float32 logits and their log-softmax, per vocabulary entry per token
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The counts the estimate needs from a model."""
+
+    parameters: int
+    trainable_parameters: int
+    hidden_size: int
+    num_layers: int
+    vocab_size: int
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes needed to train, per part (GiB)."""
+
+    weights_gib: float
+    gradients_gib: float
+    optimizer_gib: float
+    reference_gib: float
+    activations_gib: float
+
+    @property
+    def total_gib(self) -> float:
+        parts = (self.weights_gib, self.gradients_gib, self.optimizer_gib, self.reference_gib)
+        return sum(parts) + self.activations_gib
+
+
+def sequences_per_step(questions_per_micro_batch: int, accumulation_steps: int, group_size: int) -> int:
+    """Completions sampled and trained on per optimiser step (one process).
+
+    >>> sequences_per_step(16, 1, 4)
+    64
+    """
+    return questions_per_micro_batch * accumulation_steps * group_size
+
+
+def memory_estimate(
+    shape: ModelShape,
+    bytes_per_param: int,
+    has_reference: bool,
+    sequences_per_micro_batch: int,
+    tokens_per_sequence: int,
+    completion_tokens: int,
+    gradient_checkpointing: bool,
+) -> MemoryEstimate:
+    """Training memory of one process (GiB).
+
+    ``bytes_per_param``: 2 for bf16 weights, 4 for float32. Gradients and both AdamW moments
+    (torch keeps them in the parameter's dtype) exist for trainable parameters only; the frozen
+    reference is a second copy of the weights (``grpo_beta`` > 0 without LoRA). Activations are
+    those of one micro-batch: ``sequences_per_micro_batch`` rows of ``tokens_per_sequence``
+    (prompt + completion) tokens, of which ``completion_tokens`` get logits.
+    """
+    per_token_layer = CHECKPOINTED_BYTES_16BIT if gradient_checkpointing else ACTIVATION_BYTES_16BIT
+    # The paper counts 16-bit activations; float32 ones take twice the room.
+    dtype_scale = bytes_per_param / 2
+    tokens = sequences_per_micro_batch * tokens_per_sequence
+    layer_bytes = tokens * shape.hidden_size * shape.num_layers * per_token_layer * dtype_scale
+    logit_bytes = sequences_per_micro_batch * completion_tokens * shape.vocab_size * LOGIT_BYTES
+    return MemoryEstimate(
+        weights_gib=shape.parameters * bytes_per_param / GIB,
+        gradients_gib=shape.trainable_parameters * bytes_per_param / GIB,
+        optimizer_gib=2 * shape.trainable_parameters * bytes_per_param / GIB,
+        reference_gib=shape.parameters * bytes_per_param / GIB if has_reference else 0.0,
+        activations_gib=(layer_bytes + logit_bytes) / GIB,
+    )
