@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 INTRO = (
     "Evaluate a checkpoint (or any model folder) on a dataset with greedy answers. The evaluation runs "
     "in the background and is stored in the run database against the checkpoint; pick a run to see "
-    "its evaluations: accuracy, format rate, which option was chosen for which answer, and every record."
+    "its evaluations: accuracy, format rate, which option was chosen for which answer, and every record. "
+    "Tick **Base + all checkpoints** to compare the run's base model and checkpoints per task."
 )
 DEFAULT_DATASET = "synthetic_motion_eval"
 POLL_S = 2.0
