@@ -255,6 +255,9 @@ def test_real_videomme_tasks_and_mixed_dataflow(real_mcq: Path, tmp_path: Path) 
         limit=5,
     )
     assert len(limited) == 5
+    # NAME%N keeps N % of each task of the file
+    mvbench = str(real_mcq / "video_r1_eval_mvbench_sample200.json")
+    assert len(load_benchmark(f"{mvbench}%10", tmp_path, check_media=False).items) == 20
 
 
 def test_missing_videos_name_the_record_and_the_video_root(tmp_path: Path) -> None:

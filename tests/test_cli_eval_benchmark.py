@@ -184,3 +184,27 @@ def test_two_processes_base_and_checkpoint_then_reuse(tiny_model_dir, tmp_path, 
     assert all(m["num_records"] == 5 for m in docs[0]["models"])
     with RunStore(db) as store:
         assert len(store.evaluations(run.id)) == 1
+
+
+def test_video_r1_preset_and_greedy_settings(tmp_path):
+    import argparse
+
+    from trainer.cli.eval_models import eval_key, settings_for
+
+    def args(preset: str, **flags) -> argparse.Namespace:
+        base = {"preset": preset, "fps": None, "max_frames": None, "max_pixels": None, "max_new_tokens": None}
+        return argparse.Namespace(**{**base, **flags})
+
+    (tmp_path / "train_config.yaml").write_text(
+        "video:\n  max_frames: 8\ngrpo:\n  generation_max_length: 64\n"
+    )
+    video, greedy = settings_for(args("greedy"), str(tmp_path))
+    assert (greedy["temperature"], greedy["max_new_tokens"], video.max_frames) == (0.0, 64, 8)
+    video, r1 = settings_for(args("video_r1"), str(tmp_path))
+    assert (r1["temperature"], r1["top_p"], r1["max_new_tokens"]) == (0.1, 0.001, 1024)
+    assert (video.max_frames, video.max_pixels) == (32, 256 * 28 * 28)
+    # A flag beats the preset; different settings are a different evaluation.
+    video, flagged = settings_for(args("video_r1", max_frames=16), str(tmp_path))
+    assert video.max_frames == 16
+    assert len({eval_key("fp", s) for s in (greedy, r1, flagged)}) == 3
+    assert eval_key("fp", greedy) == eval_key("fp", dict(greedy))
