@@ -27,3 +27,19 @@ def test_shares_are_contiguous_and_concatenate_to_every_batch(num_batches, world
     shares = [list(process_share(num_batches, p, world)) for p in range(world)]
     assert shares == expected
     assert sum(shares, []) == list(range(num_batches))
+
+
+def test_progress_is_reported_after_every_batch(tiny_model_dir, tmp_path) -> None:
+    # What an evaluation job's bar shows: records answered so far, batch by batch.
+    from trainer.data import load_dataset_use
+    from trainer.data.video import VideoConfig
+    from trainer.evaluate import evaluate
+    from trainer.modeling import generation_kwargs, load_policy
+
+    model, processor = load_policy(tiny_model_dir)
+    records = load_dataset_use("synthetic_motion_no_think_eval", tmp_path, 0)[:10]
+    kwargs = generation_kwargs(processor, 4, do_sample=False)
+    video = VideoConfig(fps=8.0, max_frames=8, min_pixels=3136, max_pixels=3136)
+    seen: list[int] = []
+    result = evaluate(model, processor, records, video, kwargs, batch_size=4, on_progress=seen.append)
+    assert seen == [4, 8, 10] and result.num_records == 10

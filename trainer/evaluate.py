@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,7 @@ def evaluate(
     batch_size: int = 16,
     cache: DecodeCache | None = None,
     processes: Any = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> EvalResult:
     """Answer every record once (``generation_kwargs`` decide greedy or sampled) and score it.
 
@@ -91,6 +92,8 @@ def evaluate(
     result, in record order. With ``synced_gpus`` in ``generation_kwargs`` (ZeRO-3/FSDP: sharded
     weights, so every forward is collective) a process with fewer batches repeats one and drops
     its answers, so all processes run the same number of generate calls.
+    ``on_progress(n)`` after each of this process's batches: about how many records are answered
+    over all processes (this process's count times the number of processes, at most all).
     """
     start = time.perf_counter()
     index, world = (processes.process_index, processes.num_processes) if processes is not None else (0, 1)
@@ -101,6 +104,8 @@ def evaluate(
         chunk = list(records[lo:hi])
         texts = _answer(model, processor, chunk, video_cfg, generation_kwargs, cache)
         local.extend(_score(r, t) for r, t in zip(chunk, texts, strict=True))
+        if on_progress is not None:
+            on_progress(min(len(records), len(local) * world))
     if generation_kwargs.get("synced_gpus") and batches:
         for _ in range(len(process_share(len(batches), 0, world)) - len(mine)):
             lo, hi = batches[0]

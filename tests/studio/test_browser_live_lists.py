@@ -140,10 +140,10 @@ def test_lists_follow_the_registry_and_the_run_db(page: Any, studio: StudioProce
     ctx = StudioContext(studio.workspace)
     try:
         run = ctx.store.create_run("late-run", config={"model": {"model_name_or_path": "/models/base"}})
-        ctx.store.mark_running(run.id)
+        owner = ctx.store.claim_run(run.id).owner  # this test process stands in for the trainer
         ctx.store.log_metrics(run.id, 1, {"reward/total": 0.5, "grpo/kl_div": 0.0}, wall_time=1.0)
         ctx.store.log_metrics(run.id, 2, {"reward/total": 0.75, "grpo/kl_div": 0.01}, wall_time=2.0)
-        ctx.store.finish_run(run.id, "finished")
+        ctx.store.end_run(run.id, owner, "finished")
         out = ctx.runs_dir / "late-run"
         for step in (2, 4, 6):
             (out / f"checkpoint-{step}").mkdir(parents=True)

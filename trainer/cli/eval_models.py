@@ -162,13 +162,19 @@ def result_doc(
 
 
 def _answer(
-    args: argparse.Namespace, path: str, items: list, video_cfg: Any, settings: dict, processes: Any
+    args: argparse.Namespace,
+    path: str,
+    items: list,
+    video_cfg: Any,
+    settings: dict,
+    processes: Any,
+    on_progress: Any = None,
 ) -> list[str]:
     """The completion of each item, in order (trainer.evaluate answers; this only lines them up)."""
     from trainer.cli.evaluate import answer_records
 
     records = [item.record for item in items]
-    result = answer_records(args, path, records, video_cfg, settings, processes)
+    result = answer_records(args, path, records, video_cfg, settings, processes, on_progress)
     by_id: dict[str, str] = {}
     for row in result.records:
         by_id.setdefault(row["id"], row["completion"])
@@ -191,6 +197,14 @@ def plan(args: argparse.Namespace, store: Any, key: str) -> list[tuple[str, Any,
         stored = store.find_evaluation(ckpt.id, key) if ckpt is not None and not args.rerun else None
         rows.append((path, ckpt, stored))
     return rows
+
+
+def batch_progress(handle: Any, before: int, total: int) -> Any:
+    """The job's progress callback for one model: its bar moves per answered batch, not only per
+    model (``before`` records were answered by the models already done). None without a job."""
+    if handle is None:
+        return None
+    return lambda answered: handle.progress(before + answered, total)
 
 
 def evaluate_models(
@@ -229,7 +243,8 @@ def evaluate_models(
                 }
             )
         else:
-            completions = _answer(args, path, items, video_cfg, settings, processes)
+            progress = batch_progress(handle, done * len(items), len(args.model_paths) * len(items))
+            completions = _answer(args, path, items, video_cfg, settings, processes, progress)
             if not processes.is_main_process:
                 continue
             report = summarize(score_items(items, completions), bench.skipped)

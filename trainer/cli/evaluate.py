@@ -185,6 +185,7 @@ def answer_records(
     video_cfg: Any,
     settings: dict[str, Any],
     processes: Any,
+    on_progress: Any = None,
 ) -> Any:
     """Load the checkpoint and answer every record once with ``settings``' decoding (an EvalResult);
     under several processes each answers its share and every process gets all the answers."""
@@ -209,7 +210,14 @@ def answer_records(
         do_sample=sampled,
     )
     return evaluate(
-        model, processor, records, video_cfg, kwargs, batch_size=args.batch_size, processes=processes
+        model,
+        processor,
+        records,
+        video_cfg,
+        kwargs,
+        batch_size=args.batch_size,
+        processes=processes,
+        on_progress=on_progress,
     )
 
 
