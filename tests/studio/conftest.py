@@ -17,6 +17,16 @@ def ctx(tmp_path: Path) -> Iterator[StudioContext]:
     context = StudioContext(tmp_path / "ws")
     yield context
     context.store.close()
+    # A test that failed half-way may leave a trainer it started (a stubborn fake ignores SIGTERM):
+    # end every child process that works on this test's database, so none outlives the test.
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if any(context.db_url in part for part in child.cmdline()):
+                child.kill()
+        except psutil.Error:  # already gone
+            pass
 
 
 @pytest.fixture
