@@ -2,8 +2,9 @@
 # GRPO on several GPUs through accelerate. ACCEL picks configs/accelerate_$ACCEL.yaml:
 #   ACCEL=ddp (default) | zero2 | zero3 | fsdp     NPROC=number of GPUs (default: all visible)
 #   scripts/train_grpo_multi.sh --dataset_use my_videos --grpo_sample_size 8
-# Without a GPU: ACCEL=zero2_cpu or zero3_cpu (DeepSpeed on CPU processes, gloo) with NPROC=2 and
-# CONFIG=configs/tiny_cpu.yaml; FSDP needs GPUs (accelerate would start it as DDP; the trainer refuses).
+# Without a GPU: ACCEL=zero2_cpu or zero3_cpu (DeepSpeed on CPU processes, gloo) with NPROC=2,
+# CONFIG=configs/tiny_cpu.yaml and --dynamic_sampling false (refused under DeepSpeed/FSDP on several
+# processes); FSDP needs GPUs (accelerate would start it as DDP; the trainer refuses).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 config=${CONFIG:-$root/configs/qwen2_5_vl_3b_gpu.yaml}

@@ -26,7 +26,7 @@ import pytest
 
 from trainer.errors import ConfigError
 from trainer.paths import REPO_ROOT
-from trainer.reference import check_engine, shard_reference_fsdp
+from trainer.reference import shard_reference_fsdp
 
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
 
@@ -71,24 +71,3 @@ def test_accelerate_starts_an_fsdp_launch_on_cpus_as_ddp_and_the_trainer_refuses
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV, cwd=REPO_ROOT)
     assert proc.returncode != 0
     assert "asks for FSDP but accelerate started MULTI_CPU" in proc.stderr, proc.stderr[-3000:]
-
-
-@pytest.mark.parametrize(
-    ("asked", "started", "refused"),
-    [
-        ("true", "MULTI_CPU", True),
-        ("true", "NO", True),
-        ("true", "FSDP", False),
-        ("false", "MULTI_CPU", False),
-    ],
-)
-def test_an_fsdp_launch_that_accelerate_did_not_start_as_fsdp_is_refused(
-    monkeypatch: pytest.MonkeyPatch, asked: str, started: str, refused: bool
-) -> None:
-    monkeypatch.setenv("ACCELERATE_USE_FSDP", asked)
-    accelerator = SimpleNamespace(distributed_type=SimpleNamespace(name=started))
-    if refused:
-        with pytest.raises(ConfigError, match=f"accelerate started {started}"):
-            check_engine(accelerator)
-    else:
-        check_engine(accelerator)

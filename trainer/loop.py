@@ -33,6 +33,7 @@ from trainer.modeling import generation_kwargs, load_policy
 from trainer.paths import default_db_url, default_workspace, resolve_repo_path
 from trainer.reference import (
     accelerator_kwargs,
+    check_dynamic_sampling,
     check_engine,
     configure_deepspeed,
     prepare_reference,
@@ -120,6 +121,7 @@ def train(
 
     accelerator = Accelerator(mixed_precision="bf16" if cfg.model.bf16 else "no", **accelerator_kwargs())
     check_engine(accelerator)
+    check_dynamic_sampling(accelerator, cfg.grpo.dynamic_sampling)
     configure_deepspeed(accelerator, cfg.optim.per_device_train_batch_size)
     set_seed(cfg.run.seed)
     if cfg.run.num_threads:

@@ -61,6 +61,25 @@ def check_engine(accelerator: Any) -> None:
         )
 
 
+def check_dynamic_sampling(accelerator: Any, dynamic_sampling: bool) -> None:
+    """Refuse ``dynamic_sampling`` on several processes under DeepSpeed or FSDP.
+
+    Every forward and backward there is collective (ZeRO-3/FSDP gather weights; ZeRO-2 reduces
+    gradients in each backward), but dynamic sampling keeps a different number of groups on each
+    process per round, so one computes log-probs or updates a micro-batch the others don't and all
+    wait forever (seen: ZeRO-3 on 2 CPU processes with configs/tiny_cpu.yaml). DDP is unaffected:
+    it synchronises only the step's last backward.
+    """
+    sharded = accelerator.distributed_type.name in ("DEEPSPEED", "FSDP")
+    if dynamic_sampling and sharded and accelerator.num_processes > 1:
+        raise ConfigError(
+            f"dynamic_sampling is not supported with {accelerator.distributed_type.name} on several "
+            "processes (each keeps a different number of groups, and their collective forwards and "
+            "backwards would wait on each other forever): set dynamic_sampling: false, or use DDP "
+            "(configs/accelerate_ddp.yaml)."
+        )
+
+
 def configure_deepspeed(accelerator: Any, per_device_batch_size: int) -> None:
     """Fill DeepSpeed's batch sizes, which accelerate derives from a dataloader this loop does not
     have (``accelerator.prepare`` refuses "auto" values without one).
