@@ -150,8 +150,8 @@ def shard_reference_fsdp(ref: Any, plugin: Any, mesh: Any = None) -> Any:
     """Shard the frozen ``ref`` with FSDP2 ``fully_shard`` as accelerate shards the policy, in place.
 
     The same units as the policy (the plugin's auto-wrap policy: each decoder layer and vision
-    block), untied input/output embeddings each their own unit (as accelerate carves them), the
-    rest in the root; the plugin's mixed precision, CPU offload and ``mesh`` (None: all
+    block), untied input and output embeddings each their own unit (accelerate carves them out
+    too), the rest in the root; the plugin's mixed precision, CPU offload and ``mesh`` (None: all
     processes). Unlike the policy's root and tail, every unit reshards after its forward: a frozen
     model has no backward to reshard them, so they would otherwise stay gathered for good. Each
     process then holds about 1/world of every parameter (DTensor shards) and gathers one unit at a
