@@ -20,7 +20,6 @@ import torch
 
 from trainer import prefix
 from trainer.rollout import RolloutBatch
-from trainer.step_counts import vlm_core
 
 
 def sequence_inputs(rollout: RolloutBatch, device: torch.device | str) -> dict[str, torch.Tensor]:
@@ -52,7 +51,9 @@ def shared_vision_outputs(model: Any, rollout: RolloutBatch, device: torch.devic
 
     g = rollout.group_size
     p = rollout.prompt.inputs
-    core = vlm_core(model)
+    # The outer model's methods: under FSDP2 they gather the root's weights first
+    # (trainer.reference.register_vision_methods).
+    core = prefix.causal_lm(model)
     outputs: dict[str, Any] = {}
     for kind, pixels_key, grid_key, encode in (
         ("video", "pixel_values_videos", "video_grid_thw", core.get_video_features),

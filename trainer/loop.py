@@ -31,7 +31,14 @@ from trainer.errors import ConfigError, StudioError
 from trainer.evaluate import EvalResult, evaluate
 from trainer.modeling import generation_kwargs, load_policy
 from trainer.paths import default_db_url, default_workspace, resolve_repo_path
-from trainer.reference import accelerator_kwargs, configure_deepspeed, prepare_reference
+from trainer.reference import (
+    accelerator_kwargs,
+    check_dynamic_sampling,
+    check_engine,
+    configure_deepspeed,
+    prepare_reference,
+    register_vision_methods,
+)
 from trainer.reporting import make_reporter
 from trainer.rollout_vllm import make_sampler
 from trainer.rundb import MetricsWriter, OwnerAlive, Rollout, RunAborted, RunStore, run_lifecycle
@@ -113,6 +120,8 @@ def train(
     from accelerate.utils import set_seed
 
     accelerator = Accelerator(mixed_precision="bf16" if cfg.model.bf16 else "no", **accelerator_kwargs())
+    check_engine(accelerator)
+    check_dynamic_sampling(accelerator, cfg.grpo.dynamic_sampling)
     configure_deepspeed(accelerator, cfg.optim.per_device_train_batch_size)
     set_seed(cfg.run.seed)
     if cfg.run.num_threads:
@@ -331,6 +340,7 @@ def _step_context(
         num_training_steps=updates,
     )
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    register_vision_methods(model)
     sample_kwargs = generation_kwargs(
         processor, g.generation_max_length, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k
     )
