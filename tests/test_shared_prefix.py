@@ -19,6 +19,7 @@ from trainer.config import ModelConfig
 from trainer.data.inputs import build_inputs
 from trainer.data.prompts import chat_messages
 from trainer.data.video import VideoConfig
+from trainer.decode import lean_decoding_supported
 from trainer.dynamic_sampling import select_prompts
 from trainer.logprobs import completion_logprobs, completion_logprobs_and_entropy
 from trainer.modeling import generation_kwargs, load_policy
@@ -162,6 +163,10 @@ def test_greedy_rollouts_are_identical_on_both_paths(
     four = generate_rollouts(model, processor, prompt, 4, greedy, shared_prefix=True)
     assert torch.equal(four.completion_ids, one.completion_ids.repeat_interleave(4, 0))
     assert four.texts == [t for t in one.texts for _ in range(4)]
+    # Settings outside the lean decode loop (trainer.decode) continue the shared cache with generate.
+    assert not lean_decoding_supported({**greedy, "synced_gpus": False})
+    via_generate = generate_rollouts(model, processor, prompt, 4, {**greedy, "synced_gpus": False})
+    assert torch.equal(via_generate.completion_ids, four.completion_ids)
 
 
 def test_sampled_rollouts_draw_the_same_tokens_from_the_same_seed(tiny_model_dir, synthetic_dir) -> None:
@@ -188,8 +193,12 @@ def test_counts_show_one_vision_pass_and_one_prefill_per_question(
     per_sample = generate_rollouts(model, processor, prompt, group_size, kwargs, shared_prefix=False)
     # Vision tower: once per question on both paths (transformers 5 encodes pixels before expanding).
     assert shared.vision_items == per_sample.vision_items == b
-    # Prefill: the B prompts once (all but their last token), plus each row's last prompt token.
-    assert shared.prefill_tokens == b * (p - 1) + b * group_size
+    # Prefill: the B prompts once (the lean decode loop samples every row's first token from it).
+    assert shared.prefill_tokens == b * p
+    # Through generate (settings the lean loop leaves to it): all but the last prompt token once,
+    # then each row's last prompt token.
+    via_generate = generate_rollouts(model, processor, prompt, group_size, {**kwargs, "synced_gpus": False})
+    assert via_generate.prefill_tokens == b * (p - 1) + b * group_size
     assert per_sample.prefill_tokens == b * group_size * p
 
     rollout = random_rollout(prompt, group_size, seed=1)

@@ -25,6 +25,7 @@ from trainer import prefix
 from trainer.data.inputs import build_inputs
 from trainer.data.prompts import chat_messages
 from trainer.data.video import DecodeCache, VideoConfig
+from trainer.decode import decode_shared_prefix, lean_decoding_supported
 from trainer.step_counts import count_forwards
 
 VideoTransform = Callable[[torch.Tensor], torch.Tensor]
@@ -125,16 +126,20 @@ def generate_rollouts(
     try:
         device = next(model.parameters()).device
         inputs = {k: v.to(device) for k, v in prompt.inputs.items()}
+        lean = shared and lean_decoding_supported(generation_kwargs)
         with count_forwards(model) as counts:
-            if shared:
+            if lean:
+                out = decode_shared_prefix(model, inputs, group_size, generation_kwargs)
+            elif shared:
                 out = generate_from_shared_prefix(model, inputs, group_size, generation_kwargs)
             else:
                 out = model.generate(**inputs, num_return_sequences=group_size, **generation_kwargs)
     finally:
         model.train(was_training)
-    # The prompt's forwards come first: one prefill per-sample; the shared prefill and the first
-    # generate forward (each row's last prompt token) on the shared path.
-    prefill_tokens = sum(counts.lm_forwards[: 2 if shared else 1])
+    # The prompt's forwards come first: one prefill per sample and in the lean decode loop (whose
+    # decode steps call the decoder layers, not the counted language model); the shared prefill and
+    # the first generate forward (each row's last prompt token) on the generate-continuation path.
+    prefill_tokens = sum(counts.lm_forwards[: 2 if shared and not lean else 1])
     completion_ids = out[:, prompt.length :]
     eos = generation_kwargs.get("eos_token_id")
     eos_ids = eos if isinstance(eos, list | tuple) else [eos]
