@@ -147,7 +147,8 @@ def our_step(
     model, processor = load_policy(model_dir)
     ref_model = copy.deepcopy(model).eval().requires_grad_(False)
     model = set_trainable(model, cfg.model).train()
-    optimizer = torch.optim.AdamW(trainable_parameters(model), lr=LEARNING_RATE)
+    # fused, as trainer/loop.py (and transformers' Trainer, so TRL) use
+    optimizer = torch.optim.AdamW(trainable_parameters(model), lr=LEARNING_RATE, fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     sample_kwargs = generation_kwargs(processor, new_tokens)
     sample_kwargs["min_new_tokens"] = new_tokens  # the same completion length in every arm

@@ -120,19 +120,24 @@ def decode_mask(lm: Any, prompt_mask: torch.Tensor, new_tokens: int) -> torch.Te
     return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, torch.finfo(dtype).min)
 
 
-@torch.inference_mode()
-def _decode(
-    model: Any, inputs: dict[str, torch.Tensor], group_size: int, kwargs: dict[str, Any]
-) -> torch.Tensor:
-    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+def generation_positions(model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The positions (4, B, P: text row, then the three rope sections) ``generate`` gives the
+    prompts (for text-only prompts they skip left padding, unlike the training forward's)."""
+    rope_inputs = {key: inputs[key] for key in ROPE_KEYS if key in inputs}
+    return prefix.causal_lm(model)._prepare_position_ids_for_generation(inputs["input_ids"], rope_inputs)
+
+
+def _prefill(
+    model: Any, inputs: dict[str, torch.Tensor], positions: torch.Tensor, group_size: int
+) -> tuple[torch.Tensor, DynamicCache]:
+    """The B prompts through the full model once (vision tower included): the last position's
+    logits and the KV cache, both repeated to the B*G rows."""
     lm = prefix.causal_lm(model)
-    text = lm.model.language_model
-    positions = lm._prepare_position_ids_for_generation(ids, {k: inputs[k] for k in ROPE_KEYS if k in inputs})
     cache = DynamicCache(config=lm.config.get_text_config())
     vision = {key: inputs[key] for key in prefix.VISION_KEYS if key in inputs}
     logits = model(
-        input_ids=ids,
-        attention_mask=mask,
+        input_ids=inputs["input_ids"],
+        attention_mask=inputs["attention_mask"],
         position_ids=positions,
         **{prefix.cache_kwarg(model): cache},
         use_cache=True,
@@ -140,7 +145,18 @@ def _decode(
         **vision,
     ).logits[:, -1, :]
     cache.batch_repeat_interleave(group_size)
-    logits = logits.repeat_interleave(group_size, 0)
+    return logits.repeat_interleave(group_size, 0), cache
+
+
+@torch.inference_mode()
+def _decode(
+    model: Any, inputs: dict[str, torch.Tensor], group_size: int, kwargs: dict[str, Any]
+) -> torch.Tensor:
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    lm = prefix.causal_lm(model)
+    text = lm.model.language_model
+    positions = generation_positions(model, inputs)
+    logits, cache = _prefill(model, inputs, positions, group_size)
     rows, new = logits.shape[0], int(kwargs["max_new_tokens"])
     cache_arg = {prefix.cache_kwarg(model): cache}
     sampler = Sampler(kwargs, logits.shape[-1], logits.device)

@@ -172,7 +172,7 @@ def shared_prefix_logits(model: Any, rollout: Any, device: torch.device | str) -
     p = rollout.prompt.inputs
     completion = rollout.completion_ids.to(device)
     prompt_mask = p["attention_mask"].to(device)
-    positions = prompt_positions(model, p, device)
+    positions = rollout.prompt.positions(model, device)
     n_layers = causal_lm(model).config.text_config.num_hidden_layers
     capture = Cache(layers=[CaptureLayer() for _ in range(n_layers)])
     vision = {key: p[key].to(device) for key in VISION_KEYS if key in p}
