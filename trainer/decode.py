@@ -102,6 +102,8 @@ class Sampler:
             tokens = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
         else:
             tokens = torch.argmax(scores, dim=-1)
+        if step < self.min_new:  # no end of sequence yet, so no row has finished
+            return tokens
         return torch.where(unfinished, tokens, self.pad)
 
 
@@ -186,6 +188,8 @@ def _decode(
         tokens = sampler(logits, t, unfinished)
         out[:, t] = tokens
         steps = t + 1
+        if t < sampler.min_new:
+            continue  # end of sequence is suppressed until min_new_tokens: nothing to check
         unfinished &= ~torch.isin(tokens, sampler.eos)
         if not bool(unfinished.any()):  # one sync per step, as generate's stopping check
             break
