@@ -174,6 +174,10 @@ def test_greedy_rollouts_are_identical_on_both_paths(
     assert four.texts == [t for t in one.texts for _ in range(4)]
     # Settings outside the lean decode loop (trainer.decode) continue the shared cache with generate.
     assert not lean_decoding_supported({**greedy, "synced_gpus": False})
+    assert lean_decoding_supported(greedy, model)
+    model.generation_config.min_p = 0.1  # a checkpoint default the loop does not implement
+    assert not lean_decoding_supported(greedy, model)
+    model.generation_config.min_p = None
     via_generate = generate_rollouts(model, processor, prompt, 4, {**greedy, "synced_gpus": False})
     assert torch.equal(via_generate.completion_ids, four.completion_ids)
 

@@ -21,9 +21,10 @@ step) and autograd bookkeeping. This loop does that work once:
   (tests/test_shared_prefix.py);
 - it runs under ``torch.inference_mode`` (no autograd bookkeeping per op).
 
-Only the settings :func:`trainer.modeling.generation_kwargs` produces (plus ``min_new_tokens``)
-take this path; anything else (``synced_gpus`` under ZeRO-3, a repetition penalty) goes through
-``generate`` (:func:`lean_decoding_supported`).
+Only the settings :func:`trainer.modeling.generation_kwargs` produces (plus ``min_new_tokens``),
+with no other logits processor from the checkpoint's ``generation_config``, take this path;
+anything else (``synced_gpus`` under ZeRO-3, a repetition penalty, a ``min_p`` default) goes
+through ``generate`` (:func:`lean_decoding_supported`).
 """
 
 from __future__ import annotations
@@ -57,9 +58,24 @@ _REQUIRED = ("max_new_tokens", "do_sample", "eos_token_id", "pad_token_id")
 ROPE_KEYS = ("attention_mask", "mm_token_type_ids", "image_grid_thw", "video_grid_thw", "second_per_grid_ts")
 
 
-def lean_decoding_supported(generation_kwargs: dict[str, Any]) -> bool:
-    """Whether :func:`decode_shared_prefix` reproduces ``generate`` for these settings."""
+# Checkpoint generation_config entries the loop may ignore: the settings above (passed explicitly
+# by trainer.modeling.generation_kwargs) and ones that add no logits processor.
+_CONFIG_KEYS = LEAN_KEYS | {
+    "bos_token_id",
+    "transformers_version",
+    "max_length",
+    "use_cache",
+    "_from_model_config",
+}
+
+
+def lean_decoding_supported(generation_kwargs: dict[str, Any], model: Any = None) -> bool:
+    """Whether :func:`decode_shared_prefix` reproduces ``generate`` for these settings (and, given
+    ``model``, for the defaults its checkpoint's ``generation_config`` would add, e.g. ``min_p``)."""
     if not set(generation_kwargs) <= LEAN_KEYS or any(k not in generation_kwargs for k in _REQUIRED):
+        return False
+    config = getattr(prefix.causal_lm(model), "generation_config", None) if model is not None else None
+    if config is not None and not set(config.to_diff_dict()) <= _CONFIG_KEYS:
         return False
     return generation_kwargs.get("repetition_penalty") in (None, 1.0)
 

@@ -135,7 +135,7 @@ def generate_rollouts(
     try:
         device = next(model.parameters()).device
         inputs = {k: v.to(device) for k, v in prompt.inputs.items()}
-        lean = shared and lean_decoding_supported(generation_kwargs)
+        lean = shared and lean_decoding_supported(generation_kwargs, model)
         with count_forwards(model) as counts:
             if lean:
                 out = decode_shared_prefix(model, inputs, group_size, generation_kwargs)
