@@ -77,7 +77,21 @@ def lean_decoding_supported(generation_kwargs: dict[str, Any], model: Any = None
     config = getattr(prefix.causal_lm(model), "generation_config", None) if model is not None else None
     if config is not None and not set(config.to_diff_dict()) <= _CONFIG_KEYS:
         return False
+    if model is not None and _fsdp_sharded(model):
+        return False
     return generation_kwargs.get("repetition_penalty") in (None, 1.0)
+
+
+def _fsdp_sharded(model: Any) -> bool:
+    """FSDP gathers the root's weights (embeddings, final norm, lm_head) only in the root's own
+    forward, which the loop does not go through; such models decode with ``generate``."""
+    try:
+        from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+    except ImportError:  # a torch build without torch.distributed
+        return False
+    return any(
+        isinstance(m, FSDPModule | FullyShardedDataParallel) for m in prefix.causal_lm(model).modules()
+    )
 
 
 def _as_list(ids: int | Sequence[int] | None) -> list[int]:
