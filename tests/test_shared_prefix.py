@@ -19,6 +19,7 @@ from trainer.config import ModelConfig
 from trainer.data.inputs import build_inputs
 from trainer.data.prompts import chat_messages
 from trainer.data.video import VideoConfig
+from trainer.decode import lean_decoding_supported
 from trainer.dynamic_sampling import select_prompts
 from trainer.logprobs import completion_logprobs, completion_logprobs_and_entropy
 from trainer.modeling import generation_kwargs, load_policy
@@ -142,12 +143,21 @@ def test_logprobs_loss_and_every_gradient_match_the_per_sample_path(
         assert any("merger" in n for n in touched)
 
 
-@pytest.mark.parametrize(("media", "prompts"), [("video", 2), ("image", 2), ("text", 2), ("video", 1)])
+@pytest.mark.parametrize(
+    ("media", "prompts", "attn"),
+    [
+        ("video", 2, "sdpa"),
+        ("image", 2, "sdpa"),
+        ("text", 2, "sdpa"),
+        ("video", 1, "sdpa"),
+        ("video", 2, "eager"),
+    ],
+)
 def test_greedy_rollouts_are_identical_on_both_paths(
-    tiny_model_dir, synthetic_dir, media: str, prompts: int
+    tiny_model_dir, synthetic_dir, media: str, prompts: int, attn: str
 ) -> None:
     torch.manual_seed(0)
-    model, processor = load_policy(tiny_model_dir)
+    model, processor = load_policy(tiny_model_dir, attn_implementation=attn)
     prompt = prompt_batch(processor, synthetic_dir, media)
     if prompts == 1:  # no padding at all (transformers then drops the attention mask)
         prompt = select_prompts(prompt, [0])
@@ -162,18 +172,35 @@ def test_greedy_rollouts_are_identical_on_both_paths(
     four = generate_rollouts(model, processor, prompt, 4, greedy, shared_prefix=True)
     assert torch.equal(four.completion_ids, one.completion_ids.repeat_interleave(4, 0))
     assert four.texts == [t for t in one.texts for _ in range(4)]
+    # Settings outside the lean decode loop (trainer.decode) continue the shared cache with generate.
+    assert not lean_decoding_supported({**greedy, "synced_gpus": False})
+    assert lean_decoding_supported(greedy, model)
+    model.generation_config.min_p = 0.1  # a checkpoint default the loop does not implement
+    assert not lean_decoding_supported(greedy, model)
+    model.generation_config.min_p = None
+    via_generate = generate_rollouts(model, processor, prompt, 4, {**greedy, "synced_gpus": False})
+    assert torch.equal(via_generate.completion_ids, four.completion_ids)
 
 
-def test_sampled_rollouts_draw_the_same_tokens_from_the_same_seed(tiny_model_dir, synthetic_dir) -> None:
+@pytest.mark.parametrize(("temperature", "top_p", "top_k", "min_new"), [(1.3, 1.0, 0, 0), (0.9, 0.8, 12, 10)])
+def test_sampled_rollouts_draw_the_same_tokens_from_the_same_seed(
+    tiny_model_dir, synthetic_dir, temperature: float, top_p: float, top_k: int, min_new: int
+) -> None:
+    """The decode loop's processors (suppressed tokens, min_new_tokens, temperature, top-k, top-p)
+    and sampling give generate's tokens from the same seed."""
     model, processor = load_policy(tiny_model_dir)
     prompt = prompt_batch(processor, synthetic_dir, "video")
-    kwargs = generation_kwargs(processor, 16, temperature=1.3)
+    kwargs = generation_kwargs(processor, 16, temperature=temperature, top_p=top_p, top_k=top_k)
+    if min_new:
+        kwargs["min_new_tokens"] = min_new
+    assert lean_decoding_supported(kwargs)
     torch.manual_seed(5)
     per_sample = generate_rollouts(model, processor, prompt, 4, kwargs, shared_prefix=False)
     torch.manual_seed(5)
     shared = generate_rollouts(model, processor, prompt, 4, kwargs, shared_prefix=True)
     assert torch.equal(shared.completion_ids, per_sample.completion_ids)
     assert len(set(shared.texts)) > 1  # really sampled
+    assert int(shared.lengths.min()) >= min_new
 
 
 @pytest.mark.parametrize("group_size", [1, 4, 8])
@@ -188,8 +215,12 @@ def test_counts_show_one_vision_pass_and_one_prefill_per_question(
     per_sample = generate_rollouts(model, processor, prompt, group_size, kwargs, shared_prefix=False)
     # Vision tower: once per question on both paths (transformers 5 encodes pixels before expanding).
     assert shared.vision_items == per_sample.vision_items == b
-    # Prefill: the B prompts once (all but their last token), plus each row's last prompt token.
-    assert shared.prefill_tokens == b * (p - 1) + b * group_size
+    # Prefill: the B prompts once (the lean decode loop samples every row's first token from it).
+    assert shared.prefill_tokens == b * p
+    # Through generate (settings the lean loop leaves to it): all but the last prompt token once,
+    # then each row's last prompt token.
+    via_generate = generate_rollouts(model, processor, prompt, group_size, {**kwargs, "synced_gpus": False})
+    assert via_generate.prefill_tokens == b * (p - 1) + b * group_size
     assert per_sample.prefill_tokens == b * group_size * p
 
     rollout = random_rollout(prompt, group_size, seed=1)

@@ -101,8 +101,8 @@ def test_a_step_is_the_same_on_both_paths_and_counts_the_prompt_once(tiny_model_
     # Vision passes per question: ordered + shuffled sampling, old-policy and reference log-probs,
     # two training forwards - never times G.
     assert metrics[mk.VISION_ITEMS] == per_metrics[mk.VISION_ITEMS] == 6 * b
-    # Ordered and shuffled sampling: each prompt prefilled once (+ each row's last prompt token).
-    assert metrics[mk.PREFILL_TOKENS] == 2 * (b * (p - 1) + b * g)
+    # Ordered and shuffled sampling: each prompt prefilled once.
+    assert metrics[mk.PREFILL_TOKENS] == 2 * b * p
     assert per_metrics[mk.PREFILL_TOKENS] == 2 * b * g * p
     # Two training forwards: the prompt once per question, the completions on top.
     assert metrics[mk.TRAIN_FORWARD_TOKENS] == 2 * (b * p + b * g * (t - 1))

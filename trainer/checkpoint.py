@@ -178,3 +178,16 @@ def _is_peft(model: Any) -> bool:
     from peft import PeftModel
 
     return isinstance(model, PeftModel)
+
+
+def start_state(
+    accelerator: Any, model: Any, run_id: str, total_steps: int, resume_path: Path | None
+) -> TrainerState:
+    """A fresh training state, or the one saved in the checkpoint at ``resume_path`` (loaded into
+    ``model`` and the optimiser state accelerate tracks)."""
+    state = TrainerState(run_id=run_id, total_steps=total_steps)
+    if resume_path is not None:
+        resumed = load_checkpoint(accelerator, resume_path, model)
+        state.step, state.epoch, state.position = resumed.step, resumed.epoch, resumed.position
+        logger.info("resumed from %s at step %d", resume_path, state.step)
+    return state

@@ -72,12 +72,14 @@ def shared_vision_outputs(model: Any, rollout: RolloutBatch, device: torch.devic
 def completion_logprobs(
     model: Any, rollout: RolloutBatch, temperature: float = 1.0, shared_prefix: bool = True
 ) -> torch.Tensor:
-    """Log-probs (B*G, T) of each completion token given everything before it.
+    """Log-probs (B*G, T) of each completion token given everything before it (no entropy: the
+    reference and old-policy passes need only these).
 
     Dividing logits by the sampling temperature scores tokens under the distribution they were
     sampled from (as TRL does), so the importance ratio starts at 1.
     """
-    return completion_logprobs_and_entropy(model, rollout, temperature, shared_prefix)[0]
+    log_probs = _completion_log_softmax(model, rollout, temperature, shared_prefix)
+    return _gather(log_probs, rollout)
 
 
 def completion_logprobs_and_entropy(
@@ -85,16 +87,26 @@ def completion_logprobs_and_entropy(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs (B*G, T) of the completion tokens and the entropy (B*G, T) of the sampling
     distribution at each completion position (in nats, with grad, for an entropy bonus)."""
+    log_probs = _completion_log_softmax(model, rollout, temperature, shared_prefix)
+    entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
+    return _gather(log_probs, rollout), entropy
+
+
+def _completion_log_softmax(
+    model: Any, rollout: RolloutBatch, temperature: float, shared_prefix: bool
+) -> torch.Tensor:
+    """Log-softmax (B*G, T, V) of the tempered logits at every completion position."""
     device = next(model.parameters()).device
-    completion = rollout.completion_ids.to(device)
     if prefix.use_shared_prefix(model, shared_prefix):
         logits = prefix.shared_prefix_logits(model, rollout, device)
     else:
         logits = per_sample_logits(model, rollout, device)
-    log_probs = torch.log_softmax(logits.float() / temperature, dim=-1)
-    logp = log_probs.gather(-1, completion.unsqueeze(-1)).squeeze(-1)
-    entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
-    return logp, entropy
+    return torch.log_softmax(logits.float() / temperature, dim=-1)
+
+
+def _gather(log_probs: torch.Tensor, rollout: RolloutBatch) -> torch.Tensor:
+    completion = rollout.completion_ids.to(log_probs.device)
+    return log_probs.gather(-1, completion.unsqueeze(-1)).squeeze(-1)
 
 
 def per_sample_logits(model: Any, rollout: RolloutBatch, device: torch.device | str) -> torch.Tensor:

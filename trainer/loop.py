@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from trainer import metrics_keys as mk
-from trainer.checkpoint import TrainerState, load_checkpoint, read_state, resolve_resume, save_checkpoint
+from trainer.checkpoint import TrainerState, read_state, resolve_resume, save_checkpoint, start_state
 from trainer.config import TrainConfig
 from trainer.data import load_dataset_use
 from trainer.data.video import DecodeCache
@@ -40,7 +40,7 @@ from trainer.reference import (
     register_vision_methods,
 )
 from trainer.reporting import make_reporter
-from trainer.rollout_vllm import make_sampler
+from trainer.rollout_vllm import attach_sampler
 from trainer.rundb import MetricsWriter, OwnerAlive, Rollout, RunAborted, RunStore, run_lifecycle
 from trainer.sampler import next_batch, total_steps
 from trainer.step import MicroBatch, StepContext, all_agree, grpo_step
@@ -203,24 +203,10 @@ def _train(
     ctx, greedy_kwargs = _step_context(accelerator, cfg, steps, cache)
     model, processor = ctx.model, ctx.processor
 
-    state = TrainerState(run_id=str(run_id or ""), total_steps=steps)
-    if resume_path is not None:
-        resumed = load_checkpoint(accelerator, resume_path, model)
-        state.step, state.epoch, state.position = resumed.step, resumed.epoch, resumed.position
-        logger.info("resumed from %s at step %d", resume_path, state.step)
-    # rollout_backend: transformers' generate, or a vLLM engine that follows the policy's weights.
-    sampler = make_sampler(cfg, processor, accelerator)
-    sync_sampler = getattr(sampler, "load_weights", None)
-    if sync_sampler is not None:
-        ctx.sampler = sampler
-        sync_sampler(accelerator.unwrap_model(model))
-
+    state = start_state(accelerator, model, str(run_id or ""), steps, resume_path)
+    sync_sampler = attach_sampler(accelerator, ctx, cfg)
     writer = MetricsWriter(store, run_id) if store is not None and run_id is not None else None
-    reporter = (
-        make_reporter(cfg.run.report_to, cfg.run.run_name or output_dir.name, output_dir, cfg.to_dict())
-        if accelerator.is_main_process
-        else None
-    )
+    reporter = _reporter(accelerator, cfg, output_dir)
     history: list[dict[str, float]] = []
     final_ckpt: Path | None = None
     eval_result: EvalResult | None = None
@@ -249,10 +235,7 @@ def _train(
                 progress(state.step, steps, metrics)
 
             should_stop = all_agree(accelerator, stop.requested)
-            out_of_time = bool(cfg.run.max_train_seconds) and all_agree(
-                accelerator, time.perf_counter() - started >= cfg.run.max_train_seconds
-            )
-            if out_of_time:
+            if _out_of_time(accelerator, cfg, started):
                 logger.info("max_train_seconds reached at step %d: finishing", state.step)
                 steps = state.step
             if cfg.run.eval_steps and state.step % cfg.run.eval_steps == 0 and state.step < steps:
@@ -278,6 +261,19 @@ def _train(
     return TrainOutcome(
         run_id, output_dir, state.step, final_ckpt, eval_result, history, accelerator.unwrap_model(model)
     )
+
+
+def _reporter(accelerator: Any, cfg: TrainConfig, output_dir: Path) -> Any:
+    """The experiment-tracker reporter (``report_to``), on the main process only."""
+    if not accelerator.is_main_process:
+        return None
+    return make_reporter(cfg.run.report_to, cfg.run.run_name or output_dir.name, output_dir, cfg.to_dict())
+
+
+def _out_of_time(accelerator: Any, cfg: TrainConfig, started: float) -> bool:
+    """``max_train_seconds`` has passed on some process (so every process stops at the same step)."""
+    limit = cfg.run.max_train_seconds
+    return bool(limit) and all_agree(accelerator, time.perf_counter() - started >= limit)
 
 
 def _draw(records: list[Any], cfg: TrainConfig, state: TrainerState, rank: int, world: int) -> list[Any]:
@@ -331,6 +327,9 @@ def _step_context(
         lr=cfg.optim.learning_rate,
         betas=(cfg.optim.adam_beta1, cfg.optim.adam_beta2),
         weight_decay=cfg.optim.weight_decay,
+        # One kernel per parameter instead of ~10 ops (as transformers' Trainer defaults to since
+        # torch 2.8); DeepSpeed wraps the optimiser in its own partitioned update, so not there.
+        fused=accelerator.distributed_type.name != "DEEPSPEED",
     )
     updates = steps * g.num_iterations
     scheduler = get_scheduler(

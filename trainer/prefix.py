@@ -18,6 +18,7 @@ sees the same states instead of appending to the cache a second time.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,9 +42,15 @@ def cache_kwarg(model: Any) -> str:
     """The name under which this transformers passes a KV cache to forward/generate: ``cache`` from
     5.2x on, ``past_key_values`` before (vLLM's CPU build pins transformers 5.19). A cache passed
     under the wrong name is swallowed by ``**kwargs`` without a word, so ask the signature."""
+    return _cache_kwarg_of(type(causal_lm(model)))
+
+
+@functools.cache
+def _cache_kwarg_of(model_class: type) -> str:
+    # Once per class: inspect.signature per forward was ~1 ms of every step.
     import inspect
 
-    forward = type(causal_lm(model)).forward
+    forward = model_class.forward
     return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
 
 
@@ -165,7 +172,7 @@ def shared_prefix_logits(model: Any, rollout: Any, device: torch.device | str) -
     p = rollout.prompt.inputs
     completion = rollout.completion_ids.to(device)
     prompt_mask = p["attention_mask"].to(device)
-    positions = prompt_positions(model, p, device)
+    positions = rollout.prompt.positions(model, device)
     n_layers = causal_lm(model).config.text_config.num_hidden_layers
     capture = Cache(layers=[CaptureLayer() for _ in range(n_layers)])
     vision = {key: p[key].to(device) for key in VISION_KEYS if key in p}

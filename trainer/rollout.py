@@ -5,8 +5,10 @@ prompt (p0s0, p0s1, ..., p1s0). Two ways to sample, with the same tokens (greedy
 distribution (sampling):
 
 - shared prefix (default): the vision tower and the prompt prefill run once per question; the
-  prompt's KV cache is then expanded to the G rows and ``generate`` decodes all G samples from
-  it, with the 3-D rope positions the one-shot ``generate`` would use;
+  prompt's KV cache is then expanded to the G rows and all G samples decode from it, with the
+  3-D rope positions the one-shot ``generate`` would use: in the lean loop of
+  :mod:`trainer.decode`, or by ``generate`` continuing the cache for settings that loop leaves
+  to it (``synced_gpus``, a repetition penalty);
 - per sample: ``generate(num_return_sequences=G)`` prefills G copies of every prompt (transformers
   encodes the pixels once and repeats the features).
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -25,11 +27,10 @@ from trainer import prefix
 from trainer.data.inputs import build_inputs
 from trainer.data.prompts import chat_messages
 from trainer.data.video import DecodeCache, VideoConfig
+from trainer.decode import decode_shared_prefix, generation_positions, lean_decoding_supported
 from trainer.step_counts import count_forwards
 
 VideoTransform = Callable[[torch.Tensor], torch.Tensor]
-# Prompt inputs the 3-D rope positions are computed from.
-_ROPE_KEYS = ("attention_mask", "mm_token_type_ids", "image_grid_thw", "video_grid_thw", "second_per_grid_ts")
 
 
 @dataclass
@@ -38,6 +39,15 @@ class PromptBatch:
 
     records: list[Any]  # MCQRecord (B,)
     inputs: dict[str, torch.Tensor]  # input_ids (B, P), attention_mask, mm_token_type_ids, vision tensors
+    # Rope positions (3, B, P), computed on first use: the rollout, reference and policy forwards
+    # all need them and ``get_rope_index`` is ~1 ms of Python per call.
+    _positions: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
+
+    def positions(self, model: Any, device: torch.device | str) -> torch.Tensor:
+        """The prompts' rope positions (3, B, P) on ``device`` (:func:`trainer.prefix.prompt_positions`)."""
+        if self._positions is None or self._positions.device != torch.device(device):
+            self._positions = prefix.prompt_positions(model, self.inputs, device)
+        return self._positions
 
     @property
     def size(self) -> int:
@@ -125,16 +135,20 @@ def generate_rollouts(
     try:
         device = next(model.parameters()).device
         inputs = {k: v.to(device) for k, v in prompt.inputs.items()}
+        lean = shared and lean_decoding_supported(generation_kwargs, model)
         with count_forwards(model) as counts:
-            if shared:
+            if lean:
+                out = decode_shared_prefix(model, inputs, group_size, generation_kwargs)
+            elif shared:
                 out = generate_from_shared_prefix(model, inputs, group_size, generation_kwargs)
             else:
                 out = model.generate(**inputs, num_return_sequences=group_size, **generation_kwargs)
     finally:
         model.train(was_training)
-    # The prompt's forwards come first: one prefill per-sample; the shared prefill and the first
-    # generate forward (each row's last prompt token) on the shared path.
-    prefill_tokens = sum(counts.lm_forwards[: 2 if shared else 1])
+    # The prompt's forwards come first: one prefill per sample and in the lean decode loop (whose
+    # decode steps call the decoder layers, not the counted language model); the shared prefill and
+    # the first generate forward (each row's last prompt token) on the generate-continuation path.
+    prefill_tokens = sum(counts.lm_forwards[: 2 if shared and not lean else 1])
     completion_ids = out[:, prompt.length :]
     eos = generation_kwargs.get("eos_token_id")
     eos_ids = eos if isinstance(eos, list | tuple) else [eos]
@@ -169,9 +183,8 @@ def generate_from_shared_prefix(
     """
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
     lm = prefix.causal_lm(model)
-    rope_kwargs = {key: inputs[key] for key in _ROPE_KEYS if key in inputs}
     # transformers' own positions for generation (text row + 3-D rope rows): (4, B, P).
-    positions = lm._prepare_position_ids_for_generation(ids, rope_kwargs)
+    positions = generation_positions(model, inputs)
     vision = {key: inputs[key] for key in prefix.VISION_KEYS if key in inputs}
     cache = DynamicCache(config=lm.config.get_text_config())
     cache_arg = prefix.cache_kwarg(model)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -434,3 +434,15 @@ def make_sampler(cfg: Any, processor: Any, accelerator: Any) -> Any:
         seed=cfg.run.seed + accelerator.process_index,
         dtype="bfloat16" if cfg.model.bf16 else "float32",
     )
+
+
+def attach_sampler(accelerator: Any, ctx: Any, cfg: Any) -> Callable[[Any], None] | None:
+    """For rollout_backend vllm: set the engine as ``ctx.sampler`` (a StepContext), load the policy's
+    current weights into it and return its weight sync for the loop to call after updates; for
+    transformers' generate (the step's default sampler) None."""
+    sampler = make_sampler(cfg, ctx.processor, accelerator)
+    sync_sampler = getattr(sampler, "load_weights", None)
+    if sync_sampler is not None:
+        ctx.sampler = sampler
+        sync_sampler(accelerator.unwrap_model(ctx.model))
+    return sync_sampler

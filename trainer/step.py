@@ -8,6 +8,7 @@ group per question (dynamic sampling included) and computes the no-grad log-prob
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,9 +44,10 @@ class StepContext:
     # like generate_rollouts without the shared-prefix switch; None: generate_rollouts.
     sampler: Callable[..., RolloutBatch] | None = None
 
-    @property
+    @functools.cached_property
     def policy(self) -> Any:
-        """The unwrapped policy: what generates and computes no-grad log-probs."""
+        """The unwrapped policy: what generates and computes no-grad log-probs. Unwrapped once:
+        ``unwrap_model`` inspects signatures and probes for DeepSpeed, ~3 ms a call (4 a step)."""
         return self.accelerator.unwrap_model(self.model)
 
 

@@ -131,13 +131,16 @@ def micro_batch(ctx: StepContext, rollout: RolloutBatch, scores: Scores) -> Micr
     policy = ctx.policy
     shared = ctx.cfg.model.shared_prefix
     advantages = grpo.group_advantages(scores.total, g.grpo_sample_size, scale=g.scale_rewards)
-    with torch.no_grad():
+    # inference_mode: no autograd bookkeeping per op; the results are cloned out of it so the loss
+    # (with grad) may use them.
+    with torch.inference_mode():
         logp_old = None
         if g.num_iterations > 1:
             logp_old = completion_logprobs(policy, rollout, g.temperature, shared)
         logp_ref = None
         if g.grpo_beta > 0:
             logp_ref = _reference_logprobs(ctx.ref_model, policy, rollout, g.temperature, shared)
+    logp_old, logp_ref = (None if t is None else t.clone() for t in (logp_old, logp_ref))
     return MicroBatch(rollout, scores, advantages, logp_old, logp_ref)
 
 
