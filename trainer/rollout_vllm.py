@@ -299,7 +299,7 @@ class VLLMRollouts:
         weights :meth:`load_weights` last gave it)."""
         start = time.perf_counter()
         self._calls += 1
-        params = sampling_params(generation_kwargs, group_size, seed=self._seed * 100_003 + self._calls)
+        params = sampling_params(generation_kwargs, group_size, seed=self._request_seed())
         outputs = self.llm.generate(self._prompts(prompt), params, use_tqdm=False)
         copies = 1 if params.n == group_size else group_size
         rows = [c for out in outputs for c in out.outputs for _ in range(copies)]
@@ -327,6 +327,18 @@ class VLLMRollouts:
             seconds=time.perf_counter() - start,
             sampler_logprobs=logps,
         )
+
+    def _request_seed(self) -> int | None:
+        """A seed per generate call on CUDA; None on the CPU, where the engine's seeded global
+        generator (``LLM(seed=...)``) draws instead.
+
+        vLLM 0.32 rewinds a seeded request's generator (``gen.set_offset(gen.get_offset() - 4)``)
+        when a chunked prefill discards its sample, and a CPU torch.Generator has no offset:
+        "RuntimeError: CPU Generator does not use offset" as soon as a batch has more prompt
+        tokens than one engine step takes (16 questions x G=4 x 88 tokens > 4096)."""
+        if not torch.cuda.is_available():
+            return None
+        return self._seed * 100_003 + self._calls
 
     # ---- weights ----------------------------------------------------------------------------
     @torch.no_grad()
