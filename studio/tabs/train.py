@@ -25,7 +25,7 @@ from trainer.config import TrainConfig
 from trainer.data import list_datasets
 from trainer.data.prompts import NO_THINK
 from trainer.errors import StudioError
-from trainer.paths import TINY_MODEL_DIR
+from trainer.paths import TINY_MODEL_DIR, TINY_VLLM_MODEL_DIR
 from trainer.preflight import MEMORY_NOTE, PreflightReport, check_launch, memory_text, run_preflight
 from trainer.rollout_vllm import BACKENDS
 
@@ -208,7 +208,8 @@ def model_widget(f: forms.FormField, value: Any) -> Any:
     """The model field as a dropdown of the tiny model and the hub ids (any path may be typed)."""
     import gradio as gr
 
-    choices = list(dict.fromkeys([str(TINY_MODEL_DIR), str(value), *HUB_MODELS]))
+    # The head_dim-64 variant is the tiny model vLLM's CPU build can serve (rollout_backend: vllm).
+    choices = list(dict.fromkeys([str(TINY_MODEL_DIR), str(value), str(TINY_VLLM_MODEL_DIR), *HUB_MODELS]))
     return gr.Dropdown(
         choices,
         value=str(value),

@@ -76,9 +76,13 @@ def test_the_studio_trains_with_vllm_rollouts(ctx: StudioContext, vllm_python) -
     log = launched.log_path.read_text(errors="replace")[-4000:]
     assert run.status == "finished", log
     series = ctx.store.metrics_since(run.id)
-    assert series[mk.TOTAL_REWARD].steps == [1, 2, 3], log
+    assert list(series[mk.TOTAL_REWARD].steps) == [1, 2, 3], log
     assert all(0.0 <= v <= 1.0 for v in series[mk.FORMAT_REWARD].values)
     # Logged only when vLLM sampled the rollouts: its log-probs against the policy's.
-    assert series[mk.SAMPLER_LOGP_DIFF].steps == [1, 2, 3]
+    assert list(series[mk.SAMPLER_LOGP_DIFF].steps) == [1, 2, 3]
     assert all(v < 0.05 for v in series[mk.SAMPLER_LOGP_DIFF].values), series[mk.SAMPLER_LOGP_DIFF].values
     assert ctx.store.rollouts(run.id, step=1), "the rollouts of step 1 are in the run database"
+    # vLLM's per-step warnings are filtered (trainer.rollout_vllm): the log the studio shows is
+    # the trainer's, not ~100 "set_num_threads" lines a step.
+    full_log = launched.log_path.read_text(errors="replace")
+    assert "after the thread binding" not in full_log and "RotaryEmbedding: Failed" not in full_log
