@@ -17,6 +17,7 @@ from trainer.paths import REPO_ROOT
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 TRAIN_SECONDS = float(os.environ.get("VGRPO_VLLM_LEARNING_TEST_S", "180"))
+AFTER_AT_LEAST = 0.4  # chance is 0.25
 
 
 def test_grpo_with_vllm_rollouts_raises_held_out_accuracy_above_chance(tmp_path, vllm_model_dir) -> None:
@@ -35,5 +36,7 @@ def test_grpo_with_vllm_rollouts_raises_held_out_accuracy_above_chance(tmp_path,
     assert match, proc.stdout[-2000:]
     before, after, fmt = (float(match.group(i)) for i in (1, 2, 3))
     assert before <= 0.35, f"the warm start should answer at chance, got {before}"
-    assert after >= AFTER_AT_LEAST, f"held-out accuracy only reached {after} (from {before})\n{proc.stdout[-2000:]}"
+    assert after >= AFTER_AT_LEAST, (
+        f"held-out accuracy reached {after} (from {before})\n{proc.stdout[-2000:]}"
+    )
     assert fmt >= 0.9
