@@ -22,7 +22,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +32,7 @@ from typing import Any
 import psutil
 
 from studio.context import StudioContext
+from studio.environments import trainer_python
 from trainer.config import TrainConfig, build_config, merge
 from trainer.errors import StudioError
 from trainer.paths import REPO_ROOT
@@ -46,7 +46,8 @@ ABORT_EVENT = "abort_requested"
 LOG_FILE = "train.log"
 DEFAULT_GRACE_S = 30.0
 
-TrainerCommand = Callable[[Path, int], list[str]]
+# (config file, run id, the config) -> argv of the trainer process.
+TrainerCommand = Callable[[Path, int, TrainConfig], list[str]]
 
 
 def start_process(
@@ -103,10 +104,11 @@ def launch(
     return start_process(cmd, log_path, env, cwd, on_exit).pid
 
 
-def default_trainer_command(config_path: Path, run_id: int) -> list[str]:
-    """The real trainer, run with this interpreter."""
+def default_trainer_command(config_path: Path, run_id: int, cfg: TrainConfig) -> list[str]:
+    """The real trainer, run with this interpreter, or with one that has vLLM when the run samples
+    with it (``studio.environments``; raises StudioError saying what to do when there is none)."""
     return [
-        sys.executable,
+        trainer_python(cfg),
         "-m",
         "trainer.cli",
         "train",
@@ -248,13 +250,13 @@ class Supervisor:
             log_path = Path(cfg.run.output_dir) / LOG_FILE
             child: list[Owner] = []
             owner = start_process(
-                self.trainer_command(config_path, run.id),
+                self.trainer_command(config_path, run.id, cfg),
                 log_path,
                 env=self._env(),
                 cwd=REPO_ROOT,
                 on_exit=lambda code: self._on_exit(run.id, child[0], code, log_path),
             )
-        except (OSError, psutil.Error) as exc:
+        except (OSError, psutil.Error, StudioError) as exc:
             self.ctx.store.end_run(run.id, me, "failed", error=f"could not start the trainer: {exc}")
             raise StudioError(f"run {run.id}: could not start the trainer: {exc}") from exc
         child.append(owner)

@@ -135,6 +135,17 @@ CONFIG_VALID_CAN_LEARN = (
 )
 CONFIG_VALID_WARNS = "**Config is valid**, but the pre-flight warns the run cannot learn:\n\n{warnings}"
 PREFLIGHT_FAILED = "**Config is valid**, but the pre-flight could not sample: {error}"
+# rollout_backend: vllm from the studio (studio.environments picks the trainer's interpreter).
+ROLLOUT_BACKEND_INFO = (
+    "Who samples the rollouts: hf (transformers generate, in the studio's Python) or vllm (a vLLM "
+    "engine in the trainer, weights synced every step). A vllm run starts in $VGRPO_VLLM_PYTHON, "
+    "the studio's Python if it has vLLM, or .venv-vllm/bin/python (build it: bash scripts/venv.sh "
+    "vllm); on a CPU use the model assets/tiny-qwen2.5-vl-hd64 (vLLM's CPU attention has no "
+    "head_dim 16). Check config says whether that Python is there."
+)
+PREFLIGHT_VLLM_NOTE = (
+    "\n\nThe completions below were sampled here with transformers; the run samples with vLLM: {where}"
+)
 PREFLIGHT_TABLE_LABEL = "Pre-flight: sampled completions (grpo_sample_size per question, the run's settings)"
 PREFLIGHT_HEADERS = ["question", "gold", "#", "completion", "tokens", "cut", "format", "accuracy", "reward"]
 COST_HEADING = "**Cost of a step**"

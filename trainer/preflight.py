@@ -123,6 +123,19 @@ def check_model_path(model_name_or_path: str) -> str:
     return path
 
 
+def check_vllm_model(model_path: str) -> None:
+    """A local model folder vLLM cannot serve here (architecture, or a head size its CPU attention
+    has no kernel for) is refused now, not when the trainer starts its engine. Needs no vLLM in
+    this process: the studio runs vLLM trainers from another environment (studio.environments)."""
+    import torch
+    from transformers import AutoConfig
+
+    from trainer.rollout_vllm import check_servable
+
+    if os.path.isdir(model_path):
+        check_servable(AutoConfig.from_pretrained(model_path), on_cuda=torch.cuda.is_available())
+
+
 def check_launch(cfg: TrainConfig) -> LaunchCheck:
     """Every check a launch runs, without loading the model or decoding videos.
 
@@ -145,6 +158,8 @@ def check_launch(cfg: TrainConfig) -> LaunchCheck:
         eval_count = len(evals)
     if cfg.grpo.temporal_grpo and any(r.video is None for r in train):
         raise ConfigError("temporal_grpo shuffles video frames, but dataset_use has image records")
+    if cfg.grpo.rollout_backend == "vllm":
+        check_vllm_model(model_path)
     return LaunchCheck(workspace, model_path, train, eval_count, train_modes)
 
 

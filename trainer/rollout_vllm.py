@@ -125,6 +125,28 @@ def _follow_transformers_positions() -> None:
     Qwen2_5_VLForConditionalGeneration.get_mrope_input_positions = _transformers_mrope_positions
 
 
+class _DropRepeatedNotices(logging.Filter):
+    """Drops two vLLM warnings that, with the engine in the training process, come every step and
+    bury the training log (the studio shows its tail):
+
+    - vLLM's CPU worker replaces ``torch.set_num_threads`` process-wide with a no-op that warns,
+      and vLLM's own renderer calls it twice per multimodal prompt (~100 lines a step);
+    - an in-place weight reload warns "RotaryEmbedding: Failed to load weights" for the rotary
+      layers, whose frequencies are buffers the checkpoint does not hold (vLLM keeps its own).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (
+            "`torch.set_num_threads` after the thread binding" in text
+            or text.endswith("RotaryEmbedding: Failed to load weights")  # and MRotaryEmbedding
+        )
+
+
+_NOTICE_FILTER = _DropRepeatedNotices()
+_NOISY_LOGGERS = ("vllm.v1.worker.cpu_worker", "vllm.model_executor.model_loader.reload.layerwise")
+
+
 def _cpu_engine_settings(memory_fraction: float) -> dict[str, Any]:
     """Engine memory on vLLM's CPU build, where training and engine share one process.
 
@@ -210,6 +232,8 @@ class VLLMRollouts:
             # A local folder: nothing to fetch, and vLLM's hub look-ups would wait on the network.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         _follow_transformers_positions()
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).addFilter(_NOTICE_FILTER)  # a no-op when already added
         start = time.perf_counter()
         try:
             self.llm = vllm.LLM(
@@ -299,7 +323,7 @@ class VLLMRollouts:
         weights :meth:`load_weights` last gave it)."""
         start = time.perf_counter()
         self._calls += 1
-        params = sampling_params(generation_kwargs, group_size, seed=self._seed * 100_003 + self._calls)
+        params = sampling_params(generation_kwargs, group_size, seed=self._request_seed())
         outputs = self.llm.generate(self._prompts(prompt), params, use_tqdm=False)
         copies = 1 if params.n == group_size else group_size
         rows = [c for out in outputs for c in out.outputs for _ in range(copies)]
@@ -327,6 +351,18 @@ class VLLMRollouts:
             seconds=time.perf_counter() - start,
             sampler_logprobs=logps,
         )
+
+    def _request_seed(self) -> int | None:
+        """A seed per generate call on CUDA; None on the CPU, where the engine's seeded global
+        generator (``LLM(seed=...)``) draws instead.
+
+        vLLM 0.32 rewinds a seeded request's generator (``gen.set_offset(gen.get_offset() - 4)``)
+        when a chunked prefill discards its sample, and a CPU torch.Generator has no offset:
+        "RuntimeError: CPU Generator does not use offset" as soon as a batch has more prompt
+        tokens than one engine step takes (16 questions x G=4 x 88 tokens > 4096)."""
+        if not torch.cuda.is_available():
+            return None
+        return self._seed * 100_003 + self._calls
 
     # ---- weights ----------------------------------------------------------------------------
     @torch.no_grad()

@@ -18,14 +18,16 @@ from typing import Any
 
 from studio import choices, forms, problems, text
 from studio.context import StudioContext
+from studio.environments import trainer_python, vllm_environment_text
 from studio.live import Refresh
 from studio.supervisor import Supervisor
 from trainer.config import TrainConfig
 from trainer.data import list_datasets
 from trainer.data.prompts import NO_THINK
 from trainer.errors import StudioError
-from trainer.paths import TINY_MODEL_DIR
+from trainer.paths import TINY_MODEL_DIR, TINY_VLLM_MODEL_DIR
 from trainer.preflight import MEMORY_NOTE, PreflightReport, check_launch, memory_text, run_preflight
+from trainer.rollout_vllm import BACKENDS
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ HUB_MODELS = ("Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct")
 def preview_texts(supervisor: Supervisor, prepared: TrainConfig) -> tuple[str, str]:
     """The YAML the run will get and the command lines that run it (studio's and by flags)."""
     config_path = supervisor.ctx.configs_dir / f"{prepared.run.run_name}.yaml"
-    studio_cmd = shlex.join(supervisor.trainer_command(config_path, 0)).replace(
+    studio_cmd = shlex.join(supervisor.trainer_command(config_path, 0, prepared)).replace(
         "--attach_run 0", "--attach_run <run id>"
     )
     by_flags = forms.command_line(prepared, skip=forms.MANAGED_FIELDS)
@@ -50,6 +52,7 @@ def checked_config(supervisor: Supervisor, values: dict[str, Any]) -> TrainConfi
     """Form values -> the config as it will run, after every check Launch runs (raises StudioError)."""
     prepared = supervisor.prepare(forms.config_from_values(values))
     check_launch(prepared)
+    trainer_python(prepared)  # a vllm run needs a Python with vLLM (studio.environments)
     return prepared
 
 
@@ -126,8 +129,11 @@ class TrainHandlers:
                 download_file(prepared),
             )
         rows, cost = completion_rows(report), cost_markdown(report)
+        status = report_status(report)
+        if prepared.grpo.rollout_backend == "vllm":
+            status += text.PREFLIGHT_VLLM_NOTE.format(where=vllm_environment_text())
         return (
-            report_status(report),
+            status,
             gr.Column(visible=True),
             rows,
             cost,
@@ -202,7 +208,8 @@ def model_widget(f: forms.FormField, value: Any) -> Any:
     """The model field as a dropdown of the tiny model and the hub ids (any path may be typed)."""
     import gradio as gr
 
-    choices = list(dict.fromkeys([str(TINY_MODEL_DIR), str(value), *HUB_MODELS]))
+    # The head_dim-64 variant is the tiny model vLLM's CPU build can serve (rollout_backend: vllm).
+    choices = list(dict.fromkeys([str(TINY_MODEL_DIR), str(value), str(TINY_VLLM_MODEL_DIR), *HUB_MODELS]))
     return gr.Dropdown(
         choices,
         value=str(value),
@@ -214,13 +221,23 @@ def model_widget(f: forms.FormField, value: Any) -> Any:
     )
 
 
+def rollout_backend_widget(f: forms.FormField, value: Any) -> Any:
+    """hf or vllm, with where a vllm run's trainer runs (it needs its own environment on a CPU)."""
+    import gradio as gr
+
+    return gr.Dropdown(
+        list(BACKENDS), value=str(value), label=f.name, info=text.ROLLOUT_BACKEND_INFO,
+        elem_id=f"train-{f.name}", min_width=220,
+    )  # fmt: skip
+
+
 def build_layout(ctx: StudioContext) -> dict[str, Any]:
     """The tab's widgets, essentials first; returns them by name (``fields``: {field: widget})."""
     import gradio as gr
 
     preset = forms.preset_for_mode(NO_THINK)
     values = forms.field_values(preset)
-    custom = {"model_name_or_path": model_widget}
+    custom = {"model_name_or_path": model_widget, "rollout_backend": rollout_backend_widget}
     w: dict[str, Any] = {"preset_mode": gr.State(NO_THINK), "last_run": gr.State(None)}
     gr.Markdown(text.INTRO_TRAIN)
     with gr.Row(equal_height=False):

@@ -31,7 +31,7 @@ with run_lifecycle(store, run_id, heartbeat_interval_s=0.2):
 
 
 def fake_supervisor(ctx: StudioContext, mode: str = "loop", grace_s: float = 30.0) -> Supervisor:
-    def command(config_path: Path, run_id: int) -> list[str]:
+    def command(config_path: Path, run_id: int, cfg: object) -> list[str]:
         return [sys.executable, "-c", FAKE_TRAINER, ctx.db_url, str(run_id), mode]
 
     return Supervisor(ctx, trainer_command=command, grace_s=grace_s)

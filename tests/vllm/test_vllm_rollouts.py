@@ -142,3 +142,14 @@ def test_weight_sync_changes_what_vllm_samples(setup) -> None:
     policy = policy_logprobs(model, processor, after, greedy)
     diff = max_abs_diff(policy, after.sampler_logprobs, after.completion_mask)
     assert diff < TOLERANCE, diff
+
+
+def test_a_batch_larger_than_one_engine_step_samples(setup) -> None:
+    # 2 questions x G=32 x 88 prompt tokens > the 4096 tokens vLLM schedules per step, so some
+    # prefills are chunked; with a seed per request vLLM 0.32 then failed on the CPU ("CPU
+    # Generator does not use offset").
+    model, processor, _, prompt, engine = setup
+    rollout = engine(model, processor, prompt, 32, generation_kwargs(processor, 8))
+    assert rollout.completion_ids.shape[0] == 64
+    assert int(prompt.inputs["attention_mask"].sum()) * 32 > 4096
+    assert rollout.completion_mask[:, 0].all()
