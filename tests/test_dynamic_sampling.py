@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 import torch
 
+from tests.helpers.records import video_record
 from trainer.data.video import VideoConfig
 from trainer.dynamic_sampling import select_groups, select_prompts
 from trainer.grpo import groups_with_spread
@@ -16,18 +15,6 @@ from trainer.rollout import build_prompt_batch, generate_rollouts
 from trainer.scoring import score_rollouts
 
 VIDEO = VideoConfig(fps=8.0, max_frames=8, min_pixels=3136, max_pixels=3136)
-OPTIONS = {"A": "left", "B": "right", "C": "up", "D": "down"}
-
-
-@dataclass
-class Rec:
-    id: str
-    video: str
-    question: str
-    options: dict
-    answer: str = "A"
-    image: None = None
-    mode: str = "no_think"
 
 
 def test_groups_with_spread() -> None:
@@ -48,7 +35,7 @@ def test_selected_groups_are_the_same_data_as_the_full_batch(policy, synthetic_d
     # Questions of different lengths, so prompts are left-padded differently.
     questions = ["Which way does the square move?", "Where does it go?", "Which way?"]
     records = [
-        Rec(f"r{i}", str(synthetic_dir / "videos" / f"m_000{i + 1}.mp4"), q, OPTIONS)
+        video_record(f"r{i}", synthetic_dir / "videos" / f"m_000{i + 1}.mp4", q, mode="no_think")
         for i, q in enumerate(questions)
     ]
     prompt = build_prompt_batch(processor, records, VIDEO)
@@ -84,6 +71,6 @@ def test_selected_groups_are_the_same_data_as_the_full_batch(policy, synthetic_d
 
 def test_select_prompts_needs_something_to_keep(policy, synthetic_dir) -> None:
     _, processor = policy
-    record = Rec("r", str(synthetic_dir / "videos" / "m_0001.mp4"), "Which way?", OPTIONS)
+    record = video_record("r", synthetic_dir / "videos" / "m_0001.mp4", "Which way?", mode="no_think")
     with pytest.raises(ValueError, match="at least one prompt"):
         select_prompts(build_prompt_batch(processor, [record], VIDEO), [])

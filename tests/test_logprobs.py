@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 import torch
 
+from tests.helpers.records import video_record
 from trainer.data.inputs import build_inputs
 from trainer.data.video import VideoConfig
 from trainer.logprobs import completion_logprobs, completion_logprobs_and_entropy
@@ -14,17 +13,6 @@ from trainer.modeling import generation_kwargs, load_policy
 from trainer.rollout import build_prompt_batch, conversation, generate_rollouts
 
 VIDEO = VideoConfig(fps=8.0, max_frames=8, min_pixels=3136, max_pixels=3136)
-
-
-@dataclass
-class Rec:
-    id: str
-    video: str
-    question: str
-    options: dict
-    answer: str = "A"
-    image: None = None
-    mode: str = "think"
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +23,11 @@ def policy(tiny_model_dir):
 
 def test_grouped_logprobs_match_single_sequence_forwards(policy, synthetic_dir) -> None:
     model, processor = policy
-    options = {"A": "left", "B": "right", "C": "up", "D": "down"}
     # Different question lengths, so the shorter prompt is left-padded in the batch.
+    videos = synthetic_dir / "videos"
     records = [
-        Rec("a", str(synthetic_dir / "videos" / "m_0001.mp4"), "Which way does the square move?", options),
-        Rec("b", str(synthetic_dir / "videos" / "m_0002.mp4"), "Where does it go?", options),
+        video_record("a", videos / "m_0001.mp4", "Which way does the square move?"),
+        video_record("b", videos / "m_0002.mp4", "Where does it go?"),
     ]
     prompt = build_prompt_batch(processor, records, VIDEO)
     assert (
@@ -78,7 +66,7 @@ def test_grouped_logprobs_match_single_sequence_forwards(policy, synthetic_dir) 
 def test_gradients_reach_the_merger_through_the_shared_vision_features(policy, synthetic_dir) -> None:
     model, processor = policy
     options = {"A": "left", "B": "right"}
-    records = [Rec("a", str(synthetic_dir / "videos" / "m_0003.mp4"), "Which way?", options)]
+    records = [video_record("a", synthetic_dir / "videos" / "m_0003.mp4", "Which way?", options)]
     rollout = generate_rollouts(
         model, processor, build_prompt_batch(processor, records, VIDEO), 2, generation_kwargs(processor, 6)
     )

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 import torch
 
+from tests.helpers.records import video_record
 from trainer.data.video import VideoConfig
 from trainer.modeling import load_policy
 from trainer.rollout import build_prompt_batch
@@ -18,26 +17,14 @@ from trainer.rollout_vllm import (
 )
 
 VIDEO = VideoConfig(fps=8.0, max_frames=8, min_pixels=3136, max_pixels=3136)
-OPTIONS = {"A": "left", "B": "right", "C": "up", "D": "down"}
-
-
-@dataclass
-class Rec:
-    id: str
-    video: str
-    question: str
-    options: dict
-    answer: str = "A"
-    image: None = None
-    mode: str = "think"
 
 
 @pytest.fixture(scope="module")
 def prompt_and_policy(tiny_model_dir, synthetic_dir):
     model, processor = load_policy(tiny_model_dir)
     records = [
-        Rec("a", str(synthetic_dir / "videos" / "m_0001.mp4"), "Which way does the square move?", OPTIONS),
-        Rec("b", str(synthetic_dir / "videos" / "m_0002.mp4"), "Where does it go?", OPTIONS),
+        video_record("a", synthetic_dir / "videos" / "m_0001.mp4", "Which way does the square move?"),
+        video_record("b", synthetic_dir / "videos" / "m_0002.mp4", "Where does it go?"),
     ]
     return build_prompt_batch(processor, records, VIDEO), model, processor
 

@@ -9,11 +9,10 @@ mean gap is 4e-4 to 9e-3: the mass of the six suppressed tokens). Asserted: < 1e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 import torch
 
+from tests.helpers.records import video_record
 from trainer.data.video import VideoConfig
 from trainer.logprobs import sequence_inputs, shared_vision_outputs
 from trainer.modeling import generation_kwargs, load_policy
@@ -28,19 +27,7 @@ pytestmark = [
 ]
 
 VIDEO = VideoConfig(fps=8.0, max_frames=8, min_pixels=3136, max_pixels=3136)
-OPTIONS = {"A": "left", "B": "right", "C": "up", "D": "down"}
 TOLERANCE = 1e-4
-
-
-@dataclass
-class Rec:
-    id: str
-    video: str
-    question: str
-    options: dict
-    answer: str = "A"
-    image: None = None
-    mode: str = "no_think"
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +36,10 @@ def setup(vllm_model_dir, synthetic_dir):
 
     torch.manual_seed(0)
     model, processor = load_policy(vllm_model_dir)
+    videos = synthetic_dir / "videos"
     records = [
-        Rec("a", str(synthetic_dir / "videos" / "m_0001.mp4"), "Which way does the square move?", OPTIONS),
-        Rec("b", str(synthetic_dir / "videos" / "m_0002.mp4"), "Where does it go?", OPTIONS, answer="B"),
+        video_record("a", videos / "m_0001.mp4", "Which way does the square move?", mode="no_think"),
+        video_record("b", videos / "m_0002.mp4", "Where does it go?", answer="B", mode="no_think"),
     ]
     prompt = build_prompt_batch(processor, records, VIDEO)
     engine = VLLMRollouts(str(vllm_model_dir), processor, gpu_memory_utilization=0.01, seed=0)
