@@ -152,7 +152,7 @@ def test_use_on_the_think_dataset_sets_its_eval_set_and_the_think_generation_bud
     assert choice.values["eval_dataset_use"] == "synthetic_motion_eval"
     assert choice.values["generation_max_length"] == str(think.grpo.generation_max_length)
     assert "generation_max_length 12 -> 32" in choice.message
-    assert choice.values["temperature"] == str(think.grpo.temperature) == "0.7"
+    assert choice.values["temperature"] == str(think.grpo.temperature) == "0.5"
 
 
 def test_use_keeps_a_generation_budget_the_user_set_and_samples_a_percent() -> None:
