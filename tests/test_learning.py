@@ -19,9 +19,12 @@ from trainer.paths import REPO_ROOT
 pytestmark = pytest.mark.slow
 
 # mode -> (preset, training seconds, held-out accuracy it must reach). Four options: chance is 0.25.
+# Seed 0 takes off around step 150 (no_think) and step 90 (think; its steps cost more: 21 completion
+# tokens instead of 9). On 2 cores shared with other jobs (load 4-7) think made 100 steps in 240 s
+# (held-out 0.745) and no_think 99 (still 0.22); VGRPO_LEARNING_TEST_S overrides both budgets.
 CASES = {
     "no_think": ("tiny_cpu.yaml", 240.0, 0.6),
-    "think": ("tiny_cpu_think.yaml", 240.0, 0.6),
+    "think": ("tiny_cpu_think.yaml", 200.0, 0.6),
 }
 
 
