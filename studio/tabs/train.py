@@ -25,7 +25,7 @@ from trainer.config import TrainConfig
 from trainer.data import list_datasets
 from trainer.data.prompts import NO_THINK
 from trainer.errors import StudioError
-from trainer.paths import TINY_MODEL_DIR, TINY_VLLM_MODEL_DIR
+from trainer.paths import REPO_ROOT, TINY_MODEL_DIR, TINY_VLLM_MODEL_DIR
 from trainer.preflight import MEMORY_NOTE, PreflightReport, check_launch, memory_text, run_preflight
 from trainer.rollout_vllm import BACKENDS
 
@@ -205,13 +205,16 @@ def download_file(prepared: TrainConfig) -> str:
 
 
 def model_widget(f: forms.FormField, value: Any) -> Any:
-    """The model field as a dropdown of the tiny model and the hub ids (any path may be typed)."""
+    """The model field as a dropdown of the tiny model and the hub ids (any path may be typed).
+
+    The tiny model is labelled by its path in the repository, as the presets spell it; its value
+    stays the absolute path, so the studio works from any current folder."""
     import gradio as gr
 
     # The head_dim-64 variant is the tiny model vLLM's CPU build can serve (rollout_backend: vllm).
-    choices = list(dict.fromkeys([str(TINY_MODEL_DIR), str(value), str(TINY_VLLM_MODEL_DIR), *HUB_MODELS]))
+    values = list(dict.fromkeys([str(TINY_MODEL_DIR), str(value), str(TINY_VLLM_MODEL_DIR), *HUB_MODELS]))
     return gr.Dropdown(
-        choices,
+        [(model_label(v), v) for v in values],
         value=str(value),
         allow_custom_value=True,
         label=text.MODEL_LABEL,
@@ -229,6 +232,13 @@ def rollout_backend_widget(f: forms.FormField, value: Any) -> Any:
         list(BACKENDS), value=str(value), label=f.name, info=text.ROLLOUT_BACKEND_INFO,
         elem_id=f"train-{f.name}", min_width=220,
     )  # fmt: skip
+
+
+def model_label(value: str) -> str:
+    """``<repo>/assets/tiny-qwen2.5-vl`` -> ``assets/tiny-qwen2.5-vl``; anything else unchanged."""
+    path = Path(value)
+    inside = path.is_absolute() and path.is_relative_to(REPO_ROOT)
+    return str(path.relative_to(REPO_ROOT)) if inside else value
 
 
 def build_layout(ctx: StudioContext) -> dict[str, Any]:

@@ -9,7 +9,8 @@ import pytest
 from studio_helpers import fake_supervisor
 
 from studio import forms
-from studio.tabs.train import TrainHandlers
+from studio.tabs.train import TrainHandlers, model_label
+from trainer.paths import TINY_MODEL_DIR
 
 
 @pytest.fixture
@@ -62,3 +63,9 @@ def test_check_on_the_think_dataset_with_the_no_think_budget_names_the_knob(hand
     status = handlers.check(*args)[0]
     assert status.startswith("**Config is valid**, but the pre-flight warns the run cannot learn")
     assert "- **generation_max_length**: 16 of 16 completions were cut" in status
+
+
+def test_the_tiny_model_is_labelled_as_the_presets_spell_it() -> None:
+    assert model_label(str(TINY_MODEL_DIR)) == "assets/tiny-qwen2.5-vl"
+    assert model_label("Qwen/Qwen2.5-VL-3B-Instruct") == "Qwen/Qwen2.5-VL-3B-Instruct"
+    assert model_label("/models/base") == "/models/base"
