@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +32,7 @@ import psutil
 
 from studio.context import StudioContext
 from studio.environments import trainer_python
+from studio.processes import signal_group, start_process, tail_text
 from trainer.config import TrainConfig, build_config, merge
 from trainer.errors import StudioError
 from trainer.paths import REPO_ROOT
@@ -50,60 +50,6 @@ DEFAULT_GRACE_S = 30.0
 TrainerCommand = Callable[[Path, int, TrainConfig], list[str]]
 
 
-def start_process(
-    cmd: Sequence[str],
-    log_path: Path,
-    env: dict | None = None,
-    cwd: Path | None = None,
-    on_exit: Callable[[int], None] | None = None,
-) -> Owner:
-    """Start ``cmd`` (no shell) in a new session, stdout+stderr appended to ``log_path``; return the
-    child's identity (pid + start time + host).
-
-    ``env`` entries are added to this process's environment. The child is waited for by a daemon
-    thread, so it never lingers as a zombie (which would look alive to pid probes); ``on_exit``
-    is then called there with its exit code.
-    """
-    log_path = Path(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    full_env = {**os.environ, **(env or {})}
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            list(cmd),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=full_env,
-            cwd=str(cwd) if cwd is not None else None,
-            start_new_session=True,
-        )
-    # Read before the waiter starts: until it is waited for, the child exists (if only as a zombie).
-    owner = Owner.of(proc.pid)
-
-    def wait() -> None:
-        code = proc.wait()
-        if on_exit is not None:
-            try:
-                on_exit(code)
-            except Exception:  # a process edge: a bookkeeping failure must not kill the thread silently
-                logger.exception("pid %d: exit handler failed", proc.pid)
-
-    threading.Thread(target=wait, name=f"supervise-{proc.pid}", daemon=True).start()
-    logger.info("started pid %d: %s (log %s)", proc.pid, " ".join(map(str, cmd)), log_path)
-    return owner
-
-
-def launch(
-    cmd: Sequence[str],
-    log_path: Path,
-    env: dict | None = None,
-    cwd: Path | None = None,
-    on_exit: Callable[[int], None] | None = None,
-) -> int:
-    """``start_process`` returning only the pid."""
-    return start_process(cmd, log_path, env, cwd, on_exit).pid
-
-
 def default_trainer_command(config_path: Path, run_id: int, cfg: TrainConfig) -> list[str]:
     """The real trainer, run with this interpreter, or with one that has vLLM when the run samples
     with it (``studio.environments``; raises StudioError saying what to do when there is none)."""
@@ -117,27 +63,6 @@ def default_trainer_command(config_path: Path, run_id: int, cfg: TrainConfig) ->
         "--attach_run",
         str(run_id),
     ]
-
-
-def tail_text(path: Path, max_lines: int = 200, max_bytes: int = 64_000) -> str:
-    """The last ``max_lines`` lines of a text file (reads at most ``max_bytes``; '' when absent).
-
-    tqdm redraws its bar with carriage returns: only the last redraw of each line is kept.
-    """
-    try:
-        with Path(path).open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            data = f.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
-    lines = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in data.split("\n")]
-    if size > max_bytes:
-        lines = lines[1:]  # the first line was cut by the seek
-    while lines and not lines[-1].strip():
-        lines.pop()
-    return "\n".join(lines[-max_lines:])
 
 
 def unique_name(name: str, taken: set[str]) -> str:
@@ -243,25 +168,27 @@ class Supervisor:
 
     def _spawn(self, run: Run, cfg: TrainConfig, total: int | None, me: Owner) -> Launched:
         """Start the trainer for a queued run held by ``me`` and hand the run over to it."""
-        try:
+        config_path = self.ctx.configs_dir / f"{cfg.run.run_name}.yaml"
+        log_path = Path(cfg.run.output_dir) / LOG_FILE
+
+        def command() -> list[str]:
             self.ctx.configs_dir.mkdir(parents=True, exist_ok=True)
-            config_path = self.ctx.configs_dir / f"{cfg.run.run_name}.yaml"
             config_path.write_text(cfg.to_yaml())
-            log_path = Path(cfg.run.output_dir) / LOG_FILE
-            child: list[Owner] = []
-            owner = start_process(
-                self.trainer_command(config_path, run.id, cfg),
-                log_path,
-                env=self._env(),
-                cwd=REPO_ROOT,
-                on_exit=lambda code: self._on_exit(run.id, child[0], code, log_path),
-            )
-        except (OSError, psutil.Error, StudioError) as exc:
-            self.ctx.store.end_run(run.id, me, "failed", error=f"could not start the trainer: {exc}")
-            raise StudioError(f"run {run.id}: could not start the trainer: {exc}") from exc
-        child.append(owner)
-        # If the trainer claimed the run already, there is nothing left to hand over.
-        self.ctx.store.hand_over_run(run.id, me, owner)
+            return self.trainer_command(config_path, run.id, cfg)
+
+        def reap(child: Owner, detail: str, tail: str) -> None:
+            self.ctx.store.reap_dead_runs([run.id], exited=child, detail=detail, traceback=tail or None)
+
+        owner = self._start_owned(
+            f"run {run.id}",
+            "trainer",
+            command,
+            log_path,
+            fail=lambda error: self.ctx.store.end_run(run.id, me, "failed", error=error),
+            # If the trainer claimed the run already, there is nothing left to hand over.
+            hand_over=lambda child: self.ctx.store.hand_over_run(run.id, me, child),
+            reap=reap,
+        )
         info = {
             "pid": owner.pid,
             "host": owner.host,
@@ -272,16 +199,41 @@ class Supervisor:
         self.ctx.store.add_event(run.id, LAUNCH_EVENT, json.dumps(info))
         return Launched(self.ctx.store.get_run(run.id), owner.pid, config_path, log_path, total)
 
-    def _on_exit(self, run_id: int, child: Owner, code: int, log_path: Path) -> None:
-        """The trainer exited. If it never wrote how it ended, the reap ends that attempt (only that
-        process's: a newer attempt's owner is another identity)."""
-        tail = tail_text(log_path, max_lines=40)
-        last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
-        detail = f"trainer exited with code {code}" + (f": {last}" if last else "")
+    def _start_owned(
+        self,
+        name: str,
+        what: str,
+        command: Callable[[], Sequence[str]],
+        log_path: Path,
+        *,
+        fail: Callable[[str], None],
+        hand_over: Callable[[Owner], None],
+        reap: Callable[[Owner, str, str], None],
+    ) -> Owner:
+        """Start ``command()`` for a row (run or job) this studio holds and hand the row over to it.
+
+        A start that fails ends the row as failed (``fail``): nobody else would, its owner (this
+        studio) being alive. At exit, ``reap(child, detail, log tail)`` ends that process's attempt if
+        it never wrote its own ending (a newer attempt's owner is another identity)."""
+        child: list[Owner] = []
+
+        def on_exit(code: int) -> None:
+            tail = tail_text(log_path, max_lines=40)
+            last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
+            detail = f"{what} exited with code {code}" + (f": {last}" if last else "")
+            try:
+                reap(child[0], detail, tail)
+            except StudioError:
+                logger.exception("%s: could not record the exit of %s", name, child[0].describe())
+
         try:
-            self.ctx.store.reap_dead_runs([run_id], exited=child, detail=detail, traceback=tail or None)
-        except StudioError:
-            logger.exception("run %d: could not record the exit of %s", run_id, child.describe())
+            owner = start_process(command(), log_path, env=self._env(), cwd=REPO_ROOT, on_exit=on_exit)
+        except (OSError, psutil.Error, StudioError) as exc:
+            fail(f"could not start the {what}: {exc}")
+            raise StudioError(f"{name}: could not start the {what}: {exc}") from exc
+        child.append(owner)
+        hand_over(owner)
+        return owner
 
     # ---- finding runs again ---------------------------------------------------------------------
 
@@ -364,7 +316,7 @@ class Supervisor:
     ) -> None:
         """SIGTERM ``owner``'s group; after ``grace_s`` SIGKILL it if it is still that very process.
         ``reap`` (the store's reap of this row) ends the row once the process is gone."""
-        if not _signal_group(owner, signal.SIGTERM):
+        if not signal_group(owner, signal.SIGTERM):
             reap(None, None)  # it was gone already: end it now
             return
         timer = threading.Timer(grace_s, self._escalate, args=(owner, reap, on_kill))
@@ -375,7 +327,7 @@ class Supervisor:
         self, owner: Owner, reap: Callable[[Owner | None, str | None], None], on_kill: Callable[[], None]
     ) -> None:
         """After the grace period: SIGKILL the process the stop was for, if it is still that one."""
-        if not _signal_group(owner, signal.SIGKILL):
+        if not signal_group(owner, signal.SIGKILL):
             return  # it ended (or the pid is another process now): nothing to do
         logger.warning("%s ignored SIGTERM; sent SIGKILL", owner.describe())
         on_kill()
@@ -403,30 +355,20 @@ class Supervisor:
         reload or a studio restart finds it again (``jobs``)."""
         me = Owner.current()
         job = self.ctx.store.create_job(kind, params, run_id=run_id, owner=me, log_path=str(log_path))
-        child: list[Owner] = []
-        try:
-            owner = start_process(
-                [*command, "--job", str(job.id)],
-                log_path,
-                env=self._env(),
-                cwd=REPO_ROOT,
-                on_exit=lambda code: self._on_job_exit(job.id, child[0], code, log_path),
-            )
-        except (OSError, psutil.Error) as exc:
-            self.ctx.store.end_job(job.id, me, "failed", error=f"could not start: {exc}")
-            raise StudioError(f"{kind} job {job.id}: could not start: {exc}") from exc
-        child.append(owner)
-        self.ctx.store.hand_over_job(job.id, me, owner)
-        return self.ctx.store.get_job(job.id)
 
-    def _on_job_exit(self, job_id: int, child: Owner, code: int, log_path: Path) -> None:
-        tail = tail_text(log_path, max_lines=40)
-        last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
-        detail = f"exited with code {code}" + (f": {last}" if last else "")
-        try:
-            self.ctx.store.reap_dead_jobs([job_id], exited=child, detail=detail, traceback=tail or None)
-        except StudioError:
-            logger.exception("job %d: could not record the exit of %s", job_id, child.describe())
+        def reap(child: Owner, detail: str, tail: str) -> None:
+            self.ctx.store.reap_dead_jobs([job.id], exited=child, detail=detail, traceback=tail or None)
+
+        self._start_owned(
+            f"{kind} job {job.id}",
+            "job",
+            lambda: [*command, "--job", str(job.id)],
+            log_path,
+            fail=lambda error: self.ctx.store.end_job(job.id, me, "failed", error=error),
+            hand_over=lambda child: self.ctx.store.hand_over_job(job.id, me, child),
+            reap=reap,
+        )
+        return self.ctx.store.get_job(job.id)
 
     def jobs(self, *, run_id: int | None = None, kind: str | None = None) -> list[Job]:
         """Jobs, newest first, after ending those whose process is gone."""
@@ -453,22 +395,6 @@ class Supervisor:
             "VGRPO_WORKSPACE": str(self.ctx.workspace),
             "VGRPO_DB": self.ctx.db_url,
         }
-
-
-def _signal_group(owner: Owner, sig: signal.Signals) -> bool:
-    """Signal the process group the launcher created (the trainer and any worker it spawned), only
-    if ``owner`` is still that very process. False when it is gone (or its pid was reused)."""
-    if owner.host != this_host() or not is_process_alive(owner):
-        return False
-    pid = owner.pid
-    try:
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, sig)
-        else:  # a trainer started outside the studio, in someone else's group
-            os.kill(pid, sig)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def planned_steps(cfg: TrainConfig) -> int | None:

@@ -24,7 +24,8 @@ import plotly.graph_objects as go
 from studio import choices
 from studio.context import StudioContext
 from studio.live import Refresh
-from studio.supervisor import Supervisor, tail_text
+from studio.processes import tail_text
+from studio.supervisor import Supervisor
 from studio.tabs.evaluate_compare import create_compare_section
 from trainer.benchmark import NO_ANSWER, stored_answer, stored_choice
 from trainer.data import list_datasets

@@ -14,7 +14,8 @@ import yaml
 from studio_helpers import fake_supervisor, wait_for
 
 from studio.context import StudioContext
-from studio.supervisor import Supervisor, launch, tail_text, unique_name
+from studio.processes import launch, tail_text
+from studio.supervisor import Supervisor, unique_name
 from trainer.config import build_config
 from trainer.errors import StudioError
 from trainer.rundb import Owner
