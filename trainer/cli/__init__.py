@@ -70,6 +70,21 @@ def main(argv: list[str] | None = None) -> int:
         # A user mistake: one clear line, no traceback.
         print(f"vgrpo: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        end_process_group()
+
+
+def end_process_group() -> None:
+    """Tear down the process group `accelerate launch` made, before the interpreter does.
+
+    Left to interpreter shutdown, gloo's threads were once destroyed while still joinable and a
+    process that had finished its work aborted ("terminate called without an active exception",
+    exit -6), failing a 2-process `vgrpo eval` whose report was already written. No collective here,
+    so a process that ends early (an error) does not wait for the others."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":  # pragma: no cover
