@@ -64,17 +64,6 @@ def start_process(
     return owner
 
 
-def launch(
-    cmd: Sequence[str],
-    log_path: Path,
-    env: dict | None = None,
-    cwd: Path | None = None,
-    on_exit: Callable[[int], None] | None = None,
-) -> int:
-    """``start_process`` returning only the pid."""
-    return start_process(cmd, log_path, env, cwd, on_exit).pid
-
-
 def tail_text(path: Path, max_lines: int = 200, max_bytes: int = 64_000) -> str:
     """The last ``max_lines`` lines of a text file (reads at most ``max_bytes``; '' when absent).
 

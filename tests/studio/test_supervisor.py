@@ -14,7 +14,7 @@ import yaml
 from studio_helpers import fake_supervisor, wait_for
 
 from studio.context import StudioContext
-from studio.processes import launch, tail_text
+from studio.processes import start_process, tail_text
 from studio.supervisor import Supervisor, unique_name
 from trainer.config import build_config
 from trainer.errors import StudioError
@@ -31,7 +31,7 @@ def test_launch_writes_log_in_own_session(tmp_path: Path) -> None:
     log = tmp_path / "logs" / "out.log"
     code = "import os, sys; print('pgid', os.getpgid(0) == os.getpid()); print('err', file=sys.stderr)"
     exits: list[int] = []
-    pid = launch([sys.executable, "-c", code], log, env={"VGRPO_TEST": "1"}, on_exit=exits.append)
+    pid = start_process([sys.executable, "-c", code], log, env={"VGRPO_TEST": "1"}, on_exit=exits.append).pid
     wait_for(lambda: exits, what="the child to exit")
     assert exits == [0]
     assert pid > 0
