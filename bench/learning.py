@@ -53,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=100, help="held-out evaluation every N steps")
     parser.add_argument("--eval-records", type=int, default=200)
+    parser.add_argument(
+        "--early-stop-accuracy",
+        type=float,
+        default=0.0,
+        help="end training once the mean train accuracy reward of the last 20 steps reaches this "
+        "(the run's early_stop_accuracy; 0: train for the whole budget)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
     parser.add_argument("--processes", type=int, default=2, help="training processes (accelerate, gloo)")
     parser.add_argument("--out", default=str(REPO_ROOT / "bench" / "out" / "learning"))
@@ -72,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                 "workspace": str(workspace),
                 "max_steps": 1_000_000,
                 "max_train_seconds": args.seconds,
+                "early_stop_accuracy": args.early_stop_accuracy,
+                "early_stop_window": 20,
                 "eval_steps": args.eval_every,
                 "eval_max_records": args.eval_records,
                 "save_steps": 1_000_000,
@@ -133,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
                 reached = (h["step"], wall - first_wall)
     if reached:
         print(f"held-out accuracy first >= 0.9 at step {reached[0]}, {reached[1]:.0f} s after the first step")
+    for event in store.events(run.id):
+        if event.kind == "early_stop":
+            print(f"early stop: {event.message}")
 
     curve = out / f"curve_seed{args.seed}.csv"
     with curve.open("w", newline="") as f:

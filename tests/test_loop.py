@@ -158,3 +158,28 @@ def test_dynamic_sampling_trains_on_groups_whose_rewards_differ(tmp_path) -> Non
         # its last round as sampled).
         if rounds[step] < 4:
             assert all(len(rewards) > 1 for rewards in groups.values()), (step, groups)
+
+
+def test_early_stop_ends_at_the_first_window_that_reaches_the_accuracy_then_saves_and_evaluates(
+    tmp_path,
+) -> None:
+    # From a chance-level start, a mean of 0.4 over 3 steps (12 completions) comes after a few
+    # dozen steps, not at once (seed 7: step 20). no_think: <answer>X</answer> fits 12 tokens.
+    window, bar = 3, 0.4
+    cfg = tiny_config(
+        tmp_path, dataset_use="synthetic_motion_no_think_train%5", max_steps=60, save_steps=1000,
+        early_stop_accuracy=bar, early_stop_window=window, eval_dataset_use="synthetic_motion_no_think_eval",
+        eval_max_records=4,
+    )  # fmt: skip
+    outcome = train(cfg)
+    store = RunStore(f"sqlite:///{tmp_path / 'ws' / 'runs.db'}")
+    run = store.get_run(outcome.run_id)
+    acc = store.metrics_since(run.id)[mk.ACCURACY_REWARD]
+    assert list(acc.steps) == list(range(1, outcome.steps + 1)) and window < outcome.steps < 60
+    means = [sum(acc.values[i - window : i]) / window for i in range(window, outcome.steps + 1)]
+    assert means[-1] >= bar and all(m < bar for m in means[:-1]), means
+    assert run.status == "finished"
+    [event] = [e for e in store.events(run.id) if e.kind == "early_stop"]
+    assert f"at step {outcome.steps}" in event.message and f"early_stop_accuracy {bar}" in event.message
+    assert outcome.final_checkpoint == tmp_path / "out" / f"checkpoint-{outcome.steps}"
+    assert [e.accuracy for e in store.evaluations(run.id)] == [outcome.eval.accuracy]

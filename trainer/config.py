@@ -338,6 +338,16 @@ class RunConfig:
         default=0.0,
         metadata=_help("Stop (save, evaluate, finish) once training has run this long (0: no limit)."),
     )
+    early_stop_accuracy: float = field(
+        default=0.0,
+        metadata=_help(
+            "Stop (save, evaluate, finish) once the mean accuracy reward of the last "
+            "early_stop_window steps reaches this (0: off)."
+        ),
+    )
+    early_stop_window: int = field(
+        default=20, metadata=_help("Steps whose accuracy reward early_stop_accuracy averages.")
+    )
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -349,6 +359,12 @@ class RunConfig:
         for name in ("eval_steps", "save_total_limit", "max_train_seconds", "num_threads", "seed"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.early_stop_accuracy <= 1:
+            raise ConfigError(
+                f"early_stop_accuracy must be in [0, 1] (0: off), got {self.early_stop_accuracy}"
+            )
+        if self.early_stop_window < 1:
+            raise ConfigError(f"early_stop_window must be >= 1, got {self.early_stop_window}")
 
 
 # YAML section name -> dataclass. Order is the order of the studio's groups.

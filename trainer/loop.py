@@ -24,7 +24,7 @@ import torch
 
 from trainer import metrics_keys as mk
 from trainer.checkpoint import TrainerState, read_state, resolve_resume, save_checkpoint, start_state
-from trainer.config import TrainConfig
+from trainer.config import RunConfig, TrainConfig
 from trainer.data import load_dataset_use
 from trainer.data.video import DecodeCache
 from trainer.errors import ConfigError, StudioError
@@ -238,6 +238,15 @@ def _train(
             if _out_of_time(accelerator, cfg, started):
                 logger.info("max_train_seconds reached at step %d: finishing", state.step)
                 steps = state.step
+            elif state.step < steps and (reached := accuracy_plateau(history, cfg.run)) is not None:
+                message = (
+                    f"mean accuracy reward {reached:.3f} over the last {cfg.run.early_stop_window} "
+                    f"steps reached early_stop_accuracy {cfg.run.early_stop_accuracy} at step {state.step}"
+                )
+                logger.info("%s: finishing", message)
+                if store is not None and run_id is not None and accelerator.is_main_process:
+                    store.add_event(run_id, "early_stop", message)
+                steps = state.step
             if cfg.run.eval_steps and state.step % cfg.run.eval_steps == 0 and state.step < steps:
                 result = _evaluate(accelerator, model, processor, eval_records, cfg, greedy_kwargs, cache)
                 if result is not None:
@@ -268,6 +277,21 @@ def _reporter(accelerator: Any, cfg: TrainConfig, output_dir: Path) -> Any:
     if not accelerator.is_main_process:
         return None
     return make_reporter(cfg.run.report_to, cfg.run.run_name or output_dir.name, output_dir, cfg.to_dict())
+
+
+def accuracy_plateau(history: list[dict[str, float]], run: RunConfig) -> float | None:
+    """The mean accuracy reward of the last ``run.early_stop_window`` steps of ``history`` when it
+    has reached ``run.early_stop_accuracy`` (else None; always None when the knob is 0).
+
+    The metrics are already means over processes (``trainer.step.mean_over_processes``), so every
+    process decides the same at the same step. The window starts anew on a resume: only steps this
+    process trained count.
+    """
+    window = history[-run.early_stop_window :]
+    if not run.early_stop_accuracy or len(window) < run.early_stop_window:
+        return None
+    mean = sum(h[mk.ACCURACY_REWARD] for h in window) / len(window)
+    return mean if mean >= run.early_stop_accuracy else None
 
 
 def _out_of_time(accelerator: Any, cfg: TrainConfig, started: float) -> bool:

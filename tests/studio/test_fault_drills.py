@@ -90,21 +90,14 @@ def test_abort_resume_three_rounds_one_trainer_at_a_time(ctx: StudioContext) -> 
         [proc] = trainers(launched)
         assert proc.pid == launched.pid
         if round_ == 0:
-            with pytest.raises(
-                StudioError, match=rf"run {run_id} is running, owned by pid {launched.pid} on "
-            ):
-                sup.resume(run_id)
-            second = subprocess.run(
-                [sys.executable, "-m", "trainer.cli", "train", "--config", str(launched.config_path)]
-                + ["--attach_run", str(run_id)],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                cwd=REPO_ROOT,
-            )
-            assert second.returncode == 1, second.stderr[-2000:]
-            assert f"owned by pid {launched.pid} on " in second.stderr
-            assert len(trainers(launched)) == 1
+            # Paused (SIGSTOP) while the refusals are tried: a second CLI trainer takes seconds to
+            # start, and on a fast machine the run once finished all its steps in that time, leaving
+            # nothing to abort. A stopped process still exists, so it still owns the run.
+            proc.suspend()
+            try:
+                _second_trainers_are_refused(sup, run_id, launched)
+            finally:
+                proc.resume()
         sup.abort(run_id)
         wait_for(lambda: store.get_run(run_id).status == "aborted", TRAIN_TIMEOUT_S, "aborted")
         wait_for(lambda old=launched: not trainers(old), 30, "the trainer to exit")
@@ -130,6 +123,22 @@ def test_abort_resume_three_rounds_one_trainer_at_a_time(ctx: StudioContext) -> 
     assert [Path(c.path) for c in live] == checkpoint_dirs(run.output_dir)
     gone = [c for c in store.checkpoints(run_id, include_deleted=True) if c.is_deleted]
     assert gone and not any(Path(c.path).exists() for c in gone)
+
+
+def _second_trainers_are_refused(sup: Supervisor, run_id: int, launched: Launched) -> None:
+    with pytest.raises(StudioError, match=rf"run {run_id} is running, owned by pid {launched.pid} on "):
+        sup.resume(run_id)
+    second = subprocess.run(
+        [sys.executable, "-m", "trainer.cli", "train", "--config", str(launched.config_path)]
+        + ["--attach_run", str(run_id)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+    )
+    assert second.returncode == 1, second.stderr[-2000:]
+    assert f"owned by pid {launched.pid} on " in second.stderr
+    assert len(trainers(launched)) == 1
 
 
 def _resume_twice_at_once(sup: Supervisor, run_id: int) -> Launched:
