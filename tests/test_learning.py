@@ -23,9 +23,10 @@ pytestmark = pytest.mark.slow
 # tokens instead of 9). On 2 cores shared with other jobs (load 4-7) think made 100 steps in 240 s
 # (held-out 0.745) and no_think 99 (still 0.22); VGRPO_LEARNING_TEST_S overrides both budgets.
 # The budget is a ceiling: training ends (saves, evaluates) once the train accuracy reward averages
-# EARLY_STOP over 20 steps (the run's early_stop_accuracy); on a quiet CI machine both modes had a
-# train accuracy above 0.9 by ~110 s.
-EARLY_STOP = 0.8
+# EARLY_STOP over 20 steps (the run's early_stop_accuracy; think seed 0 averaged 0.72 around step
+# 105 and was at 0.99 held-out by step 125). On a quiet CI machine both modes were above 0.9 train
+# accuracy by ~110 s.
+EARLY_STOP = 0.7
 CASES = {
     "no_think": ("tiny_cpu.yaml", 240.0, 0.6),
     "think": ("tiny_cpu_think.yaml", 200.0, 0.6),
