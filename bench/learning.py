@@ -36,7 +36,7 @@ from trainer.evaluate import evaluate  # noqa: E402
 from trainer.launch import accelerate_cpu_command  # noqa: E402
 from trainer.modeling import generation_kwargs, load_policy  # noqa: E402
 from trainer.paths import REPO_ROOT, resolve_repo_path  # noqa: E402
-from trainer.rundb import RunStore  # noqa: E402
+from trainer.rundb import ENDED_EARLY_EVENT, RunStore  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     if reached:
         print(f"held-out accuracy first >= 0.9 at step {reached[0]}, {reached[1]:.0f} s after the first step")
     for event in store.events(run.id):
-        if event.kind == "early_stop":
-            print(f"early stop: {event.message}")
+        if event.kind == ENDED_EARLY_EVENT:
+            print(f"ended early: {event.message}")
 
     curve = out / f"curve_seed{args.seed}.csv"
     with curve.open("w", newline="") as f:

@@ -13,7 +13,7 @@ from trainer import metrics_keys as mk
 from trainer.config import build_config
 from trainer.loop import train
 from trainer.paths import TINY_MODEL_DIR
-from trainer.rundb import RunAborted, RunStore
+from trainer.rundb import ENDED_EARLY_EVENT, RunAborted, RunStore
 
 pytestmark = pytest.mark.slow
 
@@ -179,7 +179,7 @@ def test_early_stop_ends_at_the_first_window_that_reaches_the_accuracy_then_save
     means = [sum(acc.values[i - window : i]) / window for i in range(window, outcome.steps + 1)]
     assert means[-1] >= bar and all(m < bar for m in means[:-1]), means
     assert run.status == "finished"
-    [event] = [e for e in store.events(run.id) if e.kind == "early_stop"]
+    [event] = [e for e in store.events(run.id) if e.kind == ENDED_EARLY_EVENT]
     assert f"at step {outcome.steps}" in event.message and f"early_stop_accuracy {bar}" in event.message
     assert outcome.final_checkpoint == tmp_path / "out" / f"checkpoint-{outcome.steps}"
     assert [e.accuracy for e in store.evaluations(run.id)] == [outcome.eval.accuracy]

@@ -41,7 +41,15 @@ from trainer.reference import (
 )
 from trainer.reporting import make_reporter
 from trainer.rollout_vllm import attach_sampler
-from trainer.rundb import MetricsWriter, OwnerAlive, Rollout, RunAborted, RunStore, run_lifecycle
+from trainer.rundb import (
+    ENDED_EARLY_EVENT,
+    MetricsWriter,
+    OwnerAlive,
+    Rollout,
+    RunAborted,
+    RunStore,
+    run_lifecycle,
+)
 from trainer.sampler import next_batch, total_steps
 from trainer.step import MicroBatch, StepContext, all_agree, grpo_step
 from trainer.step_update import backward as _backward  # noqa: F401  (tests import it from here)
@@ -235,17 +243,18 @@ def _train(
                 progress(state.step, steps, metrics)
 
             should_stop = all_agree(accelerator, stop.requested)
+            ended_early = None
             if _out_of_time(accelerator, cfg, started):
-                logger.info("max_train_seconds reached at step %d: finishing", state.step)
-                steps = state.step
-            elif state.step < steps and (reached := accuracy_plateau(history, cfg.run)) is not None:
-                message = (
+                ended_early = f"max_train_seconds {cfg.run.max_train_seconds:g} reached at step {state.step}"
+            elif (reached := accuracy_plateau(history, cfg.run)) is not None:
+                ended_early = (
                     f"mean accuracy reward {reached:.3f} over the last {cfg.run.early_stop_window} "
                     f"steps reached early_stop_accuracy {cfg.run.early_stop_accuracy} at step {state.step}"
                 )
-                logger.info("%s: finishing", message)
+            if ended_early and state.step < steps:
+                logger.info("%s: finishing", ended_early)
                 if store is not None and run_id is not None and accelerator.is_main_process:
-                    store.add_event(run_id, "early_stop", message)
+                    store.add_event(run_id, ENDED_EARLY_EVENT, ended_early)
                 steps = state.step
             if cfg.run.eval_steps and state.step % cfg.run.eval_steps == 0 and state.step < steps:
                 result = _evaluate(accelerator, model, processor, eval_records, cfg, greedy_kwargs, cache)

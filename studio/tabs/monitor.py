@@ -21,7 +21,7 @@ from studio.supervisor import Supervisor
 from trainer import metrics_keys as mk
 from trainer.errors import StudioError
 from trainer.rewards import extract_choice, parse_completion
-from trainer.rundb import Rollout, Run
+from trainer.rundb import ENDED_EARLY_EVENT, Rollout, Run
 
 REFRESH_S = 3.0
 LOG_LINES = 60
@@ -83,7 +83,9 @@ def progress_html(step: int | None, total: int | None, eta: float | None) -> str
     )
 
 
-def status_markdown(run: Run, now: float | None = None) -> str:
+def status_markdown(run: Run, now: float | None = None, ended_early: str | None = None) -> str:
+    """The run's headline: status, owner, attempt, times, folder; why it stopped or failed, and
+    ``ended_early`` (its ENDED_EARLY_EVENT message) when a limit ended it before its last step."""
     now = time.time() if now is None else now
     color = STATUS_COLORS.get(run.status, "#71717a")
     parts = [f'### #{run.id} {html.escape(run.name)} <span style="color:{color}">{run.status}</span>']
@@ -100,10 +102,20 @@ def status_markdown(run: Run, now: float | None = None) -> str:
     parts.append(" - ".join(facts))
     if run.end_reason:  # e.g. the user's abort: a reason, not an error
         parts.append(f"**Stopped:** {html.escape(run.end_reason)}")
+    if ended_early and run.status == "finished":
+        parts.append(f"**Ended early:** {html.escape(ended_early)}")
     if run.error or run.traceback:
         problem = problems.problem_from_text(run.error or "", run.traceback or "")
         parts.append(problems.problem_markdown(problem, "Error"))
     return "\n\n".join(p for p in parts if p)
+
+
+def ended_early_message(ctx: StudioContext, run: Run) -> str | None:
+    """Why a finished run ended before its last step (max_train_seconds, early_stop_accuracy)."""
+    if run.status != "finished":
+        return None
+    ended = [e.message for e in ctx.store.events(run.id) if e.kind == ENDED_EARLY_EVENT]
+    return ended[-1] if ended else None
 
 
 def is_correct(rollout: Rollout) -> bool:
@@ -233,7 +245,7 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
         st["series"], st["last_step"] = plots.merge_points(st["series"], new)
         total = total_steps(supervisor, run_id)
         if run.status == "finished" and st["last_step"]:
-            # A run may finish early (max_train_seconds): what it did is the whole run.
+            # A run may finish early (max_train_seconds, early_stop_accuracy): what it did is the whole run.
             total = st["last_step"]
         bar = progress_html(st["last_step"], total, run_eta_s(st["series"], total) if run.is_active else 0.0)
         drawn = (st["last_step"], round(smooth, 3))
@@ -255,7 +267,7 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
             picker_update = gr.Dropdown(choices=choices.run_choices(ctx.store.list_runs()))
         return (
             st,
-            status_markdown(run),
+            status_markdown(run, ended_early=ended_early_message(ctx, run)),
             bar,
             *figs,
             supervisor.log_tail(run, LOG_LINES),

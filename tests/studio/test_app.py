@@ -14,7 +14,7 @@ from studio.context import StudioContext
 from studio.tabs import monitor, runs
 from trainer import metrics_keys as mk
 from trainer.errors import StudioError
-from trainer.rundb import Owner, Rollout
+from trainer.rundb import ENDED_EARLY_EVENT, Owner, Rollout
 
 LEAKS = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # see gradio_loops
 
@@ -152,6 +152,20 @@ def test_progress_status_and_eta(ctx: StudioContext) -> None:
     text = monitor.status_markdown(failed)
     assert "failed" in text and "**Error:** trainer process died" in text and "ValueError: x" in text
     assert choices.run_choices(ctx.store.list_runs()) == [(f"#{run.id} r (failed)", run.id)]
+
+
+def test_a_run_a_limit_ended_early_says_so_once_finished(ctx: StudioContext) -> None:
+    run = ctx.store.create_run("r")
+    ctx.store.claim_run(run.id)
+    ctx.store.add_event(run.id, ENDED_EARLY_EVENT, "mean accuracy reward 0.812 ... at step 57")
+    running = ctx.store.get_run(run.id)
+    assert monitor.ended_early_message(ctx, running) is None  # not while it still runs
+    ctx.store.end_run(run.id, Owner.current(), "finished")
+    finished = ctx.store.get_run(run.id)
+    message = monitor.ended_early_message(ctx, finished)
+    assert message == "mean accuracy reward 0.812 ... at step 57"
+    text = monitor.status_markdown(finished, ended_early=message)
+    assert "finished" in text and "**Ended early:** mean accuracy reward 0.812 ... at step 57" in text
 
 
 def test_total_steps_falls_back_to_the_stored_max_steps(ctx: StudioContext) -> None:

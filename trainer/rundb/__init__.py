@@ -17,6 +17,7 @@ export.py     csv / jsonl / parquet export of a run's metrics or rollouts
 from __future__ import annotations
 
 from trainer.rundb.entities import (
+    ENDED_EARLY_EVENT,
     Attempt,
     Checkpoint,
     DeletedRows,
@@ -36,6 +37,7 @@ from trainer.rundb.store import RunStore
 from trainer.rundb.writer import MetricsWriter
 
 __all__ = [
+    "ENDED_EARLY_EVENT",
     "Attempt",
     "Checkpoint",
     "DeletedRows",

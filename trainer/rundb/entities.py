@@ -181,6 +181,11 @@ class Evaluation:
     summary: Mapping[str, Any] | None = None  # trainer.benchmark.BenchmarkReport.summary()
 
 
+# The event a run gets when max_train_seconds or early_stop_accuracy ends it before its last step
+# (written by the trainer, shown by the Monitor beside "finished").
+ENDED_EARLY_EVENT = "ended_early"
+
+
 @dataclass(frozen=True)
 class Event:
     id: int
