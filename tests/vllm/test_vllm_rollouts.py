@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tests.helpers.records import video_record
+from tests.helpers.sampler_logprobs import max_abs_diff, policy_logprobs
 from trainer.data.video import VideoConfig
 from trainer.logprobs import sequence_inputs, shared_vision_outputs
 from trainer.modeling import generation_kwargs, load_policy
@@ -46,30 +47,6 @@ def setup(vllm_model_dir, synthetic_dir):
     return model, processor, records, prompt, engine
 
 
-def policy_logprobs(model, processor, rollout, kwargs) -> torch.Tensor:
-    """The policy's log-probs of the sampled tokens over the same support as the sampler (the
-    suppressed vision tokens left out of the softmax)."""
-    inputs = sequence_inputs(rollout, "cpu")
-    t = rollout.completion_ids.shape[1]
-    with torch.no_grad():
-        logits = (
-            model(
-                **inputs,
-                mm_encoder_outputs=shared_vision_outputs(model, rollout, "cpu"),
-                logits_to_keep=t + 1,
-            )
-            .logits[:, :-1, :]
-            .float()
-        )
-    logits[..., kwargs["suppress_tokens"]] = float("-inf")
-    logp = torch.log_softmax(logits, dim=-1)
-    return logp.gather(-1, rollout.completion_ids.unsqueeze(-1)).squeeze(-1)
-
-
-def max_abs_diff(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
-    return float((a - b).abs()[mask.bool()].max())
-
-
 def test_rollouts_are_grouped_per_question_and_parse(setup) -> None:
     model, processor, records, prompt, engine = setup
     kwargs = generation_kwargs(processor, 24)
@@ -97,7 +74,7 @@ def test_sampler_logprobs_match_the_policy_after_an_update(setup) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     rollout = engine(model, processor, prompt, 4, kwargs)
     # An update: push up the log-probs of the sampled tokens, then give vLLM the new weights.
-    loss = -policy_logprobs(model, processor, rollout, kwargs)[rollout.completion_mask.bool()].mean()
+    loss = -policy_logprobs(model, rollout, kwargs)[rollout.completion_mask.bool()].mean()
     with torch.enable_grad():
         inputs = sequence_inputs(rollout, "cpu")
         out = model(**inputs, mm_encoder_outputs=shared_vision_outputs(model, rollout, "cpu"))
@@ -108,7 +85,7 @@ def test_sampler_logprobs_match_the_policy_after_an_update(setup) -> None:
     optimizer.zero_grad()
     engine.load_weights(model)
     after = engine(model, processor, prompt, 4, kwargs)
-    policy = policy_logprobs(model, processor, after, kwargs)
+    policy = policy_logprobs(model, after, kwargs)
     diff = max_abs_diff(policy, after.sampler_logprobs, after.completion_mask)
     assert diff < TOLERANCE, diff
 
@@ -127,7 +104,7 @@ def test_weight_sync_changes_what_vllm_samples(setup) -> None:
     after = engine(model, processor, prompt, 2, greedy)
     assert not torch.equal(after.completion_ids, before.completion_ids)
     # ...and what it samples now is scored as the changed policy scores it.
-    policy = policy_logprobs(model, processor, after, greedy)
+    policy = policy_logprobs(model, after, greedy)
     diff = max_abs_diff(policy, after.sampler_logprobs, after.completion_mask)
     assert diff < TOLERANCE, diff
 
