@@ -86,7 +86,9 @@ def _tensors(policy: Any, is_peft: bool, sharding: str) -> Iterator[tuple[str, t
     # keep_vars: the Parameter objects themselves, which ZeRO-3 gathers (their .data is a shard).
     for name, tensor in policy.state_dict(keep_vars=True).items():
         if is_peft:
-            if "lora_" in name or "modules_to_save" in name and "original_module" in name:
+            # The adapters are merged in; peft keeps the untrained copy of a module it trains in
+            # full (modules_to_save) as "original_module", next to the trained "modules_to_save".
+            if "lora_" in name or "original_module" in name:
                 continue
             name = name.removeprefix("base_model.model.").replace(".base_layer", "")
             name = name.replace(".modules_to_save.default", "")

@@ -9,6 +9,8 @@ mean gap is 4e-4 to 9e-3: the mass of the six suppressed tokens). Asserted: < 1e
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -118,3 +120,27 @@ def test_a_batch_larger_than_one_engine_step_samples(setup) -> None:
     assert rollout.completion_ids.shape[0] == 64
     assert int(prompt.inputs["attention_mask"].sum()) * 32 > 4096
     assert rollout.completion_mask[:, 0].all()
+
+
+def test_lora_weights_reach_the_engine_merged(setup, vllm_model_dir) -> None:
+    # Adapters on the language model and the merger trained in full (peft's modules_to_save, which
+    # keeps the untrained copy beside it as "original_module": that copy must not reach vLLM).
+    from peft import LoraConfig, get_peft_model
+
+    _, processor, _, prompt, engine = setup
+    model, _ = load_policy(vllm_model_dir)  # the module's model has been shaken by the tests above
+    torch.manual_seed(0)
+    config = LoraConfig(
+        r=4, target_modules=r".*language_model.*\.(q_proj|v_proj)", modules_to_save=["merger"]
+    )
+    policy = get_peft_model(copy.deepcopy(model), config)
+    with torch.no_grad():  # as if trained: B away from its zero init, the merger changed
+        for name, p in policy.named_parameters():
+            if "lora_B" in name or "modules_to_save" in name:
+                p.add_(0.05 * torch.randn_like(p))
+    kwargs = generation_kwargs(processor, 12)
+    engine.load_weights(policy)
+    rollout = engine(policy, processor, prompt, 4, kwargs)
+    mask, sampled = rollout.completion_mask, rollout.sampler_logprobs
+    assert max_abs_diff(policy_logprobs(policy, rollout, kwargs), sampled, mask) < TOLERANCE
+    assert max_abs_diff(policy_logprobs(model, rollout, kwargs), sampled, mask) > 0.01
