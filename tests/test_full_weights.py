@@ -1,7 +1,8 @@
 """trainer.full_weights: the policy's whole weights as vLLM loads them, however they are held.
 
 DDP and ZeRO-3 run end to end with vLLM in tests/vllm/test_vllm_distributed.py; here the parts that
-need no vLLM: which sharding an accelerator means, LoRA merged under plain names, and FSDP2 (which
+need no vLLM: which sharding an accelerator means, LoRA merged under plain names, ZeRO-3 shards
+gathered whole (also under LoRA, which the end-to-end run does not cover), and FSDP2 (which
 accelerate cannot start on CPUs) read back whole from its shards under torchrun.
 """
 
@@ -91,3 +92,26 @@ def test_fsdp2_shards_are_read_back_whole(tmp_path: Path) -> None:
             assert got["local"] == got["full"] // 2, (rank, tie)  # really sharded, half each
             assert got["names_match"] and got["shapes_match"], (rank, tie)
             assert got["max_diff"] == 0.0, (rank, tie)  # a gather copies, it computes nothing
+
+
+@pytest.mark.slow
+def test_zero3_shards_are_gathered_whole_plain_and_lora(tmp_path: Path) -> None:
+    pytest.importorskip("deepspeed", reason="pip install deepspeed (in the dev extra)")
+    worker = REPO_ROOT / "tests" / "helpers" / "full_weights_zero3_worker.py"
+    accelerate = Path(sys.executable).parent / "accelerate"
+    yaml = REPO_ROOT / "configs" / "accelerate_zero3_cpu.yaml"
+    cmd = [str(accelerate), "launch", "--config_file", str(yaml), "--main_process_port", "0"]
+    cmd += [str(worker), str(tmp_path)]
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "DS_ACCELERATOR": "cpu", "PYTHONPATH": path}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for rank in (0, 1):
+        result = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert (result["world"], result["stage"]) == (2, 3)
+        for case in ("plain", "lora"):
+            got = result[case]
+            assert got["local"] == got["full"] // 2, (rank, case)  # really sharded, half each
+            # Exactly the unsharded weights (LoRA: peft's own merge), and again on a second read:
+            # the merge was undone in between.
+            assert got["diffs"] == [0.0, 0.0], (rank, case)
