@@ -404,7 +404,15 @@ class VLLMRollouts:
             self.llm.wake_up()
 
     def close(self) -> None:
-        self.llm = None
+        """Shut the engine down now rather than whenever the garbage collector gets to it.
+
+        With several training processes, only after their last collective: vLLM's shutdown
+        (``EngineCore.shutdown`` -> ``cleanup_dist_env_and_memory``) destroys the default process
+        group, accelerate's, along with its own groups. Left to the collector it could also run at
+        exit after the CLI destroyed that group, and fail ("Invalid process group specified")."""
+        if self.llm is not None:
+            self.llm.llm_engine.engine_core.shutdown()
+            self.llm = None
 
 
 def _external_launcher(rank: int, local_rank: int, world: int) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 with ``rollout_backend: vllm``, then hold this process's own vLLM engine against the trained weights.
 
 The CLI runs in this process (``trainer.cli.main``, as ``python -m trainer.cli`` would) so that the
-engine it started can be kept: after the last step the loop loaded the final weights into every
+engine it started can be kept open: after the last step the loop loaded the final weights into every
 process's engine, and the final checkpoint holds the same weights as a plain HF model. So this
 process's engine samples G completions for questions of its own, and the log-probs it reports must
 be the ones the trained model (loaded from the checkpoint, unsharded) gives those tokens, and not
@@ -15,21 +15,21 @@ argv: CONFIG OUT_DIR. Writes OUT_DIR/rank{r}.json.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
+import torch
 from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
 from tests.helpers.distributed_worker import checksum
 from tests.helpers.records import video_record
 from tests.helpers.sampler_logprobs import max_abs_diff, policy_logprobs
-from trainer import loop
-from trainer.cli import main as vgrpo
+from trainer import cli, loop
 from trainer.config import build_config, load_yaml
 from trainer.modeling import generation_kwargs, load_policy
 from trainer.paths import SYNTHETIC_DIR
 from trainer.rollout import build_prompt_batch
+from trainer.rollout_vllm import VLLMRollouts
 
 
 def main() -> None:
@@ -41,13 +41,17 @@ def main() -> None:
     def keep_engine(accelerator, ctx, run_cfg):
         sync = attach(accelerator, ctx, run_cfg)
         kept.append((accelerator.unwrap_model(ctx.model), ctx.sampler))
+        # Kept open past the run: closing it ends the process group (VLLMRollouts.close), which
+        # is then closed here, after the checks, instead of by the loop and the CLI.
+        ctx.sampler.close = lambda: None
         return sync
 
     loop.attach_sampler = keep_engine
-    code = vgrpo(["train", "--config", str(config_path)])
+    cli.end_process_group = lambda: None
+    code = cli.main(["train", "--config", str(config_path)])
     if code != 0:
         raise SystemExit(code)
-    rank = int(os.environ["RANK"])  # the CLI has ended the process group
+    rank = torch.distributed.get_rank()
     [(policy, engine)] = kept
 
     # Plain models: while accelerate's DeepSpeed config is registered, transformers would build
@@ -74,6 +78,7 @@ def main() -> None:
         "diff_initial": max_abs_diff(policy_logprobs(initial, rollout, kwargs), sampled, mask),
     }
     (out_dir / f"rank{rank}.json").write_text(json.dumps(report))
+    VLLMRollouts.close(engine)
 
 
 if __name__ == "__main__":
