@@ -19,6 +19,7 @@ import torch
 
 from trainer.errors import ConfigError
 from trainer.full_weights import full_weights, weight_sharding
+from trainer.launch import torch_extensions_dir
 from trainer.modeling import load_policy
 from trainer.paths import REPO_ROOT, TINY_MODEL_DIR
 
@@ -84,6 +85,7 @@ def test_zero3_shards_are_gathered_whole_plain_and_lora(tmp_path: Path) -> None:
     cmd += [str(worker), str(tmp_path)]
     path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "DS_ACCELERATOR": "cpu", "PYTHONPATH": path}
+    env.setdefault("TORCH_EXTENSIONS_DIR", torch_extensions_dir())  # DeepSpeed's op, see there
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stderr[-4000:]
     for rank in (0, 1):

@@ -2,9 +2,12 @@
 
 Colocated, as TRL's ``vllm_mode="colocate"``: each training process owns one engine, whose engine
 core runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so loading new weights is a function
-call on the model object and no worker process is spawned. :class:`VLLMRollouts` is called like
-:func:`trainer.rollout.generate_rollouts` and returns the same :class:`RolloutBatch`, so scoring,
-advantages, the loss, the run database and the Monitor are the same for both backends.
+call on the model object and no worker process is spawned. Under ``accelerate launch`` the engines
+join the training processes' group (:func:`_external_launcher`) and each is given the whole weights,
+gathered where the training engine shards them (:mod:`trainer.full_weights`).
+:class:`VLLMRollouts` is called like :func:`trainer.rollout.generate_rollouts` and returns the same
+:class:`RolloutBatch`, so scoring, advantages, the loss, the run database and the Monitor are the
+same for both backends.
 
 What vLLM sees is what the training forward sees:
 

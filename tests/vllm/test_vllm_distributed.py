@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from trainer import metrics_keys as mk
-from trainer.launch import accelerate_cpu_command
+from trainer.launch import accelerate_cpu_command, torch_extensions_dir
 from trainer.paths import REPO_ROOT
 from trainer.rundb import RunStore
 
@@ -56,6 +56,7 @@ run: {{save_steps: {STEPS}, output_dir: {tmp_path / "out"}, num_threads: 1, run_
     # The worker imports tests.helpers: the repository root on the path, as pytest has it.
     path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "DS_ACCELERATOR": "cpu", "PYTHONPATH": path}
+    env.setdefault("TORCH_EXTENSIONS_DIR", torch_extensions_dir())  # DeepSpeed's op, see there
     if engine == "ddp":
         cmd = accelerate_cpu_command(2, worker)
     else:
