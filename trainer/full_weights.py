@@ -10,7 +10,8 @@ model, not the process's shard. How to get it depends on who holds the parameter
   every process (ZeRO-1/2 shard only optimiser state and gradients), so they are read as they are.
 - ``zero3``: DeepSpeed ZeRO-3 leaves each process 1/world of every parameter. Each one is gathered
   on its own (``deepspeed.zero.GatheredParameters``, a collective), copied, and released before the
-  next, so the peak is one full parameter beyond the shards, whatever the model's size. Under LoRA
+  next; vLLM's loader holds the copies until it has all of a layer's, so the peak is about one
+  layer's full weights beyond the shards, whatever the model's size. Under LoRA
   the adapters can only be merged into whole weights, so there the whole model is gathered at once
   (as TRL does): that needs the full model's memory on every process.
 - ``fsdp2``: FSDP2 parameters are DTensor shards; ``full_tensor()`` all-gathers one at a time.
