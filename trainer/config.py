@@ -198,8 +198,9 @@ class GRPOConfig:
     rollout_backend: str = field(
         default="hf",
         metadata=_help(
-            "Who samples the rollouts: hf (transformers generate) or vllm (a vLLM engine in the "
-            "training process, weights synced after every step; needs vLLM installed, see README)."
+            "Who samples the rollouts: hf (transformers generate) or vllm (a vLLM engine in each "
+            "training process, given the full weights after every step, gathered under ZeRO-3/FSDP2; "
+            "needs vLLM installed, see README)."
         ),
     )
     vllm_gpu_memory_utilization: float = field(

@@ -17,3 +17,20 @@ def accelerate_cpu_command(num_processes: int, script_args: list[str]) -> list[s
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_port", "0", *script_args,
     ]  # fmt: skip
+
+
+def torch_extensions_dir() -> str:
+    """A folder for torch's JIT-built extensions that belongs to this torch version alone (for
+    ``TORCH_EXTENSIONS_DIR``).
+
+    DeepSpeed on CPUs builds its shared-memory op at start into torch's default folder,
+    ``~/.cache/torch_extensions/py311_cu130``, which .venv (torch 2.14) and .venv-vllm (torch 2.13)
+    share. torch 2.14 guards the build with ``filelock`` and leaves the ``lock`` file in place;
+    torch 2.13's ``FileBaton.wait`` sleeps while that file exists, so a DeepSpeed launch from
+    .venv-vllm after one from .venv waited forever (seen: both processes in ``FileBaton.wait``,
+    deepspeed/comm/torch.py ``build_shm_op``). Each version rebuilding over the other's op also
+    cost a minute per switch."""
+    import torch
+    from torch.utils.cpp_extension import get_default_build_root
+
+    return str(Path(get_default_build_root()) / f"torch-{torch.__version__.replace('+', '-')}")

@@ -276,6 +276,8 @@ def _train(
             writer.close()
         if reporter is not None:
             reporter.close()
+        if sync_sampler is not None:  # the vLLM engine: shut down after the last collective
+            ctx.sampler.close()
     return TrainOutcome(
         run_id, output_dir, state.step, final_ckpt, eval_result, history, accelerator.unwrap_model(model)
     )

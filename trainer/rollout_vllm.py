@@ -2,9 +2,12 @@
 
 Colocated, as TRL's ``vllm_mode="colocate"``: each training process owns one engine, whose engine
 core runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so loading new weights is a function
-call on the model object and no worker process is spawned. :class:`VLLMRollouts` is called like
-:func:`trainer.rollout.generate_rollouts` and returns the same :class:`RolloutBatch`, so scoring,
-advantages, the loss, the run database and the Monitor are the same for both backends.
+call on the model object and no worker process is spawned. Under ``accelerate launch`` the engines
+join the training processes' group (:func:`_external_launcher`) and each is given the whole weights,
+gathered where the training engine shards them (:mod:`trainer.full_weights`).
+:class:`VLLMRollouts` is called like :func:`trainer.rollout.generate_rollouts` and returns the same
+:class:`RolloutBatch`, so scoring, advantages, the loss, the run database and the Monitor are the
+same for both backends.
 
 What vLLM sees is what the training forward sees:
 
@@ -33,6 +36,7 @@ from typing import Any
 import torch
 
 from trainer.errors import ConfigError
+from trainer.full_weights import full_weights, weight_sharding
 from trainer.rollout import PromptBatch, RolloutBatch
 
 logger = logging.getLogger(__name__)
@@ -216,7 +220,13 @@ class VLLMRollouts:
         seed: int,
         dtype: str = "float32",
         max_model_len: int | None = None,
+        process: tuple[int, int, int] | None = None,
+        sharding: str = "none",
     ) -> None:
+        """``process``: (rank, local rank, world size) when the run has several training processes,
+        each with an engine of its own inside their process group (:func:`_external_launcher`);
+        ``sharding``: how the training engine holds the policy's weights, which
+        :meth:`load_weights` gathers (:func:`trainer.full_weights.weight_sharding`)."""
         vllm = require_vllm()
         from transformers import AutoConfig
 
@@ -224,6 +234,7 @@ class VLLMRollouts:
         check_servable(AutoConfig.from_pretrained(model_path), on_cuda)
         self.processor = processor
         self._seed = seed
+        self.sharding = sharding
         self._calls = 0
         memory: dict[str, Any] = {"gpu_memory_utilization": gpu_memory_utilization}
         if not on_cuda:
@@ -237,6 +248,7 @@ class VLLMRollouts:
         start = time.perf_counter()
         try:
             self.llm = vllm.LLM(
+                **(_external_launcher(*process) if process is not None else {}),
                 model=model_path,
                 dtype=dtype,
                 seed=seed,
@@ -367,29 +379,23 @@ class VLLMRollouts:
     # ---- weights ----------------------------------------------------------------------------
     @torch.no_grad()
     def load_weights(self, policy: Any) -> None:
-        """Copy the policy's current weights into the engine (after every optimiser step).
+        """Copy the policy's current, full weights into the engine (after every optimiser step).
 
-        A peft model's adapters are merged into the base weights for the copy and unmerged after,
-        and the names lose peft's prefixes, so vLLM gets a plain Qwen2.5-VL state dict."""
+        Under ZeRO-3 and FSDP2 they are gathered (:mod:`trainer.full_weights`), a collective every
+        process joins; LoRA adapters are merged for the copy, so vLLM gets a plain Qwen2.5-VL
+        state dict."""
         start = time.perf_counter()
-        is_peft = hasattr(policy, "merge_adapter") and hasattr(policy, "get_base_model")
-        if is_peft:
-            policy.merge_adapter()
-        try:
-            weights = list(_plain_weights(policy, is_peft))
+        with full_weights(policy, self.sharding) as weights:
             # vLLM's in-place reload (checkpoint names in, its fused layouts out); it also drops
             # the encoder and multimodal caches, whose vision features came from the old weights.
             self.llm.collective_rpc(
-                "reload_weights", kwargs={"weights_iterator": iter(weights), "is_checkpoint_format": True}
+                "reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True}
             )
-        finally:
-            if is_peft:
-                policy.unmerge_adapter()
         # KV blocks cached for shared prompt prefixes, and the vision features cached per video
         # (the scheduler's bookkeeping and the runner's storage), came from the old weights.
         self.llm.reset_prefix_cache()
         self.llm.llm_engine.reset_encoder_cache()
-        logger.debug("loaded %d tensors into vLLM in %.2f s", len(weights), time.perf_counter() - start)
+        logger.debug("loaded the weights into vLLM in %.2f s", time.perf_counter() - start)
 
     def sleep(self) -> None:
         """Free the engine's GPU memory (weights and KV cache) while the policy trains (CUDA only)."""
@@ -401,7 +407,31 @@ class VLLMRollouts:
             self.llm.wake_up()
 
     def close(self) -> None:
-        self.llm = None
+        """Shut the engine down now rather than whenever the garbage collector gets to it.
+
+        With several training processes, only after their last collective: vLLM's shutdown
+        (``EngineCore.shutdown`` -> ``cleanup_dist_env_and_memory``) destroys the default process
+        group, accelerate's, along with its own groups. Left to the collector it could also run at
+        exit after the CLI destroyed that group, and fail ("Invalid process group specified")."""
+        if self.llm is not None:
+            self.llm.llm_engine.engine_core.shutdown()
+            self.llm = None
+
+
+def _external_launcher(rank: int, local_rank: int, world: int) -> dict[str, Any]:
+    """Engine arguments for one engine per training process, as TRL's ``vllm_mode="colocate"``.
+
+    ``external_launcher`` makes vLLM join the process group accelerate already started instead of
+    starting workers: vLLM lays the ``world`` processes out as external data parallel x (DP 1, PP 1,
+    TP 1), so every process is an engine of its own that samples its own questions. vLLM reads
+    RANK and LOCAL_RANK from the environment (``ExecutorWithExternalLauncher._distributed_args``);
+    accelerate launch sets them, and they are set from the accelerator here for other launchers. The
+    engine start is collective (vLLM creates its groups, and takes the smallest KV-cache size over
+    the processes), so every process starts its engine at the same time; generation is not (each
+    process may call it a different number of times, as dynamic sampling does). On the CPU build it
+    runs on gloo, vLLM's process-group backend there."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(world))
+    return {"distributed_executor_backend": "external_launcher", "tensor_parallel_size": 1}
 
 
 def _collapse_runs(ids: list[int], placeholders: tuple[int, ...]) -> list[int]:
@@ -413,17 +443,6 @@ def _collapse_runs(ids: list[int], placeholders: tuple[int, ...]) -> list[int]:
     [1, 7, 2, 7, 3]
     """
     return [t for i, t in enumerate(ids) if not (t in placeholders and i > 0 and ids[i - 1] == t)]
-
-
-def _plain_weights(policy: Any, is_peft: bool) -> Iterator[tuple[str, torch.Tensor]]:
-    """(name, tensor) of the policy as a plain Qwen2_5_VLForConditionalGeneration would name them."""
-    for name, tensor in policy.state_dict().items():
-        if is_peft:
-            if "lora_" in name or "modules_to_save" in name and "original_module" in name:
-                continue
-            name = name.removeprefix("base_model.model.").replace(".base_layer", "")
-            name = name.replace(".modules_to_save.default", "")
-        yield name, tensor.detach()
 
 
 BACKENDS = ("hf", "vllm")
@@ -449,26 +468,19 @@ def make_sampler(cfg: Any, processor: Any, accelerator: Any) -> Any:
         raise ConfigError(
             f"vllm_importance_sampling_cap must be >= 0 (0: off), got {g.vllm_importance_sampling_cap}"
         )
-    if getattr(accelerator, "num_processes", 1) > 1:
-        # Each process would need its own engine inside the already initialised process group
-        # (TRL: distributed_executor_backend="external_launcher"); not built or tested here yet.
-        raise ConfigError(
-            "rollout_backend: vllm runs in a single training process for now; launch one process, "
-            "or use rollout_backend: hf with accelerate launch"
-        )
-    kind = accelerator.distributed_type.name
-    zero3 = kind == "DEEPSPEED" and accelerator.state.deepspeed_plugin.zero_stage == 3
-    if zero3 or kind == "FSDP":
-        raise ConfigError(
-            "rollout_backend: vllm with sharded weights (ZeRO-3, FSDP) is not supported yet: every "
-            "engine needs the full weights after each step; use DDP or ZeRO-2, or rollout_backend: hf"
-        )
+    sharding = weight_sharding(accelerator)
+    if sharding == "fsdp2" and cfg.model.lora_enable:
+        # peft's merge needs whole weights; TRL merges FSDP shards in place, untested here.
+        raise ConfigError("rollout_backend: vllm with LoRA under FSDP is not supported: use DDP or DeepSpeed")
+    world = accelerator.num_processes
     return VLLMRollouts(
         resolve_repo_path(cfg.model.model_name_or_path),
         processor,
         gpu_memory_utilization=g.vllm_gpu_memory_utilization,
         seed=cfg.run.seed + accelerator.process_index,
         dtype="bfloat16" if cfg.model.bf16 else "float32",
+        process=(accelerator.process_index, accelerator.local_process_index, world) if world > 1 else None,
+        sharding=sharding,
     )
 
 

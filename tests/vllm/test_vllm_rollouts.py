@@ -9,10 +9,13 @@ mean gap is 4e-4 to 9e-3: the mass of the six suppressed tokens). Asserted: < 1e
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from tests.helpers.records import video_record
+from tests.helpers.sampler_logprobs import max_abs_diff, policy_logprobs
 from trainer.data.video import VideoConfig
 from trainer.logprobs import sequence_inputs, shared_vision_outputs
 from trainer.modeling import generation_kwargs, load_policy
@@ -46,30 +49,6 @@ def setup(vllm_model_dir, synthetic_dir):
     return model, processor, records, prompt, engine
 
 
-def policy_logprobs(model, processor, rollout, kwargs) -> torch.Tensor:
-    """The policy's log-probs of the sampled tokens over the same support as the sampler (the
-    suppressed vision tokens left out of the softmax)."""
-    inputs = sequence_inputs(rollout, "cpu")
-    t = rollout.completion_ids.shape[1]
-    with torch.no_grad():
-        logits = (
-            model(
-                **inputs,
-                mm_encoder_outputs=shared_vision_outputs(model, rollout, "cpu"),
-                logits_to_keep=t + 1,
-            )
-            .logits[:, :-1, :]
-            .float()
-        )
-    logits[..., kwargs["suppress_tokens"]] = float("-inf")
-    logp = torch.log_softmax(logits, dim=-1)
-    return logp.gather(-1, rollout.completion_ids.unsqueeze(-1)).squeeze(-1)
-
-
-def max_abs_diff(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
-    return float((a - b).abs()[mask.bool()].max())
-
-
 def test_rollouts_are_grouped_per_question_and_parse(setup) -> None:
     model, processor, records, prompt, engine = setup
     kwargs = generation_kwargs(processor, 24)
@@ -97,7 +76,7 @@ def test_sampler_logprobs_match_the_policy_after_an_update(setup) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     rollout = engine(model, processor, prompt, 4, kwargs)
     # An update: push up the log-probs of the sampled tokens, then give vLLM the new weights.
-    loss = -policy_logprobs(model, processor, rollout, kwargs)[rollout.completion_mask.bool()].mean()
+    loss = -policy_logprobs(model, rollout, kwargs)[rollout.completion_mask.bool()].mean()
     with torch.enable_grad():
         inputs = sequence_inputs(rollout, "cpu")
         out = model(**inputs, mm_encoder_outputs=shared_vision_outputs(model, rollout, "cpu"))
@@ -108,7 +87,7 @@ def test_sampler_logprobs_match_the_policy_after_an_update(setup) -> None:
     optimizer.zero_grad()
     engine.load_weights(model)
     after = engine(model, processor, prompt, 4, kwargs)
-    policy = policy_logprobs(model, processor, after, kwargs)
+    policy = policy_logprobs(model, after, kwargs)
     diff = max_abs_diff(policy, after.sampler_logprobs, after.completion_mask)
     assert diff < TOLERANCE, diff
 
@@ -127,7 +106,7 @@ def test_weight_sync_changes_what_vllm_samples(setup) -> None:
     after = engine(model, processor, prompt, 2, greedy)
     assert not torch.equal(after.completion_ids, before.completion_ids)
     # ...and what it samples now is scored as the changed policy scores it.
-    policy = policy_logprobs(model, processor, after, greedy)
+    policy = policy_logprobs(model, after, greedy)
     diff = max_abs_diff(policy, after.sampler_logprobs, after.completion_mask)
     assert diff < TOLERANCE, diff
 
@@ -141,3 +120,27 @@ def test_a_batch_larger_than_one_engine_step_samples(setup) -> None:
     assert rollout.completion_ids.shape[0] == 64
     assert int(prompt.inputs["attention_mask"].sum()) * 32 > 4096
     assert rollout.completion_mask[:, 0].all()
+
+
+def test_lora_weights_reach_the_engine_merged(setup, vllm_model_dir) -> None:
+    # Adapters on the language model and the merger trained in full (peft's modules_to_save, which
+    # keeps the untrained copy beside it as "original_module": that copy must not reach vLLM).
+    from peft import LoraConfig, get_peft_model
+
+    _, processor, _, prompt, engine = setup
+    model, _ = load_policy(vllm_model_dir)  # the module's model has been shaken by the tests above
+    torch.manual_seed(0)
+    config = LoraConfig(
+        r=4, target_modules=r".*language_model.*\.(q_proj|v_proj)", modules_to_save=["merger"]
+    )
+    policy = get_peft_model(copy.deepcopy(model), config)
+    with torch.no_grad():  # as if trained: B away from its zero init, the merger changed
+        for name, p in policy.named_parameters():
+            if "lora_B" in name or "modules_to_save" in name:
+                p.add_(0.05 * torch.randn_like(p))
+    kwargs = generation_kwargs(processor, 12)
+    engine.load_weights(policy)
+    rollout = engine(policy, processor, prompt, 4, kwargs)
+    mask, sampled = rollout.completion_mask, rollout.sampler_logprobs
+    assert max_abs_diff(policy_logprobs(policy, rollout, kwargs), sampled, mask) < TOLERANCE
+    assert max_abs_diff(policy_logprobs(model, rollout, kwargs), sampled, mask) > 0.01

@@ -58,12 +58,17 @@ def test_backend_settings_are_checked_before_any_engine_starts() -> None:
     with pytest.raises(ConfigError, match="vllm_gpu_memory_utilization"):
         make_sampler(cfg, None, ddp)
     cfg.grpo.vllm_gpu_memory_utilization = 0.3
-    fsdp = SimpleNamespace(distributed_type=SimpleNamespace(name="FSDP"), process_index=0, num_processes=1)
-    with pytest.raises(ConfigError, match="sharded weights"):
-        make_sampler(cfg, None, fsdp)
-    two = SimpleNamespace(
-        distributed_type=SimpleNamespace(name="MULTI_CPU"), process_index=1, num_processes=2
+    # Several processes and sharded weights are served (tests/vllm/test_vllm_distributed.py), but
+    # not FSDP1, whose weights are gathered differently, nor LoRA merged into FSDP shards.
+    fsdp = SimpleNamespace(
+        distributed_type=SimpleNamespace(name="FSDP"),
+        state=SimpleNamespace(fsdp_plugin=SimpleNamespace(fsdp_version=1)),
+        process_index=0,
+        num_processes=2,
     )
-
-    with pytest.raises(ConfigError, match="single training process"):
-        make_sampler(cfg, None, two)
+    with pytest.raises(ConfigError, match="fsdp_version 1: rollout_backend vllm gathers FSDP2 weights only"):
+        make_sampler(cfg, None, fsdp)
+    fsdp.state.fsdp_plugin.fsdp_version = 2
+    cfg.model.lora_enable = True
+    with pytest.raises(ConfigError, match="LoRA under FSDP is not supported"):
+        make_sampler(cfg, None, fsdp)
