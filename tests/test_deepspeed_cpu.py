@@ -12,17 +12,15 @@ checkpoint-1 reproduces step 2 bitwise under both.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from transformers import Qwen2_5_VLForConditionalGeneration
 
+from tests.helpers.launch import cpu_launch_env, two_cpu_processes
 from trainer import metrics_keys as mk
-from trainer.launch import accelerate_cpu_command
 from trainer.paths import REPO_ROOT, TINY_MODEL_DIR
 
 pytest.importorskip("deepspeed", reason="pip install deepspeed (in the dev extra)")
@@ -54,14 +52,10 @@ run: {{save_steps: 1, output_dir: {out / "ckpt"}, num_threads: 1, run_name: {eng
     # DDP's exact resume is tested in test_loop; here only the ZeRO runs resume.
     worker = [str(REPO_ROOT / "tests" / "helpers" / "distributed_worker.py"), str(config), str(out)]
     worker += [] if engine == "ddp" else ["resume"]
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "DS_ACCELERATOR": "cpu"}
-    if engine == "ddp":
-        cmd = accelerate_cpu_command(2, worker)
-    else:
-        accelerate = Path(sys.executable).parent / "accelerate"
-        yaml = REPO_ROOT / "configs" / f"accelerate_{engine}_cpu.yaml"
-        cmd = [str(accelerate), "launch", "--config_file", str(yaml), "--main_process_port", "0", *worker]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO_ROOT)
+    proc = subprocess.run(
+        two_cpu_processes(engine, worker), capture_output=True, text=True, timeout=600,
+        env=cpu_launch_env(), cwd=REPO_ROOT,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["checksum"] == ranks[1]["checksum"] and ranks[0]["world"] == 2

@@ -8,18 +8,16 @@ gathered exactly whole, also under LoRA (which the end-to-end runs do not cover)
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
+from tests.helpers.launch import cpu_launch_env, two_cpu_processes
 from trainer.errors import ConfigError
 from trainer.full_weights import full_weights, weight_sharding
-from trainer.launch import torch_extensions_dir
 from trainer.modeling import load_policy
 from trainer.paths import REPO_ROOT, TINY_MODEL_DIR
 
@@ -78,15 +76,11 @@ def test_lora_weights_come_merged_under_plain_names_and_are_unmerged_after() -> 
 @pytest.mark.slow
 def test_zero3_shards_are_gathered_whole_plain_and_lora(tmp_path: Path) -> None:
     pytest.importorskip("deepspeed", reason="pip install deepspeed (in the dev extra)")
-    worker = REPO_ROOT / "tests" / "helpers" / "full_weights_zero3_worker.py"
-    accelerate = Path(sys.executable).parent / "accelerate"
-    yaml = REPO_ROOT / "configs" / "accelerate_zero3_cpu.yaml"
-    cmd = [str(accelerate), "launch", "--config_file", str(yaml), "--main_process_port", "0"]
-    cmd += [str(worker), str(tmp_path)]
-    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "DS_ACCELERATOR": "cpu", "PYTHONPATH": path}
-    env.setdefault("TORCH_EXTENSIONS_DIR", torch_extensions_dir())  # DeepSpeed's op, see there
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=REPO_ROOT)
+    worker = [str(REPO_ROOT / "tests" / "helpers" / "full_weights_zero3_worker.py"), str(tmp_path)]
+    proc = subprocess.run(
+        two_cpu_processes("zero3", worker), capture_output=True, text=True, timeout=300,
+        env=cpu_launch_env(), cwd=REPO_ROOT,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
     for rank in (0, 1):
         result = json.loads((tmp_path / f"rank{rank}.json").read_text())

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from peft import LoraConfig, get_peft_model
 
+from tests.helpers.lora import trained_lora
 from trainer.full_weights import full_weights
 from trainer.modeling import load_policy
 from trainer.paths import TINY_MODEL_DIR
@@ -57,14 +57,7 @@ def main(out: Path) -> None:
     want = {name: t.detach().clone() for name, t in model.state_dict().items()}
     result["plain"] = report(accelerator, copy.deepcopy(model).requires_grad_(True), want)
 
-    config = LoraConfig(
-        r=4, target_modules=r".*language_model.*\.(q_proj|v_proj)", modules_to_save=["merger"]
-    )
-    lora = get_peft_model(copy.deepcopy(model), config)
-    with torch.no_grad():  # as if trained: B away from its zero init, the merger changed
-        for name, p in lora.named_parameters():
-            if "lora_B" in name or "modules_to_save" in name:
-                p.add_(0.05 * torch.randn_like(p))
+    lora = trained_lora(model)
     merged = copy.deepcopy(lora).merge_and_unload()
     want = {name: t.detach().clone() for name, t in merged.state_dict().items()}
     result["lora"] = report(accelerator, lora, want)

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.launch import cpu_launch_env, two_cpu_processes
 from trainer import metrics_keys as mk
-from trainer.launch import accelerate_cpu_command, torch_extensions_dir
 from trainer.paths import REPO_ROOT
 from trainer.rundb import RunStore
 
@@ -53,17 +53,10 @@ run: {{save_steps: {STEPS}, output_dir: {tmp_path / "out"}, num_threads: 1, run_
 """
     )
     worker = [str(REPO_ROOT / "tests" / "helpers" / "vllm_distributed_worker.py"), str(config), str(tmp_path)]
-    # The worker imports tests.helpers: the repository root on the path, as pytest has it.
-    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "DS_ACCELERATOR": "cpu", "PYTHONPATH": path}
-    env.setdefault("TORCH_EXTENSIONS_DIR", torch_extensions_dir())  # DeepSpeed's op, see there
-    if engine == "ddp":
-        cmd = accelerate_cpu_command(2, worker)
-    else:
-        accelerate = Path(sys.executable).parent / "accelerate"
-        yaml = REPO_ROOT / "configs" / f"accelerate_{engine}_cpu.yaml"
-        cmd = [str(accelerate), "launch", "--config_file", str(yaml), "--main_process_port", "0", *worker]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO_ROOT)
+    proc = subprocess.run(
+        two_cpu_processes(engine, worker), capture_output=True, text=True, timeout=600,
+        env=cpu_launch_env(), cwd=REPO_ROOT,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
     return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
 

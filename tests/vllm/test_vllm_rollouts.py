@@ -9,11 +9,10 @@ mean gap is 4e-4 to 9e-3: the mass of the six suppressed tokens). Asserted: < 1e
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
+from tests.helpers.lora import trained_lora
 from tests.helpers.records import video_record
 from tests.helpers.sampler_logprobs import max_abs_diff, policy_logprobs
 from trainer.data.video import VideoConfig
@@ -125,19 +124,10 @@ def test_a_batch_larger_than_one_engine_step_samples(setup) -> None:
 def test_lora_weights_reach_the_engine_merged(setup, vllm_model_dir) -> None:
     # Adapters on the language model and the merger trained in full (peft's modules_to_save, which
     # keeps the untrained copy beside it as "original_module": that copy must not reach vLLM).
-    from peft import LoraConfig, get_peft_model
-
     _, processor, _, prompt, engine = setup
     model, _ = load_policy(vllm_model_dir)  # the module's model has been shaken by the tests above
     torch.manual_seed(0)
-    config = LoraConfig(
-        r=4, target_modules=r".*language_model.*\.(q_proj|v_proj)", modules_to_save=["merger"]
-    )
-    policy = get_peft_model(copy.deepcopy(model), config)
-    with torch.no_grad():  # as if trained: B away from its zero init, the merger changed
-        for name, p in policy.named_parameters():
-            if "lora_B" in name or "modules_to_save" in name:
-                p.add_(0.05 * torch.randn_like(p))
+    policy = trained_lora(model)
     kwargs = generation_kwargs(processor, 12)
     engine.load_weights(policy)
     rollout = engine(policy, processor, prompt, 4, kwargs)
