@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
+from trainer import metrics_keys as mk
 from trainer.cli import main
+from trainer.cli.train import EXIT_ABORTED
 from trainer.paths import REPO_ROOT, TINY_MODEL_DIR
 from trainer.rundb import RunStore
 
@@ -33,6 +38,36 @@ def test_the_seed_command_line_runs(tmp_path) -> None:
     assert (tmp_path / "out" / "checkpoint-2" / "model.safetensors").is_file()
     [run] = RunStore(f"sqlite:///{tmp_path / 'ws' / 'runs.db'}").list_runs()
     assert run.status == "finished"
+
+
+@pytest.mark.slow
+def test_an_aborted_run_ends_with_one_line_and_its_own_exit_code(tmp_path) -> None:
+    cmd = [
+        sys.executable, "-m", "trainer.cli", "train",
+        "--config", str(REPO_ROOT / "configs" / "tiny_cpu.yaml"), "--workspace", str(tmp_path / "ws"),
+        "--dataset_use", "synthetic_motion_no_think_train%5",
+        "--per_device_train_batch_size", "2", "--max_steps", "500", "--save_steps", "1000",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    db = tmp_path / "ws" / "runs.db"
+    deadline = time.monotonic() + 180
+    while not (db.exists() and _steps(db) >= 1):  # SIGTERM once it trains
+        assert proc.poll() is None and time.monotonic() < deadline, "no step came"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_ABORTED, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last == "vgrpo train: aborted: stopped by SIGTERM after saving a checkpoint", err[-3000:]
+    assert "Traceback" not in err
+    [run] = RunStore(f"sqlite:///{db}").list_runs()
+    assert (run.status, run.end_reason) == ("aborted", "stopped by SIGTERM after saving a checkpoint")
+
+
+def _steps(db: Path) -> int:
+    runs = RunStore(f"sqlite:///{db}").list_runs()
+    series = runs and RunStore(f"sqlite:///{db}").metrics_since(runs[0].id, names=[mk.TOTAL_REWARD])
+    return series[mk.TOTAL_REWARD].last_step or 0 if series and mk.TOTAL_REWARD in series else 0
 
 
 def test_an_unknown_flag_is_named(capsys) -> None:

@@ -7,6 +7,9 @@ Every config field is a flag (``--grpo_alpha 0.5``); flags override the YAML. Al
 completions for a few questions with the chosen model and settings, scores them, estimates the
 cost of a step) and exits 0 when the run can learn, 3 when it warns (each warning names the knob),
 2 when the config is wrong.
+
+A training run exits 0 when it finishes and 143 when it is aborted (a stop request or SIGTERM; it
+saved a checkpoint to resume from first).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from trainer.preflight import LaunchCheck, check_launch, format_report, run_pref
 EXIT_OK = 0
 EXIT_CONFIG_ERROR = 2
 EXIT_WARNINGS = 3
+# The run was aborted (the studio's Abort, SIGTERM): as a process ended by SIGTERM (128 + 15).
+EXIT_ABORTED = 143
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +101,17 @@ def train_run(cfg: TrainConfig, attach_run: int | None) -> int:
     if attach_run is not None:
         _refuse_second_owner(cfg, attach_run)
     from trainer.loop import train  # torch and transformers: only once we know we will train
+    from trainer.rundb import RunAborted
 
     bar = _progress_bar()
     try:
         outcome = train(cfg, progress=bar, attach_run_id=attach_run)
+    except RunAborted as exc:
+        # An ending the user asked for, recorded in the run database: one last line, not a
+        # traceback (the studio shows the log's tail under the run).
+        bar.close()
+        print(f"vgrpo train: aborted: {exc}", file=sys.stderr)
+        return EXIT_ABORTED
     finally:
         bar.close()
     if outcome.eval is not None:
@@ -146,6 +158,7 @@ class _progress_bar:  # noqa: N801 - reads as a function at the call site
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+            self._bar = None
 
 
 def add_parser(subparsers: Any) -> None:
