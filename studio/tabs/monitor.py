@@ -43,6 +43,7 @@ def empty_state(run_id: int | None = None) -> dict[str, Any]:
         "drawn": None,
         "rollout_steps": None,
         "status": None,
+        "ended_early": None,  # the run's ENDED_EARLY_EVENT message, read when its status changes
     }
 
 
@@ -102,7 +103,7 @@ def status_markdown(run: Run, now: float | None = None, ended_early: str | None 
     parts.append(" - ".join(facts))
     if run.end_reason:  # e.g. the user's abort: a reason, not an error
         parts.append(f"**Stopped:** {html.escape(run.end_reason)}")
-    if ended_early and run.status == "finished":
+    if ended_early:
         parts.append(f"**Ended early:** {html.escape(ended_early)}")
     if run.error or run.traceback:
         problem = problems.problem_from_text(run.error or "", run.traceback or "")
@@ -264,10 +265,11 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
         picker_update: Any = gr.skip()
         if run.status != st["status"]:
             st["status"] = run.status
+            st["ended_early"] = ended_early_message(ctx, run)
             picker_update = gr.Dropdown(choices=choices.run_choices(ctx.store.list_runs()))
         return (
             st,
-            status_markdown(run, ended_early=ended_early_message(ctx, run)),
+            status_markdown(run, ended_early=st["ended_early"]),
             bar,
             *figs,
             supervisor.log_tail(run, LOG_LINES),

@@ -105,15 +105,15 @@ def train_run(cfg: TrainConfig, attach_run: int | None) -> int:
 
     bar = _progress_bar()
     try:
-        outcome = train(cfg, progress=bar, attach_run_id=attach_run)
+        try:
+            outcome = train(cfg, progress=bar, attach_run_id=attach_run)
+        finally:
+            bar.close()
     except RunAborted as exc:
         # An ending the user asked for, recorded in the run database: one last line, not a
         # traceback (the studio shows the log's tail under the run).
-        bar.close()
         print(f"vgrpo train: aborted: {exc}", file=sys.stderr)
         return EXIT_ABORTED
-    finally:
-        bar.close()
     if outcome.eval is not None:
         print(
             f"eval: accuracy {outcome.eval.accuracy:.3f}, format {outcome.eval.format_rate:.3f} "
@@ -158,7 +158,6 @@ class _progress_bar:  # noqa: N801 - reads as a function at the call site
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-            self._bar = None
 
 
 def add_parser(subparsers: Any) -> None:
