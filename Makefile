@@ -8,4 +8,4 @@ test:
 	bash scripts/test.sh
 
 lint:
-	bash scripts/venv.sh && .venv/bin/ruff check . && .venv/bin/ruff format --check .
+	bash scripts/venv.sh && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/lint-imports

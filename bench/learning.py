@@ -29,13 +29,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from trainer import metrics_keys as mk  # noqa: E402
-from trainer.config import build_config, load_yaml, merge  # noqa: E402
+from trainer.core import metrics_keys as mk  # noqa: E402
+from trainer.core.config import build_config, load_yaml, merge  # noqa: E402
+from trainer.core.paths import REPO_ROOT, resolve_repo_path  # noqa: E402
 from trainer.data import load_dataset_use  # noqa: E402
-from trainer.evaluate import evaluate  # noqa: E402
-from trainer.launch import accelerate_cpu_command  # noqa: E402
-from trainer.modeling import generation_kwargs, load_policy  # noqa: E402
-from trainer.paths import REPO_ROOT, resolve_repo_path  # noqa: E402
+from trainer.eval.evaluate import evaluate  # noqa: E402
+from trainer.model.loading import generation_kwargs, load_policy  # noqa: E402
+from trainer.run.launch import accelerate_cpu_command  # noqa: E402
 from trainer.rundb import ENDED_EARLY_EVENT, RunStore  # noqa: E402
 
 

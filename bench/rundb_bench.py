@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trainer.metrics_keys import ALL_METRICS  # noqa: E402
+from trainer.core.metrics_keys import ALL_METRICS  # noqa: E402
 from trainer.rundb import MetricPoint, MetricsWriter, Rollout, RunStore  # noqa: E402
 
 METRICS_PER_STEP = ALL_METRICS[:12]

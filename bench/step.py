@@ -47,13 +47,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
-from trainer.config import build_config  # noqa: E402
+from trainer.core.config import build_config  # noqa: E402
+from trainer.core.paths import REPO_ROOT, TINY_MODEL_DIR  # noqa: E402
 from trainer.data import load_dataset_use  # noqa: E402
-from trainer.modeling import generation_kwargs, load_policy  # noqa: E402
-from trainer.paths import REPO_ROOT, TINY_MODEL_DIR  # noqa: E402
-from trainer.rewards import score_completion  # noqa: E402
-from trainer.step import StepContext, grpo_step  # noqa: E402
-from trainer.trainable import set_trainable, trainable_parameters  # noqa: E402
+from trainer.model.loading import generation_kwargs, load_policy  # noqa: E402
+from trainer.model.trainable import set_trainable, trainable_parameters  # noqa: E402
+from trainer.score.rewards import score_completion  # noqa: E402
+from trainer.step.context import StepContext  # noqa: E402
+from trainer.step.grpo_step import grpo_step  # noqa: E402
 
 BETA = 0.04
 LEARNING_RATE = 1e-5
@@ -153,7 +154,7 @@ def our_step(
     model, processor = load_policy(model_dir)
     ref_model = copy.deepcopy(model).eval().requires_grad_(False)
     model = set_trainable(model, cfg.model).train()
-    # fused, as trainer/loop.py (and transformers' Trainer, so TRL) use
+    # fused, as trainer/run/loop.py (and transformers' Trainer, so TRL) use
     optimizer = torch.optim.AdamW(trainable_parameters(model), lr=LEARNING_RATE, fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     sample_kwargs = generation_kwargs(processor, new_tokens)

@@ -27,10 +27,10 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
 
-from trainer.data.video import VideoConfig  # noqa: E402
-from trainer.modeling import generation_kwargs, load_policy  # noqa: E402
-from trainer.paths import SYNTHETIC_DIR, TINY_VLLM_MODEL_DIR  # noqa: E402
-from trainer.rollout import build_prompt_batch, generate_rollouts  # noqa: E402
+from trainer.core.paths import SYNTHETIC_DIR, TINY_VLLM_MODEL_DIR  # noqa: E402
+from trainer.core.video_config import VideoConfig  # noqa: E402
+from trainer.model.loading import generation_kwargs, load_policy  # noqa: E402
+from trainer.rollout.hf import build_prompt_batch, generate_rollouts  # noqa: E402
 
 
 @dataclass
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory", type=float, default=0.02, help="vllm_gpu_memory_utilization")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from trainer.rollout_vllm import VLLMRollouts
+    from trainer.rollout.vllm_engine import VLLMRollouts
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = "bf16" if device == "cuda" else None

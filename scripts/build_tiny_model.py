@@ -23,8 +23,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from scripts.tiny_model import config as tiny_config  # noqa: E402
 from scripts.tiny_model import tokenizer as tiny_tok  # noqa: E402
 from scripts.tiny_model import warm_start  # noqa: E402
+from trainer.core.paths import SYNTHETIC_DIR, TINY_MODEL_DIR  # noqa: E402
 from trainer.data.prompts import NO_THINK, THINK, answer_text, user_text  # noqa: E402
-from trainer.paths import SYNTHETIC_DIR, TINY_MODEL_DIR  # noqa: E402
 
 REAL_TOKENIZER_DIR = REPO_ROOT.parent / "shared" / "realdata" / "qwen2_5_vl_tokenizer"
 logger = logging.getLogger("build_tiny_model")

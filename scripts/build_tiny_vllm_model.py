@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from scripts.tiny_model import config as tiny_config  # noqa: E402
 from scripts.tiny_model import warm_start  # noqa: E402
-from trainer.paths import SYNTHETIC_DIR, TINY_MODEL_DIR, TINY_VLLM_MODEL_DIR  # noqa: E402
+from trainer.core.paths import SYNTHETIC_DIR, TINY_MODEL_DIR, TINY_VLLM_MODEL_DIR  # noqa: E402
 
 logger = logging.getLogger("build_tiny_vllm_model")
 

@@ -30,8 +30,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from trainer.core.paths import SYNTHETIC_DIR  # noqa: E402
 from trainer.data.prompts import answer_text, format_options  # noqa: E402
-from trainer.paths import SYNTHETIC_DIR  # noqa: E402
 
 NAME = "synthetic_motion"
 FRAME_PX = 64  # file frame size; qwen-vl-utils resizes to DECODED_PX (a multiple of 28)

@@ -19,9 +19,9 @@ from studio.tabs.datasets import DEFAULT_LIMITS, UploadLimits, clean_stale_stagi
 from studio.tabs.monitor import create_monitor_tab
 from studio.tabs.runs import create_runs_tab
 from studio.tabs.train import create_train_tab
+from trainer.core.errors import DataError
+from trainer.core.paths import ASSETS_DIR
 from trainer.data import list_datasets
-from trainer.errors import DataError
-from trainer.paths import ASSETS_DIR
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 No gradio here: the tab turns what this module yields into widget updates, and tests drive it
 directly. Prompts are built exactly as training builds them (``trainer.data.prompts`` and the video
-element of ``trainer.data.video.VideoConfig``), and generation uses ``trainer.modeling``'s kwargs,
+element of ``trainer.data.video.VideoConfig``), and generation uses ``trainer.model.loading``'s kwargs,
 so a checkpoint answers in chat the way it answered during GRPO.
 
 Two answers stream at once: each model generates in its own thread with a streamer that pushes
@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from studio.problems import describe
+from trainer.core.errors import ConfigError, DataError, StudioError
+from trainer.core.video_config import DEFAULT_MAX_PIXELS, VideoConfig
 from trainer.data.prompts import NO_THINK, THINK, chat_messages, format_options
 from trainer.data.records import MCQRecord, split_options
-from trainer.data.video import PIXELS_PER_TOKEN, VideoConfig
-from trainer.errors import ConfigError, DataError, StudioError
-from trainer.rewards import extract_choice, format_reward
+from trainer.score.rewards import extract_choice, format_reward
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class ModelCache:
         return loaded
 
     def _load(self, key: str) -> LoadedModel:
-        from trainer.modeling import load_policy
+        from trainer.model.loading import load_policy
 
         device = self.device or default_device()
         dtype = self.dtype
@@ -179,7 +179,7 @@ class ChatSettings:
     greedy: bool = True
     fps: float = 2.0
     max_frames: int = 16
-    max_pixels: int = 128 * PIXELS_PER_TOKEN
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def video_config(self) -> VideoConfig:
         base = VideoConfig()
@@ -192,7 +192,7 @@ class ChatSettings:
         )
 
     def generation_kwargs(self, processor: Any) -> dict[str, Any]:
-        from trainer.modeling import generation_kwargs
+        from trainer.model.loading import generation_kwargs
 
         return generation_kwargs(
             processor,
@@ -219,7 +219,7 @@ def chat_conversation(media: str | None, question_text: str, mode: str, video_cf
 
     With options in the text, the user turn is the training prompt (``chat_messages``: question,
     options, answer-format instruction), so a dataset sample asks exactly what
-    ``trainer.rollout.conversation`` asks. Without options the question goes in as typed.
+    ``trainer.rollout.hf.conversation`` asks. Without options the question goes in as typed.
     """
     if mode not in (THINK, NO_THINK):
         raise ConfigError(f"prompt mode must be {THINK!r} or {NO_THINK!r}, got {mode!r}")
@@ -325,7 +325,7 @@ def _import_generation_modules() -> None:
     import qwen_vl_utils  # noqa: F401
 
     import trainer.data.inputs  # noqa: F401
-    import trainer.modeling  # noqa: F401
+    import trainer.model.loading  # noqa: F401
 
 
 def stream_answers(

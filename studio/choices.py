@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from studio.chat_engine import TINY_LABEL, base_model_of
+from trainer.core.paths import TINY_MODEL_DIR
 from trainer.data import DatasetEntry, list_datasets
-from trainer.paths import TINY_MODEL_DIR
 from trainer.rundb import Checkpoint, Run, RunStore
 
 PathExists = Callable[[str], bool]

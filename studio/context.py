@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from trainer.paths import default_db_url
+from trainer.core.paths import default_db_url
 from trainer.rundb import RunStore
 
 

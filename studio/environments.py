@@ -23,9 +23,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.config import TrainConfig
-from trainer.errors import StudioError
-from trainer.paths import REPO_ROOT
+from trainer.core.config import TrainConfig
+from trainer.core.errors import StudioError
+from trainer.core.paths import REPO_ROOT
 
 VLLM_PYTHON_ENV = "VGRPO_VLLM_PYTHON"
 VLLM_VENV_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"

@@ -3,7 +3,7 @@
 Each field becomes one widget labelled by its name with its ``metadata["help"]`` as info text: a
 checkbox for a bool, a one-line text box for anything else. Numbers are typed as text on purpose:
 a number widget rounds 2.5 to 2 for an integer field, turns "abc" into an empty value and an empty
-optional box into 0; a text box hands over exactly what was typed, and ``trainer.config``'s
+optional box into 0; a text box hands over exactly what was typed, and ``trainer.core.config``'s
 parser then accepts it or names the field, exactly as it does for the YAML and the CLI flags.
 
 The essentials (model, datasets, the seven seed knobs, the step/time budget) come first; the other
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from studio import text
-from trainer.config import (
+from trainer.core.config import (
     SECTIONS,
     TrainConfig,
     build_config,
@@ -32,9 +32,9 @@ from trainer.config import (
     merge,
     parse_value,
 )
+from trainer.core.errors import ConfigError
+from trainer.core.paths import REPO_ROOT, TINY_MODEL_DIR
 from trainer.data.prompts import NO_THINK, THINK
-from trainer.errors import ConfigError
-from trainer.paths import REPO_ROOT, TINY_MODEL_DIR
 
 # One tiny-CPU preset per answer format: think completions are ~2x longer (a think block before
 # the answer), so they need their own generation_max_length.

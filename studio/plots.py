@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from trainer import metrics_keys as mk
+from trainer.core import metrics_keys as mk
 from trainer.rundb import MetricSeries
 
 # name -> (steps, values, wall_times), as plain lists so a gr.State can hold and extend them.

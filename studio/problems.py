@@ -18,7 +18,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from trainer.errors import RunDBError, StudioError
+from trainer.core.errors import RunDBError, StudioError
 
 MAX_HEADLINE = 300
 VIDEO_SUFFIXES = frozenset({".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v"})

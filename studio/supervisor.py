@@ -33,9 +33,9 @@ import psutil
 from studio.context import StudioContext
 from studio.environments import trainer_python
 from studio.processes import signal_group, start_process, tail_text
-from trainer.config import TrainConfig, build_config, merge
-from trainer.errors import StudioError
-from trainer.paths import REPO_ROOT
+from trainer.core.config import TrainConfig, build_config, merge
+from trainer.core.errors import StudioError
+from trainer.core.paths import REPO_ROOT
 from trainer.rundb import Job, Owner, OwnerAlive, Run
 from trainer.rundb.liveness import is_process_alive, this_host
 
@@ -144,7 +144,7 @@ class Supervisor:
 
         Refused while the run's owner lives (naming it); of two resumes at once exactly one starts a
         trainer (the run is queued by compare-and-set before anything is spawned)."""
-        from trainer.checkpoint import checkpoint_dirs
+        from trainer.run.checkpoint import checkpoint_dirs
 
         run = self.ctx.store.get_run(run_id)
         if run.is_active and not self.reap([run_id]):
@@ -404,7 +404,7 @@ def planned_steps(cfg: TrainConfig) -> int | None:
     Unknown datasets raise DataError here, before anything starts.
     """
     from trainer.data import load_dataset_use, resolve_dataset_use
-    from trainer.sampler import total_steps
+    from trainer.data.sampler import total_steps
 
     workspace = Path(cfg.data.workspace) if cfg.data.workspace else None
     resolve_dataset_use(cfg.data.dataset_use, workspace or Path.cwd())

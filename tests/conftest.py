@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.paths import REPO_ROOT, SYNTHETIC_DIR, TINY_MODEL_DIR
+from trainer.core.paths import REPO_ROOT, SYNTHETIC_DIR, TINY_MODEL_DIR
 
 # The team's real material lives beside the checkout (../shared/realdata); a user's clone has none.
 REALDATA_DIR = Path(os.environ.get("VGRPO_REALDATA", REPO_ROOT.parent / "shared" / "realdata"))

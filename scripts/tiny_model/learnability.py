@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from scripts.tiny_model import warm_start
+from trainer.core.paths import SYNTHETIC_DIR, TINY_MODEL_DIR
 from trainer.data.inputs import build_inputs
 from trainer.data.prompts import NO_THINK, THINK
-from trainer.modeling import generation_kwargs, load_policy
-from trainer.paths import SYNTHETIC_DIR, TINY_MODEL_DIR
-from trainer.rewards import accuracy_reward, format_reward
+from trainer.model.loading import generation_kwargs, load_policy
+from trainer.score.rewards import accuracy_reward, format_reward
 
 
 def evaluate(

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainer.core.video_config import VideoConfig
 from trainer.data.prompts import NO_THINK, THINK, answer_text, user_text
-from trainer.data.video import VideoConfig
 
 logger = logging.getLogger(__name__)
 

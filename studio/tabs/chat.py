@@ -28,10 +28,10 @@ from studio.chat_engine import (
 )
 from studio.context import StudioContext
 from studio.live import Refresh
+from trainer.core.errors import StudioError
 from trainer.data import MCQRecord
 from trainer.data.prompts import NO_THINK, THINK
 from trainer.data.registry import load_dataset_use
-from trainer.errors import StudioError
 
 logger = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from typing import Any
 from studio import choices, problems, text
 from studio.context import StudioContext
 from studio.live import Refresh
+from trainer.core.errors import DataError, StudioError
 from trainer.data import (
     MCQRecord,
     ValidationReport,
@@ -33,7 +34,6 @@ from trainer.data import (
 from trainer.data.loading import iter_loaded
 from trainer.data.prompts import mode_for_dataset
 from trainer.data.registry import check_name
-from trainer.errors import DataError, StudioError
 
 logger = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from studio.live import Refresh
 from studio.processes import tail_text
 from studio.supervisor import Supervisor
 from studio.tabs.evaluate_compare import create_compare_section
-from trainer.benchmark import NO_ANSWER, stored_answer, stored_choice
+from trainer.core.errors import ConfigError, StudioError
 from trainer.data import list_datasets
-from trainer.errors import ConfigError, StudioError
+from trainer.eval.benchmark import NO_ANSWER, stored_answer, stored_choice
 from trainer.rundb import Evaluation, Job
 
 logger = logging.getLogger(__name__)

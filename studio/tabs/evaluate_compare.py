@@ -15,7 +15,7 @@ from typing import Any
 from studio import eval_compare as ec
 from studio.context import StudioContext
 from studio.plots import answer_distribution_figure, task_bars_figure
-from trainer.errors import StudioError
+from trainer.core.errors import StudioError
 
 logger = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from studio import choices, plots, problems, text
 from studio.context import StudioContext
 from studio.live import Refresh
 from studio.supervisor import Supervisor
-from trainer import metrics_keys as mk
-from trainer.errors import StudioError
-from trainer.rewards import extract_choice, parse_completion
+from trainer.core import metrics_keys as mk
+from trainer.core.errors import StudioError
 from trainer.rundb import ENDED_EARLY_EVENT, Rollout, Run
+from trainer.score.rewards import extract_choice, parse_completion
 
 REFRESH_S = 3.0
 LOG_LINES = 60

@@ -13,8 +13,8 @@ from studio import choices, plots, problems, text
 from studio.context import StudioContext
 from studio.live import Refresh
 from studio.supervisor import Supervisor
-from trainer import metrics_keys as mk
-from trainer.errors import StudioError
+from trainer.core import metrics_keys as mk
+from trainer.core.errors import StudioError
 from trainer.rundb import Evaluation, MetricSeries, Run
 from trainer.rundb.export import FORMATS, WHATS, export_rows, write_export
 

@@ -1,7 +1,7 @@
 """Train tab: the essentials on one screen (model, datasets, seed knobs, budget, Check and Launch),
 everything else in collapsed sections generated from TrainConfig, YAML in and out.
 
-Check config and Launch run the same launch checks (``trainer.preflight.check_launch``); Check then
+Check config and Launch run the same launch checks (``trainer.run.preflight.check_launch``); Check then
 samples a few groups with the chosen model and shows them, the cost of a step and any warning that
 the run cannot learn. Launch goes through ``Supervisor.start``: the YAML is written under
 ``<workspace>/configs/``, a queued run row is created and ``python -m trainer.cli train --config ...
@@ -21,13 +21,13 @@ from studio.context import StudioContext
 from studio.environments import trainer_python, vllm_environment_text
 from studio.live import Refresh
 from studio.supervisor import Supervisor
-from trainer.config import TrainConfig
+from trainer.core.config import TrainConfig
+from trainer.core.errors import StudioError
+from trainer.core.paths import REPO_ROOT, TINY_MODEL_DIR, TINY_VLLM_MODEL_DIR
 from trainer.data import list_datasets
 from trainer.data.prompts import NO_THINK
-from trainer.errors import StudioError
-from trainer.paths import REPO_ROOT, TINY_MODEL_DIR, TINY_VLLM_MODEL_DIR
-from trainer.preflight import MEMORY_NOTE, PreflightReport, check_launch, memory_text, run_preflight
-from trainer.rollout_vllm import BACKENDS
+from trainer.rollout.vllm_engine import BACKENDS
+from trainer.run.preflight import MEMORY_NOTE, PreflightReport, check_launch, memory_text, run_preflight
 
 logger = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from trainer.core.errors import DataError
 from trainer.data import registry
 from trainer.data.prompts import NO_THINK, THINK
 from trainer.data.registry import (
@@ -21,7 +22,6 @@ from trainer.data.registry import (
     sample_percent,
     unregister_dataset,
 )
-from trainer.errors import DataError
 
 
 @pytest.fixture

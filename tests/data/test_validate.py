@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from trainer.core.errors import DataError
 from trainer.data.prompts import NO_THINK, THINK
 from trainer.data.validate import infer_mode, load_records, validate_file
-from trainer.errors import DataError
 
 
 @pytest.fixture

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from trainer.core.errors import DataError
+from trainer.core.video_config import VideoConfig
 from trainer.data.inputs import build_inputs
-from trainer.data.video import VideoConfig, probe_video
-from trainer.errors import DataError
+from trainer.data.video import probe_video
 
 pytestmark = pytest.mark.realdata
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from trainer import metrics_keys as mk
-from trainer.config import build_config, load_yaml
-from trainer.loop import train
+from trainer.core import metrics_keys as mk
+from trainer.core.config import build_config, load_yaml
+from trainer.run.loop import train
 
 
 def checksum(model: torch.nn.Module) -> str:

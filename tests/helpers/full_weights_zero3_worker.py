@@ -1,6 +1,6 @@
 """Run under ``accelerate launch --config_file configs/accelerate_zero3_cpu.yaml`` (2 CPU processes,
 DS_ACCELERATOR=cpu): the policy prepared by DeepSpeed ZeRO-3, plain and with LoRA, read back whole
-by ``trainer.full_weights`` against what the unsharded model holds (under LoRA: peft's own
+by ``trainer.model.full_weights`` against what the unsharded model holds (under LoRA: peft's own
 ``merge_and_unload`` of the same weights).
 
 argv: OUT_DIR. Writes OUT_DIR/rank{r}.json.
@@ -17,10 +17,10 @@ import torch
 from accelerate import Accelerator
 
 from tests.helpers.lora import trained_lora
-from trainer.full_weights import full_weights
-from trainer.modeling import load_policy
-from trainer.paths import TINY_MODEL_DIR
-from trainer.reference import accelerator_kwargs, configure_deepspeed
+from trainer.core.paths import TINY_MODEL_DIR
+from trainer.model.full_weights import full_weights
+from trainer.model.loading import load_policy
+from trainer.model.reference import accelerator_kwargs, configure_deepspeed
 
 
 def report(accelerator: Accelerator, model: torch.nn.Module, want: dict[str, torch.Tensor]) -> dict:

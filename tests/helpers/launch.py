@@ -7,8 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from trainer.launch import accelerate_cpu_command, torch_extensions_dir
-from trainer.paths import REPO_ROOT
+from trainer.core.paths import REPO_ROOT
+from trainer.run.launch import accelerate_cpu_command, torch_extensions_dir
 
 
 def two_cpu_processes(engine: str, worker: list[str]) -> list[str]:
@@ -24,7 +24,7 @@ def two_cpu_processes(engine: str, worker: list[str]) -> list[str]:
 def cpu_launch_env() -> dict[str, str]:
     """The environment for such a launch: no GPU, DeepSpeed's CPU accelerator, the repository on
     the path (workers import ``tests.helpers``), and torch extensions in a folder of this torch
-    version's own (``trainer.launch.torch_extensions_dir``: .venv and .venv-vllm would otherwise
+    version's own (``trainer.run.launch.torch_extensions_dir``: .venv and .venv-vllm would otherwise
     share one and wait on each other's lock)."""
     path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "DS_ACCELERATOR": "cpu", "PYTHONPATH": path}

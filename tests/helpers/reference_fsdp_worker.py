@@ -26,14 +26,14 @@ import yaml
 from accelerate.utils import FullyShardedDataParallelPlugin
 from torch.distributed.tensor import DTensor
 
+from trainer.core.paths import REPO_ROOT, SYNTHETIC_DIR, TINY_MODEL_DIR
+from trainer.core.video_config import VideoConfig
 from trainer.data.inputs import build_inputs
 from trainer.data.prompts import chat_messages
-from trainer.data.video import VideoConfig
-from trainer.logprobs import completion_logprobs
-from trainer.modeling import load_policy
-from trainer.paths import REPO_ROOT, SYNTHETIC_DIR, TINY_MODEL_DIR
-from trainer.reference import register_vision_methods, shard_reference_fsdp
-from trainer.rollout import PromptBatch, RolloutBatch, build_prompt_batch
+from trainer.model.loading import load_policy
+from trainer.model.reference import register_vision_methods, shard_reference_fsdp
+from trainer.rollout.hf import PromptBatch, RolloutBatch, build_prompt_batch
+from trainer.update.logprobs import completion_logprobs
 
 VIDEO = VideoConfig(fps=8.0, max_frames=8, min_pixels=3136, max_pixels=3136)
 OPTIONS = {"A": "left", "B": "right", "C": "up", "D": "down"}

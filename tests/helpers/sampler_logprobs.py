@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from trainer.logprobs import sequence_inputs, shared_vision_outputs
-from trainer.rollout import RolloutBatch
+from trainer.rollout.hf import RolloutBatch
+from trainer.update.logprobs import sequence_inputs, shared_vision_outputs
 
 
 def policy_logprobs(model: Any, rollout: RolloutBatch, kwargs: dict[str, Any]) -> torch.Tensor:

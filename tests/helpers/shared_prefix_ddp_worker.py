@@ -13,13 +13,14 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-from trainer import metrics_keys as mk
-from trainer.config import build_config
+from trainer.core import metrics_keys as mk
+from trainer.core.config import build_config
+from trainer.core.paths import TINY_MODEL_DIR
 from trainer.data import load_dataset_use
-from trainer.modeling import generation_kwargs, load_policy
-from trainer.paths import TINY_MODEL_DIR
-from trainer.step import StepContext, grpo_step
-from trainer.trainable import set_trainable, trainable_parameters
+from trainer.model.loading import generation_kwargs, load_policy
+from trainer.model.trainable import set_trainable, trainable_parameters
+from trainer.step.context import StepContext
+from trainer.step.grpo_step import grpo_step
 
 
 def one_step(accelerator: Accelerator, shared: bool, records: list) -> tuple[dict, list, dict]:

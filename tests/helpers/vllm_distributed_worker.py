@@ -24,12 +24,13 @@ from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 from tests.helpers.distributed_worker import checksum
 from tests.helpers.records import video_record
 from tests.helpers.sampler_logprobs import max_abs_diff, policy_logprobs
-from trainer import cli, loop
-from trainer.config import build_config, load_yaml
-from trainer.modeling import generation_kwargs, load_policy
-from trainer.paths import SYNTHETIC_DIR
-from trainer.rollout import build_prompt_batch
-from trainer.rollout_vllm import VLLMRollouts
+from trainer import cli
+from trainer.core.config import build_config, load_yaml
+from trainer.core.paths import SYNTHETIC_DIR
+from trainer.model.loading import generation_kwargs, load_policy
+from trainer.rollout.hf import build_prompt_batch
+from trainer.rollout.vllm_engine import VLLMRollouts
+from trainer.run import loop
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """Run under ``torchrun --nproc_per_node 2`` on CPUs (gloo) in .venv-vllm: the vLLM weight sync from
-an FSDP2-sharded policy, which accelerate cannot start on CPUs (trainer/reference.py).
+an FSDP2-sharded policy, which accelerate cannot start on CPUs (trainer/model/reference.py).
 
 Each process wraps the policy as accelerate's FSDP2 preparation does (configs/accelerate_fsdp.yaml's
 units) and starts its own engine in the process group (as the loop does under ``accelerate
@@ -25,11 +25,11 @@ from accelerate.utils.fsdp_utils import fsdp2_prepare_model
 from tests.helpers.records import video_record
 from tests.helpers.reference_fsdp_worker import local_elements, plugin_from_config
 from tests.helpers.sampler_logprobs import max_abs_diff, policy_logprobs
-from trainer.data.video import VideoConfig
-from trainer.modeling import generation_kwargs, load_policy
-from trainer.paths import SYNTHETIC_DIR, TINY_VLLM_MODEL_DIR
-from trainer.rollout import build_prompt_batch
-from trainer.rollout_vllm import VLLMRollouts
+from trainer.core.paths import SYNTHETIC_DIR, TINY_VLLM_MODEL_DIR
+from trainer.core.video_config import VideoConfig
+from trainer.model.loading import generation_kwargs, load_policy
+from trainer.rollout.hf import build_prompt_batch
+from trainer.rollout.vllm_engine import VLLMRollouts
 
 VIDEO = VideoConfig(fps=8.0, max_frames=8, min_pixels=3136, max_pixels=3136)
 

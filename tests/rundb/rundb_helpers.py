@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from trainer.metrics_keys import ALL_METRICS
+from trainer.core.metrics_keys import ALL_METRICS
 from trainer.rundb import Rollout
 
 T = TypeVar("T")
@@ -106,7 +106,7 @@ def race_for_run(url: str, run_id: int, action: str, go, done, results) -> None:
     ("won", pid) or ("refused", message); stay alive until ``done`` so the others see a live owner."""
     import os
 
-    from trainer.errors import RunDBError
+    from trainer.core.errors import RunDBError
     from trainer.rundb import RunStore
 
     if action == "migrate":

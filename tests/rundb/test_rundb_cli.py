@@ -12,7 +12,7 @@ import pytest
 from rundb_helpers import metrics_for, rollouts_for
 
 from trainer.cli import main
-from trainer.metrics_keys import KL_DIV
+from trainer.core.metrics_keys import KL_DIV
 from trainer.rundb import Owner, RunStore
 
 

@@ -10,7 +10,7 @@ import pytest
 from rundb_helpers import race_for_run
 from sqlalchemy import text
 
-from trainer.errors import RunDBError
+from trainer.core.errors import RunDBError
 from trainer.rundb import Owner, OwnerAlive, RunStore, job_lifecycle, run_lifecycle, schema, states
 
 

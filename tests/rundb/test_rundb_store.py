@@ -8,8 +8,8 @@ from dataclasses import FrozenInstanceError
 import pytest
 from rundb_helpers import metrics_for, rollouts_for
 
-from trainer.errors import RunDBError
-from trainer.metrics_keys import KL_DIV, LOSS, TOTAL_REWARD
+from trainer.core.errors import RunDBError
+from trainer.core.metrics_keys import KL_DIV, LOSS, TOTAL_REWARD
 from trainer.rundb import MetricSeries, Owner, Run, RunStore
 
 

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import pytest
 from rundb_helpers import STEP_METRICS, metrics_for, rollouts_for
 
-from trainer.errors import RunDBError
-from trainer.metrics_keys import KL_DIV
+from trainer.core.errors import RunDBError
+from trainer.core.metrics_keys import KL_DIV
 from trainer.rundb import MetricPoint, MetricsWriter, Rollout, RunStore
 
 

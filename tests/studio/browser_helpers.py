@@ -24,7 +24,7 @@ from typing import Any
 
 from studio_helpers import wait_for
 
-from trainer.paths import REPO_ROOT, SYNTHETIC_DIR
+from trainer.core.paths import REPO_ROOT, SYNTHETIC_DIR
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The only way this suite starts a browser: the system Chromium, headless, talking to nobody.

@@ -12,8 +12,8 @@ import pytest
 from studio import choices
 from studio.context import StudioContext
 from studio.tabs import monitor, runs
-from trainer import metrics_keys as mk
-from trainer.errors import StudioError
+from trainer.core import metrics_keys as mk
+from trainer.core.errors import StudioError
 from trainer.rundb import ENDED_EARLY_EVENT, Owner, Rollout
 
 LEAKS = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # see gradio_loops

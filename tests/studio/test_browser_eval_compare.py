@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from browser_helpers import CHROMIUM_ARGS, fill_field, open_tab, pick_option, running_studio, wait_for_plot
 
-from trainer.paths import TINY_MODEL_DIR
+from trainer.core.paths import TINY_MODEL_DIR
 from trainer.rundb import RunStore
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -19,9 +19,9 @@ from studio.chat_engine import (
     stream_answers,
     verdict,
 )
+from trainer.core.errors import ConfigError, DataError
 from trainer.data.registry import load_dataset_use
-from trainer.errors import ConfigError, DataError
-from trainer.rollout import conversation
+from trainer.rollout.hf import conversation
 
 SETTINGS = ChatSettings(max_new_tokens=24, greedy=True, fps=2.0, max_frames=8)
 

@@ -9,7 +9,7 @@ import pytest
 from studio.chat_engine import ModelCache
 from studio.context import StudioContext
 from studio.tabs.chat import create_chat_tab, sample_fields, settings_from, user_message
-from trainer.errors import ConfigError, StudioError
+from trainer.core.errors import ConfigError, StudioError
 
 
 @pytest.fixture()

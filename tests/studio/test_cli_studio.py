@@ -9,7 +9,7 @@ import pytest
 
 from trainer.cli import build_parser
 from trainer.cli.studio import parse_auth
-from trainer.errors import ConfigError
+from trainer.core.errors import ConfigError
 
 
 def test_defaults_bind_localhost() -> None:

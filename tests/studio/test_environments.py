@@ -13,7 +13,7 @@ from studio_helpers import fake_supervisor
 from studio import environments, forms
 from studio.supervisor import default_trainer_command
 from studio.tabs.train import TrainHandlers
-from trainer.paths import TINY_VLLM_MODEL_DIR
+from trainer.core.paths import TINY_VLLM_MODEL_DIR
 
 VLLM_FORM = {"rollout_backend": "vllm", "model_name_or_path": str(TINY_VLLM_MODEL_DIR)}
 

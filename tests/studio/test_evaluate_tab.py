@@ -20,8 +20,8 @@ from studio.tabs.evaluate import (
     record_rows,
     start_evaluation,
 )
-from trainer.errors import ConfigError
-from trainer.paths import TINY_MODEL_DIR
+from trainer.core.errors import ConfigError
+from trainer.core.paths import TINY_MODEL_DIR
 from trainer.rundb import Owner
 
 RESULTS = [

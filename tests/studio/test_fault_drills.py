@@ -24,11 +24,11 @@ from studio_helpers import wait_for
 
 from studio.context import StudioContext
 from studio.supervisor import Launched, Supervisor
-from trainer import metrics_keys as mk
-from trainer.checkpoint import checkpoint_dirs, read_state
-from trainer.config import TrainConfig, build_config
-from trainer.errors import StudioError
-from trainer.paths import REPO_ROOT, TINY_MODEL_DIR
+from trainer.core import metrics_keys as mk
+from trainer.core.config import TrainConfig, build_config
+from trainer.core.errors import StudioError
+from trainer.core.paths import REPO_ROOT, TINY_MODEL_DIR
+from trainer.run.checkpoint import checkpoint_dirs, read_state
 from trainer.rundb import RunStore
 from trainer.rundb.liveness import is_process_alive
 

@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 
 from studio import forms
-from trainer.config import SECTIONS, TrainConfig, field_index
+from trainer.core.config import SECTIONS, TrainConfig, field_index
+from trainer.core.errors import ConfigError
+from trainer.core.paths import REPO_ROOT, TINY_MODEL_DIR
 from trainer.data import list_datasets
-from trainer.errors import ConfigError
-from trainer.paths import REPO_ROOT, TINY_MODEL_DIR
 
 
 def test_every_config_field_is_in_the_form_with_its_default_and_help() -> None:

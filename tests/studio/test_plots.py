@@ -7,7 +7,7 @@ import math
 import pytest
 
 from studio import plots
-from trainer import metrics_keys as mk
+from trainer.core import metrics_keys as mk
 from trainer.rundb import MetricSeries
 
 

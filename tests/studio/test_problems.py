@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from studio.problems import clean, describe, error_markdown, problem_from_text, problem_markdown
 from studio.tabs.datasets import stage_upload
-from trainer.errors import DataError, RunDBError
+from trainer.core.errors import DataError, RunDBError
 from trainer.rundb import RunStore
 
 TOKEN = "3f2a9c0d4e5b6a7f8091a2b3c4d5e6f7"

@@ -16,8 +16,8 @@ from studio_helpers import fake_supervisor, wait_for
 from studio.context import StudioContext
 from studio.processes import start_process, tail_text
 from studio.supervisor import Supervisor, unique_name
-from trainer.config import build_config
-from trainer.errors import StudioError
+from trainer.core.config import build_config
+from trainer.core.errors import StudioError
 from trainer.rundb import Owner
 
 CFG = build_config({"max_steps": 5, "run_name": "fake"})

@@ -17,9 +17,9 @@ from studio_helpers import wait_for
 from studio import environments
 from studio.context import StudioContext
 from studio.supervisor import Supervisor
-from trainer import metrics_keys as mk
-from trainer.config import build_config
-from trainer.paths import TINY_VLLM_MODEL_DIR
+from trainer.core import metrics_keys as mk
+from trainer.core.config import build_config
+from trainer.core.paths import TINY_VLLM_MODEL_DIR
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +82,7 @@ def test_the_studio_trains_with_vllm_rollouts(ctx: StudioContext, vllm_python) -
     assert list(series[mk.SAMPLER_LOGP_DIFF].steps) == [1, 2, 3]
     assert all(v < 0.05 for v in series[mk.SAMPLER_LOGP_DIFF].values), series[mk.SAMPLER_LOGP_DIFF].values
     assert ctx.store.rollouts(run.id, step=1), "the rollouts of step 1 are in the run database"
-    # vLLM's per-step warnings are filtered (trainer.rollout_vllm): the log the studio shows is
+    # vLLM's per-step warnings are filtered (trainer.rollout.vllm_engine): the log the studio shows is
     # the trainer's, not ~100 "set_num_threads" lines a step.
     full_log = launched.log_path.read_text(errors="replace")
     assert "after the thread binding" not in full_log and "RotaryEmbedding: Failed" not in full_log

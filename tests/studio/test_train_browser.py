@@ -28,8 +28,8 @@ from browser_helpers import (
 from studio_helpers import wait_for
 from test_browser_e2e import SHOTS_FOR_LEAD
 
-from trainer import metrics_keys as mk
-from trainer.config import SECTIONS
+from trainer.core import metrics_keys as mk
+from trainer.core.config import SECTIONS
 from trainer.rundb import RunStore
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

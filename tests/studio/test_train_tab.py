@@ -10,7 +10,7 @@ from studio_helpers import fake_supervisor
 
 from studio import forms
 from studio.tabs.train import TrainHandlers, model_label
-from trainer.paths import TINY_MODEL_DIR
+from trainer.core.paths import TINY_MODEL_DIR
 
 
 @pytest.fixture

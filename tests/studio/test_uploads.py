@@ -20,8 +20,8 @@ from studio.tabs.datasets import (
     report_markdown,
     stage_upload,
 )
+from trainer.core.errors import DataError
 from trainer.data import MCQRecord, validate_file
-from trainer.errors import DataError
 
 VIDEO = "videos/m_0001.mp4"
 

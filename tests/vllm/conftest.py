@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from trainer.paths import TINY_VLLM_MODEL_DIR
+from trainer.core.paths import TINY_VLLM_MODEL_DIR
 
 
 def _installed(*names: str) -> bool:

@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.launch import cpu_launch_env, two_cpu_processes
-from trainer import metrics_keys as mk
-from trainer.paths import REPO_ROOT
+from trainer.core import metrics_keys as mk
+from trainer.core.paths import REPO_ROOT
 from trainer.rundb import RunStore
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
@@ -38,7 +38,7 @@ STEPS = 3
 def _launch(tmp_path: Path, model_dir: Path, engine: str) -> list[dict]:
     """Train STEPS steps under ``engine`` (ddp, zero3) in 2 processes; each rank's report."""
     config = tmp_path / "run.yaml"
-    # Dynamic sampling is refused on several DeepSpeed processes (trainer.reference).
+    # Dynamic sampling is refused on several DeepSpeed processes (trainer.model.reference).
     dynamic = str(engine == "ddp").lower()
     config.write_text(
         f"""

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from tests.helpers.records import video_record
-from trainer.data.video import VideoConfig
-from trainer.modeling import load_policy
-from trainer.rollout import build_prompt_batch
-from trainer.rollout_vllm import (
+from trainer.core.video_config import VideoConfig
+from trainer.model.loading import load_policy
+from trainer.rollout.hf import build_prompt_batch
+from trainer.rollout.vllm_engine import (
     _PATCHIFY_ONLY,
     _collapse_runs,
     _transformers_mrope_positions,

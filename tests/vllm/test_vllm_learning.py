@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from trainer.paths import REPO_ROOT
+from trainer.core.paths import REPO_ROOT
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 

@@ -15,11 +15,11 @@ import torch
 from tests.helpers.lora import trained_lora
 from tests.helpers.records import video_record
 from tests.helpers.sampler_logprobs import max_abs_diff, policy_logprobs
-from trainer.data.video import VideoConfig
-from trainer.logprobs import sequence_inputs, shared_vision_outputs
-from trainer.modeling import generation_kwargs, load_policy
-from trainer.rollout import build_prompt_batch
-from trainer.scoring import score_rollouts
+from trainer.core.video_config import VideoConfig
+from trainer.model.loading import generation_kwargs, load_policy
+from trainer.rollout.hf import build_prompt_batch
+from trainer.score.scoring import score_rollouts
+from trainer.update.logprobs import sequence_inputs, shared_vision_outputs
 
 pytestmark = [
     pytest.mark.vllm,
@@ -34,7 +34,7 @@ TOLERANCE = 1e-4
 
 @pytest.fixture(scope="module")
 def setup(vllm_model_dir, synthetic_dir):
-    from trainer.rollout_vllm import VLLMRollouts
+    from trainer.rollout.vllm_engine import VLLMRollouts
 
     torch.manual_seed(0)
     model, processor = load_policy(vllm_model_dir)

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from trainer import metrics_keys as mk
-from trainer.paths import REPO_ROOT
+from trainer.core import metrics_keys as mk
+from trainer.core.paths import REPO_ROOT
 from trainer.rundb import RunStore
 
 
@@ -42,10 +42,10 @@ def test_backend_settings_are_checked_before_any_engine_starts() -> None:
     # Runs without vLLM too: every refusal comes before vLLM is imported.
     from types import SimpleNamespace
 
-    from trainer.config import TrainConfig
-    from trainer.errors import ConfigError
-    from trainer.rollout import generate_rollouts
-    from trainer.rollout_vllm import make_sampler
+    from trainer.core.config import TrainConfig
+    from trainer.core.errors import ConfigError
+    from trainer.rollout.hf import generate_rollouts
+    from trainer.rollout.vllm_engine import make_sampler
 
     ddp = SimpleNamespace(distributed_type=SimpleNamespace(name="NO"), process_index=0, num_processes=1)
     cfg = TrainConfig()

@@ -17,7 +17,7 @@ import sys
 # Set before any subcommand imports torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from trainer.errors import StudioError
+from trainer.core.errors import StudioError
 
 # Subcommand name -> module under trainer.cli. Imported lazily so `vgrpo data list` never pays
 # for importing torch or gradio.

@@ -6,11 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
+from trainer.core.errors import DataError
+from trainer.core.paths import default_workspace
 from trainer.data.prompts import NO_THINK, THINK
 from trainer.data.registry import list_datasets, register_dataset, unregister_dataset
 from trainer.data.validate import validate_file
-from trainer.errors import DataError
-from trainer.paths import default_workspace
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

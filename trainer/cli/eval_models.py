@@ -3,10 +3,10 @@
     vgrpo eval --checkpoint PATH --dataset_use NAME|FILE [--json FILE|-] [--limit N] [--video-root DIR]
     vgrpo eval --run RUN --checkpoints all|latest|PATH[,PATH] --base --dataset_use ... --db URL
 
-The records come from ``trainer.benchmark_data`` (multiple choice scored, other problem types
+The records come from ``trainer.eval.benchmark_data`` (multiple choice scored, other problem types
 counted as skipped), ``--limit N`` keeps at most N per task (``NAME%N`` keeps N % of each task).
 Each model is answered with the same decoding (greedy unless ``--preset video_r1``) and scored with
-``trainer.benchmark``. With ``--db`` each evaluation is stored against its checkpoint row with the
+``trainer.eval.benchmark``. With ``--db`` each evaluation is stored against its checkpoint row with the
 dataset fingerprint and the settings; an evaluation of the same checkpoint with the same key is
 reused instead of run again (``--rerun`` forces it).
 """
@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.errors import ConfigError
+from trainer.core.errors import ConfigError
+from trainer.eval import answering
+from trainer.eval.answering import DEFAULT_MAX_NEW_TOKENS, processes_state, recorded_job, video_config_for
+from trainer.eval.checkpoints import check_checkpoint, checkpoint_row_for, trained_settings
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +76,6 @@ def add_benchmark_args(p: argparse.ArgumentParser) -> None:
 
 def model_paths(store: Any, args: argparse.Namespace) -> list[str]:
     """The models to evaluate, base first, then checkpoints by step (see the module docstring)."""
-    from trainer.cli.evaluate import check_checkpoint
-
     paths: list[str] = []
     if (args.base or args.checkpoints) and not args.run:
         raise ConfigError("--base and --checkpoints need --run RUN")
@@ -108,8 +109,6 @@ def model_paths(store: Any, args: argparse.Namespace) -> list[str]:
 
 def settings_for(args: argparse.Namespace, path: str) -> tuple[Any, dict[str, Any]]:
     """(VideoConfig, settings dict) for one model: preset, then flags, then as trained, then defaults."""
-    from trainer.cli.evaluate import DEFAULT_MAX_NEW_TOKENS, trained_settings, video_config_for
-
     preset = PRESETS[args.preset]
     trained_video, trained_length = trained_settings(path) if Path(path).is_dir() else ({}, None)
     for name in ("max_frames", "max_pixels"):
@@ -138,7 +137,7 @@ def result_doc(
 ) -> dict[str, Any]:
     """One model's JSON: the benchmark summary, where it is stored, its records, and the flat
     fields (accuracy, format_rate, num_records, confusion) earlier versions of ``--json`` wrote."""
-    from trainer.benchmark import stored_answer, stored_choice
+    from trainer.eval.benchmark import stored_answer, stored_choice
 
     confusion: dict[str, dict[str, int]] = {}
     for row in rows:
@@ -170,11 +169,9 @@ def _answer(
     processes: Any,
     on_progress: Any = None,
 ) -> list[str]:
-    """The completion of each item, in order (trainer.evaluate answers; this only lines them up)."""
-    from trainer.cli.evaluate import answer_records
-
+    """The completion of each item, in order (trainer.eval.evaluate answers; this only lines them up)."""
     records = [item.record for item in items]
-    result = answer_records(args, path, records, video_cfg, settings, processes, on_progress)
+    result = answering.answer_records(args, path, records, video_cfg, settings, processes, on_progress)
     by_id: dict[str, str] = {}
     for row in result.records:
         by_id.setdefault(row["id"], row["completion"])
@@ -186,8 +183,6 @@ def _answer(
 def plan(args: argparse.Namespace, store: Any, key: str) -> list[tuple[str, Any, Any]]:
     """(path, checkpoint row, stored evaluation to reuse or None) per model; the main process
     decides (it alone holds the run database) and the others follow its plan."""
-    from trainer.cli.evaluate import checkpoint_row_for
-
     rows = []
     for path in args.model_paths:
         # The base model is filed under its own "eval-<name>" run, never as a checkpoint of the run
@@ -211,7 +206,7 @@ def evaluate_models(
     args: argparse.Namespace, store: Any, handle: Any, bench: Any, items: list, processes: Any
 ) -> list[dict]:
     """Evaluate (or reuse) every model on ``items``; one result document per model (main process)."""
-    from trainer.benchmark import fingerprint, score_items, summarize
+    from trainer.eval.benchmark import fingerprint, score_items, summarize
 
     dataset_fp = fingerprint(items)
     docs: list[dict[str, Any]] = []
@@ -283,10 +278,9 @@ def evaluate_models(
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.benchmark import stratified_subset
-    from trainer.benchmark_data import load_benchmark
-    from trainer.cli.evaluate import processes_state, recorded_job
-    from trainer.paths import default_workspace
+    from trainer.core.paths import default_workspace
+    from trainer.eval.benchmark import stratified_subset
+    from trainer.eval.benchmark_data import load_benchmark
     from trainer.rundb.lifecycle import RunAborted
 
     if args.max_records is not None and args.max_records < 1:
@@ -364,8 +358,6 @@ def run(args: argparse.Namespace) -> int:
 
 def checkpoint_row_for_first(store: Any, args: argparse.Namespace) -> Any:
     """The checkpoint row the job is filed under (its run): the last model's, as it is the newest."""
-    from trainer.cli.evaluate import checkpoint_row_for
-
     return checkpoint_row_for(store, args.model_paths[-1], args.run) if store is not None else None
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from trainer.errors import ConfigError
+from trainer.core.errors import ConfigError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.modeling import export_merged, is_adapter_checkpoint
+    from trainer.model.loading import export_merged, is_adapter_checkpoint
 
     source = Path(args.merge)
     if not ((source / "config.json").is_file() or is_adapter_checkpoint(source)):

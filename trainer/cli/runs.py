@@ -18,7 +18,7 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
-from trainer.errors import ConfigError, RunDBError
+from trainer.core.errors import ConfigError, RunDBError
 from trainer.rundb.export import FORMATS, WHATS, export_rows, write_export
 from trainer.rundb.models import RUN_STATUSES
 from trainer.rundb.store import RunStore

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from trainer.errors import ConfigError
-from trainer.paths import default_workspace
+from trainer.core.errors import ConfigError
+from trainer.core.paths import default_workspace
 
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:

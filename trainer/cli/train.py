@@ -19,9 +19,9 @@ import logging
 import sys
 from typing import Any
 
-from trainer.config import SECTIONS, TrainConfig, build_config, field_index, load_yaml, merge
-from trainer.errors import StudioError
-from trainer.preflight import LaunchCheck, check_launch, format_report, run_preflight
+from trainer.core.config import SECTIONS, TrainConfig, build_config, field_index, load_yaml, merge
+from trainer.core.errors import StudioError
+from trainer.run.preflight import LaunchCheck, check_launch, format_report, run_preflight
 
 # Exit codes of `vgrpo train` (argparse's own usage errors are 2 as well).
 EXIT_OK = 0
@@ -100,7 +100,7 @@ def check(cfg: TrainConfig, launch: LaunchCheck) -> int:
 def train_run(cfg: TrainConfig, attach_run: int | None) -> int:
     if attach_run is not None:
         _refuse_second_owner(cfg, attach_run)
-    from trainer.loop import train  # torch and transformers: only once we know we will train
+    from trainer.run.loop import train  # torch and transformers: only once we know we will train
     from trainer.rundb import RunAborted
 
     bar = _progress_bar()
@@ -127,7 +127,7 @@ def _refuse_second_owner(cfg: Any, run_id: int) -> None:
     """Fail fast, before anything is loaded or written, when a live trainer holds the run."""
     from pathlib import Path
 
-    from trainer.paths import default_db_url
+    from trainer.core.paths import default_db_url
     from trainer.rundb import RunStore
 
     workspace = Path(cfg.data.workspace) if cfg.data.workspace else None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainer.core.errors import DataError, RecordError
 from trainer.data.formats import (
     NEXTQA_COLUMNS,
     NEXTQA_OPTION_COLUMNS,
@@ -25,7 +26,6 @@ from trainer.data.formats import (
     parse_record,
     record_id,
 )
-from trainer.errors import DataError, RecordError
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 pull options and answer letters out of free-form question and answer text.
 
 Pure functions only (no file access): the readers in ``formats.py`` call them and turn a
-``ValueError`` into a :class:`~trainer.errors.RecordError` that names the record.
+``ValueError`` into a :class:`~trainer.core.errors.RecordError` that names the record.
 """
 
 from __future__ import annotations

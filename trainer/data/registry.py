@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainer.core.errors import DataError
+from trainer.core.paths import SYNTHETIC_DIR
 from trainer.data.prompts import NO_THINK, THINK, mode_for_dataset
 from trainer.data.records import MCQRecord
 from trainer.data.validate import validate_file
-from trainer.errors import DataError
-from trainer.paths import SYNTHETIC_DIR
 
 logger = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trainer.core.errors import DataError, RecordError
 from trainer.data.formats import IMAGE
 from trainer.data.loading import Loaded, iter_loaded
 from trainer.data.prompts import NO_THINK, THINK
 from trainer.data.records import MCQRecord
 from trainer.data.video import VideoInfo, probe_video
-from trainer.errors import DataError, RecordError
 
 logger = logging.getLogger(__name__)
 

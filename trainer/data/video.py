@@ -12,91 +12,13 @@ import json
 import logging
 import os
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.config_types import check_field_types
-from trainer.errors import ConfigError, DataError
+from trainer.core.errors import DataError
 
 logger = logging.getLogger(__name__)
-
-# One merged video token covers a 28x28 px cell (14 px patches, 2x2 spatial merge).
-PIXELS_PER_TOKEN = 28 * 28
-
-
-@dataclass(frozen=True)
-class VideoConfig:
-    """How videos (and images) are sampled and resized before the vision tower."""
-
-    fps: float = field(
-        default=2.0, metadata={"help": "Frames sampled per second of video (qwen-vl-utils `fps`)."}
-    )
-    max_frames: int = field(
-        default=16,
-        metadata={"help": "Upper bound on sampled frames per video; even (frames are merged in pairs)."},
-    )
-    min_pixels: int = field(
-        default=16 * PIXELS_PER_TOKEN,
-        metadata={"help": "Smallest frame area in pixels after resizing (28x28 px = one video token)."},
-    )
-    max_pixels: int = field(
-        default=128 * PIXELS_PER_TOKEN,
-        metadata={"help": "Largest frame area in pixels after resizing; caps tokens per frame pair."},
-    )
-    total_pixels: int | None = field(
-        default=None,
-        metadata={
-            "help": "Budget of pixels over all sampled frames of one video, >= max_pixels (empty: no budget)."
-        },
-    )
-
-    def __post_init__(self) -> None:
-        check_field_types(self)
-        if self.fps <= 0:
-            raise ConfigError(f"fps must be > 0, got {self.fps}")
-        if self.max_frames < 2:
-            raise ConfigError(f"max_frames must be >= 2 (frames come in pairs), got {self.max_frames}")
-        if self.max_frames % 2:
-            # qwen-vl-utils would round it down without a word; say so instead.
-            raise ConfigError(f"max_frames must be even (frames are merged in pairs), got {self.max_frames}")
-        if self.min_pixels < PIXELS_PER_TOKEN:
-            raise ConfigError(f"min_pixels must be >= {PIXELS_PER_TOKEN}, got {self.min_pixels}")
-        if self.max_pixels < self.min_pixels:
-            raise ConfigError(f"max_pixels ({self.max_pixels}) must be >= min_pixels ({self.min_pixels})")
-        if self.total_pixels is not None and self.total_pixels < self.max_pixels:
-            # A budget below one frame's cap makes max_pixels meaningless; lower max_pixels instead.
-            raise ConfigError(
-                f"total_pixels ({self.total_pixels}) must be >= max_pixels ({self.max_pixels}), "
-                "or empty for no budget"
-            )
-
-    def video_element(self, path: str | os.PathLike) -> dict[str, Any]:
-        """The ``{"type": "video", ...}`` element qwen-vl-utils reads, with these knobs."""
-        element: dict[str, Any] = {
-            "type": "video",
-            "video": str(path),
-            "fps": self.fps,
-            "max_frames": self.max_frames,
-            # qwen-vl-utils asks for at least 4 frames by default; short clips may have fewer.
-            "min_frames": 2,
-            "min_pixels": self.min_pixels,
-            "max_pixels": self.max_pixels,
-        }
-        if self.total_pixels is not None:
-            element["total_pixels"] = self.total_pixels
-        return element
-
-    def image_element(self, path: str | os.PathLike) -> dict[str, Any]:
-        return {
-            "type": "image",
-            "image": str(path),
-            "min_pixels": self.min_pixels,
-            "max_pixels": self.max_pixels,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,7 @@ class Evaluation:
     eval_key: str | None = None  # dataset fingerprint + decoding settings, hashed
     dataset_fingerprint: str | None = None
     settings: Mapping[str, Any] | None = None  # decoding and video settings
-    summary: Mapping[str, Any] | None = None  # trainer.benchmark.BenchmarkReport.summary()
+    summary: Mapping[str, Any] | None = None  # trainer.eval.benchmark.BenchmarkReport.summary()
 
 
 # The event a run gets when max_train_seconds or early_stop_accuracy ends it before its last step

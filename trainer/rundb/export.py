@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
-from trainer.errors import ConfigError
+from trainer.core.errors import ConfigError
 from trainer.rundb.entities import Rollout
 from trainer.rundb.store import RunStore
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from trainer.errors import RunDBError
+from trainer.core.errors import RunDBError
 from trainer.rundb import liveness, rows, states
 from trainer.rundb.entities import Job
 from trainer.rundb.liveness import Owner

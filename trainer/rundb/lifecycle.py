@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from trainer.errors import RunDBError
+from trainer.core.errors import RunDBError
 from trainer.rundb import states
 from trainer.rundb.entities import Job, Run
 from trainer.rundb.liveness import DEFAULT_HEARTBEAT_INTERVAL_S, Owner

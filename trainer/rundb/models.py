@@ -142,7 +142,7 @@ class SqlEvaluation(Base):
     format_rate: Mapped[float] = mapped_column(Float)
     # One object per record: {"id", "answer", "correct", "format_ok", ...}.
     results: Mapped[list[Any]] = mapped_column(JSON)
-    # Added by revision 0004: what was asked and how (see trainer.benchmark), for reuse.
+    # Added by revision 0004: what was asked and how (see trainer.eval.benchmark), for reuse.
     eval_key: Mapped[str | None] = mapped_column(String(64))
     dataset_fingerprint: Mapped[str | None] = mapped_column(String(64))
     settings: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
-from trainer.errors import RunDBError
+from trainer.core.errors import RunDBError
 from trainer.rundb import liveness, states
 from trainer.rundb.liveness import Owner
 from trainer.rundb.models import SqlAttempt, SqlEvent, SqlJob, SqlRun

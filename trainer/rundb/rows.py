@@ -8,7 +8,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
-from trainer.errors import RunDBError
+from trainer.core.errors import RunDBError
 from trainer.rundb.entities import Attempt, Checkpoint, Evaluation, Job, Run
 from trainer.rundb.models import SqlAttempt, SqlCheckpoint, SqlEvaluation, SqlJob, SqlRun
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import select, update
 
-from trainer.errors import RunDBError
+from trainer.core.errors import RunDBError
 from trainer.rundb import liveness, rows, states
 from trainer.rundb.entities import Attempt, Run
 from trainer.rundb.liveness import Owner

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from trainer.errors import RunDBError
+from trainer.core.errors import RunDBError
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ count says who won. Nothing else writes a status.
 
 from __future__ import annotations
 
-from trainer.errors import RunDBError
+from trainer.core.errors import RunDBError
 
 QUEUED, RUNNING = "queued", "running"
 FINISHED, FAILED, ABORTED = "finished", "failed", "aborted"

@@ -26,8 +26,8 @@ from sqlalchemy import delete, event, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from trainer.errors import RunDBError
-from trainer.paths import default_db_url
+from trainer.core.errors import RunDBError
+from trainer.core.paths import default_db_url
 from trainer.rundb import rows, schema, states
 from trainer.rundb.entities import (
     Checkpoint,
@@ -67,7 +67,7 @@ _ROLLOUT_FIELDS = [name for name in Rollout.__dataclass_fields__ if name != "ste
 class RunStore(RunRows, JobRows):
     """Runs, metrics, rollouts, checkpoints, evaluations and events in one SQLAlchemy database.
 
-    ``url`` defaults to ``trainer.paths.default_db_url()``. Safe to share between threads; open one
+    ``url`` defaults to ``trainer.core.paths.default_db_url()``. Safe to share between threads; open one
     per process (it holds a connection pool).
     """
 

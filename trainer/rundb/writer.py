@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from trainer.errors import RunDBError
+from trainer.core.errors import RunDBError
 from trainer.rundb.entities import MetricPoint, Rollout
 from trainer.rundb.store import RunStore
 

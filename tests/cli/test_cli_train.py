@@ -1,0 +1,137 @@
+"""`python -m trainer.train` with the seed's flags, and flag errors that name the flag."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from trainer.cli import main
+from trainer.cli.train import EXIT_ABORTED
+from trainer.core import metrics_keys as mk
+from trainer.core.paths import REPO_ROOT, TINY_MODEL_DIR
+from trainer.rundb import RunStore
+
+
+@pytest.mark.slow
+def test_the_seed_command_line_runs(tmp_path) -> None:
+    cmd = [
+        sys.executable, "-m", "trainer.train",
+        "--model_name_or_path", str(TINY_MODEL_DIR),
+        "--dataset_use", "synthetic_motion_train%5",
+        "--output_dir", str(tmp_path / "out"),
+        "--workspace", str(tmp_path / "ws"),
+        "--grpo_alpha", "0.5", "--grpo_beta", "0.1",
+        "--format_reward_weight", "0.3", "--accuracy_reward_weight", "0.7",
+        "--grpo_sample_size", "4", "--grpo_logging_steps", "50", "--generation_max_length", "16",
+        "--per_device_train_batch_size", "2", "--learning_rate", "2e-5", "--max_steps", "2",
+        "--bf16", "False", "--gradient_checkpointing", "--fps", "8", "--max_frames", "8",
+        "--min_pixels", "3136", "--max_pixels", "3136", "--num_threads", "1",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "out" / "checkpoint-2" / "model.safetensors").is_file()
+    [run] = RunStore(f"sqlite:///{tmp_path / 'ws' / 'runs.db'}").list_runs()
+    assert run.status == "finished"
+
+
+@pytest.mark.slow
+def test_an_aborted_run_ends_with_one_line_and_its_own_exit_code(tmp_path) -> None:
+    cmd = [
+        sys.executable, "-m", "trainer.cli", "train",
+        "--config", str(REPO_ROOT / "configs" / "tiny_cpu.yaml"), "--workspace", str(tmp_path / "ws"),
+        "--dataset_use", "synthetic_motion_no_think_train%5",
+        "--per_device_train_batch_size", "2", "--max_steps", "500", "--save_steps", "1000",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    db = tmp_path / "ws" / "runs.db"
+    deadline = time.monotonic() + 180
+    while not (db.exists() and _steps(db) >= 1):  # SIGTERM once it trains
+        assert proc.poll() is None and time.monotonic() < deadline, "no step came"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_ABORTED, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last == "vgrpo train: aborted: stopped by SIGTERM after saving a checkpoint", err[-3000:]
+    assert "Traceback" not in err
+    [run] = RunStore(f"sqlite:///{db}").list_runs()
+    assert (run.status, run.end_reason) == ("aborted", "stopped by SIGTERM after saving a checkpoint")
+
+
+def _steps(db: Path) -> int:
+    runs = RunStore(f"sqlite:///{db}").list_runs()
+    series = runs and RunStore(f"sqlite:///{db}").metrics_since(runs[0].id, names=[mk.TOTAL_REWARD])
+    return series[mk.TOTAL_REWARD].last_step or 0 if series and mk.TOTAL_REWARD in series else 0
+
+
+def test_an_unknown_flag_is_named(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--grpo_alhpa", "0.5"])
+    assert info.value.code == 2
+    assert "--grpo_alhpa" in capsys.readouterr().err
+
+
+def test_an_unknown_yaml_key_is_named(tmp_path, capsys) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("grpo:\n  grpo_alhpa: 0.5\n")
+    assert main(["train", "--config", str(config)]) == 2
+    assert "unknown config key grpo.grpo_alhpa" in capsys.readouterr().err
+
+
+def test_launch_checks_the_datasets_and_the_eval_mode_before_training(tmp_path, capsys) -> None:
+    ws = ["--workspace", str(tmp_path / "ws")]
+    assert main(["train", "--dataset_use", "synthetic_motion_trian", *ws]) == 2
+    assert "unknown dataset 'synthetic_motion_trian'" in capsys.readouterr().err
+    mixed = [
+        "--dataset_use",
+        "synthetic_motion_train",
+        "--eval_dataset_use",
+        "synthetic_motion_no_think_eval",
+    ]
+    assert main(["train", *mixed, *ws]) == 2
+    assert "eval_dataset_use 'synthetic_motion_no_think_eval' is no_think" in capsys.readouterr().err
+    assert main(["train", "--model_name_or_path", str(tmp_path / "no-model"), *ws]) == 2
+    assert "model_name_or_path: no such folder" in capsys.readouterr().err
+    assert not (tmp_path / "ws" / "runs.db").exists()  # nothing started
+
+
+PRESETS = {
+    "no_think": REPO_ROOT / "configs" / "tiny_cpu.yaml",
+    "think": REPO_ROOT / "configs" / "tiny_cpu_think.yaml",
+}
+
+
+@pytest.mark.parametrize("mode", ["no_think", "think"])
+def test_check_on_each_tiny_preset_says_it_can_learn(tmp_path, capsys, mode) -> None:
+    code = main(["train", "--config", str(PRESETS[mode]), "--workspace", str(tmp_path), "--check"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "can learn" in out and "WARNING" not in out
+    assert re.search(r"prompt tokens per question: \d+ \(16 of them video\)", out)
+    assert "sequences per step: 64" in out and "memory estimate on CPU" in out
+
+
+def test_check_flags_the_think_dataset_with_the_no_think_budget(tmp_path, capsys) -> None:
+    argv = ["train", "--config", str(PRESETS["no_think"]), "--dataset_use", "synthetic_motion_train",
+            "--eval_dataset_use", "synthetic_motion_eval", "--workspace", str(tmp_path),
+            "--check"]  # fmt: skip
+    assert main(argv) == 3
+    out = capsys.readouterr().out
+    assert (
+        "WARNING (generation_max_length): 16 of 16 completions were cut at generation_max_length (12" in out
+    )
+    assert "WARNING (grpo_sample_size): every reward within each of the 4 sampled groups is equal" in out
+    assert not (tmp_path / "runs.db").exists()  # --check trains nothing
+
+
+def test_help_lists_every_knob_with_its_documentation(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--grpo_alpha" in out and "Reward scale" in out and "(default: 0.5)" in out

@@ -1,0 +1,58 @@
+"""GRPO learns the synthetic task in both answer formats: a short, time-boxed bench/learning.py.
+
+The full target (>= 0.9 held-out accuracy within 600 s) is met by the benchmark; this test only
+asserts a clear rise from chance, with each mode's shipped preset (configs/tiny_cpu.yaml for
+no_think, configs/tiny_cpu_think.yaml for think), within ~4-5 minutes each on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from trainer.core.paths import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+# mode -> (preset, training seconds, held-out accuracy it must reach). Four options: chance is 0.25.
+# Seed 0 takes off around step 150 (no_think) and step 90 (think; its steps cost more: 21 completion
+# tokens instead of 9). On 2 cores shared with other jobs (load 4-7) think made 100 steps in 240 s
+# (held-out 0.745) and no_think 99 (still 0.22); VGRPO_LEARNING_TEST_S overrides both budgets.
+# The budget is a ceiling: training ends (saves, evaluates) once the train accuracy reward averages
+# EARLY_STOP over 20 steps (the run's early_stop_accuracy; think seed 0 averaged 0.72 around step
+# 105 and was at 0.99 held-out by step 125). On a quiet CI machine both modes were above 0.9 train
+# accuracy by ~110 s.
+EARLY_STOP = 0.7
+CASES = {
+    "no_think": ("tiny_cpu.yaml", 240.0, 0.6),
+    "think": ("tiny_cpu_think.yaml", 200.0, 0.6),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(CASES))
+def test_grpo_raises_held_out_accuracy_well_above_chance(tmp_path, mode: str) -> None:
+    preset, seconds, target = CASES[mode]
+    seconds = float(os.environ.get("VGRPO_LEARNING_TEST_S", seconds))
+    cmd = [
+        sys.executable, str(REPO_ROOT / "bench" / "learning.py"),
+        "--config", str(REPO_ROOT / "configs" / preset),
+        "--seconds", str(seconds), "--seed", "0", "--eval-every", "100000",
+        "--eval-records", "200", "--early-stop-accuracy", str(EARLY_STOP), "--out", str(tmp_path),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 240, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    match = re.search(
+        r"^learning: before=([\d.]+) after=([\d.]+) format=([\d.]+) seconds=(\d+)$", proc.stdout, re.M
+    )
+    assert match, proc.stdout[-2000:]
+    before, after, fmt = (float(match.group(i)) for i in (1, 2, 3))
+    assert before <= 0.35, f"the warm start should answer at chance, got {before}"
+    assert after >= target, (
+        f"{mode}: held-out accuracy reached only {after} (from {before})\n{proc.stdout[-2000:]}"
+    )
+    assert fmt >= 0.9
+    assert (tmp_path / "curve_seed0.csv").is_file()

@@ -1,0 +1,1 @@
+"""Evaluation: held-out accuracy during a run, and benchmarks of checkpoints (`vgrpo eval`)."""

@@ -1,0 +1,132 @@
+"""Held-out evaluation: greedy answers to MCQ records -> accuracy, format rate, confusion, per record."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from trainer.core.video_config import VideoConfig
+from trainer.data.video import DecodeCache
+from trainer.rollout.hf import build_prompt_batch, generate_rollouts
+from trainer.score.rewards import score_completion
+
+
+@dataclass
+class EvalResult:
+    accuracy: float
+    format_rate: float
+    num_records: int
+    seconds: float
+    # correct letter -> chosen letter (or "none") -> count
+    confusion: dict[str, dict[str, int]] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        return {"accuracy": self.accuracy, "format_rate": self.format_rate, "num_records": self.num_records}
+
+
+def batch_bounds(num_records: int, batch_size: int) -> list[tuple[int, int]]:
+    """``[start, end)`` of each generate batch, in record order (the last may be short)."""
+    return [(i, min(i + batch_size, num_records)) for i in range(0, num_records, batch_size)]
+
+
+def process_share(num_batches: int, process_index: int, num_processes: int) -> range:
+    """The contiguous run of batch indices one process answers: the first ``num_batches %
+    num_processes`` processes take one more. Contiguous shares gathered in process order give the
+    batches back in record order, and every batch is the one a single process would have built, so
+    the result does not depend on the number of processes.
+
+    >>> [list(process_share(5, p, 2)) for p in range(2)]
+    [[0, 1, 2], [3, 4]]
+    """
+    base, extra = divmod(num_batches, num_processes)
+    start = process_index * base + min(process_index, extra)
+    return range(start, start + base + (1 if process_index < extra else 0))
+
+
+def _answer(
+    model: Any,
+    processor: Any,
+    chunk: list[Any],
+    video_cfg: VideoConfig,
+    kwargs: dict[str, Any],
+    cache: DecodeCache | None,
+) -> list[str]:
+    rollout = generate_rollouts(
+        model, processor, build_prompt_batch(processor, chunk, video_cfg, cache=cache), 1, kwargs
+    )
+    return list(rollout.texts)
+
+
+def _score(record: Any, text: str) -> dict[str, Any]:
+    b = score_completion(text, record.answer, record.options, mode=record.mode)
+    return {
+        "id": record.id,
+        "correct": record.answer,
+        "chosen": b.choice,
+        "is_correct": b.accuracy_reward > 0,
+        "format_ok": b.format_reward > 0,
+        "completion": text,
+    }
+
+
+@torch.no_grad()
+def evaluate(
+    model: Any,
+    processor: Any,
+    records: Sequence[Any],
+    video_cfg: VideoConfig,
+    generation_kwargs: dict[str, Any],
+    batch_size: int = 16,
+    cache: DecodeCache | None = None,
+    processes: Any = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> EvalResult:
+    """Answer every record once (``generation_kwargs`` decide greedy or sampled) and score it.
+
+    ``processes``: an accelerate ``Accelerator`` or ``PartialState`` when several processes take
+    part; each answers its :func:`process_share` of the batches and every process gets the whole
+    result, in record order. With ``synced_gpus`` in ``generation_kwargs`` (ZeRO-3/FSDP: sharded
+    weights, so every forward is collective) a process with fewer batches repeats one and drops
+    its answers, so all processes run the same number of generate calls.
+    ``on_progress(n)`` after each of this process's batches: about how many records are answered
+    over all processes (this process's count times the number of processes, at most all).
+    """
+    start = time.perf_counter()
+    index, world = (processes.process_index, processes.num_processes) if processes is not None else (0, 1)
+    batches = batch_bounds(len(records), batch_size)
+    mine = [batches[b] for b in process_share(len(batches), index, world)]
+    local: list[dict[str, Any]] = []
+    for lo, hi in mine:
+        chunk = list(records[lo:hi])
+        texts = _answer(model, processor, chunk, video_cfg, generation_kwargs, cache)
+        local.extend(_score(r, t) for r, t in zip(chunk, texts, strict=True))
+        if on_progress is not None:
+            on_progress(min(len(records), len(local) * world))
+    if generation_kwargs.get("synced_gpus") and batches:
+        for _ in range(len(process_share(len(batches), 0, world)) - len(mine)):
+            lo, hi = batches[0]
+            _answer(model, processor, list(records[lo:hi]), video_cfg, generation_kwargs, cache)
+    per_record = local
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        per_record = gather_object(local)
+    confusion: dict[str, dict[str, int]] = {}
+    for r in per_record:
+        chosen = r["chosen"] or "none"
+        confusion.setdefault(r["correct"], {}).setdefault(chosen, 0)
+        confusion[r["correct"]][chosen] += 1
+    n = len(per_record)
+    return EvalResult(
+        accuracy=sum(r["is_correct"] for r in per_record) / max(n, 1),
+        format_rate=sum(r["format_ok"] for r in per_record) / max(n, 1),
+        num_records=n,
+        seconds=time.perf_counter() - start,
+        confusion=confusion,
+        records=per_record,
+    )

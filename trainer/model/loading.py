@@ -1,0 +1,176 @@
+"""Load a Qwen2.5-VL policy and its processor, and the generation settings every sampler shares.
+
+Works the same for the embedded tiny model (assets/tiny-qwen2.5-vl) and Qwen/Qwen2.5-VL-3B/7B-Instruct:
+everything is read from the checkpoint's tokenizer, never from hard-coded ids.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from trainer.core.errors import ConfigError
+from trainer.core.paths import is_missing_local_path
+
+logger = logging.getLogger(__name__)
+
+# Sampling one of these makes the next training forward fail ("Video features and video tokens do
+# not match"), and <|im_start|> would open a new chat turn; a policy must never emit them.
+VISION_SPECIAL_TOKENS = (
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<|im_start|>",
+)
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>")
+PAD_TOKEN = "<|endoftext|>"
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+           "float16": "float16", "fp16": "float16"}  # fmt: skip
+
+
+def _resolve_dtype(dtype: Any) -> Any:
+    import torch
+
+    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str) and dtype.lower() in _DTYPES:
+        return getattr(torch, _DTYPES[dtype.lower()])
+    raise ConfigError(f"dtype must be 'auto', one of {sorted(_DTYPES)} or a torch.dtype, got {dtype!r}")
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def is_adapter_checkpoint(path: str | os.PathLike) -> bool:
+    """True for a peft (LoRA) folder: adapters and trained modules, the base model elsewhere."""
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def adapter_base_model(path: str | os.PathLike) -> str:
+    """The base model a LoRA folder was trained on (its adapter_config.json), as a loadable path
+    or hub id; ConfigError naming both when that folder is gone."""
+    from trainer.core.paths import resolve_repo_path
+
+    config_file = Path(path) / ADAPTER_CONFIG
+    try:
+        base = json.loads(config_file.read_text(encoding="utf-8"))["base_model_name_or_path"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{config_file}: no base_model_name_or_path ({exc})") from exc
+    if not base:
+        raise ConfigError(f"{config_file}: base_model_name_or_path is empty")
+    base = resolve_repo_path(base)
+    if (os.path.isabs(base) or base.startswith(".")) and not os.path.isdir(base):
+        raise ConfigError(f"LoRA checkpoint {path}: its base model {base} (adapter_config.json) is not there")
+    return base
+
+
+def load_policy(
+    model_name_or_path: str | os.PathLike,
+    dtype: Any = None,
+    device: Any = None,
+    attn_implementation: str | None = None,
+) -> tuple[Any, Any]:
+    """Load ``(model, processor)`` with transformers' own loaders (a hub id or a local folder).
+
+    A LoRA checkpoint (a folder with adapter_config.json) is loaded with peft onto its base model
+    and merged, so every caller gets a plain Qwen2.5-VL model with the trained weights.
+    ``dtype``: None keeps float32 (what CPU training wants), ``"auto"`` the checkpoint's own, else a
+    torch.dtype or a name such as ``"bf16"``. ``device``: where the model goes (None: stays on
+    CPU). Nothing is downloaded when the path is a local folder; hub ids use the local cache or the
+    network as transformers does.
+    """
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    path = str(model_name_or_path)
+    if is_missing_local_path(path):
+        raise ConfigError(f"model_name_or_path: no such folder {path}")
+    kwargs: dict[str, Any] = {"dtype": _resolve_dtype(dtype) or "float32"}
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    if is_adapter_checkpoint(path):
+        from peft import PeftModel
+
+        base = Qwen2_5_VLForConditionalGeneration.from_pretrained(adapter_base_model(path), **kwargs)
+        model = PeftModel.from_pretrained(base, path).merge_and_unload()
+    else:
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, **kwargs)
+    processor = AutoProcessor.from_pretrained(path)
+    if device is not None:
+        model = model.to(device)
+    logger.info(
+        "loaded %s: %.2fM parameters, %s", path, sum(p.numel() for p in model.parameters()) / 1e6, model.dtype
+    )
+    return model, processor
+
+
+def export_merged(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, dtype: Any = "auto") -> Path:
+    """Write ``checkpoint`` (LoRA or full) as one merged Hugging Face folder in ``out_dir``: full
+    weights (safetensors), config and processor files, loadable by plain ``from_pretrained`` (and
+    vLLM). The checkpoint's train_config.yaml comes along so evaluation uses its video settings."""
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"export: {out} exists and is not empty")
+    model, processor = load_policy(checkpoint, dtype=dtype)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    processor.save_pretrained(str(out))
+    train_config = Path(checkpoint) / "train_config.yaml"
+    if train_config.is_file():
+        shutil.copyfile(train_config, out / train_config.name)
+    return out
+
+
+def _token_ids(processor: Any, tokens: tuple[str, ...]) -> list[int]:
+    tokenizer = getattr(processor, "tokenizer", processor)
+    vocab = tokenizer.get_vocab()
+    return [vocab[t] for t in tokens if t in vocab]
+
+
+def vision_suppress_token_ids(processor: Any) -> list[int]:
+    """Ids of the vision special tokens and ``<|im_start|>`` (those the tokenizer has), sorted."""
+    return sorted(set(_token_ids(processor, VISION_SPECIAL_TOKENS)))
+
+
+def generation_kwargs(
+    processor: Any,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    do_sample: bool = True,
+) -> dict[str, Any]:
+    """Keyword arguments for ``model.generate``: stop at ``<|im_end|>``/``<|endoftext|>``, pad with
+    ``<|endoftext|>``, never emit vision special tokens. ``top_k`` 0 means no top-k cut."""
+    if max_new_tokens < 1:
+        raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if do_sample and temperature <= 0:
+        raise ConfigError(f"temperature must be > 0 when sampling, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
+    eos = _token_ids(processor, END_OF_TURN_TOKENS)
+    if not eos:
+        raise ConfigError("tokenizer has neither <|im_end|> nor <|endoftext|>: not a Qwen2.5-VL tokenizer")
+    pad = _token_ids(processor, (PAD_TOKEN,))
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "do_sample": do_sample,
+        "eos_token_id": eos,
+        "pad_token_id": pad[0] if pad else eos[-1],
+        "suppress_tokens": vision_suppress_token_ids(processor),
+        # Qwen's checkpoints ship repetition_penalty 1.05; GRPO's log-probs assume plain sampling.
+        "repetition_penalty": 1.0,
+    }
+    if do_sample:
+        kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
+    else:
+        # Greedy: neutral values so a checkpoint's sampling defaults do not trigger warnings.
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    return kwargs

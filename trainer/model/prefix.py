@@ -1,0 +1,218 @@
+"""Shared-prefix forwards: each prompt once per group, its G completions on its keys/values.
+
+A GRPO group is one prompt (mostly vision tokens on video) followed by G completions. The
+per-sample forward reads the prompt G times. Here the language model runs the B prompts once
+(vision tower included), keeping every layer's keys and values in a cache *with grad*; the cache
+is expanded to the B*G rows and the completions run on top of it. Gradients reach the prompt's
+computation (and the vision tower and merger when they train) through the cached keys/values.
+
+Positions are those the per-sample forward computes (``get_rope_index`` on the prompt: 3-D rope
+for vision tokens, left padding skipped); completion token t of prompt b sits at b's last prompt
+position + 1 + t, exactly where the full-sequence forward puts it, so both paths agree to float
+rounding (tests/model/test_shared_prefix.py).
+
+The cache layers are read-only views (:class:`SharedPrefixLayer`) and the capturing layers keep
+their first write (:class:`CaptureLayer`), so a gradient-checkpointing replay of a decoder layer
+sees the same states instead of appending to the cache a second time.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from transformers.cache_utils import Cache, DynamicLayer
+
+logger = logging.getLogger(__name__)
+
+# Attention implementations whose masking handles a cache of left-padded prompts with queries that
+# only see part of it (explicit 4-D or boolean masks). Flash-attention kernels and flex attention
+# take other code paths we have not verified against the per-sample forward.
+SUPPORTED_ATTENTION = ("eager", "sdpa")
+_warned: set[str] = set()
+# Prompt inputs the vision tower reads (pixels and their grids).
+VISION_KEYS = ("pixel_values_videos", "video_grid_thw", "pixel_values", "image_grid_thw")
+
+
+def cache_kwarg(model: Any) -> str:
+    """The name under which this transformers passes a KV cache to forward/generate: ``cache`` from
+    5.2x on, ``past_key_values`` before (vLLM's CPU build pins transformers 5.19). A cache passed
+    under the wrong name is swallowed by ``**kwargs`` without a word, so ask the signature."""
+    return _cache_kwarg_of(type(causal_lm(model)))
+
+
+@functools.cache
+def _cache_kwarg_of(model_class: type) -> str:
+    # Once per class: inspect.signature per forward was ~1 ms of every step.
+    import inspect
+
+    forward = model_class.forward
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
+class CaptureLayer(DynamicLayer):
+    """Records a layer's keys/values (with grad) during the prompt forward; returns them unchanged.
+
+    Only the first write is kept: a gradient-checkpointing replay recomputes the same states and
+    must neither overwrite what the completion forward already attended to nor grow the cache."""
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            self.keys, self.values = key_states, value_states
+        return key_states, value_states
+
+    def get_seq_length(self) -> int:
+        return 0  # the prompt forward starts from an empty cache; positions are passed explicitly
+
+
+class SharedPrefixLayer(DynamicLayer):
+    """The prompt's keys/values expanded to B*G rows; ``update`` returns prefix + new states
+    without storing them (read-only, so a checkpointing replay sees the same thing)."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        super().__init__()
+        self.device = keys.device
+        self.keys, self.values = keys, values
+        self.is_initialized = True
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2)
+
+
+def unsupported_reason(model: Any) -> str | None:
+    """Why the shared-prefix path cannot run ``model`` (None: it can)."""
+    config = getattr(causal_lm(model), "config", None)
+    text = getattr(config, "text_config", config)
+    attn = getattr(text, "_attn_implementation", None) or getattr(config, "_attn_implementation", None)
+    if attn not in SUPPORTED_ATTENTION:
+        return f"attn_implementation {attn!r} (shared_prefix supports {', '.join(SUPPORTED_ATTENTION)})"
+    if "sliding_attention" in (getattr(text, "layer_types", None) or ()):
+        return "sliding-window attention layers (use_sliding_window)"
+    return None
+
+
+def use_shared_prefix(model: Any, requested: bool) -> bool:
+    """``requested``, unless the model cannot take the shared-prefix path (logged once per reason)."""
+    if not requested:
+        return False
+    reason = unsupported_reason(model)
+    if reason is None:
+        return True
+    if reason not in _warned:
+        _warned.add(reason)
+        logger.warning("shared_prefix: falling back to the per-sample path for %s", reason)
+    return False
+
+
+def causal_lm(model: Any) -> Any:
+    """The Qwen2_5_VLForConditionalGeneration inside DDP / DeepSpeed / peft wrappers."""
+    inner = getattr(model, "module", model)
+    if hasattr(inner, "get_base_model"):  # peft
+        inner = inner.get_base_model()
+    return inner
+
+
+def prompt_positions(model: Any, inputs: dict[str, torch.Tensor], device: torch.device | str) -> torch.Tensor:
+    """Rope positions (3, B, P) of a left-padded prompt batch, as the full-sequence forward
+    computes them: ``get_rope_index`` when there is an image or video, else 0..P-1 (what the model
+    falls back to without grids)."""
+    ids = inputs["input_ids"].to(device)
+    if "image_grid_thw" not in inputs and "video_grid_thw" not in inputs:
+        return torch.arange(ids.shape[1], device=device).view(1, 1, -1).expand(3, ids.shape[0], -1)
+    grids = {
+        key: torch.as_tensor(inputs[key]).to(device)
+        for key in ("image_grid_thw", "video_grid_thw", "second_per_grid_ts")
+        if key in inputs
+    }
+    positions, _ = causal_lm(model).model.get_rope_index(
+        ids,
+        mm_token_type_ids=inputs["mm_token_type_ids"].to(device),
+        attention_mask=inputs["attention_mask"].to(device),
+        **grids,
+    )
+    return positions
+
+
+@contextmanager
+def cache_under_checkpointing(model: Any) -> Iterator[None]:
+    """Let checkpointed decoder layers keep our cache (transformers drops a cache in checkpointed
+    layers unless the layer says it only reads it; ours are read-only or first-write-wins)."""
+    layers = list(causal_lm(model).model.language_model.layers)
+    previous = [layer.__dict__.get("_can_checkpoint_with_cache") for layer in layers]
+    for layer in layers:
+        layer._can_checkpoint_with_cache = True
+    try:
+        yield
+    finally:
+        for layer, value in zip(layers, previous, strict=True):
+            if value is None:
+                del layer._can_checkpoint_with_cache
+            else:
+                layer._can_checkpoint_with_cache = value
+
+
+def shared_prefix_logits(model: Any, rollout: Any, device: torch.device | str) -> torch.Tensor:
+    """Logits (B*G, T, V) predicting each completion token, with one prompt forward per group.
+
+    ``model`` may be wrapped (DDP, peft). Under DDP the prompt forward goes to the inner module
+    and the completion forward through the wrapper: DDP's reducer is armed once per backward, and
+    every parameter's gradient (summed over both forwards) is still reduced once. Other wrappers
+    (DeepSpeed, FSDP) gather their weights in their own forward, so both forwards go through them.
+    """
+    g = rollout.group_size
+    p = rollout.prompt.inputs
+    completion = rollout.completion_ids.to(device)
+    prompt_mask = p["attention_mask"].to(device)
+    positions = rollout.prompt.positions(model, device)
+    n_layers = causal_lm(model).config.text_config.num_hidden_layers
+    capture = Cache(layers=[CaptureLayer() for _ in range(n_layers)])
+    vision = {key: p[key].to(device) for key in VISION_KEYS if key in p}
+    t = completion.shape[1]
+    # With T == 1 there is no completion forward: the prompt forward then goes through the wrapper.
+    is_ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
+    inner = model.module if t > 1 and is_ddp else model
+    cache_arg = cache_kwarg(model)
+    with cache_under_checkpointing(model):
+        prompt_out = inner(
+            input_ids=p["input_ids"].to(device),
+            attention_mask=prompt_mask,
+            position_ids=positions,
+            **{cache_arg: capture},
+            use_cache=False,
+            logits_to_keep=1,
+            **vision,
+        )
+        first = prompt_out.logits[:, -1:, :].repeat_interleave(g, 0)
+        if t == 1:
+            return first
+        shared = Cache(
+            layers=[
+                SharedPrefixLayer(layer.keys.repeat_interleave(g, 0), layer.values.repeat_interleave(g, 0))
+                for layer in capture.layers
+            ]
+        )
+        # Completion token t of prompt b: b's last prompt position + 1 + t (left padding: the last
+        # column is always a real token), in all three rope sections (text tokens).
+        start = positions[:, :, -1:].repeat_interleave(g, 1) + 1
+        completion_positions = start + torch.arange(completion.shape[1], device=device).view(1, 1, -1)
+        mask = torch.cat(
+            [prompt_mask.repeat_interleave(g, 0), rollout.completion_mask.to(device).to(prompt_mask.dtype)], 1
+        )
+        # The last completion token predicts nothing we score: feed T-1 tokens.
+        completion_out = model(
+            input_ids=completion[:, :-1],
+            attention_mask=mask[:, :-1],
+            position_ids=completion_positions[:, :, :-1],
+            **{cache_arg: shared},
+            use_cache=False,
+        )
+    return torch.cat([first, completion_out.logits], dim=1)

@@ -1,0 +1,1 @@
+"""Sampling G completions per question: the transformers decode loop (shared prefix) and vLLM."""

@@ -1,0 +1,496 @@
+"""Rollouts sampled by a vLLM engine living in the training process (``rollout_backend: vllm``).
+
+Colocated, as TRL's ``vllm_mode="colocate"``: each training process owns one engine, whose engine
+core runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so loading new weights is a function
+call on the model object and no worker process is spawned. Under ``accelerate launch`` the engines
+join the training processes' group (:func:`_external_launcher`) and each is given the whole weights,
+gathered where the training engine shards them (:mod:`trainer.model.full_weights`).
+:class:`VLLMRollouts` is called like :func:`trainer.rollout.hf.generate_rollouts` and returns the same
+:class:`RolloutBatch`, so scoring, advantages, the loss, the run database and the Monitor are the
+same for both backends.
+
+What vLLM sees is what the training forward sees:
+
+- the prompt's token ids as our processor made them (the ``<|video_pad|>`` run already expanded),
+  so vLLM's placeholder positions and 3-D rope are computed on the same tokens;
+- the video as our decoder produced it (qwen-vl-utils' fps, max_frames and pixel limits, and any
+  T-GRPO frame shuffle), recovered from the prompt batch's ``pixel_values_videos`` by undoing the
+  processor's patch layout (:func:`frames_from_patches`). The frames are already rescaled and
+  normalised, so vLLM's processor is told to only patchify them: the vision tower gets the same
+  pixels to the bit, and ``second_per_grid_ts`` comes back from the fps in the metadata.
+
+After every optimiser step :meth:`VLLMRollouts.load_weights` copies the policy's weights into the
+engine (LoRA: merged) and drops the prefix cache, whose KV blocks came from the old weights. The
+log-probs vLLM reports for its samples ride along as ``RolloutBatch.sampler_logprobs`` for the
+mismatch metric and the truncated importance-sampling correction (:mod:`trainer.update.sampler_mismatch`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from trainer.core.errors import ConfigError
+from trainer.model.full_weights import full_weights, weight_sharding
+from trainer.rollout.hf import PromptBatch, RolloutBatch
+
+logger = logging.getLogger(__name__)
+
+# vLLM 0.32's CPU attention kernels exist for these head sizes only ("Unsupported CPU attention
+# configuration: head_dim=16" for the embedded tiny model); asked from vLLM when it says.
+CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+INSTALL_HINT = (
+    "rollout_backend: vllm needs vLLM in this environment: on a CUDA machine `pip install -e '.[vllm]'`; "
+    "on a CPU-only machine `bash scripts/venv.sh vllm` builds .venv-vllm with vLLM's CPU build"
+)
+# Frames handed to vLLM are already resized, rescaled and normalised (see the module docstring).
+_PATCHIFY_ONLY = {
+    "do_resize": False,
+    "do_rescale": False,
+    "do_normalize": False,
+    "cap_pixels_per_frame": False,  # transformers 5.19-5.21 warn on every call without it
+}
+
+
+def require_vllm() -> Any:
+    """Import vllm with the in-process engine core, or raise a ConfigError saying how to install it."""
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    try:
+        import vllm
+    except ImportError as exc:
+        raise ConfigError(f"{INSTALL_HINT} ({exc})") from exc
+    return vllm
+
+
+def check_servable(model_config: Any, on_cuda: bool) -> None:
+    """Raise a ConfigError, before any engine starts, for a model vLLM cannot serve here."""
+    archs = list(getattr(model_config, "architectures", None) or [])
+    if "Qwen2_5_VLForConditionalGeneration" not in archs:
+        raise ConfigError(f"rollout_backend: vllm serves Qwen2_5_VLForConditionalGeneration, not {archs}")
+    text = getattr(model_config, "text_config", model_config)
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    if not on_cuda and head_dim not in (sizes := _cpu_head_dims()):
+        raise ConfigError(
+            f"rollout_backend: vllm: vLLM's CPU attention has no kernel for head_dim {head_dim} "
+            f"(it has {', '.join(map(str, sizes))}); the embedded tiny model has 16 - use "
+            "assets/tiny-qwen2.5-vl-hd64, or rollout_backend: hf"
+        )
+
+
+def _cpu_head_dims() -> tuple[int, ...]:
+    try:
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+        return tuple(CPUAttentionBackend.get_supported_head_sizes())
+    except (ImportError, AttributeError):  # moved in another vLLM version: the 0.32 list
+        return CPU_HEAD_DIMS
+
+
+def _transformers_mrope_positions(self: Any, input_tokens: list[int], mm_features: list) -> tuple:
+    """vLLM's ``get_mrope_input_positions`` computed with transformers 5.x's rule.
+
+    transformers 5.x (checked: 5.19, 5.24) continues the text after an image or video at
+    ``start + max(h, w)`` (merged grid), ignoring the temporal span; vLLM 0.32, like Qwen's original
+    code, continues at the largest vision position + 1. For a video of 4 temporal steps at
+    ``tokens_per_second * second_per_grid_ts = 1`` on a 2x2 grid the text after it starts 2
+    positions apart, so every token after the video was scored differently (0.3 nats mean on the
+    tiny model). The trainer's forward is what GRPO optimises, so the sampler follows it.
+    """
+    import numpy as np
+
+    pieces: list = []
+    st = current = 0
+    for offset, t, h, w, t_factor in self.iter_mm_grid_thw(mm_features):
+        text_len = offset - st
+        pieces.append(np.broadcast_to(np.arange(text_len), (3, text_len)) + current)
+        current += text_len
+        grid = np.indices((t, h, w))
+        if t_factor != 1.0:
+            grid[0] = (grid[0] * t_factor).astype(np.int64)
+        pieces.append(grid.reshape(3, -1) + current)
+        current += max(h, w)
+        st = offset + t * h * w
+    if st < len(input_tokens):
+        text_len = len(input_tokens) - st
+        pieces.append(np.broadcast_to(np.arange(text_len), (3, text_len)) + current)
+    positions = np.concatenate(pieces, axis=1).reshape(3, -1)
+    return torch.from_numpy(positions), int(positions.max() + 1 - len(input_tokens))
+
+
+def _follow_transformers_positions() -> None:
+    """Make vLLM's Qwen2.5-VL place text after vision tokens as transformers does (see above)."""
+    from vllm.model_executor.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
+
+    Qwen2_5_VLForConditionalGeneration.get_mrope_input_positions = _transformers_mrope_positions
+
+
+class _DropRepeatedNotices(logging.Filter):
+    """Drops two vLLM warnings that, with the engine in the training process, come every step and
+    bury the training log (the studio shows its tail):
+
+    - vLLM's CPU worker replaces ``torch.set_num_threads`` process-wide with a no-op that warns,
+      and vLLM's own renderer calls it twice per multimodal prompt (~100 lines a step);
+    - an in-place weight reload warns "RotaryEmbedding: Failed to load weights" for the rotary
+      layers, whose frequencies are buffers the checkpoint does not hold (vLLM keeps its own).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (
+            "`torch.set_num_threads` after the thread binding" in text
+            or text.endswith("RotaryEmbedding: Failed to load weights")  # and MRotaryEmbedding
+        )
+
+
+_NOTICE_FILTER = _DropRepeatedNotices()
+_NOISY_LOGGERS = ("vllm.v1.worker.cpu_worker", "vllm.model_executor.model_loader.reload.layerwise")
+
+
+def _cpu_engine_settings(memory_fraction: float) -> dict[str, Any]:
+    """Engine memory on vLLM's CPU build, where training and engine share one process.
+
+    There ``gpu_memory_utilization`` caps the whole process's memory (training included), so the
+    KV cache is sized explicitly instead: ``memory_fraction`` of host memory. vLLM also drops torch
+    to one thread for serving unless OMP_NUM_THREADS says otherwise; in-process that would slow
+    the training side too, so the trainer's thread count is kept."""
+    import psutil
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    return {"kv_cache_memory_bytes": int(memory_fraction * psutil.virtual_memory().total)}
+
+
+def frames_from_patches(
+    pixels: torch.Tensor, grid_thw: torch.Tensor, patch_size: int, merge_size: int, temporal_patch_size: int
+) -> list[torch.Tensor]:
+    """Undo Qwen2-VL's patchify: flat patches (sum_i t*h*w, C*tp*p*p) -> one (t*tp, C, h*p, w*p)
+    tensor of (normalised) frames per row of ``grid_thw`` (num_videos, 3).
+
+    The processor views frames as (t, tp, C, h/m, m, p, w/m, m, p) and permutes them to
+    (t, h/m, w/m, m, m, C, tp, p, p) before flattening; this applies the inverse permutation.
+    """
+    out = []
+    start = 0
+    for t, h, w in torch.as_tensor(grid_thw).tolist():
+        n = t * h * w
+        p, m, tp = patch_size, merge_size, temporal_patch_size
+        chunk = pixels[start : start + n].view(t, h // m, w // m, m, m, -1, tp, p, p)
+        chunk = chunk.permute(0, 6, 5, 1, 3, 7, 2, 4, 8)
+        out.append(chunk.reshape(t * tp, chunk.shape[2], h * p, w * p))
+        start += n
+    if start != pixels.shape[0]:
+        raise ValueError(f"grids cover {start} patches but the batch has {pixels.shape[0]}")
+    return out
+
+
+def sampling_params(generation_kwargs: dict[str, Any], group_size: int, seed: int | None) -> Any:
+    """vLLM SamplingParams from the same ``generation_kwargs`` the transformers sampler takes."""
+    from vllm import SamplingParams
+
+    do_sample = generation_kwargs.get("do_sample", True)
+    eos = generation_kwargs["eos_token_id"]
+    return SamplingParams(
+        n=group_size if do_sample else 1,  # vLLM refuses n > 1 greedy: the caller repeats the one
+        temperature=float(generation_kwargs.get("temperature") or 1.0) if do_sample else 0.0,
+        top_p=float(generation_kwargs.get("top_p") or 1.0) if do_sample else 1.0,
+        top_k=int(generation_kwargs.get("top_k") or 0) if do_sample else 0,
+        max_tokens=int(generation_kwargs["max_new_tokens"]),
+        stop_token_ids=list(eos) if isinstance(eos, list | tuple) else [eos],
+        # As transformers' suppress_tokens: vLLM caps a bias at -100, e^-100 of the mass.
+        logit_bias={int(t): -100.0 for t in generation_kwargs.get("suppress_tokens") or []},
+        repetition_penalty=float(generation_kwargs.get("repetition_penalty") or 1.0),
+        logprobs=0,  # the sampled token's log-prob only
+        detokenize=False,
+        seed=seed,
+    )
+
+
+class VLLMRollouts:
+    """A colocated vLLM engine that samples G completions per prompt; see the module docstring."""
+
+    def __init__(
+        self,
+        model_path: str,
+        processor: Any,
+        gpu_memory_utilization: float,
+        seed: int,
+        dtype: str = "float32",
+        max_model_len: int | None = None,
+        process: tuple[int, int, int] | None = None,
+        sharding: str = "none",
+    ) -> None:
+        """``process``: (rank, local rank, world size) when the run has several training processes,
+        each with an engine of its own inside their process group (:func:`_external_launcher`);
+        ``sharding``: how the training engine holds the policy's weights, which
+        :meth:`load_weights` gathers (:func:`trainer.model.full_weights.weight_sharding`)."""
+        vllm = require_vllm()
+        from transformers import AutoConfig
+
+        on_cuda = torch.cuda.is_available()
+        check_servable(AutoConfig.from_pretrained(model_path), on_cuda)
+        self.processor = processor
+        self._seed = seed
+        self.sharding = sharding
+        self._calls = 0
+        memory: dict[str, Any] = {"gpu_memory_utilization": gpu_memory_utilization}
+        if not on_cuda:
+            memory = _cpu_engine_settings(gpu_memory_utilization)
+        if os.path.isdir(model_path):
+            # A local folder: nothing to fetch, and vLLM's hub look-ups would wait on the network.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        _follow_transformers_positions()
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).addFilter(_NOTICE_FILTER)  # a no-op when already added
+        start = time.perf_counter()
+        try:
+            self.llm = vllm.LLM(
+                **(_external_launcher(*process) if process is not None else {}),
+                model=model_path,
+                dtype=dtype,
+                seed=seed,
+                **memory,
+                enable_prefix_caching=True,
+                enforce_eager=not on_cuda,
+                enable_sleep_mode=on_cuda,
+                max_model_len=max_model_len,
+                limit_mm_per_prompt={"video": 1, "image": 1},
+                # Our frames arrive normalised (see the module docstring); vLLM 0.32 would otherwise
+                # normalise raw pixels inside the model, a second time.
+                mm_device_do_normalize=False,
+                # Log-probs after temperature/top-k/top-p: the distribution the token was drawn from,
+                # which is what the trainer's logp (logits / temperature) measures.
+                logprobs_mode="processed_logprobs",
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ConfigError(
+                f"rollout_backend: vllm could not start an engine for {model_path}: {exc}. On GPU lower "
+                "vllm_gpu_memory_utilization if the training side needs the memory, or raise it if "
+                "the KV cache does not fit one sequence"
+            ) from exc
+        logger.info("vLLM engine for %s ready in %.1f s", model_path, time.perf_counter() - start)
+
+    # ---- generation -------------------------------------------------------------------------
+    def _prompts(self, prompt: PromptBatch) -> list[dict[str, Any]]:
+        """One TokensPrompt per question: its unpadded token ids and its frames (or image)."""
+        inputs = prompt.inputs
+        vp = self.processor.video_processor
+        ip = self.processor.image_processor
+        videos = iter(())
+        if "pixel_values_videos" in inputs:
+            frames = frames_from_patches(
+                inputs["pixel_values_videos"], inputs["video_grid_thw"], vp.patch_size, vp.merge_size,
+                vp.temporal_patch_size,
+            )  # fmt: skip
+            seconds = inputs.get("second_per_grid_ts")
+            videos = iter(zip(frames, seconds if seconds is not None else [None] * len(frames), strict=True))
+        images: Iterator[torch.Tensor] = iter(())
+        if "pixel_values" in inputs:
+            images = iter(
+                f[0].permute(1, 2, 0).numpy()  # both temporal copies are the same image: HWC
+                for f in frames_from_patches(
+                    inputs["pixel_values"], inputs["image_grid_thw"], ip.patch_size, ip.merge_size,
+                    ip.temporal_patch_size,
+                )
+            )  # fmt: skip
+        tok = self.processor.tokenizer
+        video_id = tok.convert_tokens_to_ids("<|video_pad|>")
+        image_id = tok.convert_tokens_to_ids("<|image_pad|>")
+        prompts = []
+        for ids, mask in zip(inputs["input_ids"], inputs["attention_mask"], strict=True):
+            ids = _collapse_runs(ids[mask.bool()].tolist(), (video_id, image_id))
+            item: dict[str, Any] = {"prompt_token_ids": ids, "mm_processor_kwargs": dict(_PATCHIFY_ONLY)}
+            if video_id in ids:
+                frames, second = next(videos)
+                # qwen's second_per_grid_ts = temporal_patch_size / fps: give back that fps.
+                fps = vp.temporal_patch_size / float(second) if second is not None else 2.0
+                meta = {
+                    "fps": fps,
+                    "duration": frames.shape[0] / fps,
+                    "total_num_frames": frames.shape[0],
+                    "frames_indices": list(range(frames.shape[0])),
+                    "video_backend": "torchvision",
+                    "do_sample_frames": False,
+                }
+                item["multi_modal_data"] = {"video": (frames, meta)}
+            elif image_id in ids:
+                item["multi_modal_data"] = {"image": next(images)}
+            prompts.append(item)
+        return prompts
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        model: Any,
+        processor: Any,
+        prompt: PromptBatch,
+        group_size: int,
+        generation_kwargs: dict[str, Any],
+    ) -> RolloutBatch:
+        """``group_size`` completions per prompt, grouped per prompt (row b*G + g), as
+        :func:`trainer.rollout.hf.generate_rollouts`; ``model`` is unused (the engine holds the
+        weights :meth:`load_weights` last gave it)."""
+        start = time.perf_counter()
+        self._calls += 1
+        params = sampling_params(generation_kwargs, group_size, seed=self._request_seed())
+        outputs = self.llm.generate(self._prompts(prompt), params, use_tqdm=False)
+        copies = 1 if params.n == group_size else group_size
+        rows = [c for out in outputs for c in out.outputs for _ in range(copies)]
+        if len(rows) != prompt.size * group_size:
+            raise RuntimeError(f"vLLM returned {len(rows)} completions for {prompt.size}x{group_size}")
+        pad_id = generation_kwargs.get("pad_token_id", 0)
+        width = max(1, max(len(c.token_ids) for c in rows))
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        logps = torch.zeros((len(rows), width), dtype=torch.float32)
+        for i, c in enumerate(rows):
+            n = len(c.token_ids)
+            ids[i, :n] = torch.tensor(c.token_ids, dtype=torch.long)
+            mask[i, :n] = 1
+            logps[i, :n] = torch.tensor(
+                [step[tid].logprob for step, tid in zip(c.logprobs, c.token_ids, strict=True)]
+            )
+        texts = processor.tokenizer.batch_decode([list(c.token_ids) for c in rows], skip_special_tokens=True)
+        return RolloutBatch(
+            prompt=prompt,
+            group_size=group_size,
+            completion_ids=ids,
+            completion_mask=mask,
+            texts=[t.strip() for t in texts],
+            seconds=time.perf_counter() - start,
+            sampler_logprobs=logps,
+        )
+
+    def _request_seed(self) -> int | None:
+        """A seed per generate call on CUDA; None on the CPU, where the engine's seeded global
+        generator (``LLM(seed=...)``) draws instead.
+
+        vLLM 0.32 rewinds a seeded request's generator (``gen.set_offset(gen.get_offset() - 4)``)
+        when a chunked prefill discards its sample, and a CPU torch.Generator has no offset:
+        "RuntimeError: CPU Generator does not use offset" as soon as a batch has more prompt
+        tokens than one engine step takes (16 questions x G=4 x 88 tokens > 4096)."""
+        if not torch.cuda.is_available():
+            return None
+        return self._seed * 100_003 + self._calls
+
+    # ---- weights ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def load_weights(self, policy: Any) -> None:
+        """Copy the policy's current, full weights into the engine (after every optimiser step).
+
+        Under ZeRO-3 and FSDP2 they are gathered (:mod:`trainer.model.full_weights`), a collective every
+        process joins; LoRA adapters are merged for the copy, so vLLM gets a plain Qwen2.5-VL
+        state dict."""
+        start = time.perf_counter()
+        with full_weights(policy, self.sharding) as weights:
+            # vLLM's in-place reload (checkpoint names in, its fused layouts out); it also drops
+            # the encoder and multimodal caches, whose vision features came from the old weights.
+            self.llm.collective_rpc(
+                "reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True}
+            )
+        # KV blocks cached for shared prompt prefixes, and the vision features cached per video
+        # (the scheduler's bookkeeping and the runner's storage), came from the old weights.
+        self.llm.reset_prefix_cache()
+        self.llm.llm_engine.reset_encoder_cache()
+        logger.debug("loaded the weights into vLLM in %.2f s", time.perf_counter() - start)
+
+    def sleep(self) -> None:
+        """Free the engine's GPU memory (weights and KV cache) while the policy trains (CUDA only)."""
+        if torch.cuda.is_available():
+            self.llm.sleep(level=1)
+
+    def wake_up(self) -> None:
+        if torch.cuda.is_available():
+            self.llm.wake_up()
+
+    def close(self) -> None:
+        """Shut the engine down now rather than whenever the garbage collector gets to it.
+
+        With several training processes, only after their last collective: vLLM's shutdown
+        (``EngineCore.shutdown`` -> ``cleanup_dist_env_and_memory``) destroys the default process
+        group, accelerate's, along with its own groups. Left to the collector it could also run at
+        exit after the CLI destroyed that group, and fail ("Invalid process group specified")."""
+        if self.llm is not None:
+            self.llm.llm_engine.engine_core.shutdown()
+            self.llm = None
+
+
+def _external_launcher(rank: int, local_rank: int, world: int) -> dict[str, Any]:
+    """Engine arguments for one engine per training process, as TRL's ``vllm_mode="colocate"``.
+
+    ``external_launcher`` makes vLLM join the process group accelerate already started instead of
+    starting workers: vLLM lays the ``world`` processes out as external data parallel x (DP 1, PP 1,
+    TP 1), so every process is an engine of its own that samples its own questions. vLLM reads
+    RANK and LOCAL_RANK from the environment (``ExecutorWithExternalLauncher._distributed_args``);
+    accelerate launch sets them, and they are set from the accelerator here for other launchers. The
+    engine start is collective (vLLM creates its groups, and takes the smallest KV-cache size over
+    the processes), so every process starts its engine at the same time; generation is not (each
+    process may call it a different number of times, as dynamic sampling does). On the CPU build it
+    runs on gloo, vLLM's process-group backend there."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(world))
+    return {"distributed_executor_backend": "external_launcher", "tensor_parallel_size": 1}
+
+
+def _collapse_runs(ids: list[int], placeholders: tuple[int, ...]) -> list[int]:
+    """Each run of a placeholder token -> one token: vLLM expands a video's single
+    ``<|video_pad|>`` itself (to the same count, from the same grid) and would not recognise
+    an already expanded run.
+
+    >>> _collapse_runs([1, 7, 7, 7, 2, 7, 3], (7,))
+    [1, 7, 2, 7, 3]
+    """
+    return [t for i, t in enumerate(ids) if not (t in placeholders and i > 0 and ids[i - 1] == t)]
+
+
+BACKENDS = ("hf", "vllm")
+
+
+def make_sampler(cfg: Any, processor: Any, accelerator: Any) -> Any:
+    """The rollout sampler ``cfg.grpo.rollout_backend`` names, called like
+    :func:`trainer.rollout.hf.generate_rollouts`; settings vLLM cannot run with fail here, before
+    the first step. The vLLM one has ``load_weights(policy)`` for the loop to call after updates."""
+    from trainer.core.paths import resolve_repo_path
+    from trainer.rollout.hf import generate_rollouts
+
+    g = cfg.grpo
+    if g.rollout_backend not in BACKENDS:
+        raise ConfigError(f"rollout_backend must be one of {', '.join(BACKENDS)}, got {g.rollout_backend!r}")
+    if g.rollout_backend == "hf":
+        return generate_rollouts
+    if not 0 < g.vllm_gpu_memory_utilization <= 1:
+        raise ConfigError(
+            f"vllm_gpu_memory_utilization must be in (0, 1], got {g.vllm_gpu_memory_utilization}"
+        )
+    if g.vllm_importance_sampling_cap < 0:
+        raise ConfigError(
+            f"vllm_importance_sampling_cap must be >= 0 (0: off), got {g.vllm_importance_sampling_cap}"
+        )
+    sharding = weight_sharding(accelerator)
+    if sharding == "fsdp2" and cfg.model.lora_enable:
+        # peft's merge needs whole weights; TRL merges FSDP shards in place, untested here.
+        raise ConfigError("rollout_backend: vllm with LoRA under FSDP is not supported: use DDP or DeepSpeed")
+    world = accelerator.num_processes
+    return VLLMRollouts(
+        resolve_repo_path(cfg.model.model_name_or_path),
+        processor,
+        gpu_memory_utilization=g.vllm_gpu_memory_utilization,
+        seed=cfg.run.seed + accelerator.process_index,
+        dtype="bfloat16" if cfg.model.bf16 else "float32",
+        process=(accelerator.process_index, accelerator.local_process_index, world) if world > 1 else None,
+        sharding=sharding,
+    )
+
+
+def attach_sampler(accelerator: Any, ctx: Any, cfg: Any) -> Callable[[Any], None] | None:
+    """For rollout_backend vllm: set the engine as ``ctx.sampler`` (a StepContext), load the policy's
+    current weights into it and return its weight sync for the loop to call after updates; for
+    transformers' generate (the step's default sampler) None."""
+    sampler = make_sampler(cfg, ctx.processor, accelerator)
+    sync_sampler = getattr(sampler, "load_weights", None)
+    if sync_sampler is not None:
+        ctx.sampler = sampler
+        sync_sampler(accelerator.unwrap_model(ctx.model))
+    return sync_sampler

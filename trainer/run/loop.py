@@ -1,0 +1,535 @@
+"""The GRPO training loop: sample a group per question, score, compute advantages, update.
+
+Read it top to bottom: ``train`` sets up (accelerate, model, reference, data, run database) and
+runs ``grpo_step`` (``trainer.step.context``: rollout phase, update phase, step metrics) until done, saving
+checkpoints and evaluating on the way. The math lives in ``trainer.update.grpo``, the rewards in
+``trainer.score.rewards``; this file only wires them together.
+Everything distributed goes through accelerate (DDP, DeepSpeed, FSDP from ``accelerate launch``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainer.core import metrics_keys as mk
+from trainer.core.config import RunConfig, TrainConfig
+from trainer.core.errors import ConfigError, StudioError
+from trainer.core.paths import default_db_url, default_workspace, resolve_repo_path
+from trainer.data import load_dataset_use
+from trainer.data.sampler import next_batch, total_steps
+from trainer.data.video import DecodeCache
+from trainer.eval.evaluate import EvalResult, evaluate
+from trainer.model.loading import generation_kwargs, load_policy
+from trainer.model.reference import (
+    accelerator_kwargs,
+    check_dynamic_sampling,
+    check_engine,
+    configure_deepspeed,
+    prepare_reference,
+    register_vision_methods,
+)
+from trainer.model.trainable import set_trainable, trainable_parameters
+from trainer.rollout.vllm_engine import attach_sampler
+from trainer.run.checkpoint import TrainerState, read_state, resolve_resume, save_checkpoint, start_state
+from trainer.run.reporting import make_reporter
+from trainer.rundb import (
+    ENDED_EARLY_EVENT,
+    MetricsWriter,
+    OwnerAlive,
+    Rollout,
+    RunAborted,
+    RunStore,
+    run_lifecycle,
+)
+from trainer.step.context import MicroBatch, StepContext, all_agree
+from trainer.step.grpo_step import grpo_step
+from trainer.step.update_phase import backward as _backward  # noqa: F401  (tests import it from here)
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int, dict[str, float]], None]
+
+OOM_HINT = (
+    "out of GPU memory: lower grpo_sample_size, generation_max_length, per_device_train_batch_size "
+    "or the video's max_pixels/max_frames, or turn on gradient_checkpointing (or use LoRA / DeepSpeed ZeRO-3)"
+)
+
+
+@dataclass
+class TrainOutcome:
+    run_id: int | None
+    output_dir: Path
+    steps: int
+    final_checkpoint: Path | None
+    eval: EvalResult | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    model: Any = None  # the trained policy (unwrapped), for callers that go on using it
+
+
+class StopRequested:
+    """SIGTERM sets a flag; the loop stops at the next step boundary, saves, and ends ``aborted``.
+
+    Stopping between steps (not inside one) lets every process agree on where to stop and save a
+    checkpoint that resumes cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> StopRequested:
+        if _in_main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        logger.warning("received %s: stopping after this step", signal.Signals(signum).name)
+        self.requested = True
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def dataset_fingerprints(spec: str, workspace: Path) -> dict[str, str]:
+    """sha256 of each annotation file the run reads, so a run records exactly what it saw."""
+    from trainer.data import resolve_dataset_use
+
+    out = {}
+    for entry, percent in resolve_dataset_use(spec, workspace):
+        digest = hashlib.sha256(Path(entry.annotation_path).read_bytes()).hexdigest()
+        out[f"{entry.name}%{percent:g}"] = digest
+    return out
+
+
+def train(
+    cfg: TrainConfig,
+    progress: ProgressFn | None = None,
+    attach_run_id: int | None = None,
+) -> TrainOutcome:
+    """Run GRPO training as ``cfg`` says. ``attach_run_id`` continues a run row the studio created
+    (status queued) instead of creating one. Returns where the results are."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    accelerator = Accelerator(mixed_precision="bf16" if cfg.model.bf16 else "no", **accelerator_kwargs())
+    check_engine(accelerator)
+    check_dynamic_sampling(accelerator, cfg.grpo.dynamic_sampling)
+    configure_deepspeed(accelerator, cfg.optim.per_device_train_batch_size)
+    set_seed(cfg.run.seed)
+    if cfg.run.num_threads:
+        torch.set_num_threads(cfg.run.num_threads)
+    workspace = Path(cfg.data.workspace) if cfg.data.workspace else default_workspace()
+    run_name = cfg.run.run_name or time.strftime("grpo-%Y%m%d-%H%M%S")
+    output_dir = Path(cfg.run.output_dir) if cfg.run.output_dir else workspace / "outputs" / run_name
+    resume_path = resolve_resume(cfg.run.resume_from_checkpoint, output_dir)
+
+    store: RunStore | None = None
+    run_id: int | None = None
+    with ExitStack() as stack:
+        if accelerator.is_main_process:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            (output_dir / "train_config.yaml").write_text(cfg.to_yaml())
+            store = stack.enter_context(RunStore(cfg.run.db or default_db_url(workspace)))
+            run_id = _open_run(store, cfg, run_name, output_dir, workspace, attach_run_id, resume_path)
+            # SIGTERM is handled by StopRequested (stop at a step boundary, save, then abort).
+            stack.enter_context(run_lifecycle(store, run_id, handle_sigterm=False))
+            if attach_run_id is not None:
+                store.set_config(run_id, cfg.to_dict(), dataset_fingerprints(cfg.data.dataset_use, workspace))
+        # Installed before the model and data load, so an abort while loading also ends cleanly.
+        stop = stack.enter_context(StopRequested())
+        try:
+            return _train(accelerator, cfg, workspace, output_dir, store, run_id, resume_path, progress, stop)
+        except torch.OutOfMemoryError as exc:
+            raise StudioError(f"{OOM_HINT} ({exc})") from exc
+
+
+def _open_run(
+    store: RunStore,
+    cfg: TrainConfig,
+    run_name: str,
+    output_dir: Path,
+    workspace: Path,
+    attach_run_id: int | None,
+    resume_path: Path | None,
+) -> int:
+    fingerprints = dataset_fingerprints(cfg.data.dataset_use, workspace)
+    if attach_run_id is not None:  # its config is written once the lifecycle has claimed it
+        return attach_run_id
+    if resume_path is not None:
+        # A resumed run keeps writing into the run it came from (metric writes are idempotent).
+        state = read_state(resume_path)
+        if state.run_id:
+            try:
+                store.refuse_live_owner(int(state.run_id))  # OwnerAlive while a trainer holds it
+                store.set_config(int(state.run_id), cfg.to_dict(), fingerprints)
+                store.add_event(int(state.run_id), "resumed", f"from {resume_path}")
+                return int(state.run_id)
+            except OwnerAlive:
+                raise
+            except StudioError:
+                logger.warning(
+                    "run %s of %s is not in this database: starting a new run", state.run_id, resume_path
+                )
+    run = store.create_run(
+        run_name, config=cfg.to_dict(), dataset_fingerprints=fingerprints, output_dir=str(output_dir)
+    )
+    return run.id
+
+
+def _train(
+    accelerator: Any,
+    cfg: TrainConfig,
+    workspace: Path,
+    output_dir: Path,
+    store: RunStore | None,
+    run_id: int | None,
+    resume_path: Path | None,
+    progress: ProgressFn | None,
+    stop: StopRequested,
+) -> TrainOutcome:
+    cache = DecodeCache(cfg.data.video_cache_mb) if cfg.data.video_cache_mb else None
+    records, eval_records = _load_records(cfg, workspace)
+    world = accelerator.num_processes
+    per_step = cfg.optim.per_device_train_batch_size * cfg.optim.gradient_accumulation_steps * world
+    steps = total_steps(len(records), per_step, cfg.optim.num_train_epochs, cfg.optim.max_steps)
+    ctx, greedy_kwargs = _step_context(accelerator, cfg, steps, cache)
+    model, processor = ctx.model, ctx.processor
+
+    state = start_state(accelerator, model, str(run_id or ""), steps, resume_path)
+    sync_sampler = attach_sampler(accelerator, ctx, cfg)
+    writer = MetricsWriter(store, run_id) if store is not None and run_id is not None else None
+    reporter = _reporter(accelerator, cfg, output_dir)
+    history: list[dict[str, float]] = []
+    final_ckpt: Path | None = None
+    eval_result: EvalResult | None = None
+    started = time.perf_counter()
+
+    def draw() -> list[Any]:
+        """This process's share of the next per-step batch in the data order (moves the position)."""
+        return _draw(records, cfg, state, accelerator.process_index, world)
+
+    ctx.refill = draw
+    try:
+        if all_agree(accelerator, stop.requested):
+            raise RunAborted("stopped by SIGTERM before the first step")
+        while state.step < steps:
+            step_start = time.perf_counter()
+            micro_records = [draw() for _ in range(cfg.optim.gradient_accumulation_steps)]
+            metrics, micro = grpo_step(ctx, micro_records)
+            if sync_sampler is not None:
+                sync_sampler(accelerator.unwrap_model(model))
+            state.step += 1
+            metrics[mk.TIME_STEP_S] = time.perf_counter() - step_start
+            metrics[mk.LEARNING_RATE] = ctx.scheduler.get_last_lr()[0]
+            history.append({"step": state.step, **metrics})
+            _log_step(cfg, state.step, steps, metrics, micro, writer, reporter)
+            if progress is not None and accelerator.is_main_process:
+                progress(state.step, steps, metrics)
+
+            should_stop = all_agree(accelerator, stop.requested)
+            ended_early = None
+            if _out_of_time(accelerator, cfg, started):
+                ended_early = f"max_train_seconds {cfg.run.max_train_seconds:g} reached at step {state.step}"
+            elif (reached := accuracy_plateau(history, cfg.run)) is not None:
+                ended_early = (
+                    f"mean accuracy reward {reached:.3f} over the last {cfg.run.early_stop_window} "
+                    f"steps reached early_stop_accuracy {cfg.run.early_stop_accuracy} at step {state.step}"
+                )
+            if ended_early and state.step < steps:
+                logger.info("%s: finishing", ended_early)
+                if store is not None and run_id is not None and accelerator.is_main_process:
+                    store.add_event(run_id, ENDED_EARLY_EVENT, ended_early)
+                steps = state.step
+            if cfg.run.eval_steps and state.step % cfg.run.eval_steps == 0 and state.step < steps:
+                result = _evaluate(accelerator, model, processor, eval_records, cfg, greedy_kwargs, cache)
+                if result is not None:
+                    history[-1].update(_eval_metrics(result))
+                    if writer is not None:
+                        writer.log_metrics(state.step, _eval_metrics(result))
+            if state.step % cfg.run.save_steps == 0 or state.step == steps or should_stop:
+                final_ckpt = _save(
+                    accelerator, model, processor, state, cfg, output_dir, store, run_id, metrics
+                )
+            if should_stop:
+                raise RunAborted("stopped by SIGTERM after saving a checkpoint")
+        eval_result = _evaluate(accelerator, model, processor, eval_records, cfg, greedy_kwargs, cache)
+        if eval_result is not None and store is not None and run_id is not None and final_ckpt is not None:
+            _store_final_evaluation(store, run_id, cfg, eval_result, writer, state.step)
+    finally:
+        if writer is not None:
+            writer.close()
+        if reporter is not None:
+            reporter.close()
+        if sync_sampler is not None:  # the vLLM engine: shut down after the last collective
+            ctx.sampler.close()
+    return TrainOutcome(
+        run_id, output_dir, state.step, final_ckpt, eval_result, history, accelerator.unwrap_model(model)
+    )
+
+
+def _reporter(accelerator: Any, cfg: TrainConfig, output_dir: Path) -> Any:
+    """The experiment-tracker reporter (``report_to``), on the main process only."""
+    if not accelerator.is_main_process:
+        return None
+    return make_reporter(cfg.run.report_to, cfg.run.run_name or output_dir.name, output_dir, cfg.to_dict())
+
+
+def accuracy_plateau(history: list[dict[str, float]], run: RunConfig) -> float | None:
+    """The mean accuracy reward of the last ``run.early_stop_window`` steps of ``history`` when it
+    has reached ``run.early_stop_accuracy`` (else None; always None when the knob is 0).
+
+    The metrics are already means over processes (``trainer.step.context.mean_over_processes``), so every
+    process decides the same at the same step. The window starts anew on a resume: only steps this
+    process trained count.
+    """
+    window = history[-run.early_stop_window :]
+    if not run.early_stop_accuracy or len(window) < run.early_stop_window:
+        return None
+    mean = sum(h[mk.ACCURACY_REWARD] for h in window) / len(window)
+    return mean if mean >= run.early_stop_accuracy else None
+
+
+def _out_of_time(accelerator: Any, cfg: TrainConfig, started: float) -> bool:
+    """``max_train_seconds`` has passed on some process (so every process stops at the same step)."""
+    limit = cfg.run.max_train_seconds
+    return bool(limit) and all_agree(accelerator, time.perf_counter() - started >= limit)
+
+
+def _draw(records: list[Any], cfg: TrainConfig, state: TrainerState, rank: int, world: int) -> list[Any]:
+    """Process ``rank``'s share of the next per-step batch in the data order; moves ``state``'s
+    epoch and position."""
+    idx, state.epoch, state.position = next_batch(
+        len(records), cfg.optim.per_device_train_batch_size * world, cfg.run.seed, state.epoch, state.position
+    )
+    return [records[i] for i in idx[rank::world]]
+
+
+def _load_records(cfg: TrainConfig, workspace: Path) -> tuple[list[Any], list[Any]]:
+    """The training records and the (possibly capped) evaluation records."""
+    records = load_dataset_use(cfg.data.dataset_use, workspace, cfg.run.seed)
+    eval_records = (
+        load_dataset_use(cfg.data.eval_dataset_use, workspace, cfg.run.seed)
+        if cfg.data.eval_dataset_use
+        else []
+    )
+    if cfg.data.eval_max_records:
+        eval_records = eval_records[: cfg.data.eval_max_records]
+    return records, eval_records
+
+
+def _step_context(
+    accelerator: Any, cfg: TrainConfig, steps: int, cache: DecodeCache | None
+) -> tuple[StepContext, dict[str, Any]]:
+    """Policy, reference, optimiser and scheduler, prepared by accelerate, as the steps' context;
+    and the greedy generation settings evaluation uses."""
+    from transformers import get_scheduler
+
+    g = cfg.grpo
+    _check_reference_loading(g.grpo_beta > 0 and not cfg.model.lora_enable)
+    dtype = "bf16" if cfg.model.bf16 else None
+
+    def load() -> tuple[Any, Any]:
+        path = resolve_repo_path(cfg.model.model_name_or_path)
+        return load_policy(path, dtype=dtype, attn_implementation=cfg.model.attn_implementation)
+
+    model, processor = load()
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    ref_model = None
+    if g.grpo_beta > 0 and not cfg.model.lora_enable:
+        # The frozen reference is the policy as loaded (the GRPO paper's pi_ref).
+        ref_model = prepare_reference(accelerator, model, lambda: load()[0])
+    model = set_trainable(model, cfg.model)
+    optimizer = torch.optim.AdamW(
+        trainable_parameters(model),
+        lr=cfg.optim.learning_rate,
+        betas=(cfg.optim.adam_beta1, cfg.optim.adam_beta2),
+        weight_decay=cfg.optim.weight_decay,
+        # One kernel per parameter instead of ~10 ops (as transformers' Trainer defaults to since
+        # torch 2.8); DeepSpeed wraps the optimiser in its own partitioned update, so not there.
+        fused=accelerator.distributed_type.name != "DEEPSPEED",
+    )
+    updates = steps * g.num_iterations
+    scheduler = get_scheduler(
+        cfg.optim.lr_scheduler_type,
+        optimizer,
+        num_warmup_steps=int(cfg.optim.warmup_ratio * updates),
+        num_training_steps=updates,
+    )
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    register_vision_methods(model)
+    sample_kwargs = generation_kwargs(
+        processor, g.generation_max_length, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k
+    )
+    greedy_kwargs = generation_kwargs(processor, g.generation_max_length, do_sample=False)
+    if accelerator.num_processes > 1 and accelerator.distributed_type.name in ("DEEPSPEED", "FSDP"):
+        # Sharded weights are gathered layer by layer in every forward: all processes must keep
+        # stepping until the longest generation anywhere is done, or the collectives hang.
+        sample_kwargs["synced_gpus"] = greedy_kwargs["synced_gpus"] = True
+    ctx = StepContext(
+        accelerator, model, ref_model, processor, cfg, optimizer, scheduler, sample_kwargs, cache=cache
+    )
+    return ctx, greedy_kwargs
+
+
+def _log_step(
+    cfg: TrainConfig,
+    step: int,
+    steps: int,
+    metrics: dict[str, float],
+    micro: list[MicroBatch],
+    writer: MetricsWriter | None,
+    reporter: Any,
+) -> None:
+    """Metrics every ``logging_steps`` (and the first and last step), rollouts every
+    ``grpo_logging_steps``; only the main process has a writer."""
+    if writer is None:
+        return
+    if step % cfg.run.logging_steps == 0 or step in (1, steps):
+        writer.log_metrics(step, metrics)
+        if reporter is not None:
+            reporter.log(step, metrics)
+    if step == 1 or step % cfg.run.grpo_logging_steps == 0:
+        writer.log_rollouts(rollout_rows(step, micro))
+
+
+def _check_reference_loading(needs_reference: bool) -> None:
+    """Refuse FSDP's "cpu ram efficient loading" when a separate reference model is needed.
+
+    With it, transformers loads the checkpoint on local rank 0 only and leaves the other ranks'
+    weights uninitialised for FSDP to broadcast when the policy is prepared; the frozen reference is
+    a copy taken before that, never broadcast, so on those ranks it would be garbage and the KL
+    silently wrong. (The same env vars transformers reads, so the check matches what it does.)
+    """
+    from accelerate.utils import str_to_bool
+
+    fsdp = str_to_bool(os.environ.get("ACCELERATE_USE_FSDP", "false"))
+    ram_efficient = str_to_bool(os.environ.get("FSDP_CPU_RAM_EFFICIENT_LOADING", "false"))
+    if needs_reference and fsdp and ram_efficient:
+        raise ConfigError(
+            "FSDP with fsdp_cpu_ram_efficient_loading: true loads the weights on the first process "
+            "only, so the frozen reference model (grpo_beta > 0) would be uninitialised on the others. "
+            "Set fsdp_cpu_ram_efficient_loading: false in the accelerate config "
+            "(configs/accelerate_fsdp.yaml does), or use LoRA (lora_enable: the reference is then the "
+            "base model), or grpo_beta: 0."
+        )
+
+
+def rollout_rows(step: int, micro: list[MicroBatch]) -> list[Rollout]:
+    """The rollouts of one step as run-database rows (this process's share)."""
+    rows: list[Rollout] = []
+    for mb in micro:
+        g = mb.rollout.group_size
+        for i, (text, b) in enumerate(zip(mb.rollout.texts, mb.scores.breakdowns, strict=True)):
+            record = mb.rollout.prompt.records[i // g]
+            rows.append(
+                Rollout(
+                    step=step,
+                    prompt_id=str(record.id),
+                    group_index=i % g,
+                    question=record.question,
+                    completion=text,
+                    options=dict(record.options),
+                    video_path=str(record.video or record.image or ""),
+                    correct_letter=record.answer,
+                    think=b.think,
+                    answer=b.answer,
+                    format_reward=float(mb.scores.format[i]),
+                    accuracy_reward=float(mb.scores.accuracy[i]),
+                    total_reward=float(mb.scores.total[i]),
+                    advantage=float(mb.advantages[i]),
+                )
+            )
+    return rows
+
+
+def _evaluate(
+    accelerator: Any,
+    model: Any,
+    processor: Any,
+    records: list[Any],
+    cfg: TrainConfig,
+    kwargs: dict[str, Any],
+    cache: DecodeCache | None,
+) -> EvalResult | None:
+    """Greedy evaluation, every process answering its share (every process gets the result)."""
+    if not records:
+        return None
+    policy = accelerator.unwrap_model(model)
+    # As many answers per generate call as a rollout batch holds (B prompts x G completions): a size
+    # the run already fits in memory.
+    batch = cfg.optim.per_device_train_batch_size * cfg.grpo.grpo_sample_size
+    result = evaluate(policy, processor, records, cfg.video, kwargs, batch, cache, processes=accelerator)
+    if accelerator.is_main_process:
+        logger.info(
+            "eval: accuracy %.3f, format %.3f on %d records",
+            result.accuracy,
+            result.format_rate,
+            result.num_records,
+        )
+    return result
+
+
+def _store_final_evaluation(
+    store: RunStore,
+    run_id: int,
+    cfg: TrainConfig,
+    result: EvalResult,
+    writer: MetricsWriter | None,
+    step: int,
+) -> None:
+    """The final evaluation, attached to the last checkpoint and logged at the last step."""
+    ckpt = store.checkpoints(run_id)[-1]
+    store.add_evaluation(
+        ckpt.id,
+        cfg.data.eval_dataset_use,
+        accuracy=result.accuracy,
+        format_rate=result.format_rate,
+        results=result.records,
+    )
+    if writer is not None:
+        writer.log_metrics(step, _eval_metrics(result))
+
+
+def _eval_metrics(result: EvalResult) -> dict[str, float]:
+    return {mk.EVAL_ACCURACY: result.accuracy, mk.EVAL_FORMAT_RATE: result.format_rate}
+
+
+def _save(
+    accelerator: Any,
+    model: Any,
+    processor: Any,
+    state: TrainerState,
+    cfg: TrainConfig,
+    output_dir: Path,
+    store: RunStore | None,
+    run_id: int | None,
+    metrics: dict[str, float],
+) -> Path:
+    on_removed = None
+    if store is not None and run_id is not None:
+        on_removed = lambda paths: store.mark_checkpoints_deleted(run_id, map(str, paths))  # noqa: E731
+    path = save_checkpoint(
+        accelerator, model, processor, state, cfg.to_yaml(), output_dir, cfg.run.save_total_limit, on_removed
+    )
+    if store is not None and run_id is not None:
+        store.add_checkpoint(run_id, state.step, str(path), metrics)
+    return path

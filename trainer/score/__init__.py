@@ -1,0 +1,1 @@
+"""Scoring completions: the reward functions, their weighted sum, and dynamic sampling's group filter."""
