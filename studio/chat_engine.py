@@ -27,6 +27,7 @@ from trainer.core.errors import ConfigError, DataError, StudioError
 from trainer.core.video_config import DEFAULT_MAX_PIXELS, VideoConfig
 from trainer.data.prompts import NO_THINK, THINK, chat_messages, format_options
 from trainer.data.records import MCQRecord, split_options
+from trainer.model.families import FAMILIES
 from trainer.score.rewards import extract_choice, format_reward
 
 logger = logging.getLogger(__name__)
@@ -320,8 +321,10 @@ def _import_generation_modules() -> None:
     thread-safe (two threads importing AutoProcessor at once fail with ImportError)."""
     import transformers
 
-    for name in ("AutoProcessor", "Qwen2_5_VLForConditionalGeneration", "TextStreamer"):
+    for name in ("AutoProcessor", "TextStreamer"):
         getattr(transformers, name)
+    for family in FAMILIES.values():
+        family.load_class()
     import qwen_vl_utils  # noqa: F401
 
     import trainer.data.inputs  # noqa: F401

@@ -26,12 +26,14 @@ from trainer.core.errors import StudioError
 from trainer.core.paths import REPO_ROOT, TINY_MODEL_DIR, TINY_VLLM_MODEL_DIR
 from trainer.data import list_datasets
 from trainer.data.prompts import NO_THINK
+from trainer.model.families import FAMILIES
 from trainer.rollout.vllm_engine import BACKENDS
 from trainer.run.preflight import MEMORY_NOTE, PreflightReport, check_launch, memory_text, run_preflight
 
 logger = logging.getLogger(__name__)
 
-HUB_MODELS = ("Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct")
+# Well-known checkpoints of every family the engine supports (trainer.model.families).
+HUB_MODELS = tuple(hub_id for family in FAMILIES.values() for hub_id in family.hub_models)
 
 
 def preview_texts(supervisor: Supervisor, prepared: TrainConfig) -> tuple[str, str]:

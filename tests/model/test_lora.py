@@ -8,14 +8,15 @@ import json
 
 import pytest
 import torch
-from tests.test_loop import tiny_config
 
+from tests.run.test_loop import tiny_config
 from trainer.cli import main as vgrpo
 from trainer.core import metrics_keys as mk
 from trainer.core.config import ModelConfig
 from trainer.core.paths import TINY_MODEL_DIR
 from trainer.core.video_config import VideoConfig
 from trainer.data import load_dataset_use
+from trainer.model.families.qwen2_5_vl import QWEN2_5_VL
 from trainer.model.loading import generation_kwargs, load_policy
 from trainer.model.trainable import lora_modules_to_save
 from trainer.rollout.hf import build_prompt_batch, generate_rollouts
@@ -48,7 +49,7 @@ LORA = {
 )
 def test_lora_trains_the_asked_non_lora_parts_through_modules_to_save(vision, mlp, expected) -> None:
     cfg = ModelConfig(lora_enable=True, tune_mm_vision=vision, tune_mm_mlp=mlp)
-    assert lora_modules_to_save(cfg, vision_depth=2) == expected
+    assert lora_modules_to_save(cfg, QWEN2_5_VL, vision_depth=2) == expected
 
 
 def _merger(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.test_loop import tiny_config
 
+from tests.run.test_loop import tiny_config
 from trainer.run.checkpoint import ACCELERATE_DIR
 from trainer.run.loop import train
 

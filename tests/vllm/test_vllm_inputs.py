@@ -7,12 +7,12 @@ import torch
 
 from tests.helpers.records import video_record
 from trainer.core.video_config import VideoConfig
+from trainer.model.families.qwen_mrope import transformers_mrope_positions
 from trainer.model.loading import load_policy
 from trainer.rollout.hf import build_prompt_batch
 from trainer.rollout.vllm_engine import (
     _PATCHIFY_ONLY,
     _collapse_runs,
-    _transformers_mrope_positions,
     frames_from_patches,
 )
 
@@ -66,7 +66,7 @@ def test_text_positions_follow_transformers(prompt_and_policy) -> None:
         t, h, w = p["video_grid_thw"][row].tolist()
 
         grid = (ids.index(video_id), t, h // 2, w // 2, float(p["second_per_grid_ts"][row]) * tps)
-        positions, delta = _transformers_mrope_positions(FakeVLLMModel(grid), ids, [])
+        positions, delta = transformers_mrope_positions(FakeVLLMModel(grid), ids, [])
         expected = hf[:, row, p["attention_mask"][row].bool()]
         assert torch.equal(positions, expected.to(positions.dtype))
         assert delta == int(expected.max()) + 1 - len(ids)

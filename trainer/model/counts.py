@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from trainer.model.families import family_of_model
+
 
 @dataclass
 class ForwardCounts:
@@ -27,14 +29,6 @@ class ForwardCounts:
     @property
     def lm_tokens(self) -> int:
         return sum(self.lm_forwards)
-
-
-def vlm_core(model: Any) -> Any:
-    """The Qwen2_5_VLModel inside DDP / DeepSpeed / peft / ForConditionalGeneration wrappers."""
-    inner = getattr(model, "module", model)
-    if hasattr(inner, "get_base_model"):  # peft
-        inner = inner.get_base_model()
-    return inner.model
 
 
 @contextmanager
@@ -58,9 +52,10 @@ def count_forwards(*models: Any) -> Iterator[ForwardCounts]:
         for model in models:
             if model is None:
                 continue
-            core = vlm_core(model)
-            handles.append(core.visual.register_forward_pre_hook(on_vision, with_kwargs=True))
-            handles.append(core.language_model.register_forward_pre_hook(on_language_model, with_kwargs=True))
+            family = family_of_model(model)
+            tower, text = family.vision_tower_of(model), family.language_model_of(model)
+            handles.append(tower.register_forward_pre_hook(on_vision, with_kwargs=True))
+            handles.append(text.register_forward_pre_hook(on_language_model, with_kwargs=True))
         yield counts
     finally:
         for handle in handles:

@@ -1,7 +1,9 @@
-"""Load a Qwen2.5-VL policy and its processor, and the generation settings every sampler shares.
+"""Load a policy and its processor, and the generation settings every sampler shares.
 
-Works the same for the embedded tiny model (assets/tiny-qwen2.5-vl) and Qwen/Qwen2.5-VL-3B/7B-Instruct:
-everything is read from the checkpoint's tokenizer, never from hard-coded ids.
+The model class and the special tokens come from the checkpoint's family adapter
+(:mod:`trainer.model.families`, chosen by its ``config.json`` ``model_type``). Works the same for
+the embedded tiny models and the real checkpoints: every id is read from the checkpoint's
+tokenizer, never hard-coded.
 """
 
 from __future__ import annotations
@@ -15,21 +17,9 @@ from typing import Any
 
 from trainer.core.errors import ConfigError
 from trainer.core.paths import is_missing_local_path
+from trainer.model.families import ModelFamily, family_of_path
 
 logger = logging.getLogger(__name__)
-
-# Sampling one of these makes the next training forward fail ("Video features and video tokens do
-# not match"), and <|im_start|> would open a new chat turn; a policy must never emit them.
-VISION_SPECIAL_TOKENS = (
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-    "<|im_start|>",
-)
-END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>")
-PAD_TOKEN = "<|endoftext|>"
 
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
            "float16": "float16", "fp16": "float16"}  # fmt: skip
@@ -81,27 +71,28 @@ def load_policy(
     """Load ``(model, processor)`` with transformers' own loaders (a hub id or a local folder).
 
     A LoRA checkpoint (a folder with adapter_config.json) is loaded with peft onto its base model
-    and merged, so every caller gets a plain Qwen2.5-VL model with the trained weights.
+    and merged, so every caller gets a plain model of its family with the trained weights.
     ``dtype``: None keeps float32 (what CPU training wants), ``"auto"`` the checkpoint's own, else a
     torch.dtype or a name such as ``"bf16"``. ``device``: where the model goes (None: stays on
     CPU). Nothing is downloaded when the path is a local folder; hub ids use the local cache or the
     network as transformers does.
     """
-    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+    from transformers import AutoProcessor
 
     path = str(model_name_or_path)
     if is_missing_local_path(path):
         raise ConfigError(f"model_name_or_path: no such folder {path}")
     kwargs: dict[str, Any] = {"dtype": _resolve_dtype(dtype) or "float32"}
+    model_class = family_of_path(path).load_class()
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     if is_adapter_checkpoint(path):
         from peft import PeftModel
 
-        base = Qwen2_5_VLForConditionalGeneration.from_pretrained(adapter_base_model(path), **kwargs)
+        base = model_class.from_pretrained(adapter_base_model(path), **kwargs)
         model = PeftModel.from_pretrained(base, path).merge_and_unload()
     else:
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, **kwargs)
+        model = model_class.from_pretrained(path, **kwargs)
     processor = AutoProcessor.from_pretrained(path)
     if device is not None:
         model = model.to(device)
@@ -134,9 +125,16 @@ def _token_ids(processor: Any, tokens: tuple[str, ...]) -> list[int]:
     return [vocab[t] for t in tokens if t in vocab]
 
 
-def vision_suppress_token_ids(processor: Any) -> list[int]:
-    """Ids of the vision special tokens and ``<|im_start|>`` (those the tokenizer has), sorted."""
-    return sorted(set(_token_ids(processor, VISION_SPECIAL_TOKENS)))
+def processor_family(processor: Any) -> ModelFamily:
+    """The family a processor belongs to: its ``name_or_path``'s config (the folder it came from)."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    return family_of_path(tokenizer.name_or_path)
+
+
+def vision_suppress_token_ids(processor: Any, family: ModelFamily | None = None) -> list[int]:
+    """Ids of the tokens a policy must never sample (vision specials, a new turn), sorted."""
+    family = family or processor_family(processor)
+    return sorted(set(_token_ids(processor, family.never_sampled_tokens)))
 
 
 def generation_kwargs(
@@ -146,25 +144,30 @@ def generation_kwargs(
     top_p: float = 1.0,
     top_k: int = 0,
     do_sample: bool = True,
+    family: ModelFamily | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for ``model.generate``: stop at ``<|im_end|>``/``<|endoftext|>``, pad with
-    ``<|endoftext|>``, never emit vision special tokens. ``top_k`` 0 means no top-k cut."""
+    """Keyword arguments for ``model.generate``: stop at the family's end-of-turn tokens, pad with
+    its pad token, never emit its vision special tokens. ``top_k`` 0 means no top-k cut.
+    ``family``: the processor's (read from its folder's config.json) unless given."""
     if max_new_tokens < 1:
         raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if do_sample and temperature <= 0:
         raise ConfigError(f"temperature must be > 0 when sampling, got {temperature}")
     if not 0 < top_p <= 1:
         raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
-    eos = _token_ids(processor, END_OF_TURN_TOKENS)
+    family = family or processor_family(processor)
+    eos = _token_ids(processor, family.end_of_turn_tokens)
     if not eos:
-        raise ConfigError("tokenizer has neither <|im_end|> nor <|endoftext|>: not a Qwen2.5-VL tokenizer")
-    pad = _token_ids(processor, (PAD_TOKEN,))
+        raise ConfigError(
+            f"tokenizer has none of {', '.join(family.end_of_turn_tokens)}: not a {family.name} tokenizer"
+        )
+    pad = _token_ids(processor, (family.pad_token,))
     kwargs: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,
         "do_sample": do_sample,
         "eos_token_id": eos,
         "pad_token_id": pad[0] if pad else eos[-1],
-        "suppress_tokens": vision_suppress_token_ids(processor),
+        "suppress_tokens": vision_suppress_token_ids(processor, family),
         # Qwen's checkpoints ship repetition_penalty 1.05; GRPO's log-probs assume plain sampling.
         "repetition_penalty": 1.0,
     }

@@ -6,7 +6,7 @@ per-sample forward reads the prompt G times. Here the language model runs the B 
 is expanded to the B*G rows and the completions run on top of it. Gradients reach the prompt's
 computation (and the vision tower and merger when they train) through the cached keys/values.
 
-Positions are those the per-sample forward computes (``get_rope_index`` on the prompt: 3-D rope
+Positions are those the per-sample forward computes (the family's rope index on the prompt: 3-D rope
 for vision tokens, left padding skipped); completion token t of prompt b sits at b's last prompt
 position + 1 + t, exactly where the full-sequence forward puts it, so both paths agree to float
 rounding (tests/model/test_shared_prefix.py).
@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
+
+from trainer.model.families import family_of_model, unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -114,39 +116,25 @@ def use_shared_prefix(model: Any, requested: bool) -> bool:
 
 
 def causal_lm(model: Any) -> Any:
-    """The Qwen2_5_VLForConditionalGeneration inside DDP / DeepSpeed / peft wrappers."""
-    inner = getattr(model, "module", model)
-    if hasattr(inner, "get_base_model"):  # peft
-        inner = inner.get_base_model()
-    return inner
+    """The ``...ForConditionalGeneration`` inside DDP / DeepSpeed / peft wrappers."""
+    return unwrap(model)
 
 
 def prompt_positions(model: Any, inputs: dict[str, torch.Tensor], device: torch.device | str) -> torch.Tensor:
     """Rope positions (3, B, P) of a left-padded prompt batch, as the full-sequence forward
-    computes them: ``get_rope_index`` when there is an image or video, else 0..P-1 (what the model
-    falls back to without grids)."""
+    computes them: the family's rope index when there is an image or video, else 0..P-1 (what the
+    model falls back to without grids)."""
     ids = inputs["input_ids"].to(device)
     if "image_grid_thw" not in inputs and "video_grid_thw" not in inputs:
         return torch.arange(ids.shape[1], device=device).view(1, 1, -1).expand(3, ids.shape[0], -1)
-    grids = {
-        key: torch.as_tensor(inputs[key]).to(device)
-        for key in ("image_grid_thw", "video_grid_thw", "second_per_grid_ts")
-        if key in inputs
-    }
-    positions, _ = causal_lm(model).model.get_rope_index(
-        ids,
-        mm_token_type_ids=inputs["mm_token_type_ids"].to(device),
-        attention_mask=inputs["attention_mask"].to(device),
-        **grids,
-    )
-    return positions
+    return family_of_model(model).rope_index(model, inputs, device)
 
 
 @contextmanager
 def cache_under_checkpointing(model: Any) -> Iterator[None]:
     """Let checkpointed decoder layers keep our cache (transformers drops a cache in checkpointed
     layers unless the layer says it only reads it; ours are read-only or first-write-wins)."""
-    layers = list(causal_lm(model).model.language_model.layers)
+    layers = family_of_model(model).decoder_layers(model)
     previous = [layer.__dict__.get("_can_checkpoint_with_cache") for layer in layers]
     for layer in layers:
         layer._can_checkpoint_with_cache = True

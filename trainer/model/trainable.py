@@ -12,32 +12,31 @@ import logging
 from typing import Any
 
 from trainer.core.config import ModelConfig
+from trainer.model.families import ModelFamily, family_of_model
 
 logger = logging.getLogger(__name__)
 
-# Module paths (suffixes, as peft matches them) inside Qwen2_5_VLForConditionalGeneration.
-VISION_TOWER = "visual"
-MERGER = "visual.merger"
 
-
-def lora_modules_to_save(cfg: ModelConfig, vision_depth: int) -> list[str]:
-    """The non-LoRA modules a LoRA run trains fully: the whole tower (merger included) with
-    ``tune_mm_vision`` and ``tune_mm_mlp``, the merger alone with ``tune_mm_mlp``, the tower's
-    patch embedding and ``vision_depth`` blocks without the merger with ``tune_mm_vision`` alone.
+def lora_modules_to_save(cfg: ModelConfig, family: ModelFamily, vision_depth: int) -> list[str]:
+    """The non-LoRA modules a LoRA run trains fully: the whole tower (mergers included) with
+    ``tune_mm_vision`` and ``tune_mm_mlp``, the family's mergers alone with ``tune_mm_mlp``, the
+    tower's patch embedding and ``vision_depth`` blocks without the mergers with ``tune_mm_vision``
+    alone (module paths as peft matches them, from the family adapter).
 
     Freezing the merger inside a trained copy of the tower would not last: peft sets a whole
     ``modules_to_save`` copy trainable again whenever adapters are re-enabled (after every
     reference forward), so the tower is then listed part by part instead."""
+    tower = family.vision_tower
     if cfg.tune_mm_vision and cfg.tune_mm_mlp:
-        return [VISION_TOWER]
+        return [tower]
     if cfg.tune_mm_vision:
-        return [f"{VISION_TOWER}.patch_embed"] + [f"{VISION_TOWER}.blocks.{i}" for i in range(vision_depth)]
+        return [f"{tower}.patch_embed"] + [f"{tower}.blocks.{i}" for i in range(vision_depth)]
     if cfg.tune_mm_mlp:
-        return [MERGER]
+        return list(family.mergers)
     return []
 
 
-def lora_config(cfg: ModelConfig, vision_depth: int) -> Any:
+def lora_config(cfg: ModelConfig, family: ModelFamily, vision_depth: int) -> Any:
     """The peft LoraConfig of ``cfg``: adapters on the language model's projections only (the
     vision tower has same-named modules), trained copies of :func:`lora_modules_to_save`."""
     from peft import LoraConfig
@@ -47,26 +46,27 @@ def lora_config(cfg: ModelConfig, vision_depth: int) -> Any:
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
-        target_modules=rf".*language_model.*\.({'|'.join(targets)})",
-        modules_to_save=lora_modules_to_save(cfg, vision_depth) or None,
+        target_modules=family.lora_target_regex(targets),
+        modules_to_save=lora_modules_to_save(cfg, family, vision_depth) or None,
         task_type="CAUSAL_LM",
     )
 
 
 def set_trainable(model: Any, cfg: ModelConfig) -> Any:
-    """Freeze or unfreeze the language model, the merger MLP and the vision tower; with
+    """Freeze or unfreeze the language model, the merger MLP(s) and the vision tower; with
     ``lora_enable`` wrap the language model's linear layers in peft LoRA adapters instead of
     training them fully. Returns the (possibly peft-wrapped) model."""
-    core = model.model
-    core.visual.requires_grad_(cfg.tune_mm_vision)
-    # The merger belongs to the vision tower's module tree; set it after the tower.
-    core.visual.merger.requires_grad_(cfg.tune_mm_mlp)
-    core.language_model.requires_grad_(cfg.tune_mm_llm and not cfg.lora_enable)
+    family = family_of_model(model)
+    family.vision_tower_of(model).requires_grad_(cfg.tune_mm_vision)
+    # The mergers belong to the vision tower's module tree; set them after the tower.
+    for merger in family.merger_modules(model):
+        merger.requires_grad_(cfg.tune_mm_mlp)
+    family.language_model_of(model).requires_grad_(cfg.tune_mm_llm and not cfg.lora_enable)
     model.lm_head.requires_grad_(cfg.tune_mm_llm and not cfg.lora_enable)
     if cfg.lora_enable:
         from peft import get_peft_model
 
-        model = get_peft_model(model, lora_config(cfg, len(core.visual.blocks)))
+        model = get_peft_model(model, lora_config(cfg, family, family.vision_depth(model)))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     logger.info("trainable parameters: %d of %d (%.2f%%)", trainable, total, 100 * trainable / max(total, 1))

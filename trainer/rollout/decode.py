@@ -37,6 +37,7 @@ from transformers import DynamicCache
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
 from trainer.model import prefix
+from trainer.model.families import family_of_model
 
 # The generation settings this loop implements exactly as ``generate`` does.
 LEAN_KEYS = frozenset(
@@ -55,7 +56,6 @@ LEAN_KEYS = frozenset(
 )
 _REQUIRED = ("max_new_tokens", "do_sample", "eos_token_id", "pad_token_id")
 # Prompt inputs the 3-D rope positions are computed from.
-ROPE_KEYS = ("attention_mask", "mm_token_type_ids", "image_grid_thw", "video_grid_thw", "second_per_grid_ts")
 
 
 # Checkpoint generation_config entries the loop may ignore: the settings above (passed explicitly
@@ -155,8 +155,10 @@ def decode_mask(lm: Any, prompt_mask: torch.Tensor, new_tokens: int) -> torch.Te
 def generation_positions(model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """The positions (4, B, P: text row, then the three rope sections) ``generate`` gives the
     prompts (for text-only prompts they skip left padding, unlike the training forward's)."""
-    rope_inputs = {key: inputs[key] for key in ROPE_KEYS if key in inputs}
-    return prefix.causal_lm(model)._prepare_position_ids_for_generation(inputs["input_ids"], rope_inputs)
+    family = family_of_model(model)
+    keys = ("attention_mask", "mm_token_type_ids", *family.rope_grid_keys)
+    rope_inputs = {key: inputs[key] for key in keys if key in inputs}
+    return family.generation_positions(model, inputs["input_ids"], rope_inputs)
 
 
 def _prefill(
@@ -186,7 +188,7 @@ def _decode(
 ) -> torch.Tensor:
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
     lm = prefix.causal_lm(model)
-    text = lm.model.language_model
+    text = family_of_model(model).language_model_of(model)
     positions = generation_positions(model, inputs)
     logits, cache = _prefill(model, inputs, positions, group_size)
     rows, new = logits.shape[0], int(kwargs["max_new_tokens"])

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from trainer.core.errors import ConfigError
+from trainer.model.families import ModelFamily, family_for
 from trainer.model.full_weights import full_weights, weight_sharding
 from trainer.rollout.hf import PromptBatch, RolloutBatch
 
@@ -67,11 +68,15 @@ def require_vllm() -> Any:
     return vllm
 
 
-def check_servable(model_config: Any, on_cuda: bool) -> None:
-    """Raise a ConfigError, before any engine starts, for a model vLLM cannot serve here."""
+def check_servable(model_config: Any, on_cuda: bool) -> ModelFamily:
+    """The model's family; a ConfigError, before any engine starts, for a model vLLM cannot serve here."""
+    family = family_for(getattr(model_config, "model_type", None), "rollout_backend: vllm")
     archs = list(getattr(model_config, "architectures", None) or [])
-    if "Qwen2_5_VLForConditionalGeneration" not in archs:
-        raise ConfigError(f"rollout_backend: vllm serves Qwen2_5_VLForConditionalGeneration, not {archs}")
+    if family.vllm_architecture not in archs:
+        raise ConfigError(
+            f"rollout_backend: vllm serves a {family.name} checkpoint as {family.vllm_architecture}, "
+            f"but its config.json says architectures {archs}"
+        )
     text = getattr(model_config, "text_config", model_config)
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     if not on_cuda and head_dim not in (sizes := _cpu_head_dims()):
@@ -80,6 +85,7 @@ def check_servable(model_config: Any, on_cuda: bool) -> None:
             f"(it has {', '.join(map(str, sizes))}); the embedded tiny model has 16 - use "
             "assets/tiny-qwen2.5-vl-hd64, or rollout_backend: hf"
         )
+    return family
 
 
 def _cpu_head_dims() -> tuple[int, ...]:
@@ -89,44 +95,6 @@ def _cpu_head_dims() -> tuple[int, ...]:
         return tuple(CPUAttentionBackend.get_supported_head_sizes())
     except (ImportError, AttributeError):  # moved in another vLLM version: the 0.32 list
         return CPU_HEAD_DIMS
-
-
-def _transformers_mrope_positions(self: Any, input_tokens: list[int], mm_features: list) -> tuple:
-    """vLLM's ``get_mrope_input_positions`` computed with transformers 5.x's rule.
-
-    transformers 5.x (checked: 5.19, 5.24) continues the text after an image or video at
-    ``start + max(h, w)`` (merged grid), ignoring the temporal span; vLLM 0.32, like Qwen's original
-    code, continues at the largest vision position + 1. For a video of 4 temporal steps at
-    ``tokens_per_second * second_per_grid_ts = 1`` on a 2x2 grid the text after it starts 2
-    positions apart, so every token after the video was scored differently (0.3 nats mean on the
-    tiny model). The trainer's forward is what GRPO optimises, so the sampler follows it.
-    """
-    import numpy as np
-
-    pieces: list = []
-    st = current = 0
-    for offset, t, h, w, t_factor in self.iter_mm_grid_thw(mm_features):
-        text_len = offset - st
-        pieces.append(np.broadcast_to(np.arange(text_len), (3, text_len)) + current)
-        current += text_len
-        grid = np.indices((t, h, w))
-        if t_factor != 1.0:
-            grid[0] = (grid[0] * t_factor).astype(np.int64)
-        pieces.append(grid.reshape(3, -1) + current)
-        current += max(h, w)
-        st = offset + t * h * w
-    if st < len(input_tokens):
-        text_len = len(input_tokens) - st
-        pieces.append(np.broadcast_to(np.arange(text_len), (3, text_len)) + current)
-    positions = np.concatenate(pieces, axis=1).reshape(3, -1)
-    return torch.from_numpy(positions), int(positions.max() + 1 - len(input_tokens))
-
-
-def _follow_transformers_positions() -> None:
-    """Make vLLM's Qwen2.5-VL place text after vision tokens as transformers does (see above)."""
-    from vllm.model_executor.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
-
-    Qwen2_5_VLForConditionalGeneration.get_mrope_input_positions = _transformers_mrope_positions
 
 
 class _DropRepeatedNotices(logging.Filter):
@@ -231,7 +199,7 @@ class VLLMRollouts:
         from transformers import AutoConfig
 
         on_cuda = torch.cuda.is_available()
-        check_servable(AutoConfig.from_pretrained(model_path), on_cuda)
+        family = check_servable(AutoConfig.from_pretrained(model_path), on_cuda)
         self.processor = processor
         self._seed = seed
         self.sharding = sharding
@@ -242,7 +210,7 @@ class VLLMRollouts:
         if os.path.isdir(model_path):
             # A local folder: nothing to fetch, and vLLM's hub look-ups would wait on the network.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        _follow_transformers_positions()
+        family.prepare_vllm()
         for name in _NOISY_LOGGERS:
             logging.getLogger(name).addFilter(_NOTICE_FILTER)  # a no-op when already added
         start = time.perf_counter()

@@ -22,9 +22,11 @@ from typing import Any
 
 from trainer.core.config import TrainConfig
 from trainer.core.errors import ConfigError
-from trainer.core.paths import default_workspace, is_missing_local_path, resolve_repo_path
+from trainer.core.paths import default_workspace, is_hub_id, is_missing_local_path, resolve_repo_path
+from trainer.core.video_config import VideoConfig
 from trainer.data import load_dataset_use
 from trainer.data.prompts import NO_THINK, THINK
+from trainer.model.families import ModelFamily, family_of_model, family_of_path
 from trainer.step.cost import MemoryEstimate, ModelShape, memory_estimate, sequences_per_step
 
 logger = logging.getLogger(__name__)
@@ -123,6 +125,26 @@ def check_model_path(model_name_or_path: str) -> str:
     return path
 
 
+def check_model_family(model_path: str, video: VideoConfig) -> ModelFamily | None:
+    """The checkpoint's family (ConfigError listing the supported ones when its ``model_type`` is
+    not), and the pixel knobs against its visual token; None for a hub id not in the local cache,
+    which transformers resolves when it loads."""
+    if not os.path.isdir(model_path) and is_hub_id(model_path):
+        try:
+            from transformers import AutoConfig
+
+            AutoConfig.from_pretrained(model_path, local_files_only=True)
+        except (OSError, ValueError):
+            return None
+    family = family_of_path(model_path)
+    if video.min_pixels < family.pixels_per_token:
+        raise ConfigError(
+            f"min_pixels ({video.min_pixels}) must be >= {family.pixels_per_token}: one visual token of "
+            f"{family.name} covers {family.pixels_per_token} pixels"
+        )
+    return family
+
+
 def check_vllm_model(model_path: str) -> None:
     """A local model folder vLLM cannot serve here (architecture, or a head size its CPU attention
     has no kernel for) is refused now, not when the trainer starts its engine. Needs no vLLM in
@@ -143,6 +165,7 @@ def check_launch(cfg: TrainConfig) -> LaunchCheck:
     """
     workspace = Path(cfg.data.workspace) if cfg.data.workspace else default_workspace()
     model_path = check_model_path(cfg.model.model_name_or_path)
+    check_model_family(model_path, cfg.video)
     train = load_dataset_use(cfg.data.dataset_use, workspace, cfg.run.seed, check_videos=False)
     train_modes = tuple(sorted({r.mode for r in train}))
     eval_count = 0
@@ -242,8 +265,9 @@ def step_cost(
     import torch
 
     mask = inputs["attention_mask"]
-    video_id = processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")
-    image_id = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    family = family_of_model(model)
+    video_id = processor.tokenizer.convert_tokens_to_ids(family.video_token)
+    image_id = processor.tokenizer.convert_tokens_to_ids(family.image_token)
     visual = torch.isin(inputs["input_ids"], torch.tensor([video_id, image_id])) & mask.bool()
     prompt_tokens = float(mask.sum(dim=1).float().mean())
     g, o = cfg.grpo, cfg.optim

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from trainer.model import prefix
+from trainer.model.families import family_of_model
 from trainer.rollout.hf import RolloutBatch
 
 
@@ -47,25 +48,19 @@ def sequence_inputs(rollout: RolloutBatch, device: torch.device | str) -> dict[s
 
 def shared_vision_outputs(model: Any, rollout: RolloutBatch, device: torch.device | str) -> dict[str, Any]:
     """Vision features of each prompt's video/image computed once and repeated for its G rows."""
-    from transformers.modeling_outputs import BaseModelOutputWithPooling
-
     g = rollout.group_size
     p = rollout.prompt.inputs
     # The outer model's methods: under FSDP2 they gather the root's weights first
     # (trainer.model.reference.register_vision_methods).
-    core = prefix.causal_lm(model)
+    family = family_of_model(model)
     outputs: dict[str, Any] = {}
-    for kind, pixels_key, grid_key, encode in (
-        ("video", "pixel_values_videos", "video_grid_thw", core.get_video_features),
-        ("image", "pixel_values", "image_grid_thw", core.get_image_features),
+    for kind, pixels_key, grid_key in (
+        ("video", "pixel_values_videos", "video_grid_thw"),
+        ("image", "pixel_values", "image_grid_thw"),
     ):
         if pixels_key in p:
-            features = encode(
-                p[pixels_key].to(device), p[grid_key].to(device), return_dict=True
-            ).pooler_output
-            outputs[kind] = BaseModelOutputWithPooling(
-                pooler_output=tuple(f for f in features for _ in range(g))
-            )
+            features = family.encode_vision(model, kind, p[pixels_key].to(device), p[grid_key].to(device))
+            outputs[kind] = family.vision_outputs(tuple(f for f in features for _ in range(g)))
     return outputs
 
 
