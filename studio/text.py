@@ -4,7 +4,7 @@ from __future__ import annotations
 
 TITLE = "Video GRPO Studio"
 SUBTITLE = (
-    "Turn a Qwen2.5-VL model into a better video reasoner with GRPO: bring a video multiple-choice "
+    "Turn a Qwen vision-language model into a better video reasoner with GRPO: bring a video multiple-choice "
     "dataset, train, watch the rewards climb, compare runs, chat with the result."
 )
 

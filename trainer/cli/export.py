@@ -4,8 +4,8 @@
 
 A LoRA checkpoint holds only the adapters and the modules trained fully (merger, vision tower);
 ``--merge`` loads it onto its base model with peft, folds the adapters in and writes the full
-weights (safetensors) with the processor files, so ``Qwen2_5_VLForConditionalGeneration.from_pretrained``
-and vLLM load DIR without peft. A full checkpoint is written out the same way.
+weights (safetensors) with the processor files, so the family's transformers class
+(``from_pretrained``) and vLLM load DIR without peft. A full checkpoint is written out the same way.
 """
 
 from __future__ import annotations

@@ -35,7 +35,9 @@ class ModelConfig:
 
     model_name_or_path: str = field(
         default=str(TINY_MODEL_DIR),
-        metadata=_help("Hub id (e.g. Qwen/Qwen2.5-VL-3B-Instruct) or local path of a Qwen2.5-VL model."),
+        metadata=_help(
+            "Hub id (e.g. Qwen/Qwen2.5-VL-3B-Instruct) or local path of a model of a supported family."
+        ),
     )
     bf16: bool = field(default=False, metadata=_help("Train in bfloat16 (GPUs with bf16 support)."))
     gradient_checkpointing: bool = field(

@@ -1,4 +1,4 @@
-"""Chat messages (with videos/images) -> the tensors Qwen2.5-VL's forward and generate take."""
+"""Chat messages (with videos/images) -> the tensors a Qwen VL model's forward and generate take."""
 
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ def chat_messages(
     image: str | None = None,
     vision_kwargs: Mapping[str, object] | None = None,
 ) -> list[dict]:
-    """Qwen2.5-VL chat messages for one question, in the form ``process_vision_info`` reads.
+    """Qwen VL chat messages for one question, in the form ``process_vision_info`` reads.
 
     ``vision_kwargs`` are qwen-vl-utils' per-item knobs (fps, min_pixels, max_pixels, total_pixels,
     max_frames) copied into the video/image entry.

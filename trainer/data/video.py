@@ -1,4 +1,4 @@
-"""Video and image decoding for Qwen2.5-VL, through qwen-vl-utils.
+"""Video and image decoding for the Qwen VL families, through qwen-vl-utils.
 
 qwen-vl-utils owns frame sampling (``fps`` / ``max_frames``) and resizing (``min_pixels``,
 ``max_pixels``, ``total_pixels``) exactly as the Qwen team trains with; this module only turns its
@@ -138,7 +138,7 @@ def fetch_vision(
     """Decode every image and video in chat messages with qwen-vl-utils (``cache`` keeps the
     results for the next time the same element, with the same knobs, comes by).
 
-    Returns ``(images, videos, video_kwargs)`` in the form the Qwen2.5-VL processor takes:
+    Returns ``(images, videos, video_kwargs)`` in the form the Qwen VL processors take:
     ``processor(text=..., images=images, videos=[v for v, _ in videos],
     video_metadata=[m for _, m in videos], do_resize=False, **video_kwargs)``.
     Raises DataError naming the file when one cannot be read.

@@ -20,7 +20,7 @@ model, not the process's shard. How to get it depends on who holds the parameter
 The gathers are collectives: every process must read the weights at the same time, in the same
 order (the loop syncs every engine after every step on every process).
 
-Names come out as a plain ``Qwen2_5_VLForConditionalGeneration`` state dict names them (peft's
+Names come out as a plain ``...ForConditionalGeneration`` state dict names them (peft's
 prefixes and adapter tensors removed, adapters merged), which is what vLLM's loader reads.
 """
 

@@ -3,7 +3,7 @@
 Why not ``generate``: on a small language model a decode step is mostly framework overhead, not
 arithmetic. Profiled on the tiny model (1 thread, G=4, 64 new tokens), ``generate`` spent ~3 ms per
 new token, of which the decoder layers took ~1.3 ms; the rest was per-step glue: recomputing the
-rotary embedding and the causal mask, the Qwen2.5-VL wrapper's rope-index bookkeeping and
+rotary embedding and the causal mask, the VLM wrapper's rope-index bookkeeping and
 ``prepare_inputs_for_generation``, the logits processors (``isin`` and ``where`` per processor per
 step) and autograd bookkeeping. This loop does that work once:
 

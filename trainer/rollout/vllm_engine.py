@@ -135,7 +135,7 @@ def _cpu_engine_settings(memory_fraction: float) -> dict[str, Any]:
 def frames_from_patches(
     pixels: torch.Tensor, grid_thw: torch.Tensor, patch_size: int, merge_size: int, temporal_patch_size: int
 ) -> list[torch.Tensor]:
-    """Undo Qwen2-VL's patchify: flat patches (sum_i t*h*w, C*tp*p*p) -> one (t*tp, C, h*p, w*p)
+    """Undo the Qwen-VL processors' patchify: flat patches (sum_i t*h*w, C*tp*p*p) -> one (t*tp, C, h*p, w*p)
     tensor of (normalised) frames per row of ``grid_thw`` (num_videos, 3).
 
     The processor views frames as (t, tp, C, h/m, m, p, w/m, m, p) and permutes them to
@@ -350,7 +350,7 @@ class VLLMRollouts:
         """Copy the policy's current, full weights into the engine (after every optimiser step).
 
         Under ZeRO-3 and FSDP2 they are gathered (:mod:`trainer.model.full_weights`), a collective every
-        process joins; LoRA adapters are merged for the copy, so vLLM gets a plain Qwen2.5-VL
+        process joins; LoRA adapters are merged for the copy, so vLLM gets a plain
         state dict."""
         start = time.perf_counter()
         with full_weights(policy, self.sharding) as weights:
