@@ -30,16 +30,38 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from trainer.core import metrics_keys as mk  # noqa: E402
-from trainer.core.config import build_config, load_yaml, merge  # noqa: E402
+from trainer.core.config import TrainConfig, build_config, load_yaml, merge  # noqa: E402
 from trainer.core.paths import REPO_ROOT, resolve_repo_path  # noqa: E402
 from trainer.data import load_dataset_use  # noqa: E402
-from trainer.eval.evaluate import evaluate  # noqa: E402
+from trainer.eval.evaluate import EvalResult, evaluate  # noqa: E402
 from trainer.model.loading import generation_kwargs, load_policy  # noqa: E402
 from trainer.run.launch import accelerate_cpu_command  # noqa: E402
 from trainer.rundb import ENDED_EARLY_EVENT, RunStore  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    workspace = Path(tempfile.mkdtemp(prefix="vgrpo-learning-"))
+    cfg = _config(args, workspace)
+
+    before = _evaluate_before(cfg, workspace, args.eval_records)
+    print(f"before: accuracy {before.accuracy:.3f}, format {before.format_rate:.3f}", flush=True)
+    log_path = out / f"train_seed{args.seed}.log"
+    returncode, seconds = _train(cfg, workspace, args.processes, log_path)
+    if returncode != 0:
+        print(f"training failed (exit {returncode}); see {log_path}", file=sys.stderr)
+        return 1
+    store = RunStore(cfg.run.db or f"sqlite:///{workspace / 'runs.db'}")
+    _report(store, out, args.seed, before.accuracy, seconds)
+    return 0
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -63,15 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
     parser.add_argument("--processes", type=int, default=2, help="training processes (accelerate, gloo)")
     parser.add_argument("--out", default=str(REPO_ROOT / "bench" / "out" / "learning"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    return parser.parse_args(argv)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    workspace = Path(tempfile.mkdtemp(prefix="vgrpo-learning-"))
-    cfg = build_config(
+
+def _config(args: argparse.Namespace, workspace: Path) -> TrainConfig:
+    """The run's config: --config with the benchmark's budget, cadence and seed, in ``workspace``."""
+    return build_config(
         merge(
             load_yaml(args.config),
             {
@@ -90,34 +109,40 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
 
-    # Before: the warm-started model, greedy, on the held-out split.
-    model, processor = load_policy(resolve_repo_path(cfg.model.model_name_or_path))
-    eval_records = load_dataset_use(cfg.data.eval_dataset_use, workspace, cfg.run.seed)[: args.eval_records]
-    greedy = generation_kwargs(processor, cfg.grpo.generation_max_length, do_sample=False)
-    before = evaluate(model, processor, eval_records, cfg.video, greedy)
-    del model
-    print(f"before: accuracy {before.accuracy:.3f}, format {before.format_rate:.3f}", flush=True)
 
-    # Train through the real command line, as a user would: `accelerate launch` with --processes
-    # CPU processes (gloo DDP; on 2 cores two 1-thread processes step ~1.8x faster than one
-    # 2-thread process), and read the results back from the run database.
+def _evaluate_before(cfg: TrainConfig, workspace: Path, eval_records: int) -> EvalResult:
+    """The warm-started model, greedy, on the first ``eval_records`` of the held-out split."""
+    model, processor = load_policy(resolve_repo_path(cfg.model.model_name_or_path))
+    records = load_dataset_use(cfg.data.eval_dataset_use, workspace, cfg.run.seed)[:eval_records]
+    greedy = generation_kwargs(processor, cfg.grpo.generation_max_length, do_sample=False)
+    before = evaluate(model, processor, records, cfg.video, greedy)
+    del model
+    return before
+
+
+def _train(cfg: TrainConfig, workspace: Path, processes: int, log_path: Path) -> tuple[int, float]:
+    """Train through the real command line, as a user would; returns its exit code and wall seconds.
+
+    `accelerate launch` with ``processes`` CPU processes (gloo DDP; on 2 cores two 1-thread
+    processes step ~1.8x faster than one 2-thread process); the results go to the run database.
+    """
     config_path = workspace / "learning.yaml"
     config_path.write_text(cfg.to_yaml())
     train_cmd = ["-m", "trainer.cli", "train", "--config", str(config_path)]
-    if args.processes > 1:
-        cmd = accelerate_cpu_command(args.processes, train_cmd)
+    if processes > 1:
+        cmd = accelerate_cpu_command(processes, train_cmd)
     else:
         cmd = [sys.executable, *train_cmd]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     start = time.perf_counter()
-    log_path = out / f"train_seed{args.seed}.log"
     with log_path.open("w") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        print(f"training failed (exit {proc.returncode}); see {log_path}", file=sys.stderr)
-        return 1
-    store = RunStore(cfg.run.db or f"sqlite:///{workspace / 'runs.db'}")
+    return proc.returncode, time.perf_counter() - start
+
+
+def _report(store: RunStore, out: Path, seed: int, before: float, seconds: float) -> None:
+    """The run's results, read back from ``store``: held-out accuracies, early end, the curve
+    (CSV + HTML under ``out``) and the final ``learning:`` line."""
     [run] = store.list_runs()
     series = store.metrics_since(run.id)
     steps = list(series[mk.ACCURACY_REWARD].steps)
@@ -146,8 +171,16 @@ def main(argv: list[str] | None = None) -> int:
         if event.kind == ENDED_EARLY_EVENT:
             print(f"ended early: {event.message}")
 
-    curve = out / f"curve_seed{args.seed}.csv"
-    with curve.open("w", newline="") as f:
+    curve = out / f"curve_seed{seed}.csv"
+    _write_curve(history, curve)
+    _plot(history, before, after, out / f"curve_seed{seed}.png")
+    print(f"steps {len(history)}, mean step {seconds / max(len(history), 1):.3f}s, curve {curve}")
+    print(f"learning: before={before:.3f} after={after:.3f} format={final_format:.3f} seconds={seconds:.0f}")
+
+
+def _write_curve(history: list[dict], path: Path) -> None:
+    """One CSV row a step: train rewards, KL, step time and (where evaluated) held-out accuracy."""
+    with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["step", "accuracy_reward", "format_reward", "kl", "step_s", "eval_accuracy"])
         for h in history:
@@ -161,13 +194,6 @@ def main(argv: list[str] | None = None) -> int:
                     h.get(mk.EVAL_ACCURACY, ""),
                 ]
             )
-    _plot(history, before.accuracy, after, out / f"curve_seed{args.seed}.png")
-    print(f"steps {len(history)}, mean step {seconds / max(len(history), 1):.3f}s, curve {curve}")
-    print(
-        f"learning: before={before.accuracy:.3f} after={after:.3f} "
-        f"format={final_format:.3f} seconds={seconds:.0f}"
-    )
-    return 0
 
 
 def _plot(history: list[dict], before: float, after: float, path: Path) -> None:

@@ -1,9 +1,9 @@
 """The GRPO training loop: sample a group per question, score, compute advantages, update.
 
-Read it top to bottom: ``train`` sets up (accelerate, model, reference, data, run database) and
-runs ``grpo_step`` (``trainer.step.context``: rollout phase, update phase, step metrics) until done, saving
-checkpoints and evaluating on the way. The math lives in ``trainer.update.grpo``, the rewards in
-``trainer.score.rewards``; this file only wires them together.
+Read it top to bottom: ``train`` sets up (accelerate, model, reference, data: ``trainer.run.startup``;
+the run database) and runs ``grpo_step`` (``trainer.step.context``: rollout phase, update phase, step
+metrics) until done, saving checkpoints and evaluating on the way. The math lives in
+``trainer.update.grpo``, the rewards in ``trainer.score.rewards``; this file only wires them together.
 Everything distributed goes through accelerate (DDP, DeepSpeed, FSDP from ``accelerate launch``).
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -24,25 +23,16 @@ import torch
 
 from trainer.core import metrics_keys as mk
 from trainer.core.config import RunConfig, TrainConfig
-from trainer.core.errors import ConfigError, StudioError
-from trainer.core.paths import default_db_url, default_workspace, resolve_repo_path
-from trainer.data import load_dataset_use
-from trainer.data.sampler import next_batch, total_steps
+from trainer.core.errors import StudioError
+from trainer.core.paths import default_db_url, default_workspace
+from trainer.data.sampler import next_batch
 from trainer.data.video import DecodeCache
 from trainer.eval.evaluate import EvalResult, evaluate
-from trainer.model.loading import generation_kwargs, load_policy
-from trainer.model.reference import (
-    accelerator_kwargs,
-    check_dynamic_sampling,
-    check_engine,
-    configure_deepspeed,
-    prepare_reference,
-    register_vision_methods,
-)
-from trainer.model.trainable import set_trainable, trainable_parameters
 from trainer.rollout.vllm_engine import attach_sampler
 from trainer.run.checkpoint import TrainerState, read_state, resolve_resume, save_checkpoint, start_state
 from trainer.run.reporting import make_reporter
+from trainer.run.startup import build_step_context, load_records, make_accelerator, planned_steps
+from trainer.run.startup import check_reference_loading as _check_reference_loading  # noqa: F401  (tests)
 from trainer.rundb import (
     ENDED_EARLY_EVENT,
     MetricsWriter,
@@ -52,7 +42,7 @@ from trainer.rundb import (
     RunStore,
     run_lifecycle,
 )
-from trainer.step.context import MicroBatch, StepContext, all_agree
+from trainer.step.context import MicroBatch, all_agree
 from trainer.step.grpo_step import grpo_step
 from trainer.step.update_phase import backward as _backward  # noqa: F401  (tests import it from here)
 
@@ -125,16 +115,7 @@ def train(
 ) -> TrainOutcome:
     """Run GRPO training as ``cfg`` says. ``attach_run_id`` continues a run row the studio created
     (status queued) instead of creating one. Returns where the results are."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    accelerator = Accelerator(mixed_precision="bf16" if cfg.model.bf16 else "no", **accelerator_kwargs())
-    check_engine(accelerator)
-    check_dynamic_sampling(accelerator, cfg.grpo.dynamic_sampling)
-    configure_deepspeed(accelerator, cfg.optim.per_device_train_batch_size)
-    set_seed(cfg.run.seed)
-    if cfg.run.num_threads:
-        torch.set_num_threads(cfg.run.num_threads)
+    accelerator = make_accelerator(cfg)
     workspace = Path(cfg.data.workspace) if cfg.data.workspace else default_workspace()
     run_name = cfg.run.run_name or time.strftime("grpo-%Y%m%d-%H%M%S")
     output_dir = Path(cfg.run.output_dir) if cfg.run.output_dir else workspace / "outputs" / run_name
@@ -205,11 +186,10 @@ def _train(
     stop: StopRequested,
 ) -> TrainOutcome:
     cache = DecodeCache(cfg.data.video_cache_mb) if cfg.data.video_cache_mb else None
-    records, eval_records = _load_records(cfg, workspace)
+    records, eval_records = load_records(cfg, workspace)
     world = accelerator.num_processes
-    per_step = cfg.optim.per_device_train_batch_size * cfg.optim.gradient_accumulation_steps * world
-    steps = total_steps(len(records), per_step, cfg.optim.num_train_epochs, cfg.optim.max_steps)
-    ctx, greedy_kwargs = _step_context(accelerator, cfg, steps, cache)
+    steps = planned_steps(cfg, len(records), world)
+    ctx, greedy_kwargs = build_step_context(accelerator, cfg, steps, cache)
     model, processor = ctx.model, ctx.processor
 
     state = start_state(accelerator, model, str(run_id or ""), steps, resume_path)
@@ -224,6 +204,9 @@ def _train(
     def draw() -> list[Any]:
         """This process's share of the next per-step batch in the data order (moves the position)."""
         return _draw(records, cfg, state, accelerator.process_index, world)
+
+    def evaluate_policy() -> EvalResult | None:
+        return _evaluate(accelerator, model, processor, eval_records, cfg, greedy_kwargs, cache)
 
     ctx.refill = draw
     try:
@@ -244,44 +227,38 @@ def _train(
                 progress(state.step, steps, metrics)
 
             should_stop = all_agree(accelerator, stop.requested)
-            ended_early = None
-            if _out_of_time(accelerator, cfg, started):
-                ended_early = f"max_train_seconds {cfg.run.max_train_seconds:g} reached at step {state.step}"
-            elif (reached := accuracy_plateau(history, cfg.run)) is not None:
-                ended_early = (
-                    f"mean accuracy reward {reached:.3f} over the last {cfg.run.early_stop_window} "
-                    f"steps reached early_stop_accuracy {cfg.run.early_stop_accuracy} at step {state.step}"
-                )
+            ended_early = _early_end_reason(accelerator, cfg, history, started, state.step)
             if ended_early and state.step < steps:
                 logger.info("%s: finishing", ended_early)
                 if store is not None and run_id is not None and accelerator.is_main_process:
                     store.add_event(run_id, ENDED_EARLY_EVENT, ended_early)
                 steps = state.step
             if cfg.run.eval_steps and state.step % cfg.run.eval_steps == 0 and state.step < steps:
-                result = _evaluate(accelerator, model, processor, eval_records, cfg, greedy_kwargs, cache)
-                if result is not None:
-                    history[-1].update(_eval_metrics(result))
-                    if writer is not None:
-                        writer.log_metrics(state.step, _eval_metrics(result))
+                _record_evaluation(evaluate_policy(), history[-1], writer, state.step)
             if state.step % cfg.run.save_steps == 0 or state.step == steps or should_stop:
                 final_ckpt = _save(
                     accelerator, model, processor, state, cfg, output_dir, store, run_id, metrics
                 )
             if should_stop:
                 raise RunAborted("stopped by SIGTERM after saving a checkpoint")
-        eval_result = _evaluate(accelerator, model, processor, eval_records, cfg, greedy_kwargs, cache)
+        eval_result = evaluate_policy()
         if eval_result is not None and store is not None and run_id is not None and final_ckpt is not None:
             _store_final_evaluation(store, run_id, cfg, eval_result, writer, state.step)
-    finally:
-        if writer is not None:
-            writer.close()
-        if reporter is not None:
-            reporter.close()
-        if sync_sampler is not None:  # the vLLM engine: shut down after the last collective
-            ctx.sampler.close()
+    finally:  # the vLLM engine (with a sync_sampler) is shut down after the last collective
+        _close(writer, reporter, ctx.sampler if sync_sampler is not None else None)
     return TrainOutcome(
         run_id, output_dir, state.step, final_ckpt, eval_result, history, accelerator.unwrap_model(model)
     )
+
+
+def _close(writer: MetricsWriter | None, reporter: Any, sampler: Any) -> None:
+    """Close the metrics writer, the tracker reporter and the vLLM sampler, those that exist."""
+    if writer is not None:
+        writer.close()
+    if reporter is not None:
+        reporter.close()
+    if sampler is not None:
+        sampler.close()
 
 
 def _reporter(accelerator: Any, cfg: TrainConfig, output_dir: Path) -> Any:
@@ -312,6 +289,22 @@ def _out_of_time(accelerator: Any, cfg: TrainConfig, started: float) -> bool:
     return bool(limit) and all_agree(accelerator, time.perf_counter() - started >= limit)
 
 
+def _early_end_reason(
+    accelerator: Any, cfg: TrainConfig, history: list[dict[str, float]], started: float, step: int
+) -> str | None:
+    """Why the run ends after ``step`` before its planned last step (``max_train_seconds`` passed,
+    or ``early_stop_accuracy`` reached), or None. The same on every process: the time check is a
+    collective, and the accuracy window holds means over processes."""
+    if _out_of_time(accelerator, cfg, started):
+        return f"max_train_seconds {cfg.run.max_train_seconds:g} reached at step {step}"
+    if (reached := accuracy_plateau(history, cfg.run)) is not None:
+        return (
+            f"mean accuracy reward {reached:.3f} over the last {cfg.run.early_stop_window} "
+            f"steps reached early_stop_accuracy {cfg.run.early_stop_accuracy} at step {step}"
+        )
+    return None
+
+
 def _draw(records: list[Any], cfg: TrainConfig, state: TrainerState, rank: int, world: int) -> list[Any]:
     """Process ``rank``'s share of the next per-step batch in the data order; moves ``state``'s
     epoch and position."""
@@ -319,75 +312,6 @@ def _draw(records: list[Any], cfg: TrainConfig, state: TrainerState, rank: int, 
         len(records), cfg.optim.per_device_train_batch_size * world, cfg.run.seed, state.epoch, state.position
     )
     return [records[i] for i in idx[rank::world]]
-
-
-def _load_records(cfg: TrainConfig, workspace: Path) -> tuple[list[Any], list[Any]]:
-    """The training records and the (possibly capped) evaluation records."""
-    records = load_dataset_use(cfg.data.dataset_use, workspace, cfg.run.seed)
-    eval_records = (
-        load_dataset_use(cfg.data.eval_dataset_use, workspace, cfg.run.seed)
-        if cfg.data.eval_dataset_use
-        else []
-    )
-    if cfg.data.eval_max_records:
-        eval_records = eval_records[: cfg.data.eval_max_records]
-    return records, eval_records
-
-
-def _step_context(
-    accelerator: Any, cfg: TrainConfig, steps: int, cache: DecodeCache | None
-) -> tuple[StepContext, dict[str, Any]]:
-    """Policy, reference, optimiser and scheduler, prepared by accelerate, as the steps' context;
-    and the greedy generation settings evaluation uses."""
-    from transformers import get_scheduler
-
-    g = cfg.grpo
-    _check_reference_loading(g.grpo_beta > 0 and not cfg.model.lora_enable)
-    dtype = "bf16" if cfg.model.bf16 else None
-
-    def load() -> tuple[Any, Any]:
-        path = resolve_repo_path(cfg.model.model_name_or_path)
-        return load_policy(path, dtype=dtype, attn_implementation=cfg.model.attn_implementation)
-
-    model, processor = load()
-    if cfg.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
-    ref_model = None
-    if g.grpo_beta > 0 and not cfg.model.lora_enable:
-        # The frozen reference is the policy as loaded (the GRPO paper's pi_ref).
-        ref_model = prepare_reference(accelerator, model, lambda: load()[0])
-    model = set_trainable(model, cfg.model)
-    optimizer = torch.optim.AdamW(
-        trainable_parameters(model),
-        lr=cfg.optim.learning_rate,
-        betas=(cfg.optim.adam_beta1, cfg.optim.adam_beta2),
-        weight_decay=cfg.optim.weight_decay,
-        # One kernel per parameter instead of ~10 ops (as transformers' Trainer defaults to since
-        # torch 2.8); DeepSpeed wraps the optimiser in its own partitioned update, so not there.
-        fused=accelerator.distributed_type.name != "DEEPSPEED",
-    )
-    updates = steps * g.num_iterations
-    scheduler = get_scheduler(
-        cfg.optim.lr_scheduler_type,
-        optimizer,
-        num_warmup_steps=int(cfg.optim.warmup_ratio * updates),
-        num_training_steps=updates,
-    )
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    register_vision_methods(model)
-    sample_kwargs = generation_kwargs(
-        processor, g.generation_max_length, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k
-    )
-    greedy_kwargs = generation_kwargs(processor, g.generation_max_length, do_sample=False)
-    if accelerator.num_processes > 1 and accelerator.distributed_type.name in ("DEEPSPEED", "FSDP"):
-        # Sharded weights are gathered layer by layer in every forward: all processes must keep
-        # stepping until the longest generation anywhere is done, or the collectives hang.
-        sample_kwargs["synced_gpus"] = greedy_kwargs["synced_gpus"] = True
-    ctx = StepContext(
-        accelerator, model, ref_model, processor, cfg, optimizer, scheduler, sample_kwargs, cache=cache
-    )
-    return ctx, greedy_kwargs
 
 
 def _log_step(
@@ -409,28 +333,6 @@ def _log_step(
             reporter.log(step, metrics)
     if step == 1 or step % cfg.run.grpo_logging_steps == 0:
         writer.log_rollouts(rollout_rows(step, micro))
-
-
-def _check_reference_loading(needs_reference: bool) -> None:
-    """Refuse FSDP's "cpu ram efficient loading" when a separate reference model is needed.
-
-    With it, transformers loads the checkpoint on local rank 0 only and leaves the other ranks'
-    weights uninitialised for FSDP to broadcast when the policy is prepared; the frozen reference is
-    a copy taken before that, never broadcast, so on those ranks it would be garbage and the KL
-    silently wrong. (The same env vars transformers reads, so the check matches what it does.)
-    """
-    from accelerate.utils import str_to_bool
-
-    fsdp = str_to_bool(os.environ.get("ACCELERATE_USE_FSDP", "false"))
-    ram_efficient = str_to_bool(os.environ.get("FSDP_CPU_RAM_EFFICIENT_LOADING", "false"))
-    if needs_reference and fsdp and ram_efficient:
-        raise ConfigError(
-            "FSDP with fsdp_cpu_ram_efficient_loading: true loads the weights on the first process "
-            "only, so the frozen reference model (grpo_beta > 0) would be uninitialised on the others. "
-            "Set fsdp_cpu_ram_efficient_loading: false in the accelerate config "
-            "(configs/accelerate_fsdp.yaml does), or use LoRA (lora_enable: the reference is then the "
-            "base model), or grpo_beta: 0."
-        )
 
 
 def rollout_rows(step: int, micro: list[MicroBatch]) -> list[Rollout]:
@@ -486,6 +388,16 @@ def _evaluate(
             result.num_records,
         )
     return result
+
+
+def _record_evaluation(
+    result: EvalResult | None, row: dict[str, float], writer: MetricsWriter | None, step: int
+) -> None:
+    """A mid-run evaluation's metrics, added to the step's history ``row`` and logged at ``step``."""
+    if result is not None:
+        row.update(_eval_metrics(result))
+        if writer is not None:
+            writer.log_metrics(step, _eval_metrics(result))
 
 
 def _store_final_evaluation(

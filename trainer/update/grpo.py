@@ -199,6 +199,54 @@ AGGREGATIONS: dict[str, Aggregation] = {
 }
 
 
+def _check_loss_args(
+    logp: torch.Tensor,
+    mask: torch.Tensor,
+    entropy: torch.Tensor | None,
+    aggregation: str,
+    alpha: float,
+    beta: float,
+    entropy_coeff: float,
+    max_completion_length: int | None,
+) -> int:
+    """Check :func:`grpo_loss`'s arguments (ValueError naming the bad one) and return dr_grpo's
+    divisor: ``max_completion_length``, or T when it is None."""
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
+    if alpha < 0 or beta < 0 or entropy_coeff < 0:
+        raise ValueError(f"alpha, beta and entropy_coeff must be >= 0, got {alpha}, {beta}, {entropy_coeff}")
+    if entropy_coeff > 0 and entropy is None:
+        raise ValueError("entropy_coeff > 0 needs the per-token entropy")
+    if entropy is not None and entropy.shape != logp.shape:
+        raise ValueError(f"entropy {tuple(entropy.shape)} does not match logp {tuple(logp.shape)}")
+    if logp.dim() != 2 or mask.shape != logp.shape:
+        raise ValueError(f"logp {tuple(logp.shape)} and mask {tuple(mask.shape)} must both be (B, T)")
+    max_len = logp.size(1) if max_completion_length is None else max_completion_length
+    if max_len < logp.size(1):
+        raise ValueError(f"max_completion_length {max_len} is shorter than the completions ({logp.size(1)})")
+    return max_len
+
+
+def _pin_padding(
+    is_real: torch.Tensor,
+    logp: torch.Tensor,
+    logp_old: torch.Tensor | None,
+    logp_ref: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The log-probs (B, T) with their padded positions (``is_real`` False) pinned to 0: ratio 1,
+    KL 0, and no gradient there.
+
+    Padding may hold anything (-inf from masked logits, stale log-probs); exp() of it would turn the
+    masked-out zeros into 0 * inf = NaN, in the loss and in the gradient. ``logp_old`` and
+    ``logp_ref`` come back detached; ``logp_old`` None becomes ``logp.detach()`` (the single-update
+    case, ratio 1), ``logp_ref`` None stays None (no reference).
+    """
+    logp = torch.where(is_real, logp, 0.0)
+    logp_old = logp.detach() if logp_old is None else torch.where(is_real, logp_old.detach(), 0.0)
+    logp_ref = None if logp_ref is None else torch.where(is_real, logp_ref.detach(), 0.0)
+    return logp, logp_old, logp_ref
+
+
 def grpo_loss(
     logp: torch.Tensor,
     logp_old: torch.Tensor | None,
@@ -235,28 +283,13 @@ def grpo_loss(
     - ``entropy``: masked mean of the per-token entropy over all real tokens (``grpo/entropy``;
       0 when ``entropy`` is not given).
     """
-    if aggregation not in AGGREGATIONS:
-        raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
-    if alpha < 0 or beta < 0 or entropy_coeff < 0:
-        raise ValueError(f"alpha, beta and entropy_coeff must be >= 0, got {alpha}, {beta}, {entropy_coeff}")
-    if entropy_coeff > 0 and entropy is None:
-        raise ValueError("entropy_coeff > 0 needs the per-token entropy")
-    if entropy is not None and entropy.shape != logp.shape:
-        raise ValueError(f"entropy {tuple(entropy.shape)} does not match logp {tuple(logp.shape)}")
-    if logp.dim() != 2 or mask.shape != logp.shape:
-        raise ValueError(f"logp {tuple(logp.shape)} and mask {tuple(mask.shape)} must both be (B, T)")
-    max_len = logp.size(1) if max_completion_length is None else max_completion_length
-    if max_len < logp.size(1):
-        raise ValueError(f"max_completion_length {max_len} is shorter than the completions ({logp.size(1)})")
+    max_len = _check_loss_args(
+        logp, mask, entropy, aggregation, alpha, beta, entropy_coeff, max_completion_length
+    )
     aggregate = AGGREGATIONS[aggregation]
     is_real = mask != 0
     mask = mask.to(logp.dtype)
-    # Padding may hold anything (-inf from masked logits, stale log-probs); exp() of it would turn the
-    # masked-out zeros into 0 * inf = NaN, in the loss and in the gradient. Pin padded positions to 0
-    # first: ratio 1, KL 0, and no gradient there.
-    logp = torch.where(is_real, logp, 0.0)
-    logp_old = logp.detach() if logp_old is None else torch.where(is_real, logp_old.detach(), 0.0)
-    logp_ref = None if logp_ref is None else torch.where(is_real, logp_ref.detach(), 0.0)
+    logp, logp_old, logp_ref = _pin_padding(is_real, logp, logp_old, logp_ref)
 
     per_token_loss, is_clipped = clipped_surrogate(logp, logp_old, alpha * advantages, eps_low, eps_high)
     policy_loss = aggregate(per_token_loss, mask, max_len)
