@@ -53,8 +53,9 @@ def base_model_of(config: Mapping[str, Any] | None) -> str | None:
 
 
 def check_model_path(path: str) -> str:
-    """A local folder must hold a ``config.json``; anything without a path separator is left to
-    transformers as a hub id. Raises ConfigError naming the path."""
+    """A local folder must hold a ``config.json`` (or, for a LoRA checkpoint, the
+    ``adapter_config.json`` load_policy merges onto its base model); anything without a path
+    separator is left to transformers as a hub id. Raises ConfigError naming the path."""
     path = (path or "").strip()
     if not path:
         raise ConfigError("no model chosen: pick a checkpoint or type a model path")
@@ -63,8 +64,8 @@ def check_model_path(path: str) -> str:
     if looks_local or path.count("/") > 1:
         if not local.is_dir():
             raise ConfigError(f"model folder not found: {local}")
-        if not (local / "config.json").is_file():
-            raise ConfigError(f"not a model folder (no config.json): {local}")
+        if not ((local / "config.json").is_file() or (local / "adapter_config.json").is_file()):
+            raise ConfigError(f"not a model folder (no config.json or adapter_config.json): {local}")
         return str(local.resolve())
     return path
 

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 import yaml
 from accelerate.utils import FullyShardedDataParallelPlugin
+from torch.distributed.fsdp import FSDPModule
 from torch.distributed.tensor import DTensor
 
 from trainer.core.paths import REPO_ROOT, SYNTHETIC_DIR, TINY_MODEL_DIR
@@ -56,7 +57,8 @@ def plugin_from_config() -> FullyShardedDataParallelPlugin:
     return FullyShardedDataParallelPlugin(
         fsdp_version=cfg["fsdp_version"],
         auto_wrap_policy=cfg["fsdp_auto_wrap_policy"].lower(),
-        transformer_cls_names_to_wrap=cfg["fsdp_transformer_layer_cls_to_wrap"].split(","),
+        # Unset in the config: the model's own _no_split_modules, as accelerate does.
+        transformer_cls_names_to_wrap=cfg.get("fsdp_transformer_layer_cls_to_wrap"),
         reshard_after_forward=cfg["fsdp_reshard_after_forward"],
     )
 
@@ -134,6 +136,8 @@ def reference_report(model: torch.nn.Module, processor, rank: int) -> dict:
         "local_before": before,
         "local_sum": int(total.item()),
         "all_dtensor": all(isinstance(p, DTensor) for p in sharded.parameters()),
+        # The classes sharded as units of their own (the root aside): the wrapping policy at work.
+        "units": sorted({type(m).__name__ for m in list(sharded.modules())[1:] if isinstance(m, FSDPModule)}),
         "diffs": {},
     }
     # Per-sample first: the vision tower then runs before any forward of the root.
