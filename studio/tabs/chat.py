@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,116 +70,72 @@ def user_message(question: str, media: str | None) -> dict[str, Any]:
     return {"role": "user", "content": f"{name}{question.strip()}"}
 
 
-def create_chat_tab(ctx: StudioContext, cache: ModelCache | None = None) -> dict[str, Any]:
-    """Build the Chat tab's widgets in the current gr.Tab; returns the key widgets by name."""
-    import gradio as gr
+@dataclass(frozen=True)
+class ChatWidgets:
+    """The widgets the tab's events read or write."""
 
-    cache = cache or ModelCache(capacity=CACHE_SIZE)
-    # {"question": text as loaded, "answer": letter}: answers are judged while the text is unchanged.
-    sample = gr.State(None)
+    # gr.State {"question": text as loaded, "answer": letter}: answers are judged while the text is unchanged.
+    sample: Any
+    model_a: Any
+    model_b: Any
+    refresh: Any
+    video: Any
+    image: Any
+    sample_dataset: Any
+    sample_index: Any
+    load_sample: Any
+    sample_info: Any
+    question: Any
+    mode: Any
+    ask: Any
+    clear: Any
+    settings: list[Any]  # in settings_from's argument order
+    pane_a: Any
+    pane_b: Any
+    status: Any
 
-    def models() -> choices.Choices:
+
+class ChatHandlers:
+    """What the tab's events do; every failure becomes a message in the pane (or line) it hit."""
+
+    def __init__(self, ctx: StudioContext, cache: ModelCache) -> None:
+        self.ctx = ctx
+        self.cache = cache
+
+    def models(self) -> choices.Choices:
         try:
-            return choices.read_model_choices(ctx.store)
+            return choices.read_model_choices(self.ctx.store)
         except StudioError as exc:  # an unreadable run DB still leaves the tiny model and typed paths
             logger.warning("chat: cannot list runs: %s", exc)
             return choices.model_choices([])
 
-    initial = models().items
-    gr.Markdown(INTRO)
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=2, min_width=340):
-            with gr.Row():
-                model_a = gr.Dropdown(
-                    initial, value=initial[0][1], label="Model A", info=MODEL_INFO,
-                    allow_custom_value=True, elem_id="chat-model-a", scale=4,
-                )  # fmt: skip
-                model_b = gr.Dropdown(
-                    initial, value=initial[-1][1], label="Model B", info=MODEL_INFO,
-                    allow_custom_value=True, elem_id="chat-model-b", scale=4,
-                )  # fmt: skip
-            refresh = gr.Button("↻ Refresh model list", size="sm", elem_id="chat-refresh-models")
-            video = gr.Video(label="Video", sources=["upload"], height=220, elem_id="chat-video")
-            image = gr.Image(label="Image", type="filepath", visible=False, height=220, elem_id="chat-image")
-            with gr.Accordion("Dataset sample", open=False, elem_id="chat-sample"):
-                with gr.Row():
-                    datasets = choices.dataset_names(choices.read_datasets(ctx.workspace))
-                    sample_dataset = gr.Dropdown(
-                        datasets, value=_default_dataset(datasets), label="Dataset",
-                        scale=3, elem_id="chat-sample-dataset",
-                    )  # fmt: skip
-                    sample_index = gr.Number(
-                        value=0, precision=0, minimum=0, label="Record", scale=1, elem_id="chat-sample-index"
-                    )
-                load_sample = gr.Button("Load sample", size="sm", elem_id="chat-sample-load")
-                sample_info = gr.Markdown(elem_id="chat-sample-info")
-            question = gr.Textbox(
-                label="Question",
-                lines=5,
-                placeholder="Which way does the square move?\n(A) left\n(B) right\n(C) up\n(D) down",
-                elem_id="chat-question",
-            )
-            mode = gr.Radio(
-                [THINK, NO_THINK], value=THINK, label="Answer format", elem_id="chat-mode",
-                info="think: <think> then <answer>; no_think: <answer> only (as the dataset was trained).",
-            )  # fmt: skip
-            with gr.Row():
-                ask = gr.Button("Ask both models", variant="primary", elem_id="chat-ask", scale=3)
-                clear = gr.Button("Clear", elem_id="chat-clear", scale=1)
-            with gr.Accordion("Generation and video settings (shared)", open=False, elem_id="chat-settings"):
-                with gr.Row():
-                    max_new_tokens = gr.Slider(
-                        8, 2048, value=DEFAULTS.max_new_tokens, step=8, label="Max new tokens",
-                        elem_id="chat-max-new-tokens",
-                    )  # fmt: skip
-                    greedy = gr.Checkbox(
-                        value=DEFAULTS.greedy, label="Greedy (no sampling)", elem_id="chat-greedy"
-                    )
-                with gr.Row():
-                    temperature = gr.Slider(
-                        0.05, 2.0, value=DEFAULTS.temperature, step=0.05, label="Temperature",
-                        elem_id="chat-temperature",
-                    )  # fmt: skip
-                    top_p = gr.Slider(
-                        0.05, 1.0, value=DEFAULTS.top_p, step=0.05, label="Top p", elem_id="chat-top-p"
-                    )
-                with gr.Row():
-                    fps = gr.Number(value=DEFAULTS.fps, minimum=0.1, label="Video fps", elem_id="chat-fps")
-                    max_frames = gr.Number(
-                        value=DEFAULTS.max_frames,
-                        precision=0,
-                        minimum=2,
-                        label="Max frames",
-                        elem_id="chat-max-frames",
-                    )
-                    max_pixels = gr.Number(
-                        value=DEFAULTS.max_pixels, precision=0, minimum=784, label="Max pixels / frame",
-                        elem_id="chat-max-pixels",
-                    )  # fmt: skip
-        with gr.Column(scale=3, min_width=420):
-            with gr.Row(equal_height=True):
-                pane_a = gr.Chatbot(label="Model A", height=520, elem_id="chat-answer-a", buttons=["copy"])
-                pane_b = gr.Chatbot(label="Model B", height=520, elem_id="chat-answer-b", buttons=["copy"])
-            status = gr.Markdown(elem_id="chat-status")
+    def dataset_names(self) -> list[str]:
+        return choices.dataset_names(choices.read_datasets(self.ctx.workspace))
 
-    def on_refresh(a: str | None, b: str | None) -> tuple[Any, Any]:
+    def on_refresh(self, a: str | None, b: str | None) -> tuple[Any, Any]:
         """Both model lists as the run DB and the disk are now; a pick that is gone is replaced
         (A by the tiny model, B by the last choice), a typed folder or hub id is kept."""
-        offered = models()
+        import gradio as gr
+
+        offered = self.models()
         last = offered.values[-1]
         return (
             gr.Dropdown(choices=offered.items, value=offered.keep(a), allow_custom_value=True),
             gr.Dropdown(choices=offered.items, value=offered.keep(b, default=last), allow_custom_value=True),
         )
 
-    def on_show(a: str | None, b: str | None, dataset: str | None) -> tuple[Any, Any, Any]:
-        names = choices.dataset_names(choices.read_datasets(ctx.workspace))
-        value = dataset if dataset in names else _default_dataset(names)
-        return (*on_refresh(a, b), gr.Dropdown(choices=names, value=value))
+    def on_show(self, a: str | None, b: str | None, dataset: str | None) -> tuple[Any, Any, Any]:
+        import gradio as gr
 
-    def on_load_sample(dataset: str | None, index: float | None) -> tuple:
+        names = self.dataset_names()
+        value = dataset if dataset in names else _default_dataset(names)
+        return (*self.on_refresh(a, b), gr.Dropdown(choices=names, value=value))
+
+    def on_load_sample(self, dataset: str | None, index: float | None) -> tuple:
+        import gradio as gr
+
         try:
-            record, total = sample_fields(ctx, dataset, index)
+            record, total = sample_fields(self.ctx, dataset, index)
         except StudioError as exc:
             cannot = problems.error_markdown(exc, "Cannot load sample")
             return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), None, cannot)
@@ -196,6 +153,7 @@ def create_chat_tab(ctx: StudioContext, cache: ModelCache | None = None) -> dict
         )
 
     def on_ask(
+        self,
         path_a: str | None,
         path_b: str | None,
         video_path: str | None,
@@ -225,7 +183,7 @@ def create_chat_tab(ctx: StudioContext, cache: ModelCache | None = None) -> dict
         asked = user_message(question_text, media)
         states: list = []
         try:
-            for states in stream_answers(cache, [path_a or "", path_b or ""], messages, settings):
+            for states in stream_answers(self.cache, [path_a or "", path_b or ""], messages, settings):
                 panes = []
                 for state, history in zip(states, (history_a, history_b), strict=True):
                     footer = None
@@ -239,37 +197,152 @@ def create_chat_tab(ctx: StudioContext, cache: ModelCache | None = None) -> dict
             logger.exception("chat: answering failed")
             yield history_a, history_b, problems.error_markdown(exc, "Error")
 
-    settings_inputs = [max_new_tokens, temperature, top_p, greedy, fps, max_frames, max_pixels]
-    refresh.click(on_refresh, [model_a, model_b], [model_a, model_b])
-    load_sample.click(
-        on_load_sample, [sample_dataset, sample_index], [video, image, question, mode, sample, sample_info]
+
+def _model_pickers(initial: list[tuple[str, str]]) -> tuple[Any, Any, Any]:
+    """Model A (the tiny model first), Model B (the newest choice) and the list's refresh button."""
+    import gradio as gr
+
+    with gr.Row():
+        model_a = gr.Dropdown(
+            initial, value=initial[0][1], label="Model A", info=MODEL_INFO,
+            allow_custom_value=True, elem_id="chat-model-a", scale=4,
+        )  # fmt: skip
+        model_b = gr.Dropdown(
+            initial, value=initial[-1][1], label="Model B", info=MODEL_INFO,
+            allow_custom_value=True, elem_id="chat-model-b", scale=4,
+        )  # fmt: skip
+    refresh = gr.Button("↻ Refresh model list", size="sm", elem_id="chat-refresh-models")
+    return model_a, model_b, refresh
+
+
+def _sample_accordion(dataset_names: list[str]) -> tuple[Any, Any, Any, Any]:
+    """Dataset, record index, load button and the loaded record's line."""
+    import gradio as gr
+
+    with gr.Accordion("Dataset sample", open=False, elem_id="chat-sample"):
+        with gr.Row():
+            sample_dataset = gr.Dropdown(
+                dataset_names, value=_default_dataset(dataset_names), label="Dataset",
+                scale=3, elem_id="chat-sample-dataset",
+            )  # fmt: skip
+            sample_index = gr.Number(
+                value=0, precision=0, minimum=0, label="Record", scale=1, elem_id="chat-sample-index"
+            )
+        load_sample = gr.Button("Load sample", size="sm", elem_id="chat-sample-load")
+        sample_info = gr.Markdown(elem_id="chat-sample-info")
+    return sample_dataset, sample_index, load_sample, sample_info
+
+
+def _settings_accordion() -> list[Any]:
+    """The shared generation and video settings, in :func:`settings_from`'s argument order."""
+    import gradio as gr
+
+    with gr.Accordion("Generation and video settings (shared)", open=False, elem_id="chat-settings"):
+        with gr.Row():
+            max_new_tokens = gr.Slider(
+                8, 2048, value=DEFAULTS.max_new_tokens, step=8, label="Max new tokens",
+                elem_id="chat-max-new-tokens",
+            )  # fmt: skip
+            greedy = gr.Checkbox(value=DEFAULTS.greedy, label="Greedy (no sampling)", elem_id="chat-greedy")
+        with gr.Row():
+            temperature = gr.Slider(
+                0.05, 2.0, value=DEFAULTS.temperature, step=0.05, label="Temperature",
+                elem_id="chat-temperature",
+            )  # fmt: skip
+            top_p = gr.Slider(0.05, 1.0, value=DEFAULTS.top_p, step=0.05, label="Top p", elem_id="chat-top-p")
+        with gr.Row():
+            fps = gr.Number(value=DEFAULTS.fps, minimum=0.1, label="Video fps", elem_id="chat-fps")
+            max_frames = gr.Number(
+                value=DEFAULTS.max_frames,
+                precision=0,
+                minimum=2,
+                label="Max frames",
+                elem_id="chat-max-frames",
+            )
+            max_pixels = gr.Number(
+                value=DEFAULTS.max_pixels, precision=0, minimum=784, label="Max pixels / frame",
+                elem_id="chat-max-pixels",
+            )  # fmt: skip
+    return [max_new_tokens, temperature, top_p, greedy, fps, max_frames, max_pixels]
+
+
+def build_layout(h: ChatHandlers) -> ChatWidgets:
+    """The tab's widgets: the question and its settings on the left, both answer panes on the right."""
+    import gradio as gr
+
+    sample = gr.State(None)
+    initial = h.models().items
+    gr.Markdown(INTRO)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=340):
+            model_a, model_b, refresh = _model_pickers(initial)
+            video = gr.Video(label="Video", sources=["upload"], height=220, elem_id="chat-video")
+            image = gr.Image(label="Image", type="filepath", visible=False, height=220, elem_id="chat-image")
+            sample_dataset, sample_index, load_sample, sample_info = _sample_accordion(h.dataset_names())
+            question = gr.Textbox(
+                label="Question",
+                lines=5,
+                placeholder="Which way does the square move?\n(A) left\n(B) right\n(C) up\n(D) down",
+                elem_id="chat-question",
+            )
+            mode = gr.Radio(
+                [THINK, NO_THINK], value=THINK, label="Answer format", elem_id="chat-mode",
+                info="think: <think> then <answer>; no_think: <answer> only (as the dataset was trained).",
+            )  # fmt: skip
+            with gr.Row():
+                ask = gr.Button("Ask both models", variant="primary", elem_id="chat-ask", scale=3)
+                clear = gr.Button("Clear", elem_id="chat-clear", scale=1)
+            settings = _settings_accordion()
+        with gr.Column(scale=3, min_width=420):
+            with gr.Row(equal_height=True):
+                pane_a = gr.Chatbot(label="Model A", height=520, elem_id="chat-answer-a", buttons=["copy"])
+                pane_b = gr.Chatbot(label="Model B", height=520, elem_id="chat-answer-b", buttons=["copy"])
+            status = gr.Markdown(elem_id="chat-status")
+    return ChatWidgets(
+        sample=sample, model_a=model_a, model_b=model_b, refresh=refresh, video=video, image=image,
+        sample_dataset=sample_dataset, sample_index=sample_index, load_sample=load_sample,
+        sample_info=sample_info, question=question, mode=mode, ask=ask, clear=clear, settings=settings,
+        pane_a=pane_a, pane_b=pane_b, status=status,
+    )  # fmt: skip
+
+
+def _wire_events(w: ChatWidgets, h: ChatHandlers) -> None:
+    import gradio as gr
+
+    w.refresh.click(h.on_refresh, [w.model_a, w.model_b], [w.model_a, w.model_b])
+    w.load_sample.click(
+        h.on_load_sample,
+        [w.sample_dataset, w.sample_index],
+        [w.video, w.image, w.question, w.mode, w.sample, w.sample_info],
     )
     # Datasets registered after the studio started must be pickable without restarting it.
-    sample_dataset.focus(
-        lambda: gr.Dropdown(choices=choices.dataset_names(choices.read_datasets(ctx.workspace))),
-        None,
-        sample_dataset,
-    )
-    video.upload(lambda: (gr.Image(value=None, visible=False), None), None, [image, sample])
-    ask_event = dict(
-        fn=on_ask,
-        inputs=[model_a, model_b, video, image, question, mode, sample, pane_a, pane_b, *settings_inputs],
-        outputs=[pane_a, pane_b, status],
-    )
-    ask.click(**ask_event)
-    question.submit(**ask_event)
-    clear.click(lambda: ([], [], ""), None, [pane_a, pane_b, status])
+    w.sample_dataset.focus(lambda: gr.Dropdown(choices=h.dataset_names()), None, w.sample_dataset)
+    w.video.upload(lambda: (gr.Image(value=None, visible=False), None), None, [w.image, w.sample])
+    ask_inputs = [w.model_a, w.model_b, w.video, w.image, w.question, w.mode, w.sample, w.pane_a, w.pane_b]
+    ask_event = dict(fn=h.on_ask, inputs=[*ask_inputs, *w.settings], outputs=[w.pane_a, w.pane_b, w.status])
+    w.ask.click(**ask_event)
+    w.question.submit(**ask_event)
+    w.clear.click(lambda: ([], [], ""), None, [w.pane_a, w.pane_b, w.status])
+
+
+def create_chat_tab(ctx: StudioContext, cache: ModelCache | None = None) -> dict[str, Any]:
+    """Build the Chat tab's widgets in the current gr.Tab; returns the key widgets by name."""
+    h = ChatHandlers(ctx, cache or ModelCache(capacity=CACHE_SIZE))
+    w = build_layout(h)
+    _wire_events(w, h)
     return {
-        "model_a": model_a,
-        "model_b": model_b,
-        "video": video,
-        "question": question,
-        "ask": ask,
-        "pane_a": pane_a,
-        "pane_b": pane_b,
-        "status": status,
-        "cache": cache,
-        "refresh": Refresh(on_show, [model_a, model_b, sample_dataset], [model_a, model_b, sample_dataset]),
+        "model_a": w.model_a,
+        "model_b": w.model_b,
+        "video": w.video,
+        "question": w.question,
+        "ask": w.ask,
+        "pane_a": w.pane_a,
+        "pane_b": w.pane_b,
+        "status": w.status,
+        "cache": h.cache,
+        "refresh": Refresh(
+            h.on_show, [w.model_a, w.model_b, w.sample_dataset], [w.model_a, w.model_b, w.sample_dataset]
+        ),
     }
 
 

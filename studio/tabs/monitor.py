@@ -12,6 +12,7 @@ import html
 import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from studio import choices, plots, problems, text
@@ -180,53 +181,45 @@ def question_html(rollout: Rollout) -> str:
     )
 
 
-def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any]:
-    """Build the tab in the current gr.Tab; returns key widgets (``run`` is the run dropdown)."""
-    import gradio as gr
+@dataclass(frozen=True)
+class MonitorWidgets:
+    """The widgets the tab's events read or write."""
 
-    gr.Markdown(text.INTRO_MONITOR)
-    state = gr.State(empty_state())
-    with gr.Row(equal_height=False):
-        run_pick = gr.Dropdown([], label=text.RUN_PICK_LABEL, scale=4, elem_id="monitor-run")
-        with gr.Column(scale=3):
-            with gr.Row():
-                refresh = gr.Button(text.REFRESH_BUTTON, elem_id="monitor-refresh")
-                abort = gr.Button(text.ABORT_BUTTON, variant="stop", elem_id="monitor-abort")
-                resume = gr.Button(text.RESUME_BUTTON, elem_id="monitor-resume")
-    action = gr.Markdown(elem_id="monitor-action")
-    status = gr.Markdown(text.NO_RUN, elem_id="monitor-status")
-    progress = gr.HTML(progress_html(None, None, None), elem_id="monitor-progress")
-    smoothing = gr.Slider(
-        0, 0.99, value=0.6, step=0.01, label=text.SMOOTHING_LABEL, elem_id="monitor-smoothing"
-    )
-    figures = [gr.Plot(label=title, elem_id=f"monitor-plot-{title.lower()}") for title in plots.PANELS]
-    with gr.Accordion(text.ROLLOUT_HEADING.lstrip("# "), open=True, elem_id="monitor-rollouts"):
-        with gr.Row():
-            step_pick = gr.Dropdown([], label=text.ROLLOUT_STEP_LABEL, elem_id="monitor-rollout-step")
-            prompt_pick = gr.Dropdown([], label=text.ROLLOUT_PROMPT_LABEL, elem_id="monitor-rollout-prompt")
-        rollout_note = gr.Markdown()
-        with gr.Row(equal_height=False):
-            video = gr.Video(
-                label="Video", height=240, interactive=False, scale=2, elem_id="monitor-rollout-video"
-            )
-            question = gr.HTML(elem_id="monitor-rollout-question")
-        completions = gr.HTML(elem_id="monitor-rollout-completions")
-    rollouts_state = gr.State([])
-    with gr.Accordion(text.LOG_HEADING, open=False):
-        log = gr.Code(language=None, interactive=False, max_lines=30, elem_id="monitor-log")
-    timer = gr.Timer(REFRESH_S)
+    state: Any  # gr.State: the session's cache, see empty_state
+    run_pick: Any
+    refresh: Any
+    abort: Any
+    resume: Any
+    action: Any
+    status: Any
+    progress: Any
+    smoothing: Any
+    figures: list[Any]  # one plot per plots.PANELS entry, in its order
+    step_pick: Any
+    prompt_pick: Any
+    rollout_note: Any
+    video: Any
+    question: Any
+    completions: Any
+    rollouts_state: Any  # gr.State: the rollouts of the picked step
+    log: Any
+    timer: Any
 
-    def tick(run_id: int | None, st: dict, smooth: float) -> tuple:
+
+class MonitorHandlers:
+    """What the timer, the pickers and the buttons do; a failure becomes the status or action line."""
+
+    def __init__(self, ctx: StudioContext, supervisor: Supervisor) -> None:
+        self.ctx = ctx
+        self.supervisor = supervisor
+
+    def tick(self, run_id: int | None, st: dict, smooth: float) -> tuple:
+        """-> state, status, progress, every figure, log, rollout steps, run picker."""
+        import gradio as gr
+
+        ctx, supervisor, skip_figures = self.ctx, self.supervisor, [gr.skip()] * len(plots.PANELS)
         if run_id is None:
-            return (
-                st,
-                text.NO_RUN,
-                progress_html(None, None, None),
-                *[gr.skip()] * len(figures),
-                "",
-                gr.skip(),
-                gr.skip(),
-            )
+            return (st, text.NO_RUN, progress_html(None, None, None), *skip_figures, "", gr.skip(), gr.skip())
         if st.get("run_id") != run_id:
             st = empty_state(run_id)
         try:
@@ -237,7 +230,7 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
                 empty_state(),
                 problems.error_markdown(exc),
                 progress_html(None, None, None),
-                *[gr.skip()] * len(figures),
+                *skip_figures,
                 "",
                 gr.skip(),
                 gr.skip(),
@@ -250,11 +243,10 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
             total = st["last_step"]
         bar = progress_html(st["last_step"], total, run_eta_s(st["series"], total) if run.is_active else 0.0)
         drawn = (st["last_step"], round(smooth, 3))
+        figs = skip_figures
         if drawn != st["drawn"]:
             st["drawn"] = drawn
             figs = [plots.panel_figure(t, names, st["series"], smooth) for t, names in plots.PANELS.items()]
-        else:
-            figs = [gr.skip()] * len(figures)
         steps = ctx.store.rollout_steps(run_id)
         steps_update: Any = gr.skip()
         if steps != st["rollout_steps"]:
@@ -277,59 +269,134 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
             picker_update,
         )
 
-    def on_step(run_id: int | None, step: int | None) -> tuple:
+    def on_step(self, run_id: int | None, step: int | None) -> tuple:
+        import gradio as gr
+
         if run_id is None or step is None:
             return [], gr.Dropdown(choices=[], value=None), text.NO_ROLLOUTS
-        items = ctx.store.rollouts(run_id, int(step))
+        items = self.ctx.store.rollouts(run_id, int(step))
         prompts = list(dict.fromkeys(r.prompt_id for r in items))
         return items, gr.Dropdown(choices=prompts, value=prompts[0] if prompts else None), ""
 
-    def on_prompt(items: list[Rollout], prompt_id: str | None) -> tuple:
+    def on_prompt(self, items: list[Rollout], prompt_id: str | None) -> tuple:
         group = [r for r in items if r.prompt_id == prompt_id]
         if not group:
             return None, "", ""
         return group[0].video_path, question_html(group[0]), completions_html(group)
 
-    def on_abort(run_id: int | None) -> str:
+    def on_abort(self, run_id: int | None) -> str:
         if run_id is None:
             return text.NO_RUN
         try:
-            pid = supervisor.abort(run_id)
+            pid = self.supervisor.abort(run_id)
         except (StudioError, OSError) as exc:
             return problems.error_markdown(exc)
         return text.ABORT_SENT.format(run_id=run_id, pid=pid)
 
-    def on_resume(run_id: int | None) -> tuple[str, dict]:
+    def on_resume(self, run_id: int | None) -> tuple[str, dict]:
         if run_id is None:
             return text.NO_RUN, empty_state()
         try:
-            launched = supervisor.resume(run_id)
+            launched = self.supervisor.resume(run_id)
         except (StudioError, OSError) as exc:
             return problems.error_markdown(exc), empty_state(run_id)
         return text.RESUMED.format(run_id=run_id, pid=launched.pid), empty_state(run_id)
 
-    def reload_runs(current: int | None) -> Any:
-        items = choices.run_choices(supervisor.runs())
+    def reload_runs(self, current: int | None) -> Any:
+        import gradio as gr
+
+        items = choices.run_choices(self.supervisor.runs())
         ids = [v for _, v in items]
         value = current if current in ids else (ids[0] if ids else None)
         return gr.Dropdown(choices=items, value=value)
 
-    tick_outputs = [state, status, progress, *figures, log, step_pick, run_pick]
-    tick_inputs = [run_pick, state, smoothing]
-    run_pick.change(tick, tick_inputs, tick_outputs)
-    smoothing.release(tick, tick_inputs, tick_outputs)
-    timer.tick(tick, tick_inputs, tick_outputs)
-    refresh.click(reload_runs, run_pick, run_pick).then(tick, tick_inputs, tick_outputs)
-    step_pick.change(on_step, [run_pick, step_pick], [rollouts_state, prompt_pick, rollout_note])
-    prompt_pick.change(on_prompt, [rollouts_state, prompt_pick], [video, question, completions])
+
+def _run_bar() -> tuple[Any, Any, Any, Any]:
+    """``(run picker, refresh, abort, resume)`` in one row."""
+    import gradio as gr
+
+    with gr.Row(equal_height=False):
+        run_pick = gr.Dropdown([], label=text.RUN_PICK_LABEL, scale=4, elem_id="monitor-run")
+        with gr.Column(scale=3):
+            with gr.Row():
+                refresh = gr.Button(text.REFRESH_BUTTON, elem_id="monitor-refresh")
+                abort = gr.Button(text.ABORT_BUTTON, variant="stop", elem_id="monitor-abort")
+                resume = gr.Button(text.RESUME_BUTTON, elem_id="monitor-resume")
+    return run_pick, refresh, abort, resume
+
+
+def _rollouts_section() -> tuple[Any, ...]:
+    """One step's rollouts, prompt by prompt:
+    ``(step picker, prompt picker, note, video, question, completions)``."""
+    import gradio as gr
+
+    with gr.Accordion(text.ROLLOUT_HEADING.lstrip("# "), open=True, elem_id="monitor-rollouts"):
+        with gr.Row():
+            step_pick = gr.Dropdown([], label=text.ROLLOUT_STEP_LABEL, elem_id="monitor-rollout-step")
+            prompt_pick = gr.Dropdown([], label=text.ROLLOUT_PROMPT_LABEL, elem_id="monitor-rollout-prompt")
+        rollout_note = gr.Markdown()
+        with gr.Row(equal_height=False):
+            video = gr.Video(
+                label="Video", height=240, interactive=False, scale=2, elem_id="monitor-rollout-video"
+            )
+            question = gr.HTML(elem_id="monitor-rollout-question")
+        completions = gr.HTML(elem_id="monitor-rollout-completions")
+    return step_pick, prompt_pick, rollout_note, video, question, completions
+
+
+def build_layout() -> MonitorWidgets:
+    """The tab's widgets: run bar, status and progress, metric plots, rollouts, log."""
+    import gradio as gr
+
+    gr.Markdown(text.INTRO_MONITOR)
+    state = gr.State(empty_state())
+    run_pick, refresh, abort, resume = _run_bar()
+    action = gr.Markdown(elem_id="monitor-action")
+    status = gr.Markdown(text.NO_RUN, elem_id="monitor-status")
+    progress = gr.HTML(progress_html(None, None, None), elem_id="monitor-progress")
+    smoothing = gr.Slider(
+        0, 0.99, value=0.6, step=0.01, label=text.SMOOTHING_LABEL, elem_id="monitor-smoothing"
+    )
+    figures = [gr.Plot(label=title, elem_id=f"monitor-plot-{title.lower()}") for title in plots.PANELS]
+    step_pick, prompt_pick, rollout_note, video, question, completions = _rollouts_section()
+    rollouts_state = gr.State([])
+    with gr.Accordion(text.LOG_HEADING, open=False):
+        log = gr.Code(language=None, interactive=False, max_lines=30, elem_id="monitor-log")
+    timer = gr.Timer(REFRESH_S)
+    return MonitorWidgets(
+        state=state, run_pick=run_pick, refresh=refresh, abort=abort, resume=resume, action=action,
+        status=status, progress=progress, smoothing=smoothing, figures=figures, step_pick=step_pick,
+        prompt_pick=prompt_pick, rollout_note=rollout_note, video=video, question=question,
+        completions=completions, rollouts_state=rollouts_state, log=log, timer=timer,
+    )  # fmt: skip
+
+
+def _wire_events(w: MonitorWidgets, h: MonitorHandlers) -> None:
+    tick_outputs = [w.state, w.status, w.progress, *w.figures, w.log, w.step_pick, w.run_pick]
+    tick_inputs = [w.run_pick, w.state, w.smoothing]
+    w.run_pick.change(h.tick, tick_inputs, tick_outputs)
+    w.smoothing.release(h.tick, tick_inputs, tick_outputs)
+    w.timer.tick(h.tick, tick_inputs, tick_outputs)
+    w.refresh.click(h.reload_runs, w.run_pick, w.run_pick).then(h.tick, tick_inputs, tick_outputs)
+    w.step_pick.change(
+        h.on_step, [w.run_pick, w.step_pick], [w.rollouts_state, w.prompt_pick, w.rollout_note]
+    )
+    w.prompt_pick.change(h.on_prompt, [w.rollouts_state, w.prompt_pick], [w.video, w.question, w.completions])
     # The picker's labels carry each run's status, which an abort or a resume changes.
-    abort.click(on_abort, run_pick, action).then(reload_runs, run_pick, run_pick)
-    resume.click(on_resume, run_pick, [action, state]).then(reload_runs, run_pick, run_pick)
+    w.abort.click(h.on_abort, w.run_pick, w.action).then(h.reload_runs, w.run_pick, w.run_pick)
+    w.resume.click(h.on_resume, w.run_pick, [w.action, w.state]).then(h.reload_runs, w.run_pick, w.run_pick)
+
+
+def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any]:
+    """Build the tab in the current gr.Tab; returns key widgets (``run`` is the run dropdown)."""
+    w = build_layout()
+    h = MonitorHandlers(ctx, supervisor)
+    _wire_events(w, h)
     return {
-        "run": run_pick,
-        "reload_runs": reload_runs,
-        "timer": timer,
-        "status": status,
-        "state": state,
-        "refresh": Refresh(reload_runs, [run_pick], [run_pick]),
+        "run": w.run_pick,
+        "reload_runs": h.reload_runs,
+        "timer": w.timer,
+        "status": w.status,
+        "state": w.state,
+        "refresh": Refresh(h.reload_runs, [w.run_pick], [w.run_pick]),
     }

@@ -6,6 +6,7 @@ import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -130,16 +131,99 @@ def export_runs(ctx: StudioContext, run_ids: Sequence[int], what: str, fmt: str)
     return paths
 
 
-def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any]:
-    """Build the tab in the current gr.Tab; returns key widgets."""
+@dataclass(frozen=True)
+class RunsWidgets:
+    """The widgets the tab's events read or write."""
+
+    refresh: Any
+    table: Any
+    selected: Any
+    metrics: Any
+    smoothing: Any
+    compare: Any
+    overlay: Any
+    diff_note: Any
+    diff: Any
+    export_what: Any
+    export_format: Any
+    export: Any
+    export_files: Any
+    delete: Any
+    confirm_box: Any
+    confirm_text: Any
+    delete_files: Any
+    confirm: Any
+    cancel: Any
+    message: Any
+
+
+class RunsHandlers:
+    """What the tab's buttons do; a refused action becomes the message, never an exception."""
+
+    def __init__(self, ctx: StudioContext, supervisor: Supervisor) -> None:
+        self.ctx = ctx
+        self.supervisor = supervisor
+
+    def on_refresh(self, current: list[int] | None) -> tuple:
+        import gradio as gr
+
+        runs = self.supervisor.runs()
+        ids = {r.id for r in runs}
+        keep = [i for i in current or [] if i in ids]
+        return run_rows(self.ctx, runs), gr.Dropdown(choices=choices.run_choices(runs), value=keep)
+
+    def on_compare(self, run_ids: list[int] | None, names: list[str] | None, smooth: float) -> tuple:
+        import gradio as gr
+
+        if not run_ids:
+            return gr.skip(), text.PICK_RUNS, []
+        store = self.ctx.store
+        runs = {i: store.get_run(i) for i in run_ids}
+        data = store.compare_runs(list(run_ids), names or None)
+        labelled = {f"#{i} {runs[i].name}": data.get(i, {}) for i in run_ids}
+        fig = plots.overlay_figure(labelled, names or list(DEFAULT_OVERLAY), smooth)
+        configs = {}
+        for i in run_ids:
+            stored = store.get_config(i)
+            configs[f"#{i} {runs[i].name}"] = dict(stored.config) if stored else {}
+        rows = config_diff(configs)
+        headers = ["key", *configs]
+        note = text.NO_DIFF if not rows and len(run_ids) > 1 else ""
+        return fig, note, gr.Dataframe(value=rows, headers=headers)
+
+    def on_export(self, run_ids: list[int] | None, what: str, fmt: str) -> tuple[Any, str]:
+        if not run_ids:
+            return None, text.PICK_RUNS
+        try:
+            paths = export_runs(self.ctx, run_ids, what, fmt)
+        except (StudioError, OSError) as exc:
+            return None, problems.error_markdown(exc, text.NOT_EXPORTED)
+        return [str(p) for p in paths], text.EXPORTED.format(count=len(paths), what=what, fmt=fmt)
+
+    def on_delete(self, run_ids: list[int] | None) -> tuple:
+        import gradio as gr
+
+        if not run_ids:
+            return gr.Group(visible=False), "", text.PICK_RUNS
+        names = ", ".join(f"#{i}" for i in run_ids)
+        return gr.Group(visible=True), text.CONFIRM_DELETE_TEXT.format(runs=names), ""
+
+    def on_confirm(self, run_ids: list[int] | None, with_files: bool) -> tuple:
+        import gradio as gr
+
+        try:
+            deleted = delete_runs(self.ctx, run_ids or [], with_files)
+        except (StudioError, OSError) as exc:
+            return (gr.Group(visible=False), problems.error_markdown(exc), *self.on_refresh(run_ids))
+        done = text.DELETED_RUNS.format(runs=", ".join(deleted))
+        return (gr.Group(visible=False), done, *self.on_refresh([]))
+
+
+def _compare_section() -> tuple[Any, ...]:
+    """Runs and metrics to overlay, the overlay plot and the config diff:
+    ``(selected, metrics, smoothing, compare, overlay, diff_note, diff)``."""
     import gradio as gr
 
-    gr.Markdown(text.INTRO_RUNS)
-    with gr.Row():
-        refresh = gr.Button(text.REFRESH_BUTTON, scale=0, min_width=120, elem_id="runs-refresh")
-    table = gr.Dataframe(
-        headers=TABLE_HEADERS, value=[], interactive=False, wrap=True, max_height=360, elem_id="runs-table"
-    )
     with gr.Row(equal_height=False):
         selected = gr.Dropdown([], multiselect=True, label=text.COMPARE_LABEL, scale=3, elem_id="runs-select")
         metrics = gr.Dropdown(
@@ -161,6 +245,13 @@ def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any
     diff = gr.Dataframe(
         value=[], headers=["key"], interactive=False, wrap=True, max_height=320, elem_id="runs-diff"
     )
+    return selected, metrics, smoothing, compare, overlay, diff_note, diff
+
+
+def _export_section() -> tuple[Any, Any, Any, Any]:
+    """``(what, format, button, files)`` of the metrics/rollouts export."""
+    import gradio as gr
+
     with gr.Row(equal_height=True):
         export_what = gr.Radio(
             list(WHATS), value=WHATS[0], label=text.EXPORT_WHAT_LABEL, elem_id="runs-export-what"
@@ -172,6 +263,14 @@ def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any
     export_files = gr.File(
         label=text.EXPORT_FILES_LABEL, file_count="multiple", interactive=False, elem_id="runs-export-files"
     )
+    return export_what, export_format, export, export_files
+
+
+def _delete_section() -> tuple[Any, ...]:
+    """The delete button and its confirmation box:
+    ``(delete, confirm_box, confirm_text, delete_files, confirm, cancel)``."""
+    import gradio as gr
+
     with gr.Row():
         delete = gr.Button(
             text.DELETE_RUN_BUTTON, variant="stop", scale=0, min_width=220, elem_id="runs-delete"
@@ -182,63 +281,55 @@ def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any
         with gr.Row():
             confirm = gr.Button(text.CONFIRM_DELETE, variant="stop", elem_id="runs-confirm-delete")
             cancel = gr.Button(text.CANCEL, elem_id="runs-cancel-delete")
+    return delete, confirm_box, confirm_text, delete_files, confirm, cancel
+
+
+def build_layout() -> RunsWidgets:
+    """The tab's widgets: the runs table, the overlay and config diff, export, delete."""
+    import gradio as gr
+
+    gr.Markdown(text.INTRO_RUNS)
+    with gr.Row():
+        refresh = gr.Button(text.REFRESH_BUTTON, scale=0, min_width=120, elem_id="runs-refresh")
+    table = gr.Dataframe(
+        headers=TABLE_HEADERS, value=[], interactive=False, wrap=True, max_height=360, elem_id="runs-table"
+    )
+    selected, metrics, smoothing, compare, overlay, diff_note, diff = _compare_section()
+    export_what, export_format, export, export_files = _export_section()
+    delete, confirm_box, confirm_text, delete_files, confirm, cancel = _delete_section()
     message = gr.Markdown(elem_id="runs-message")
+    return RunsWidgets(
+        refresh=refresh, table=table, selected=selected, metrics=metrics, smoothing=smoothing,
+        compare=compare, overlay=overlay, diff_note=diff_note, diff=diff, export_what=export_what,
+        export_format=export_format, export=export, export_files=export_files, delete=delete,
+        confirm_box=confirm_box, confirm_text=confirm_text, delete_files=delete_files, confirm=confirm,
+        cancel=cancel, message=message,
+    )  # fmt: skip
 
-    def on_refresh(current: list[int] | None) -> tuple:
-        runs = supervisor.runs()
-        ids = {r.id for r in runs}
-        keep = [i for i in current or [] if i in ids]
-        return run_rows(ctx, runs), gr.Dropdown(choices=choices.run_choices(runs), value=keep)
 
-    def on_compare(run_ids: list[int] | None, names: list[str] | None, smooth: float) -> tuple:
-        if not run_ids:
-            return gr.skip(), text.PICK_RUNS, []
-        runs = {i: ctx.store.get_run(i) for i in run_ids}
-        data = ctx.store.compare_runs(list(run_ids), names or None)
-        labelled = {f"#{i} {runs[i].name}": data.get(i, {}) for i in run_ids}
-        fig = plots.overlay_figure(labelled, names or list(DEFAULT_OVERLAY), smooth)
-        configs = {}
-        for i in run_ids:
-            stored = ctx.store.get_config(i)
-            configs[f"#{i} {runs[i].name}"] = dict(stored.config) if stored else {}
-        rows = config_diff(configs)
-        headers = ["key", *configs]
-        note = text.NO_DIFF if not rows and len(run_ids) > 1 else ""
-        return fig, note, gr.Dataframe(value=rows, headers=headers)
+def _wire_events(w: RunsWidgets, h: RunsHandlers) -> None:
+    import gradio as gr
 
-    def on_export(run_ids: list[int] | None, what: str, fmt: str) -> tuple[Any, str]:
-        if not run_ids:
-            return None, text.PICK_RUNS
-        try:
-            paths = export_runs(ctx, run_ids, what, fmt)
-        except (StudioError, OSError) as exc:
-            return None, problems.error_markdown(exc, text.NOT_EXPORTED)
-        return [str(p) for p in paths], text.EXPORTED.format(count=len(paths), what=what, fmt=fmt)
+    w.refresh.click(h.on_refresh, w.selected, [w.table, w.selected])
+    w.compare.click(h.on_compare, [w.selected, w.metrics, w.smoothing], [w.overlay, w.diff_note, w.diff])
+    w.export.click(h.on_export, [w.selected, w.export_what, w.export_format], [w.export_files, w.message])
+    w.delete.click(h.on_delete, w.selected, [w.confirm_box, w.confirm_text, w.message])
+    w.confirm.click(
+        h.on_confirm, [w.selected, w.delete_files], [w.confirm_box, w.message, w.table, w.selected]
+    )
+    w.cancel.click(lambda: gr.Group(visible=False), None, w.confirm_box)
 
-    def on_delete(run_ids: list[int] | None) -> tuple:
-        if not run_ids:
-            return gr.Group(visible=False), "", text.PICK_RUNS
-        names = ", ".join(f"#{i}" for i in run_ids)
-        return gr.Group(visible=True), text.CONFIRM_DELETE_TEXT.format(runs=names), ""
 
-    def on_confirm(run_ids: list[int] | None, with_files: bool) -> tuple:
-        try:
-            deleted = delete_runs(ctx, run_ids or [], with_files)
-        except (StudioError, OSError) as exc:
-            return (gr.Group(visible=False), problems.error_markdown(exc), *on_refresh(run_ids))
-        return (gr.Group(visible=False), text.DELETED_RUNS.format(runs=", ".join(deleted)), *on_refresh([]))
-
-    refresh.click(on_refresh, selected, [table, selected])
-    compare.click(on_compare, [selected, metrics, smoothing], [overlay, diff_note, diff])
-    export.click(on_export, [selected, export_what, export_format], [export_files, message])
-    delete.click(on_delete, selected, [confirm_box, confirm_text, message])
-    confirm.click(on_confirm, [selected, delete_files], [confirm_box, message, table, selected])
-    cancel.click(lambda: gr.Group(visible=False), None, confirm_box)
+def create_runs_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any]:
+    """Build the tab in the current gr.Tab; returns key widgets."""
+    w = build_layout()
+    h = RunsHandlers(ctx, supervisor)
+    _wire_events(w, h)
     return {
-        "table": table,
-        "selected": selected,
-        "overlay": overlay,
-        "export": export,
-        "export_files": export_files,
-        "refresh": Refresh(on_refresh, [selected], [table, selected]),
+        "table": w.table,
+        "selected": w.selected,
+        "overlay": w.overlay,
+        "export": w.export,
+        "export_files": w.export_files,
+        "refresh": Refresh(h.on_refresh, [w.selected], [w.table, w.selected]),
     }

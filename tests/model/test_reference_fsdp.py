@@ -46,7 +46,9 @@ def test_sharded_reference_matches_the_full_copy_and_holds_half(tmp_path: Path) 
             assert ref["all_dtensor"], tie
             # The config names no classes: the model's own _no_split_modules are the units.
             # (fully_shard renames a class X to FSDPX.)
-            assert {"FSDPQwen2_5_VLDecoderLayer", "FSDPQwen2_5_VLVisionBlock"} <= set(ref["units"]), ref["units"]
+            assert {"FSDPQwen2_5_VLDecoderLayer", "FSDPQwen2_5_VLVisionBlock"} <= set(ref["units"]), ref[
+                "units"
+            ]
             # Every element is held by exactly one process, half each, and still after the forwards
             # (every unit, the root included, resharded).
             assert ref["local_sum"] == ref["full_elements"], tie

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from studio import eval_compare as ec
 from studio.context import StudioContext
-from studio.tabs.evaluate_compare import compare_view, failure_choices, failure_text
+from studio.tabs.evaluate.compare import compare_view, failure_choices, failure_text
 from trainer.data.records import MCQRecord
 from trainer.eval.benchmark import BenchmarkItem, score_items, summarize
 

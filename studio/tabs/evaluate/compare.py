@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,18 +85,101 @@ def write_exports(ctx: StudioContext, comp: ec.Comparison, run_id: int) -> tuple
     return csv_path, json_path
 
 
-def create_compare_section(
-    ctx: StudioContext, run: Any, first_run: int | None, also_on: Sequence[Any] = ()
-) -> dict[str, Any]:
-    """Build the section under the tab's widgets; ``run`` is the tab's run dropdown, ``also_on``
-    widgets whose change means new evaluations (the tab's headline, set when a job ends)."""
+@dataclass(frozen=True)
+class CompareWidgets:
+    """The section's widgets the events read or write."""
+
+    pick: Any
+    refresh: Any
+    note: Any
+    bars: Any
+    table: Any
+    dist: Any
+    export_csv: Any
+    export_json: Any
+    model: Any
+    record: Any
+    video: Any
+    detail: Any
+
+    @property
+    def view_outputs(self) -> list[Any]:
+        """What :meth:`CompareHandlers.on_view` fills, in its order."""
+        return [self.pick, self.note, self.bars, self.table, self.dist, self.export_csv, self.export_json,
+                self.model]  # fmt: skip
+
+
+class CompareHandlers:
+    """What the section's pickers do; an unreadable run DB becomes the note, never an exception."""
+
+    def __init__(self, ctx: StudioContext) -> None:
+        self.ctx = ctx
+
+    def on_view(self, run_id: int | None, key: str | None) -> tuple:
+        import gradio as gr
+
+        try:
+            view = compare_view(self.ctx, run_id, key)
+        except StudioError as exc:
+            empty = gr.Dropdown(choices=[], value=None)
+            return empty, f"**Cannot read evaluations:** {exc}", None, [], None, None, None, empty
+        files = (
+            _safe_exports(self.ctx, view["comparison"], int(run_id)) if view["comparison"] else (None, None)
+        )
+        labels = view["models"]
+        return (
+            gr.Dropdown(choices=view["choices"], value=view["key"]),
+            view["note"],
+            view["bars"],
+            view["rows"],
+            view["dist"],
+            files[0],
+            files[1],
+            gr.Dropdown(choices=labels, value=labels[-1] if labels else None),
+        )
+
+    def on_model(self, run_id: int | None, key: str | None, label: str | None) -> Any:
+        import gradio as gr
+
+        comp = _safe_comparison(self.ctx, run_id, key)
+        items = failure_choices(comp, label)
+        return gr.Dropdown(choices=items, value=items[0][1] if items else None)
+
+    def on_record(self, run_id: int | None, key: str | None, label: str | None, index: int | None) -> tuple:
+        comp = _safe_comparison(self.ctx, run_id, key)
+        rows = ec.failures(comp, label) if comp is not None and label else []
+        if index is None or not 0 <= int(index) < len(rows):
+            return (
+                None,
+                "No wrong answer picked." if rows or comp is None else "No wrong answer: all correct.",
+            )
+        row = rows[int(index)]
+        media = row.get("video")
+        shown = media if media and Path(media).is_file() and Path(media).suffix.lower() != ".png" else None
+        return shown, failure_text(row)
+
+
+def _failures_section(first: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    """``(model, wrong answer, video, detail)``: one model's wrong answers, one at a time."""
     import gradio as gr
 
-    try:
-        first = compare_view(ctx, first_run)
-    except StudioError as exc:
-        logger.warning("evaluate compare: %s", exc)
-        first = compare_view(ctx, None)
+    gr.Markdown("#### Failures")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2):
+            model = gr.Dropdown(first["models"], value=(first["models"] or [None])[-1], label="Model",
+                                elem_id="eval-fail-model")  # fmt: skip
+            first_fails = failure_choices(first["comparison"], (first["models"] or [None])[-1])
+            record = gr.Dropdown(first_fails, value=None, label="Wrong answer", elem_id="eval-fail-record")
+            video = gr.Video(label="Video", interactive=False, height=240, elem_id="eval-fail-video")
+        with gr.Column(scale=3):
+            detail = gr.Markdown(elem_id="eval-fail-detail")
+    return model, record, video, detail
+
+
+def _build_section(ctx: StudioContext, first: dict[str, Any], first_run: int | None) -> CompareWidgets:
+    """The section's widgets, filled with ``first`` (the :func:`compare_view` of ``first_run``)."""
+    import gradio as gr
+
     gr.Markdown("### Base vs checkpoints")
     with gr.Row(equal_height=True):
         pick = gr.Dropdown(first["choices"], value=first["key"], label="Benchmark", scale=4,
@@ -112,64 +196,45 @@ def create_compare_section(
     with gr.Row():
         export_csv = gr.DownloadButton("Export CSV", value=files[0], elem_id="eval-export-csv")
         export_json = gr.DownloadButton("Export JSON", value=files[1], elem_id="eval-export-json")
-    gr.Markdown("#### Failures")
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=2):
-            model = gr.Dropdown(first["models"], value=(first["models"] or [None])[-1], label="Model",
-                                elem_id="eval-fail-model")  # fmt: skip
-            first_fails = failure_choices(first["comparison"], (first["models"] or [None])[-1])
-            record = gr.Dropdown(first_fails, value=None, label="Wrong answer", elem_id="eval-fail-record")
-            video = gr.Video(label="Video", interactive=False, height=240, elem_id="eval-fail-video")
-        with gr.Column(scale=3):
-            detail = gr.Markdown(elem_id="eval-fail-detail")
+    model, record, video, detail = _failures_section(first)
+    return CompareWidgets(
+        pick=pick, refresh=refresh, note=note, bars=bars, table=table, dist=dist, export_csv=export_csv,
+        export_json=export_json, model=model, record=record, video=video, detail=detail,
+    )  # fmt: skip
 
-    def on_view(run_id: int | None, key: str | None) -> tuple:
-        try:
-            view = compare_view(ctx, run_id, key)
-        except StudioError as exc:
-            empty = gr.Dropdown(choices=[], value=None)
-            return empty, f"**Cannot read evaluations:** {exc}", None, [], None, None, None, empty
-        files = _safe_exports(ctx, view["comparison"], int(run_id)) if view["comparison"] else (None, None)
-        labels = view["models"]
-        return (
-            gr.Dropdown(choices=view["choices"], value=view["key"]),
-            view["note"],
-            view["bars"],
-            view["rows"],
-            view["dist"],
-            files[0],
-            files[1],
-            gr.Dropdown(choices=labels, value=labels[-1] if labels else None),
-        )
 
-    def on_model(run_id: int | None, key: str | None, label: str | None) -> Any:
-        comp = _safe_comparison(ctx, run_id, key)
-        items = failure_choices(comp, label)
-        return gr.Dropdown(choices=items, value=items[0][1] if items else None)
-
-    def on_record(run_id: int | None, key: str | None, label: str | None, index: int | None) -> tuple:
-        comp = _safe_comparison(ctx, run_id, key)
-        rows = ec.failures(comp, label) if comp is not None and label else []
-        if index is None or not 0 <= int(index) < len(rows):
-            return (
-                None,
-                "No wrong answer picked." if rows or comp is None else "No wrong answer: all correct.",
-            )
-        row = rows[int(index)]
-        media = row.get("video")
-        shown = media if media and Path(media).is_file() and Path(media).suffix.lower() != ".png" else None
-        return shown, failure_text(row)
-
-    outputs = [pick, note, bars, table, dist, export_csv, export_json, model]
+def create_compare_section(
+    ctx: StudioContext, run: Any, first_run: int | None, also_on: Sequence[Any] = ()
+) -> dict[str, Any]:
+    """Build the section under the tab's widgets; ``run`` is the tab's run dropdown, ``also_on``
+    widgets whose change means new evaluations (the tab's headline, set when a job ends)."""
+    try:
+        first = compare_view(ctx, first_run)
+    except StudioError as exc:
+        logger.warning("evaluate compare: %s", exc)
+        first = compare_view(ctx, None)
+    w = _build_section(ctx, first, first_run)
+    h = CompareHandlers(ctx)
+    outputs = w.view_outputs
     for trigger in (run, *also_on):
-        trigger.change(lambda r: on_view(r, None), [run], outputs)
-    refresh.click(on_view, [run, pick], outputs)
-    pick.input(on_view, [run, pick], outputs)
-    model.change(on_model, [run, pick, model], [record])
-    record.change(on_record, [run, pick, model, record], [video, detail])
-    return {"compare_pick": pick, "task_bars": bars, "task_table": table, "answer_dist": dist,
-            "fail_model": model, "fail_record": record, "fail_video": video, "fail_detail": detail,
-            "export_csv": export_csv, "export_json": export_json, "compare_refresh": refresh}  # fmt: skip
+        trigger.change(lambda r: h.on_view(r, None), [run], outputs)
+    w.refresh.click(h.on_view, [run, w.pick], outputs)
+    w.pick.input(h.on_view, [run, w.pick], outputs)
+    w.model.change(h.on_model, [run, w.pick, w.model], [w.record])
+    w.record.change(h.on_record, [run, w.pick, w.model, w.record], [w.video, w.detail])
+    return {
+        "compare_pick": w.pick,
+        "task_bars": w.bars,
+        "task_table": w.table,
+        "answer_dist": w.dist,
+        "fail_model": w.model,
+        "fail_record": w.record,
+        "fail_video": w.video,
+        "fail_detail": w.detail,
+        "export_csv": w.export_csv,
+        "export_json": w.export_json,
+        "compare_refresh": w.refresh,
+    }
 
 
 def _safe_exports(ctx: StudioContext, comp: ec.Comparison, run_id: int) -> tuple[Any, Any]:

@@ -1,0 +1,163 @@
+"""What a stored evaluation looks like (no Gradio): summary and per-record tables, the confusion
+heatmap, and the run, checkpoint and evaluation pickers' choices, all read from the run database."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import plotly.graph_objects as go
+
+from studio import choices
+from studio.context import StudioContext
+from trainer.core.errors import StudioError
+from trainer.eval.benchmark import NO_ANSWER, stored_answer, stored_choice
+from trainer.rundb import Evaluation
+
+logger = logging.getLogger(__name__)
+
+RECORD_HEADERS = ["id", "correct", "chosen", "ok", "format ok", "completion"]
+SUMMARY_HEADERS = ["eval", "step", "dataset", "records", "accuracy", "format rate", "when"]
+
+
+def confusion_counts(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str], list[list[int]]]:
+    """``(correct letters, chosen letters, counts)``: ``counts[i][j]`` records whose answer is
+    ``rows[i]`` and whose chosen option is ``cols[j]`` ("none" when no option was read)."""
+    pairs = [(stored_answer(r), stored_choice(r)) for r in results]
+    rows = sorted({c for c, _ in pairs})
+    chosen = {c for _, c in pairs} | set(rows)
+    cols = sorted(chosen - {NO_ANSWER}) + ([NO_ANSWER] if NO_ANSWER in chosen else [])
+    counts = [[0] * len(cols) for _ in rows]
+    for correct, pick in pairs:
+        counts[rows.index(correct)][cols.index(pick)] += 1
+    return rows, cols, counts
+
+
+def confusion_figure(results: Sequence[Mapping[str, Any]], title: str = "") -> go.Figure:
+    """A heatmap of :func:`confusion_counts` (the diagonal is the correct answers)."""
+    rows, cols, counts = confusion_counts(results)
+    fig = go.Figure(
+        go.Heatmap(
+            z=counts,
+            x=[f"chose {c}" for c in cols],
+            y=[f"answer {r}" for r in rows],
+            text=counts,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            showscale=False,
+            hovertemplate="%{y}, %{x}: %{z} records<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title or "Confusion (rows: correct option, columns: chosen)",
+        yaxis={"autorange": "reversed"},
+        height=340,
+        margin={"l": 70, "r": 20, "t": 50, "b": 40},
+    )
+    return fig
+
+
+def record_rows(results: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """The per-record table: id, correct, chosen, ok, format ok, completion."""
+    return [
+        [
+            r.get("id"),
+            stored_answer(r),
+            stored_choice(r),
+            "✓" if r.get("is_correct") else "✗",
+            "✓" if r.get("format_ok") else "✗",
+            r.get("completion", ""),
+        ]
+        for r in results
+    ]
+
+
+def summary_rows(evaluations: Sequence[Evaluation], steps: Mapping[int, int]) -> list[list[Any]]:
+    """One row per evaluation, newest first; ``steps`` maps checkpoint id -> step."""
+    return [
+        [
+            e.id,
+            steps.get(e.checkpoint_id, "?"),
+            e.dataset,
+            len(e.results),
+            round(e.accuracy, 4),
+            round(e.format_rate, 4),
+            datetime.fromtimestamp(e.created_at).strftime("%Y-%m-%d %H:%M:%S"),
+        ]
+        for e in sorted(evaluations, key=lambda e: e.id, reverse=True)
+    ]
+
+
+def headline(evaluation: Evaluation, step: int | str) -> str:
+    return (
+        f"### Evaluation #{evaluation.id} · step {step} · `{evaluation.dataset}`\n"
+        f"**Accuracy {evaluation.accuracy:.1%}** · format rate {evaluation.format_rate:.1%} · "
+        f"{len(evaluation.results)} records"
+    )
+
+
+@dataclass
+class EvalView:
+    """Everything the tab shows for one run (and one of its evaluations)."""
+
+    summary: list[list[Any]]
+    choices: list[tuple[str, int]]
+    selected: int | None
+    headline: str
+    figure: go.Figure | None
+    records: list[list[Any]]
+
+
+def evaluation_view(ctx: StudioContext, run_id: int | None, eval_id: int | None = None) -> EvalView:
+    """The run's evaluations and the chosen one (the newest when ``eval_id`` is not among them)."""
+    if run_id is None:
+        return EvalView([], [], None, "Pick a run to see its evaluations.", None, [])
+    evaluations = ctx.store.evaluations(int(run_id))
+    steps = {c.id: c.step for c in ctx.store.checkpoints(int(run_id), include_deleted=True)}
+    if not evaluations:
+        return EvalView([], [], None, "No evaluation stored for this run yet.", None, [])
+    by_id = {e.id: e for e in evaluations}
+    chosen = by_id.get(int(eval_id)) if eval_id is not None else None
+    chosen = chosen or max(evaluations, key=lambda e: e.id)
+    step = steps.get(chosen.checkpoint_id, "?")
+    options = [
+        (f"#{e.id} · step {steps.get(e.checkpoint_id, '?')} · {e.dataset} · acc {e.accuracy:.3f}", e.id)
+        for e in sorted(evaluations, key=lambda e: e.id, reverse=True)
+    ]
+    return EvalView(
+        summary=summary_rows(evaluations, steps),
+        choices=options,
+        selected=chosen.id,
+        headline=headline(chosen, step),
+        figure=confusion_figure(chosen.results, f"Confusion · eval #{chosen.id} · step {step}"),
+        records=record_rows(chosen.results),
+    )
+
+
+def run_choices(ctx: StudioContext) -> list[tuple[str, int]]:
+    return choices.run_choices(ctx.store.list_runs())
+
+
+def default_run(ctx: StudioContext, items: Sequence[tuple[str, int]]) -> int | None:
+    """The run to show first: the newest one with a stored evaluation, else the newest run."""
+    for _, run_id in items:
+        if ctx.store.evaluations(run_id):
+            return run_id
+    return items[0][1] if items else None
+
+
+def checkpoint_choices(ctx: StudioContext, run_id: int | None) -> list[tuple[str, str]]:
+    """The run's checkpoints still on disk (newest first), its base model, and the embedded tiny model."""
+    return choices.read_checkpoint_choices(ctx.store, run_id).items
+
+
+def read_or(fn: Callable[[], Any], fallback: Any) -> Any:
+    """Build-time reads of the run DB: a broken DB must not stop the studio from starting."""
+    try:
+        return fn()
+    except StudioError as exc:
+        logger.warning("evaluate tab: %s", exc)
+        return fallback
