@@ -55,3 +55,29 @@ def test_importing_the_training_loop_loads_no_ui() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
     )
     assert out.stdout.strip() == "[]"
+
+
+MAX_FILE_LINES = 500
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_file_over_500_lines_and_no_function_over_80() -> None:
+    """STYLE.md's smells, measured: a file of the engine, the studio or the benchmarks over 500
+    lines, or a function (docstring included) over 80; alembic migrations aside."""
+    import ast
+
+    too_long = []
+    for root in ("trainer", "studio", "bench"):
+        for path in sorted((REPO_ROOT / root).rglob("*.py")):
+            if "migrations" in path.parts:
+                continue
+            text = path.read_text()
+            where = path.relative_to(REPO_ROOT)
+            if len(text.splitlines()) > MAX_FILE_LINES:
+                too_long.append(f"{where}: {len(text.splitlines())} lines")
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    length = node.end_lineno - node.lineno + 1
+                    if length > MAX_FUNCTION_LINES:
+                        too_long.append(f"{where}:{node.lineno} {node.name}: {length} lines")
+    assert too_long == []
