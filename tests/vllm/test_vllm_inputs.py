@@ -8,13 +8,11 @@ import torch
 from tests.helpers.records import video_record
 from trainer.core.video_config import VideoConfig
 from trainer.model.families.qwen_mrope import transformers_mrope_positions
+from trainer.model.families.qwen_vllm_inputs import PATCHIFY_ONLY as _PATCHIFY_ONLY
+from trainer.model.families.qwen_vllm_inputs import collapse_runs as _collapse_runs
+from trainer.model.families.qwen_vllm_inputs import frames_from_patches
 from trainer.model.loading import load_policy
 from trainer.rollout.hf import build_prompt_batch
-from trainer.rollout.vllm_engine import (
-    _PATCHIFY_ONLY,
-    _collapse_runs,
-    frames_from_patches,
-)
 
 VIDEO = VideoConfig(fps=8.0, max_frames=8, min_pixels=3136, max_pixels=3136)
 

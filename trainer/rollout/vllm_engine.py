@@ -9,15 +9,9 @@ gathered where the training engine shards them (:mod:`trainer.model.full_weights
 :class:`RolloutBatch`, so scoring, advantages, the loss, the run database and the Monitor are the
 same for both backends.
 
-What vLLM sees is what the training forward sees:
-
-- the prompt's token ids as our processor made them (the ``<|video_pad|>`` run already expanded),
-  so vLLM's placeholder positions and 3-D rope are computed on the same tokens;
-- the video as our decoder produced it (qwen-vl-utils' fps, max_frames and pixel limits, and any
-  T-GRPO frame shuffle), recovered from the prompt batch's ``pixel_values_videos`` by undoing the
-  processor's patch layout (:func:`frames_from_patches`). The frames are already rescaled and
-  normalised, so vLLM's processor is told to only patchify them: the vision tower gets the same
-  pixels to the bit, and ``second_per_grid_ts`` comes back from the fps in the metadata.
+What vLLM sees is what the training forward sees: the prompt's token ids as our processor made
+them, and the frames our decoder produced, in the input layout of the model's family
+(``ModelFamily.vllm_prompts``; Qwen2-style: :mod:`trainer.model.families.qwen_vllm_inputs`).
 
 After every optimiser step :meth:`VLLMRollouts.load_weights` copies the policy's weights into the
 engine (LoRA: merged) and drops the prefix cache, whose KV blocks came from the old weights. The
@@ -30,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -49,13 +43,6 @@ INSTALL_HINT = (
     "rollout_backend: vllm needs vLLM in this environment: on a CUDA machine `pip install -e '.[vllm]'`; "
     "on a CPU-only machine `bash scripts/venv.sh vllm` builds .venv-vllm with vLLM's CPU build"
 )
-# Frames handed to vLLM are already resized, rescaled and normalised (see the module docstring).
-_PATCHIFY_ONLY = {
-    "do_resize": False,
-    "do_rescale": False,
-    "do_normalize": False,
-    "cap_pixels_per_frame": False,  # transformers 5.19-5.21 warn on every call without it
-}
 
 
 def require_vllm() -> Any:
@@ -132,29 +119,6 @@ def _cpu_engine_settings(memory_fraction: float) -> dict[str, Any]:
     return {"kv_cache_memory_bytes": int(memory_fraction * psutil.virtual_memory().total)}
 
 
-def frames_from_patches(
-    pixels: torch.Tensor, grid_thw: torch.Tensor, patch_size: int, merge_size: int, temporal_patch_size: int
-) -> list[torch.Tensor]:
-    """Undo the Qwen-VL processors' patchify: flat patches (sum_i t*h*w, C*tp*p*p) -> one (t*tp, C, h*p, w*p)
-    tensor of (normalised) frames per row of ``grid_thw`` (num_videos, 3).
-
-    The processor views frames as (t, tp, C, h/m, m, p, w/m, m, p) and permutes them to
-    (t, h/m, w/m, m, m, C, tp, p, p) before flattening; this applies the inverse permutation.
-    """
-    out = []
-    start = 0
-    for t, h, w in torch.as_tensor(grid_thw).tolist():
-        n = t * h * w
-        p, m, tp = patch_size, merge_size, temporal_patch_size
-        chunk = pixels[start : start + n].view(t, h // m, w // m, m, m, -1, tp, p, p)
-        chunk = chunk.permute(0, 6, 5, 1, 3, 7, 2, 4, 8)
-        out.append(chunk.reshape(t * tp, chunk.shape[2], h * p, w * p))
-        start += n
-    if start != pixels.shape[0]:
-        raise ValueError(f"grids cover {start} patches but the batch has {pixels.shape[0]}")
-    return out
-
-
 def sampling_params(generation_kwargs: dict[str, Any], group_size: int, seed: int | None) -> Any:
     """vLLM SamplingParams from the same ``generation_kwargs`` the transformers sampler takes."""
     from vllm import SamplingParams
@@ -201,6 +165,7 @@ class VLLMRollouts:
         on_cuda = torch.cuda.is_available()
         family = check_servable(AutoConfig.from_pretrained(model_path), on_cuda)
         self.processor = processor
+        self.family = family
         self._seed = seed
         self.sharding = sharding
         self._calls = 0
@@ -242,53 +207,6 @@ class VLLMRollouts:
         logger.info("vLLM engine for %s ready in %.1f s", model_path, time.perf_counter() - start)
 
     # ---- generation -------------------------------------------------------------------------
-    def _prompts(self, prompt: PromptBatch) -> list[dict[str, Any]]:
-        """One TokensPrompt per question: its unpadded token ids and its frames (or image)."""
-        inputs = prompt.inputs
-        vp = self.processor.video_processor
-        ip = self.processor.image_processor
-        videos = iter(())
-        if "pixel_values_videos" in inputs:
-            frames = frames_from_patches(
-                inputs["pixel_values_videos"], inputs["video_grid_thw"], vp.patch_size, vp.merge_size,
-                vp.temporal_patch_size,
-            )  # fmt: skip
-            seconds = inputs.get("second_per_grid_ts")
-            videos = iter(zip(frames, seconds if seconds is not None else [None] * len(frames), strict=True))
-        images: Iterator[torch.Tensor] = iter(())
-        if "pixel_values" in inputs:
-            images = iter(
-                f[0].permute(1, 2, 0).numpy()  # both temporal copies are the same image: HWC
-                for f in frames_from_patches(
-                    inputs["pixel_values"], inputs["image_grid_thw"], ip.patch_size, ip.merge_size,
-                    ip.temporal_patch_size,
-                )
-            )  # fmt: skip
-        tok = self.processor.tokenizer
-        video_id = tok.convert_tokens_to_ids("<|video_pad|>")
-        image_id = tok.convert_tokens_to_ids("<|image_pad|>")
-        prompts = []
-        for ids, mask in zip(inputs["input_ids"], inputs["attention_mask"], strict=True):
-            ids = _collapse_runs(ids[mask.bool()].tolist(), (video_id, image_id))
-            item: dict[str, Any] = {"prompt_token_ids": ids, "mm_processor_kwargs": dict(_PATCHIFY_ONLY)}
-            if video_id in ids:
-                frames, second = next(videos)
-                # qwen's second_per_grid_ts = temporal_patch_size / fps: give back that fps.
-                fps = vp.temporal_patch_size / float(second) if second is not None else 2.0
-                meta = {
-                    "fps": fps,
-                    "duration": frames.shape[0] / fps,
-                    "total_num_frames": frames.shape[0],
-                    "frames_indices": list(range(frames.shape[0])),
-                    "video_backend": "torchvision",
-                    "do_sample_frames": False,
-                }
-                item["multi_modal_data"] = {"video": (frames, meta)}
-            elif image_id in ids:
-                item["multi_modal_data"] = {"image": next(images)}
-            prompts.append(item)
-        return prompts
-
     @torch.no_grad()
     def __call__(
         self,
@@ -304,7 +222,9 @@ class VLLMRollouts:
         start = time.perf_counter()
         self._calls += 1
         params = sampling_params(generation_kwargs, group_size, seed=self._request_seed())
-        outputs = self.llm.generate(self._prompts(prompt), params, use_tqdm=False)
+        outputs = self.llm.generate(
+            self.family.vllm_prompts(self.processor, prompt.inputs), params, use_tqdm=False
+        )
         copies = 1 if params.n == group_size else group_size
         rows = [c for out in outputs for c in out.outputs for _ in range(copies)]
         if len(rows) != prompt.size * group_size:
@@ -400,17 +320,6 @@ def _external_launcher(rank: int, local_rank: int, world: int) -> dict[str, Any]
     runs on gloo, vLLM's process-group backend there."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(world))
     return {"distributed_executor_backend": "external_launcher", "tensor_parallel_size": 1}
-
-
-def _collapse_runs(ids: list[int], placeholders: tuple[int, ...]) -> list[int]:
-    """Each run of a placeholder token -> one token: vLLM expands a video's single
-    ``<|video_pad|>`` itself (to the same count, from the same grid) and would not recognise
-    an already expanded run.
-
-    >>> _collapse_runs([1, 7, 7, 7, 2, 7, 3], (7,))
-    [1, 7, 2, 7, 3]
-    """
-    return [t for i, t in enumerate(ids) if not (t in placeholders and i > 0 and ids[i - 1] == t)]
 
 
 BACKENDS = ("hf", "vllm")

@@ -153,6 +153,12 @@ class ModelFamily:
 
     # ---- vLLM ----------------------------------------------------------------------------------
 
+    def vllm_prompts(self, processor: Any, inputs: dict[str, Any]) -> list[dict[str, Any]]:
+        """vLLM's TokensPrompts for a prompt batch: Qwen2-style patchified frames by default."""
+        from trainer.model.families.qwen_vllm_inputs import qwen_vllm_prompts
+
+        return qwen_vllm_prompts(self, processor, inputs)
+
     def prepare_vllm(self) -> None:
         for patch in self.vllm_patches:
             patch()
