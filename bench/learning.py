@@ -10,6 +10,7 @@ writes the curve (CSV + interactive HTML) under --out. Ends with one line:
 seconds of the training command: start-up, 570 s of training, evaluations).
 
     .venv/bin/python bench/learning.py --seed 0
+    .venv/bin/python bench/learning.py --model assets/tiny-qwen2-vl   # the second model family
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--config", default=str(REPO_ROOT / "configs" / "tiny_cpu.yaml"))
     parser.add_argument(
+        "--model",
+        default=None,
+        help="model to train instead of the config's (e.g. assets/tiny-qwen2-vl, the second family)",
+    )
+    parser.add_argument(
         "--seconds",
         type=float,
         default=570.0,
@@ -105,6 +111,7 @@ def _config(args: argparse.Namespace, workspace: Path) -> TrainConfig:
                 "save_steps": 1_000_000,
                 "run_name": f"learning-seed{args.seed}",
                 "num_threads": args.threads,
+                **({"model_name_or_path": args.model} if args.model else {}),
             },
         )
     )

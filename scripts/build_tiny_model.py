@@ -1,11 +1,13 @@
-"""Build the embedded tiny Qwen2.5-VL (assets/tiny-qwen2.5-vl/): tokenizer, processor, config, weights.
+"""Build an embedded tiny model: tokenizer, processor, config, weights.
 
-Steps: train a small byte-level BPE on the synthetic dataset's text (with Qwen2.5-VL's special
-tokens and chat template), build a real Qwen2_5_VLForConditionalGeneration with tiny sizes, run a
-format warm start (random answer letters: parseable outputs at chance accuracy), save everything so
-``AutoProcessor`` / ``Qwen2_5_VLForConditionalGeneration.from_pretrained`` load it like the real model.
-Needs assets/synthetic_motion (scripts/make_synthetic_dataset.py) and ../shared/realdata's tokenizer
-files (chat template, tokenizer_config). Deterministic for a seed and thread count.
+``--family qwen2_5_vl`` (default) builds assets/tiny-qwen2.5-vl/, ``--family qwen2_vl``
+assets/tiny-qwen2-vl/. Steps: train a small byte-level BPE on the synthetic dataset's text (with
+Qwen2.5-VL's special tokens and chat template, which Qwen2-VL shares), build a real
+``...ForConditionalGeneration`` of the family with tiny sizes, run a format warm start (random answer
+letters: parseable outputs at chance accuracy), save everything so ``AutoProcessor`` and the
+family's ``from_pretrained`` load it like the real model. Needs assets/synthetic_motion
+(scripts/make_synthetic_dataset.py) and ../shared/realdata's tokenizer files (chat template,
+tokenizer_config). Deterministic for a seed and thread count.
 """
 
 from __future__ import annotations
@@ -21,13 +23,21 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from scripts.tiny_model import config as tiny_config  # noqa: E402
+from scripts.tiny_model import qwen2_vl as tiny_qwen2_vl  # noqa: E402
 from scripts.tiny_model import tokenizer as tiny_tok  # noqa: E402
 from scripts.tiny_model import warm_start  # noqa: E402
-from trainer.core.paths import SYNTHETIC_DIR, TINY_MODEL_DIR  # noqa: E402
+from trainer.core.paths import SYNTHETIC_DIR, TINY_MODEL_DIR, TINY_QWEN2_VL_DIR  # noqa: E402
 from trainer.data.prompts import NO_THINK, THINK, answer_text, user_text  # noqa: E402
+from trainer.model.families import family_for  # noqa: E402
 
 REAL_TOKENIZER_DIR = REPO_ROOT.parent / "shared" / "realdata" / "qwen2_5_vl_tokenizer"
 logger = logging.getLogger("build_tiny_model")
+
+# model_type -> (the module with its model_config / processor / generation_config, default folder)
+FAMILIES = {
+    tiny_config.MODEL_TYPE: (tiny_config, TINY_MODEL_DIR),
+    tiny_qwen2_vl.MODEL_TYPE: (tiny_qwen2_vl, TINY_QWEN2_VL_DIR),
+}
 
 
 def corpus(dataset_dir: Path, template: str) -> list[str]:
@@ -65,23 +75,31 @@ def corpus(dataset_dir: Path, template: str) -> list[str]:
 
 
 def build(
-    out_dir: Path, dataset_dir: Path, seed: int, steps: int, batch_size: int, lr: float, vocab_size: int
+    out_dir: Path,
+    dataset_dir: Path,
+    seed: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    vocab_size: int,
+    family: str = tiny_config.MODEL_TYPE,
 ) -> dict:
     import torch
-    from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+    from transformers import AutoTokenizer
 
+    family_config = FAMILIES[family][0]  # the family's model_config / processor / generation_config
     torch.manual_seed(seed)
     template = tiny_tok.chat_template(REAL_TOKENIZER_DIR)
     tok = tiny_tok.train_tokenizer(corpus(dataset_dir, template), vocab_size)
     out_dir.mkdir(parents=True, exist_ok=True)
     tiny_tok.write_tokenizer_files(tok, REAL_TOKENIZER_DIR, out_dir)
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
-    processor = tiny_config.processor(tokenizer, template)
+    processor = family_config.processor(tokenizer, template)
     processor.save_pretrained(out_dir)
 
-    config = tiny_config.model_config(tokenizer)
-    model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config = tiny_config.generation_config(tokenizer)
+    config = family_config.model_config(tokenizer)
+    model = family_for(family).load_class()(config)
+    model.generation_config = family_config.generation_config(tokenizer)
     t0 = time.perf_counter()
     losses = warm_start.train(
         model, processor, dataset_dir, steps=steps, batch_size=batch_size, lr=lr, seed=seed
@@ -90,6 +108,7 @@ def build(
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     stats = {
+        "family": family,
         "parameters": sum(p.numel() for p in model.parameters()),
         "vocab": len(tokenizer),
         "warm_start_steps": steps,
@@ -103,7 +122,8 @@ def build(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=TINY_MODEL_DIR)
+    parser.add_argument("--family", choices=sorted(FAMILIES), default=tiny_config.MODEL_TYPE)
+    parser.add_argument("--out", type=Path, default=None, help="default: the family's folder in assets/")
     parser.add_argument("--dataset", type=Path, default=SYNTHETIC_DIR)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=400, help="format warm-start steps")
@@ -117,8 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    stats = build(args.out, args.dataset, args.seed, args.steps, args.batch_size, args.lr, args.vocab_size)
-    size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
+    out = args.out or FAMILIES[args.family][1]
+    stats = build(
+        out, args.dataset, args.seed, args.steps, args.batch_size, args.lr, args.vocab_size, args.family
+    )
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(json.dumps({**stats, "size_mb": round(size / 1e6, 2)}))
     return 0
 

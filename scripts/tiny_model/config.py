@@ -3,6 +3,8 @@
 Sizes follow shared/QWEN_VL_NOTES.md (a ~340k-parameter model runs a GRPO step in ~0.14 s on 2 CPU
 cores); the structure (patch 14, temporal patch 2, 2x2 merge, windowed + full attention blocks,
 mrope) is the real one, so code written against it runs unchanged on Qwen2.5-VL-3B/7B.
+The text sizes, token ids, generation config and image/video processors here are shared with the
+tiny Qwen2-VL (scripts/tiny_model/qwen2_vl.py).
 """
 
 from __future__ import annotations
@@ -47,24 +49,37 @@ VISION = {
 }
 
 
-def model_config(tokenizer: Any) -> Any:
-    """Qwen2_5_VLConfig with the token ids of our tokenizer in text_config (where the model reads
-    them; top-level ids do not reach it)."""
-    from transformers import Qwen2_5_VLConfig
+MODEL_TYPE = "qwen2_5_vl"
 
-    ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in (
+
+def token_ids(tokenizer: Any) -> dict[str, int]:
+    """Our tokenizer's ids of the special tokens the model config names."""
+    return {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in (
         ("bos", "<|endoftext|>"), ("eos", "<|im_end|>"), ("pad", "<|endoftext|>"),
         ("vision_start", "<|vision_start|>"), ("vision_end", "<|vision_end|>"),
         ("image", "<|image_pad|>"), ("video", "<|video_pad|>"),
     )}  # fmt: skip
+
+
+def text_config(tokenizer: Any) -> dict[str, Any]:
+    """TEXT with our vocabulary and token ids: they belong in text_config, where the model reads
+    them (top-level ids do not reach it)."""
+    ids = token_ids(tokenizer)
     vocab_size = -(-len(tokenizer) // 64) * 64  # padded like the real 151936 (unused rows never sampled)
     # initializer_range 0.1 (real: 0.02): at 0.02 a 64-wide model's attention starts uniform and the
     # warm start sat for 450 steps at ln 4 on the option text after a random letter ("(D) up"); at
     # 0.1 it binds letter -> text within ~75 steps.
-    text = dict(TEXT, vocab_size=vocab_size, bos_token_id=ids["bos"], eos_token_id=ids["eos"],
+    return dict(TEXT, vocab_size=vocab_size, bos_token_id=ids["bos"], eos_token_id=ids["eos"],
                 pad_token_id=ids["pad"], tie_word_embeddings=True, initializer_range=0.1)  # fmt: skip
+
+
+def model_config(tokenizer: Any) -> Any:
+    """Qwen2_5_VLConfig: TEXT and VISION with the token ids of our tokenizer."""
+    from transformers import Qwen2_5_VLConfig
+
+    ids = token_ids(tokenizer)
     return Qwen2_5_VLConfig(
-        text_config=text,
+        text_config=text_config(tokenizer),
         vision_config=VISION,
         image_token_id=ids["image"],
         video_token_id=ids["video"],
@@ -90,10 +105,10 @@ def generation_config(tokenizer: Any) -> Any:
     )
 
 
-def processor(tokenizer: Any, chat_template: str) -> Any:
-    """Qwen2_5_VLProcessor with the real image/video processor settings (patch 14, temporal patch 2,
-    merge 2, CLIP mean/std, min/max pixels of Qwen2.5-VL)."""
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+def vision_processors() -> tuple[Any, Any]:
+    """The image and video processors with the real settings of Qwen2-VL and Qwen2.5-VL (patch 14,
+    temporal patch 2, merge 2, CLIP mean/std, their min/max pixels)."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     common = dict(
         patch_size=14,
@@ -103,7 +118,14 @@ def processor(tokenizer: Any, chat_template: str) -> Any:
         image_std=[0.26862954, 0.26130258, 0.27577711],
     )
     image = Qwen2VLImageProcessor(size={"shortest_edge": 3136, "longest_edge": 12845056}, **common)
-    video = Qwen2VLVideoProcessor(**common)
+    return image, Qwen2VLVideoProcessor(**common)
+
+
+def processor(tokenizer: Any, chat_template: str) -> Any:
+    """Qwen2_5_VLProcessor with the real image/video processors (:func:`vision_processors`)."""
+    from transformers import Qwen2_5_VLProcessor
+
+    image, video = vision_processors()
     return Qwen2_5_VLProcessor(
         image_processor=image, video_processor=video, tokenizer=tokenizer, chat_template=chat_template
     )

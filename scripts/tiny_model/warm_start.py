@@ -128,19 +128,22 @@ def train(
     return losses
 
 
+# The processor outputs a forward takes besides ids and masks; second_per_grid_ts only Qwen2.5-VL's
+# processor gives (Qwen2-VL's rope index ignores the frames' timing).
+VISION_INPUTS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+
+
 def supervised_step(model: Any, opt: Any, batch: Any) -> float:
     """One AdamW step of next-token loss on the completion tokens; mm_token_type_ids makes the
-    forward use 3-D (mrope) positions for the video tokens."""
+    forward use 3-D (mrope) positions for the video tokens. Any Qwen2-style family."""
     import torch
 
     out = model(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
-        pixel_values_videos=batch["pixel_values_videos"],
-        video_grid_thw=batch["video_grid_thw"],
-        second_per_grid_ts=batch["second_per_grid_ts"],
         mm_token_type_ids=batch["mm_token_type_ids"],
         labels=completion_labels(batch),
+        **{key: batch[key] for key in VISION_INPUTS if key in batch},
     )
     opt.zero_grad(set_to_none=True)
     out.loss.backward()

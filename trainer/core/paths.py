@@ -12,6 +12,8 @@ ASSETS_DIR = REPO_ROOT / "assets"
 TINY_MODEL_DIR = ASSETS_DIR / "tiny-qwen2.5-vl"
 # The same with head_dim 64 (vLLM's CPU attention refuses 16), built by scripts/build_tiny_vllm_model.py.
 TINY_VLLM_MODEL_DIR = ASSETS_DIR / "tiny-qwen2.5-vl-hd64"
+# The embedded tiny Qwen2-VL (a second model family), built by scripts/build_tiny_model.py.
+TINY_QWEN2_VL_DIR = ASSETS_DIR / "tiny-qwen2-vl"
 # The embedded synthetic video MCQ dataset, built by scripts/make_synthetic_dataset.py.
 SYNTHETIC_DIR = ASSETS_DIR / "synthetic_motion"
 
