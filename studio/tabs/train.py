@@ -23,7 +23,7 @@ from studio.live import Refresh
 from studio.supervisor import Supervisor
 from trainer.core.config import TrainConfig
 from trainer.core.errors import StudioError
-from trainer.core.paths import REPO_ROOT, TINY_MODEL_DIR, TINY_VLLM_MODEL_DIR
+from trainer.core.paths import REPO_ROOT, TINY_MODEL_DIR, TINY_QWEN2_VL_DIR, TINY_VLLM_MODEL_DIR
 from trainer.data import list_datasets
 from trainer.data.prompts import NO_THINK
 from trainer.model.families import FAMILIES
@@ -213,8 +213,10 @@ def model_widget(f: forms.FormField, value: Any) -> Any:
     stays the absolute path, so the studio works from any current folder."""
     import gradio as gr
 
-    # The head_dim-64 variant is the tiny model vLLM's CPU build can serve (rollout_backend: vllm).
-    values = list(dict.fromkeys([str(TINY_MODEL_DIR), str(value), str(TINY_VLLM_MODEL_DIR), *HUB_MODELS]))
+    # The head_dim-64 variant is the tiny model vLLM's CPU build can serve (rollout_backend: vllm);
+    # the tiny Qwen2-VL is a second family to try on a laptop.
+    tiny = [str(TINY_MODEL_DIR), str(value), str(TINY_VLLM_MODEL_DIR), str(TINY_QWEN2_VL_DIR)]
+    values = list(dict.fromkeys([*tiny, *HUB_MODELS]))
     return gr.Dropdown(
         [(model_label(v), v) for v in values],
         value=str(value),

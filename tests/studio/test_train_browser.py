@@ -156,3 +156,47 @@ def test_every_section_opened_the_preset_is_still_valid(page: Any) -> None:
     expect(status).to_contain_text(
         "grpo_sample_size: expected an integer, got '2.5'", timeout=CHECK_TIMEOUT_MS
     )
+
+
+def test_the_second_family_checks_and_learns_from_the_train_tab(page: Any, studio: StudioProcess) -> None:
+    """The model picker offers the tiny Qwen2-VL; Check runs its pre-flight; a folder of an
+    unsupported family is refused naming the supported ones; Launch trains it."""
+    from playwright.sync_api import expect
+
+    status = page.locator("#train-status")
+    unsupported = studio.workspace.parent / "llava-model"
+    unsupported.mkdir()
+    (unsupported / "config.json").write_text('{"model_type": "llava_onevision"}')
+    model = page.locator("#train-model_name_or_path input").first
+    model.fill(str(unsupported))
+    model.press("Enter")
+    check_config(page)
+    expect(status).to_contain_text("model_type 'llava_onevision' is not supported")
+    expect(status).to_contain_text("Qwen2-VL (qwen2_vl)")
+
+    pick_option(page, "train-model_name_or_path", "assets/tiny-qwen2-vl")
+    check_config(page)
+    expect(status).to_contain_text("Config is valid")
+    expect(status).to_contain_text("the run can learn")
+    shot = studio.workspace.parent / "train_tab_qwen2_vl.png"
+    page.screenshot(path=str(shot), full_page=True)
+    SHOTS_FOR_LEAD.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, SHOTS_FOR_LEAD / shot.name)
+
+    page.locator("#train-launch").click()
+    expect(status).to_contain_text("Launched run", timeout=UI_TIMEOUT_MS)
+    store = RunStore(f"sqlite:///{studio.workspace / 'runs.db'}")
+    try:
+        [run] = store.list_runs()
+        assert store.get_config(run.id).config["model"]["model_name_or_path"].endswith("tiny-qwen2-vl")
+
+        def first_rewards() -> list[float]:
+            series = store.metrics_since(run.id, names=[mk.FORMAT_REWARD]).get(mk.FORMAT_REWARD)
+            current = store.get_run(run.id)
+            assert current.status not in ("failed", "aborted"), current.error
+            return list(series.values) if series and len(series.values) >= 3 else []
+
+        # The warm-started format: its answers parse from the first steps.
+        assert all(r > 0.5 for r in wait_for(first_rewards, FIRST_STEPS_TIMEOUT_S, "three steps")[:3])
+    finally:
+        store.close()
