@@ -73,21 +73,27 @@ def text_config(tokenizer: Any) -> dict[str, Any]:
                 pad_token_id=ids["pad"], tie_word_embeddings=True, initializer_range=0.1)  # fmt: skip
 
 
-def model_config(tokenizer: Any) -> Any:
-    """Qwen2_5_VLConfig: TEXT and VISION with the token ids of our tokenizer."""
-    from transformers import Qwen2_5_VLConfig
+def vl_config(config_class: str, architecture: str, tokenizer: Any, vision: dict[str, Any]) -> Any:
+    """A transformers VL config (``config_class``, e.g. ``Qwen2VLConfig``): :func:`text_config`,
+    ``vision`` and the vision token ids of our tokenizer."""
+    import transformers
 
     ids = token_ids(tokenizer)
-    return Qwen2_5_VLConfig(
+    return getattr(transformers, config_class)(
         text_config=text_config(tokenizer),
-        vision_config=VISION,
+        vision_config=vision,
         image_token_id=ids["image"],
         video_token_id=ids["video"],
         vision_start_token_id=ids["vision_start"],
         vision_end_token_id=ids["vision_end"],
         tie_word_embeddings=True,
-        architectures=["Qwen2_5_VLForConditionalGeneration"],
+        architectures=[architecture],
     )
+
+
+def model_config(tokenizer: Any) -> Any:
+    """Qwen2_5_VLConfig: TEXT and VISION with the token ids of our tokenizer."""
+    return vl_config("Qwen2_5_VLConfig", "Qwen2_5_VLForConditionalGeneration", tokenizer, VISION)
 
 
 def generation_config(tokenizer: Any) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scripts.tiny_model.config import generation_config, text_config, token_ids, vision_processors
+from scripts.tiny_model.config import generation_config, vision_processors, vl_config
 
 MODEL_TYPE = "qwen2_vl"
 __all__ = ["MODEL_TYPE", "VISION", "generation_config", "model_config", "processor"]
@@ -34,19 +34,7 @@ VISION = {
 
 def model_config(tokenizer: Any) -> Any:
     """Qwen2VLConfig: config.TEXT and VISION with the token ids of our tokenizer."""
-    from transformers import Qwen2VLConfig
-
-    ids = token_ids(tokenizer)
-    return Qwen2VLConfig(
-        text_config=text_config(tokenizer),
-        vision_config=VISION,
-        image_token_id=ids["image"],
-        video_token_id=ids["video"],
-        vision_start_token_id=ids["vision_start"],
-        vision_end_token_id=ids["vision_end"],
-        tie_word_embeddings=True,
-        architectures=["Qwen2VLForConditionalGeneration"],
-    )
+    return vl_config("Qwen2VLConfig", "Qwen2VLForConditionalGeneration", tokenizer, VISION)
 
 
 def processor(tokenizer: Any, chat_template: str) -> Any:

@@ -10,6 +10,7 @@ counts show one vision pass and one prefill per question.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import torch
@@ -97,6 +98,24 @@ def loss_and_grads(model, rollout: RolloutBatch, shared: bool, logp_ref: torch.T
     return logp.detach(), entropy.detach(), loss.detach(), grads
 
 
+def assert_both_paths_agree(model: Any, rollout: Any, logp_ref: torch.Tensor, adv: torch.Tensor) -> dict:
+    """Log-probs, entropy, loss and every gradient of the shared-prefix path equal the per-sample
+    path's (to float rounding); returns the shared path's gradients by parameter name."""
+    logp_a, ent_a, loss_a, grads_a = loss_and_grads(model, rollout, False, logp_ref, adv)
+    logp_b, ent_b, loss_b, grads_b = loss_and_grads(model, rollout, True, logp_ref, adv)
+    mask = rollout.completion_mask.bool()
+    torch.testing.assert_close(logp_b[mask], logp_a[mask], **TOL)
+    torch.testing.assert_close(ent_b[mask], ent_a[mask], **TOL)
+    torch.testing.assert_close(loss_b, loss_a, **TOL)
+    assert grads_a.keys() == grads_b.keys()
+    for name, grad in grads_a.items():
+        if grad is None:
+            assert grads_b[name] is None, name
+            continue
+        torch.testing.assert_close(grads_b[name], grad, **TOL, msg=lambda m, n=name: f"{n}: {m}")
+    return grads_b
+
+
 @pytest.mark.parametrize(
     ("media", "group_size", "lora", "checkpointing"),
     [
@@ -121,18 +140,7 @@ def test_logprobs_loss_and_every_gradient_match_the_per_sample_path(
         logp_ref = completion_logprobs(model, rollout, 0.7, shared_prefix=False) + 0.05
     adv = torch.linspace(-1.0, 1.0, rows)
 
-    logp_a, ent_a, loss_a, grads_a = loss_and_grads(model, rollout, False, logp_ref, adv)
-    logp_b, ent_b, loss_b, grads_b = loss_and_grads(model, rollout, True, logp_ref, adv)
-    mask = rollout.completion_mask.bool()
-    torch.testing.assert_close(logp_b[mask], logp_a[mask], **TOL)
-    torch.testing.assert_close(ent_b[mask], ent_a[mask], **TOL)
-    torch.testing.assert_close(loss_b, loss_a, **TOL)
-    assert grads_a.keys() == grads_b.keys()
-    for name, grad in grads_a.items():
-        if grad is None:
-            assert grads_b[name] is None, name
-            continue
-        torch.testing.assert_close(grads_b[name], grad, **TOL, msg=lambda m, n=name: f"{n}: {m}")
+    grads_b = assert_both_paths_agree(model, rollout, logp_ref, adv)
     # The prompt's computation gets gradient on the shared path (LoRA: the adapters; else the vision tower).
     touched = [n for n, g in grads_b.items() if g is not None and g.abs().sum() > 0]
     if lora:
