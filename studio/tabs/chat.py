@@ -33,8 +33,11 @@ from trainer.core.errors import StudioError
 from trainer.data import MCQRecord
 from trainer.data.prompts import NO_THINK, THINK
 from trainer.data.registry import load_dataset_use
+from trainer.model.families import FAMILIES
 
 logger = logging.getLogger(__name__)
+# A frame must hold at least one visual token of the chosen model; the smallest any family has.
+SMALLEST_VISUAL_TOKEN_PX = min(family.pixels_per_token for family in FAMILIES.values())
 
 INTRO = (
     "Ask two models the same question about one video; both answers stream side by side, the "
@@ -260,8 +263,8 @@ def _settings_accordion() -> list[Any]:
                 elem_id="chat-max-frames",
             )
             max_pixels = gr.Number(
-                value=DEFAULTS.max_pixels, precision=0, minimum=784, label="Max pixels / frame",
-                elem_id="chat-max-pixels",
+                value=DEFAULTS.max_pixels, precision=0, minimum=SMALLEST_VISUAL_TOKEN_PX,
+                label="Max pixels / frame", elem_id="chat-max-pixels",
             )  # fmt: skip
     return [max_new_tokens, temperature, top_p, greedy, fps, max_frames, max_pixels]
 
