@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -64,6 +65,33 @@ def test_sigterm_marks_aborted_and_restores_handler(store: RunStore) -> None:
     aborted = store.get_run(run.id)
     assert (aborted.status, aborted.end_reason, aborted.error) == ("aborted", "stopped by SIGTERM", None)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_sigterm_right_after_the_claim_is_recorded_as_the_abort(store: RunStore, monkeypatch) -> None:
+    """The studio shows the run running as soon as it is claimed, and a user may abort at once: a
+    SIGTERM then, before the block starts, ends the run aborted by SIGTERM (it used to meet the
+    previous handler, here a sentinel; in a trainer the default one, which killed it unrecorded)."""
+    run = store.create_run("r")
+    reached_the_sentinel: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, _frame: reached_the_sentinel.append(signum))
+    claim_run = store.claim_run
+
+    def claim_then_abort(*args, **kwargs):  # type: ignore[no-untyped-def]
+        claimed = claim_run(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        threading.Event().wait(0.2)  # the signal lands while the claim is still running
+        return claimed
+
+    monkeypatch.setattr(store, "claim_run", claim_then_abort)
+    body_ran = []
+    try:
+        with pytest.raises(RunAborted, match="SIGTERM"), run_lifecycle(store, run.id):
+            body_ran.append(True)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert reached_the_sentinel == [] and body_ran == []
+    aborted = store.get_run(run.id)
+    assert (aborted.status, aborted.end_reason, aborted.error) == ("aborted", "stopped by SIGTERM", None)
 
 
 def test_system_exit_zero_is_finished(store: RunStore) -> None:

@@ -218,7 +218,9 @@ def test_a_new_studio_reattaches_to_a_running_trainer_and_evaluation(ctx: Studio
 
     first = Supervisor(ctx)
     launched = first.start(tiny("long", 200))
-    job = start_evaluation(ctx, str(TINY_MODEL_DIR), "synthetic_motion_eval", launched.run.id, 0, 1, first)
+    # The 2000 training records one at a time: still running when the new studio cancels it (the 200
+    # held-out ones were once all answered, and the job finished, while a loaded machine got there).
+    job = start_evaluation(ctx, str(TINY_MODEL_DIR), "synthetic_motion_train", launched.run.id, 0, 1, first)
     wait_for(lambda: last_step(ctx.store, launched.run.id) >= 1, TRAIN_TIMEOUT_S, "training to step")
     wait_for(lambda: ctx.store.get_job(job.id).status == "running", TRAIN_TIMEOUT_S, "the evaluation to run")
     # A "studio restart": a new context and supervisor on the same workspace, nothing in memory.
@@ -232,7 +234,7 @@ def test_a_new_studio_reattaches_to_a_running_trainer_and_evaluation(ctx: Studio
             job.id,
             "running",
             run.id,
-            200,
+            2000,
         )
         assert second.cancel_job(job.id) == found.pid
         assert second.abort(run.id) == launched.pid

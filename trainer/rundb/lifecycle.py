@@ -90,19 +90,34 @@ class Heartbeat:
                 logger.warning("%s is no longer held by this process in the run database", self.label)
 
 
-def _abort_once() -> Callable[[int, FrameType | None], None]:
-    """A SIGTERM handler raising RunAborted once: a second SIGTERM (the studio's signal and the
-    heartbeat's, both for one abort) must not interrupt the unwinding that records the ending."""
-    fired: list[int] = []
+class _SigtermAbort:
+    """The SIGTERM handler of an owned block: raises RunAborted once it is armed (inside the
+    block's ``try``), remembers a SIGTERM that comes before (during the claim) and raises it when
+    armed, and ignores a second one (the studio's signal and the heartbeat's, both for one abort,
+    must not interrupt the unwinding that records the ending)."""
 
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        if fired:
+    def __init__(self) -> None:
+        self.armed = False
+        self.pending: int | None = None
+        self.fired = False
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        if self.fired:
             logger.info("%s again: already stopping", signal.Signals(signum).name)
             return
-        fired.append(signum)
-        raise RunAborted(f"stopped by {signal.Signals(signum).name}")
+        if not self.armed:
+            self.pending = signum
+            return
+        self._fire(signum)
 
-    return handler
+    def arm(self) -> None:
+        self.armed = True
+        if self.pending is not None and not self.fired:
+            self._fire(self.pending)
+
+    def _fire(self, signum: int) -> None:
+        self.fired = True
+        raise RunAborted(f"stopped by {signal.Signals(signum).name}")
 
 
 @dataclass(frozen=True)
@@ -116,22 +131,36 @@ class _Ending:
 @contextmanager
 def _owned(
     label: str,
+    claim: Callable[[], Any],
     beat: Callable[[], bool],
-    end: Callable[[_Ending], bool],
+    end: Callable[[Any, _Ending], bool],
     stop_requested: Callable[[], bool],
     *,
     heartbeat_interval_s: float,
     handle_sigterm: bool,
-) -> Iterator[None]:
-    """Beat while the block runs; then write how it ended through ``end`` (after a claim)."""
-    heartbeat = Heartbeat(beat, label, heartbeat_interval_s, stop_requested).start()
-    previous = None
-    if handle_sigterm and threading.current_thread() is threading.main_thread():
-        # Signal handlers can only be set from the main thread.
-        previous = signal.signal(signal.SIGTERM, _abort_once())
+) -> Iterator[Any]:
+    """Claim (``claim()``'s value is yielded), beat while the block runs, then write how it ended
+    through ``end(claimed, ending)``.
+
+    The SIGTERM handler is in place before the claim and armed inside the ``try``: once the claim
+    shows the row ``running`` a user may abort at once, and a signal in between used to kill the
+    process with nothing recorded (the supervisor then said "exited with code -15", not the abort)."""
+    # Signal handlers can only be set from the main thread.
+    use_signal = handle_sigterm and threading.current_thread() is threading.main_thread()
+    on_sigterm = _SigtermAbort()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if use_signal else None
+    try:
+        claimed = claim()
+        heartbeat = Heartbeat(beat, label, heartbeat_interval_s, stop_requested).start()
+    except BaseException:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        raise
     ending = _Ending(states.FAILED)
     try:
-        yield
+        # A SIGTERM that came during the claim raises RunAborted here, inside the try.
+        on_sigterm.arm()
+        yield claimed
         ending = _Ending(states.FINISHED)
     except (KeyboardInterrupt, RunAborted) as exc:
         ending = _Ending(states.ABORTED, reason=str(exc) or type(exc).__name__)
@@ -152,7 +181,7 @@ def _owned(
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         try:
-            if not end(ending):
+            if not end(claimed, ending):
                 logger.warning(
                     "%s: not recorded as %s: this process no longer holds it", label, ending.status
                 )
@@ -174,19 +203,19 @@ def run_lifecycle(
 ) -> Iterator[Run]:
     """Claim the run for this process (a new attempt) and beat; on exit end it finished, aborted or failed."""
     owner = Owner.current()
-    run = store.claim_run(run_id, owner, heartbeat_interval_s=heartbeat_interval_s)
 
-    def end(e: _Ending) -> bool:
+    def end(_run: Run, e: _Ending) -> bool:
         return store.end_run(run_id, owner, e.status, reason=e.reason, error=e.error, traceback=e.traceback)
 
     with _owned(
         f"run {run_id}",
+        lambda: store.claim_run(run_id, owner, heartbeat_interval_s=heartbeat_interval_s),
         lambda: store.beat(run_id, owner),
         end,
         lambda: store.get_run(run_id).stop_requested_at is not None,
         heartbeat_interval_s=heartbeat_interval_s,
         handle_sigterm=handle_sigterm,
-    ):
+    ) as run:
         yield run
 
 
@@ -216,11 +245,12 @@ def job_lifecycle(
 ) -> Iterator[JobHandle]:
     """Claim the job and beat; on exit end it (``finished`` with ``handle.result``), aborted or failed."""
     owner = Owner.current()
-    handle = JobHandle(
-        store, store.claim_job(job_id, owner, heartbeat_interval_s=heartbeat_interval_s), owner
-    )
 
-    def end(e: _Ending) -> bool:
+    def claim() -> JobHandle:
+        job = store.claim_job(job_id, owner, heartbeat_interval_s=heartbeat_interval_s)
+        return JobHandle(store, job, owner)
+
+    def end(handle: JobHandle, e: _Ending) -> bool:
         result: Mapping[str, Any] | None = handle.result if e.status == states.FINISHED else None
         return store.end_job(
             job_id, owner, e.status, result=result, reason=e.reason, error=e.error, traceback=e.traceback
@@ -228,10 +258,11 @@ def job_lifecycle(
 
     with _owned(
         f"job {job_id}",
+        claim,
         lambda: store.beat_job(job_id, owner),
         end,
         lambda: store.get_job(job_id).stop_requested_at is not None,
         heartbeat_interval_s=heartbeat_interval_s,
         handle_sigterm=handle_sigterm,
-    ):
+    ) as handle:
         yield handle
