@@ -26,7 +26,7 @@ from trainer.core.paths import default_workspace, is_hub_id, is_missing_local_pa
 from trainer.core.video_config import VideoConfig
 from trainer.data import load_dataset_use
 from trainer.data.prompts import NO_THINK, THINK
-from trainer.model.families import ModelFamily, family_of_model, family_of_path
+from trainer.model.families import ModelFamily, family_for, family_of_model, family_of_path
 from trainer.step.cost import MemoryEstimate, ModelShape, memory_estimate, sequences_per_step
 
 logger = logging.getLogger(__name__)
@@ -130,13 +130,15 @@ def check_model_family(model_path: str, video: VideoConfig) -> ModelFamily | Non
     not), and the pixel knobs against its visual token; None for a hub id not in the local cache,
     which transformers resolves when it loads."""
     if not os.path.isdir(model_path) and is_hub_id(model_path):
-        try:
-            from transformers import AutoConfig
+        from transformers import AutoConfig
 
-            AutoConfig.from_pretrained(model_path, local_files_only=True)
+        try:
+            config = AutoConfig.from_pretrained(model_path, local_files_only=True)
         except (OSError, ValueError):
             return None
-    family = family_of_path(model_path)
+        family = family_for(getattr(config, "model_type", None), model_path)
+    else:
+        family = family_of_path(model_path)
     if video.min_pixels < family.pixels_per_token:
         raise ConfigError(
             f"min_pixels ({video.min_pixels}) must be >= {family.pixels_per_token}: one visual token of "
