@@ -44,7 +44,7 @@ def cache_kwarg(model: Any) -> str:
     """The name under which this transformers passes a KV cache to forward/generate: ``cache`` from
     5.2x on, ``past_key_values`` before (vLLM's CPU build pins transformers 5.19). A cache passed
     under the wrong name is swallowed by ``**kwargs`` without a word, so ask the signature."""
-    return _cache_kwarg_of(type(causal_lm(model)))
+    return _cache_kwarg_of(type(unwrap(model)))
 
 
 @functools.cache
@@ -92,7 +92,7 @@ class SharedPrefixLayer(DynamicLayer):
 
 def unsupported_reason(model: Any) -> str | None:
     """Why the shared-prefix path cannot run ``model`` (None: it can)."""
-    config = getattr(causal_lm(model), "config", None)
+    config = getattr(unwrap(model), "config", None)
     text = getattr(config, "text_config", config)
     attn = getattr(text, "_attn_implementation", None) or getattr(config, "_attn_implementation", None)
     if attn not in SUPPORTED_ATTENTION:
@@ -113,11 +113,6 @@ def use_shared_prefix(model: Any, requested: bool) -> bool:
         _warned.add(reason)
         logger.warning("shared_prefix: falling back to the per-sample path for %s", reason)
     return False
-
-
-def causal_lm(model: Any) -> Any:
-    """The ``...ForConditionalGeneration`` inside DDP / DeepSpeed / peft wrappers."""
-    return unwrap(model)
 
 
 def prompt_positions(model: Any, inputs: dict[str, torch.Tensor], device: torch.device | str) -> torch.Tensor:
@@ -161,7 +156,7 @@ def shared_prefix_logits(model: Any, rollout: Any, device: torch.device | str) -
     completion = rollout.completion_ids.to(device)
     prompt_mask = p["attention_mask"].to(device)
     positions = rollout.prompt.positions(model, device)
-    n_layers = causal_lm(model).config.text_config.num_hidden_layers
+    n_layers = unwrap(model).config.text_config.num_hidden_layers
     capture = Cache(layers=[CaptureLayer() for _ in range(n_layers)])
     vision = {key: p[key].to(device) for key in VISION_KEYS if key in p}
     t = completion.shape[1]

@@ -37,7 +37,7 @@ from transformers import DynamicCache
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
 from trainer.model import prefix
-from trainer.model.families import family_of_model
+from trainer.model.families import family_of_model, unwrap
 
 # The generation settings this loop implements exactly as ``generate`` does.
 LEAN_KEYS = frozenset(
@@ -74,7 +74,7 @@ def lean_decoding_supported(generation_kwargs: dict[str, Any], model: Any = None
     ``model``, for the defaults its checkpoint's ``generation_config`` would add, e.g. ``min_p``)."""
     if not set(generation_kwargs) <= LEAN_KEYS or any(k not in generation_kwargs for k in _REQUIRED):
         return False
-    config = getattr(prefix.causal_lm(model), "generation_config", None) if model is not None else None
+    config = getattr(unwrap(model), "generation_config", None) if model is not None else None
     if config is not None and not set(config.to_diff_dict()) <= _CONFIG_KEYS:
         return False
     if model is not None and _fsdp_sharded(model):
@@ -89,9 +89,7 @@ def _fsdp_sharded(model: Any) -> bool:
         from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
     except ImportError:  # a torch build without torch.distributed
         return False
-    return any(
-        isinstance(m, FSDPModule | FullyShardedDataParallel) for m in prefix.causal_lm(model).modules()
-    )
+    return any(isinstance(m, FSDPModule | FullyShardedDataParallel) for m in unwrap(model).modules())
 
 
 def _as_list(ids: int | Sequence[int] | None) -> list[int]:
@@ -166,7 +164,7 @@ def _prefill(
 ) -> tuple[torch.Tensor, DynamicCache]:
     """The B prompts through the full model once (vision tower included): the last position's
     logits and the KV cache, both repeated to the B*G rows."""
-    lm = prefix.causal_lm(model)
+    lm = unwrap(model)
     cache = DynamicCache(config=lm.config.get_text_config())
     vision = {key: inputs[key] for key in prefix.VISION_KEYS if key in inputs}
     logits = model(
@@ -187,7 +185,7 @@ def _decode(
     model: Any, inputs: dict[str, torch.Tensor], group_size: int, kwargs: dict[str, Any]
 ) -> torch.Tensor:
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
-    lm = prefix.causal_lm(model)
+    lm = unwrap(model)
     text = family_of_model(model).language_model_of(model)
     positions = generation_positions(model, inputs)
     logits, cache = _prefill(model, inputs, positions, group_size)

@@ -29,6 +29,7 @@ from trainer.data.prompts import chat_messages
 from trainer.data.video import DecodeCache
 from trainer.model import prefix
 from trainer.model.counts import count_forwards
+from trainer.model.families import unwrap
 from trainer.rollout.decode import decode_shared_prefix, generation_positions, lean_decoding_supported
 
 VideoTransform = Callable[[torch.Tensor], torch.Tensor]
@@ -183,7 +184,7 @@ def generate_from_shared_prefix(
     continued rows use exactly the positions of the one-shot call.
     """
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
-    lm = prefix.causal_lm(model)
+    lm = unwrap(model)
     # transformers' own positions for generation (text row + 3-D rope rows): (4, B, P).
     positions = generation_positions(model, inputs)
     vision = {key: inputs[key] for key in prefix.VISION_KEYS if key in inputs}
