@@ -1,7 +1,7 @@
 """Build an embedded tiny model: tokenizer, processor, config, weights.
 
 ``--family qwen2_5_vl`` (default) builds assets/tiny-qwen2.5-vl/, ``--family qwen2_vl``
-assets/tiny-qwen2-vl/. Steps: train a small byte-level BPE on the synthetic dataset's text (with
+assets/tiny-qwen2-vl/, ``--family qwen3_vl`` assets/tiny-qwen3-vl/. Steps: train a small byte-level BPE on the synthetic dataset's text (with
 Qwen2.5-VL's special tokens and chat template, which Qwen2-VL shares), build a real
 ``...ForConditionalGeneration`` of the family with tiny sizes, run a format warm start (random answer
 letters: parseable outputs at chance accuracy), save everything so ``AutoProcessor`` and the
@@ -24,9 +24,10 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from scripts.tiny_model import config as tiny_config  # noqa: E402
 from scripts.tiny_model import qwen2_vl as tiny_qwen2_vl  # noqa: E402
+from scripts.tiny_model import qwen3_vl as tiny_qwen3_vl  # noqa: E402
 from scripts.tiny_model import tokenizer as tiny_tok  # noqa: E402
 from scripts.tiny_model import warm_start  # noqa: E402
-from trainer.core.paths import SYNTHETIC_DIR, TINY_MODEL_DIR, TINY_QWEN2_VL_DIR  # noqa: E402
+from trainer.core.paths import SYNTHETIC_DIR, TINY_MODEL_DIR, TINY_QWEN2_VL_DIR, TINY_QWEN3_VL_DIR  # noqa: E402
 from trainer.data.prompts import NO_THINK, THINK, answer_text, user_text  # noqa: E402
 from trainer.model.families import family_for  # noqa: E402
 
@@ -37,6 +38,7 @@ logger = logging.getLogger("build_tiny_model")
 FAMILIES = {
     tiny_config.MODEL_TYPE: (tiny_config, TINY_MODEL_DIR),
     tiny_qwen2_vl.MODEL_TYPE: (tiny_qwen2_vl, TINY_QWEN2_VL_DIR),
+    tiny_qwen3_vl.MODEL_TYPE: (tiny_qwen3_vl, TINY_QWEN3_VL_DIR),
 }
 
 
@@ -89,10 +91,17 @@ def build(
 
     family_config = FAMILIES[family][0]  # the family's model_config / processor / generation_config
     torch.manual_seed(seed)
-    template = tiny_tok.chat_template(REAL_TOKENIZER_DIR)
-    tok = tiny_tok.train_tokenizer(corpus(dataset_dir, template), vocab_size)
+    # A family with its own chat template ships it; Qwen2-VL and Qwen2.5-VL share the real one.
+    template = (
+        family_config.chat_template()
+        if hasattr(family_config, "chat_template")
+        else tiny_tok.chat_template(REAL_TOKENIZER_DIR)
+    )
+    extra_plain = getattr(family_config, "EXTRA_PLAIN_TOKENS", [])
+    texts = corpus(dataset_dir, template) + getattr(family_config, "CORPUS_EXTRA", [])
+    tok = tiny_tok.train_tokenizer(texts, vocab_size, extra_plain)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tiny_tok.write_tokenizer_files(tok, REAL_TOKENIZER_DIR, out_dir)
+    tiny_tok.write_tokenizer_files(tok, REAL_TOKENIZER_DIR, out_dir, extra_plain)
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
     processor = family_config.processor(tokenizer, template)
     processor.save_pretrained(out_dir)
@@ -102,8 +111,9 @@ def build(
     model.generation_config = family_config.generation_config(tokenizer)
     t0 = time.perf_counter()
     losses = warm_start.train(
-        model, processor, dataset_dir, steps=steps, batch_size=batch_size, lr=lr, seed=seed
-    )
+        model, processor, dataset_dir, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+        pixels_per_token=getattr(family_config, "PIXELS_PER_TOKEN", 28 * 28),
+    )  # fmt: skip
     warm_s = time.perf_counter() - t0
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)

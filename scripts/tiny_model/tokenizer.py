@@ -23,8 +23,9 @@ PLAIN_ADDED_TOKENS = [
 ]  # fmt: skip
 
 
-def train_tokenizer(corpus: list[str], vocab_size: int) -> Any:
-    """BPE over bytes (all 256 byte symbols kept, so any text encodes), then the added tokens."""
+def train_tokenizer(corpus: list[str], vocab_size: int, extra_plain: list[str] | None = None) -> Any:
+    """BPE over bytes (all 256 byte symbols kept, so any text encodes), then the added tokens
+    (``extra_plain``: a later family's plain added tokens, after Qwen2.5-VL's)."""
     from tokenizers import (
         AddedToken,
         Regex,
@@ -57,13 +58,17 @@ def train_tokenizer(corpus: list[str], vocab_size: int) -> Any:
     )
     tok.train_from_iterator(corpus, trainer=trainer)
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
-    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in PLAIN_ADDED_TOKENS])
+    plain = PLAIN_ADDED_TOKENS + list(extra_plain or [])
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in plain])
     return tok
 
 
-def write_tokenizer_files(tok: Any, real_tokenizer_dir: Path, out_dir: Path) -> None:
+def write_tokenizer_files(
+    tok: Any, real_tokenizer_dir: Path, out_dir: Path, extra_plain: list[str] | None = None
+) -> None:
     """tokenizer.json + tokenizer_config.json (+ chat_template.json) in Qwen2.5-VL's layout: the real
-    config with the added-token ids moved to ours."""
+    config with the added-token ids moved to ours (``extra_plain`` tokens, which Qwen2.5-VL lacks,
+    get the same entry as its plain added tokens)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     tok.save(str(out_dir / "tokenizer.json"))
     config = json.loads((real_tokenizer_dir / "tokenizer_config.json").read_text())
@@ -72,6 +77,9 @@ def write_tokenizer_files(tok: Any, real_tokenizer_dir: Path, out_dir: Path) -> 
     for content in SPECIAL_TOKENS + PLAIN_ADDED_TOKENS:
         entry = dict(config["added_tokens_decoder"][real_ids[content]])
         decoder[str(tok.token_to_id(content))] = entry
+    plain_entry = config["added_tokens_decoder"][real_ids[PLAIN_ADDED_TOKENS[0]]]
+    for content in extra_plain or []:
+        decoder[str(tok.token_to_id(content))] = dict(plain_entry, content=content)
     config["added_tokens_decoder"] = decoder
     config["model_max_length"] = 4096
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")

@@ -86,17 +86,20 @@ def train(
     think_fraction: float = 0.5,
     answer_fn: Any = None,
     max_seconds: float | None = None,
+    pixels_per_token: int = 28 * 28,
 ) -> list[float]:
     """AdamW on the whole model over a random pool of ``pool_size`` train clips (format needs few; a
     small pool keeps decoding cheap); returns the loss of every step. ``answer_fn(example, rng)``
     picks the target letter (default: uniformly at random — the format warm start); ``max_seconds``
-    stops early once that much wall time is spent."""
+    stops early once that much wall time is spent. The dataset's pixel budgets are for 28 px visual
+    tokens; ``pixels_per_token`` scales them to the family's (the same tokens per frame)."""
     import torch
 
     from trainer.data.inputs import build_inputs
     from trainer.data.video import DecodeCache
 
     examples, options, video = load_examples(dataset_dir, split)
+    video = video.for_token_size(28 * 28, pixels_per_token)
     letters = sorted(options)
     rng = random.Random(seed)
     examples = rng.sample(examples, min(pool_size, len(examples)))
@@ -129,7 +132,7 @@ def train(
 
 
 # The processor outputs a forward takes besides ids and masks; second_per_grid_ts only Qwen2.5-VL's
-# processor gives (Qwen2-VL's rope index ignores the frames' timing).
+# processor gives (Qwen2-VL's rope index ignores the frames' timing, Qwen3-VL reads timestamps).
 VISION_INPUTS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 
 

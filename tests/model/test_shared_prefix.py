@@ -46,7 +46,7 @@ class Rec:
     mode: str = "think"
 
 
-def prompt_batch(processor, synthetic_dir, media: str) -> PromptBatch:
+def prompt_batch(processor, synthetic_dir, media: str, video_config: VideoConfig = VIDEO) -> PromptBatch:
     records = []
     for i, question in enumerate(QUESTIONS):
         name = f"m_000{i + 1}"
@@ -54,7 +54,7 @@ def prompt_batch(processor, synthetic_dir, media: str) -> PromptBatch:
         image = str(synthetic_dir / "images" / f"{name}.png") if media == "image" else None
         records.append(Rec(name, question, OPTIONS, video=video, image=image))
     if media != "text":
-        prompt = build_prompt_batch(processor, records, VIDEO)
+        prompt = build_prompt_batch(processor, records, video_config)
     else:
         convs = [chat_messages(r.question, r.options, r.mode) for r in records]
         prompt = PromptBatch(records=records, inputs=dict(build_inputs(processor, convs)))

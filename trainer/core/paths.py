@@ -14,6 +14,12 @@ TINY_MODEL_DIR = ASSETS_DIR / "tiny-qwen2.5-vl"
 TINY_VLLM_MODEL_DIR = ASSETS_DIR / "tiny-qwen2.5-vl-hd64"
 # The embedded tiny Qwen2-VL (a second model family), built by scripts/build_tiny_model.py.
 TINY_QWEN2_VL_DIR = ASSETS_DIR / "tiny-qwen2-vl"
+# The embedded tiny Qwen3-VL (16 px patches, DeepStack, frame timestamps), built the same way.
+TINY_QWEN3_VL_DIR = ASSETS_DIR / "tiny-qwen3-vl"
+# Its head_dim-64 variant for vLLM's CPU build, built by scripts/build_tiny_vllm_model.py.
+TINY_QWEN3_VL_VLLM_DIR = ASSETS_DIR / "tiny-qwen3-vl-hd64"
+# The embedded tiny Qwen3.5 (Gated DeltaNet + full attention hybrid), built by scripts/build_tiny_model.py.
+TINY_QWEN3_5_DIR = ASSETS_DIR / "tiny-qwen3.5"
 # The embedded synthetic video MCQ dataset, built by scripts/make_synthetic_dataset.py.
 SYNTHETIC_DIR = ASSETS_DIR / "synthetic_motion"
 

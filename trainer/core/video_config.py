@@ -6,7 +6,7 @@ It lives in ``core`` because the run's config holds it; decoding itself is :mod:
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from trainer.core.config_types import check_field_types
@@ -91,3 +91,17 @@ class VideoConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def for_token_size(self, from_pixels_per_token: int, to_pixels_per_token: int) -> VideoConfig:
+        """The same knobs for a family whose visual token covers ``to_pixels_per_token`` pixels
+        instead of ``from_pixels_per_token``: every pixel budget scaled by their ratio, so a frame
+        gets as many visual tokens as before (3136 px = 2 x 2 tokens of 28 px -> 4096 px = 2 x 2
+        tokens of 32 px). Sampling (fps, frames) is unchanged."""
+
+        def scale(pixels: int) -> int:
+            return round(pixels * to_pixels_per_token / from_pixels_per_token)
+
+        total = None if self.total_pixels is None else scale(self.total_pixels)
+        return replace(
+            self, min_pixels=scale(self.min_pixels), max_pixels=scale(self.max_pixels), total_pixels=total
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from trainer.data.video import DecodeCache, fetch_vision
+from trainer.data.video import DecodeCache, fetch_vision, vision_patch_size
 
 
 def build_inputs(
@@ -38,7 +38,7 @@ def build_inputs(
         for conv in conversations
     ]
     flat: list[dict] = [m for conv in conversations for m in conv]
-    images, videos, video_kwargs = fetch_vision(flat, cache)
+    images, videos, video_kwargs = fetch_vision(flat, cache, vision_patch_size(processor))
     if videos and video_transform is not None:
         videos = [(video_transform(v), m) for v, m in videos]
     kwargs: dict[str, Any] = dict(

@@ -115,14 +115,28 @@ def _vision_elements(messages: list[dict]) -> list[dict]:
     ]
 
 
-def _decode_element(element: dict) -> tuple[str, Any]:
-    """One image or video through qwen-vl-utils, as process_vision_info would decode it."""
+def _decode_element(element: dict, patch_size: int) -> tuple[str, Any]:
+    """One image or video through qwen-vl-utils, as process_vision_info would decode it for a vision
+    tower of ``patch_size`` px patches (sides resized to multiples of patch x merge)."""
     from qwen_vl_utils import fetch_image, fetch_video
 
     if "video" in element:
-        video, _sample_fps = fetch_video(element, return_video_sample_fps=True, return_video_metadata=True)
+        video, _sample_fps = fetch_video(
+            element, image_patch_size=patch_size, return_video_sample_fps=True, return_video_metadata=True
+        )
         return "video", video
-    return "image", fetch_image(element)
+    return "image", fetch_image(element, image_patch_size=patch_size)
+
+
+def vision_patch_size(processor: Any) -> int:
+    """The vision tower's patch side in px, as the processor knows it (14 for Qwen2/2.5-VL, 16 for
+    Qwen3-VL and Qwen3.5): qwen-vl-utils must resize frames to multiples of patch x merge, or the
+    processor would resize them again and change the token count."""
+    for part in ("video_processor", "image_processor"):
+        size = getattr(getattr(processor, part, None), "patch_size", None)
+        if size:
+            return int(size)
+    return 14
 
 
 def _nbytes(kind: str, value: Any) -> int:
@@ -133,10 +147,14 @@ def _nbytes(kind: str, value: Any) -> int:
 
 
 def fetch_vision(
-    messages: list[dict], cache: DecodeCache | None = None
+    messages: list[dict], cache: DecodeCache | None = None, patch_size: int = 14
 ) -> tuple[list | None, list | None, dict[str, Any]]:
-    """Decode every image and video in chat messages with qwen-vl-utils (``cache`` keeps the
-    results for the next time the same element, with the same knobs, comes by).
+    """Decode every image and video in chat messages with qwen-vl-utils for a vision tower of
+    ``patch_size`` px patches (:func:`vision_patch_size`); ``cache`` keeps the results for the next
+    time the same element, with the same knobs, comes by.
+
+    Each video comes with its metadata (the source fps and the indices of the sampled frames): the
+    processors of families that write frame timestamps into the prompt (Qwen3-VL) read them from it.
 
     Returns ``(images, videos, video_kwargs)`` in the form the Qwen VL processors take:
     ``processor(text=..., images=images, videos=[v for v, _ in videos],
@@ -146,11 +164,11 @@ def fetch_vision(
     images: list = []
     videos: list = []
     for element in _vision_elements(messages):
-        key = json.dumps(element, sort_keys=True, default=str)
+        key = json.dumps([element, patch_size], sort_keys=True, default=str)
         found = cache.get(key) if cache is not None else None
         if found is None:
             try:
-                found = _decode_element(element)
+                found = _decode_element(element, patch_size)
             except Exception as exc:  # qwen-vl-utils raises bare Exceptions from every backend
                 path = element.get("video") or element.get("image")
                 raise DataError(f"cannot decode {path}: {exc}") from exc
