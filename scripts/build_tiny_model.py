@@ -1,7 +1,9 @@
 """Build an embedded tiny model: tokenizer, processor, config, weights.
 
 ``--family qwen2_5_vl`` (default) builds assets/tiny-qwen2.5-vl/, ``--family qwen2_vl``
-assets/tiny-qwen2-vl/, ``--family qwen3_vl`` assets/tiny-qwen3-vl/. Steps: train a small byte-level BPE on the synthetic dataset's text (with
+assets/tiny-qwen2-vl/, ``--family qwen3_vl`` assets/tiny-qwen3-vl/.
+
+Steps: train a small byte-level BPE on the synthetic dataset's text (with
 Qwen2.5-VL's special tokens and chat template, which Qwen2-VL shares), build a real
 ``...ForConditionalGeneration`` of the family with tiny sizes, run a format warm start (random answer
 letters: parseable outputs at chance accuracy), save everything so ``AutoProcessor`` and the

@@ -82,10 +82,11 @@ def processor(tokenizer: Any, chat_template: str) -> Any:
     """Qwen3VLProcessor with the real checkpoints' image and video processor settings."""
     from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
-    common = dict(patch_size=16, temporal_patch_size=2, merge_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    common = dict(
+        patch_size=16, temporal_patch_size=2, merge_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    )
     image = Qwen2VLImageProcessor(size={"shortest_edge": 65536, "longest_edge": 16777216}, **common)
     video = Qwen3VLVideoProcessor(size={"shortest_edge": 4096, "longest_edge": 25165824}, **common)
     return Qwen3VLProcessor(
         image_processor=image, video_processor=video, tokenizer=tokenizer, chat_template=chat_template
     )
-

@@ -30,6 +30,11 @@ def policy(tiny_model_dir: Path) -> tuple:
 
 @pytest.fixture(scope="module")
 def eval_set(synthetic_dir: Path) -> tuple[list[dict], dict[str, str], VideoConfig]:
+    return load_eval_set(synthetic_dir)
+
+
+def load_eval_set(synthetic_dir: Path) -> tuple[list[dict], dict[str, str], VideoConfig]:
+    """The first held-out records with their questions and letters, and the dataset's video knobs."""
     meta = json.loads((synthetic_dir / "dataset.json").read_text())
     options = {chr(ord("A") + i): text for i, text in enumerate(meta["options"])}
     records = [json.loads(line) for line in (synthetic_dir / "eval.jsonl").read_text().splitlines()][:N_EVAL]

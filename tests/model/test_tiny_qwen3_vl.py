@@ -14,7 +14,7 @@ import torch
 
 from tests.model.test_shared_prefix import assert_both_paths_agree, fresh_policy, prompt_batch, random_rollout
 from tests.model.test_tiny_model import VISION_TOKENS, _conversations, assert_answers_in_format_at_chance
-from tests.model.test_tiny_model import eval_set as _eval_set_28px  # noqa: F401  (the fixture, reused)
+from tests.model.test_tiny_model import load_eval_set
 from trainer.core.paths import TINY_QWEN3_VL_DIR
 from trainer.core.video_config import VideoConfig
 from trainer.data.inputs import build_inputs
@@ -47,9 +47,9 @@ def policy(tiny_qwen3_vl_dir: Path) -> tuple:
 
 
 @pytest.fixture(scope="module")
-def eval_set(_eval_set_28px: tuple) -> tuple:
+def eval_set(synthetic_dir: Path) -> tuple:
     """The synthetic held-out records with the pixel budgets scaled to 32 px tokens."""
-    records, options, video = _eval_set_28px
+    records, options, video = load_eval_set(synthetic_dir)
     return records, options, video.for_token_size(28 * 28, QWEN3_VL.pixels_per_token)
 
 
@@ -135,7 +135,7 @@ def test_deepstack_features_reach_the_language_model(policy: tuple, synthetic_di
         full = model(**inputs, mm_encoder_outputs={"video": vision}, use_cache=False).logits
         zeroed = type(vision)(
             pooler_output=vision.pooler_output,
-            deepstack_features=[tuple(torch.zeros_like(f) for f in layer) for layer in vision.deepstack_features],
+            deepstack_features=[tuple(map(torch.zeros_like, layer)) for layer in vision.deepstack_features],
         )
         without = model(**inputs, mm_encoder_outputs={"video": zeroed}, use_cache=False).logits
     assert (full - without).abs().max() > 1e-3
@@ -158,7 +158,8 @@ def test_logprobs_loss_and_every_gradient_match_the_per_sample_path(
     torch.manual_seed(0)
     model, processor = fresh_policy(tiny_qwen3_vl_dir, lora)
     config = IMAGE if media == "image" else VIDEO
-    rollout = random_rollout(prompt_batch(processor, synthetic_dir, media, config), group_size, seed=group_size)
+    prompt = prompt_batch(processor, synthetic_dir, media, config)
+    rollout = random_rollout(prompt, group_size, seed=group_size)
     with torch.no_grad():
         logp_ref = completion_logprobs(model, rollout, 0.7, shared_prefix=False) + 0.05
     adv = torch.linspace(-1.0, 1.0, rollout.completion_ids.shape[0])
