@@ -13,8 +13,12 @@ import pytest
 import torch
 
 from tests.model.test_shared_prefix import assert_both_paths_agree, fresh_policy, prompt_batch, random_rollout
-from tests.model.test_tiny_model import VISION_TOKENS, _conversations, assert_answers_in_format_at_chance
-from tests.model.test_tiny_model import load_eval_set
+from tests.model.test_tiny_model import (
+    VISION_TOKENS,
+    _conversations,
+    assert_answers_in_format_at_chance,
+    load_eval_set,
+)
 from trainer.core.paths import TINY_QWEN3_VL_DIR
 from trainer.core.video_config import VideoConfig
 from trainer.data.inputs import build_inputs
