@@ -22,12 +22,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from studio.models import for_token_size
 from studio.problems import describe
 from trainer.core.errors import ConfigError, DataError, StudioError
 from trainer.core.video_config import DEFAULT_MAX_PIXELS, VideoConfig
 from trainer.data.prompts import NO_THINK, THINK, chat_messages, format_options
 from trainer.data.records import MCQRecord, split_options
-from trainer.model.families import FAMILIES
+from trainer.model.families import FAMILIES, family_of_model
 from trainer.score.rewards import extract_choice, format_reward
 
 logger = logging.getLogger(__name__)
@@ -305,7 +306,9 @@ def _answer_worker(
         events.put((slot, "status", "loading"))
         loaded = cache.get(model_path)
         kwargs = settings.generation_kwargs(loaded.processor)
-        inputs = build_inputs(loaded.processor, [messages])
+        # Frames sized by this model's own processor (build_inputs reads its patch size), >= 1 token.
+        own = for_token_size(messages, family_of_model(loaded.model).pixels_per_token)
+        inputs = build_inputs(loaded.processor, [own])
         inputs = {k: v.to(loaded.device) for k, v in inputs.items()}
         streamer = _queue_streamer(loaded.processor.tokenizer, slot, events)
         with loaded.lock, torch.no_grad():

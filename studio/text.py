@@ -149,6 +149,11 @@ PREFLIGHT_VLLM_NOTE = (
 PREFLIGHT_TABLE_LABEL = "Pre-flight: sampled completions (grpo_sample_size per question, the run's settings)"
 PREFLIGHT_HEADERS = ["question", "gold", "#", "completion", "tokens", "cut", "format", "accuracy", "reward"]
 COST_HEADING = "**Cost of a step**"
+# A new model whose visual token is another size: the form's pixel budgets follow (studio.models).
+PIXELS_RESCALED = (
+    "Pixel budgets rescaled for {family}'s {side} px visual tokens, so each frame keeps its token "
+    "count: {changes}."
+)
 YAML_IO_HEADING = "Config as YAML and command line"
 YAML_IO_LABEL = "Config YAML: paste one and press Load, or edit and download it"
 LOAD_YAML_BUTTON = "Load YAML into the form"

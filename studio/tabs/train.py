@@ -16,24 +16,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from studio import choices, forms, problems, text
+from studio import choices, forms, models, problems, text
 from studio.context import StudioContext
 from studio.environments import trainer_python, vllm_environment_text
 from studio.live import Refresh
 from studio.supervisor import Supervisor
-from trainer.core.config import TrainConfig
+from trainer.core.config import TrainConfig, field_index
 from trainer.core.errors import StudioError
-from trainer.core.paths import REPO_ROOT, TINY_MODEL_DIR, TINY_QWEN2_VL_DIR, TINY_VLLM_MODEL_DIR
 from trainer.data import list_datasets
 from trainer.data.prompts import NO_THINK
-from trainer.model.families import FAMILIES
+from trainer.model.families import FAMILIES, ModelFamily
 from trainer.rollout.vllm_engine import BACKENDS
 from trainer.run.preflight import MEMORY_NOTE, PreflightReport, check_launch, memory_text, run_preflight
 
 logger = logging.getLogger(__name__)
-
-# Well-known checkpoints of every family the engine supports (trainer.model.families).
-HUB_MODELS = tuple(hub_id for family in FAMILIES.values() for hub_id in family.hub_models)
 
 
 def preview_texts(supervisor: Supervisor, prepared: TrainConfig) -> tuple[str, str]:
@@ -66,17 +62,24 @@ def completion_rows(report: PreflightReport) -> list[list[Any]]:
     ]  # fmt: skip
 
 
-def cost_markdown(report: PreflightReport) -> str:
+def cost_markdown(report: PreflightReport, family: ModelFamily | None = None) -> str:
+    """The step's cost; with the model's ``family``, named next to its visual tokens (their count
+    per frame depends on the family's token size)."""
     c = report.cost
     spread = ", ".join(f"{s:.2f}" for s in report.group_spread)
+    side = models.token_side(family) if family is not None else 0
+    of_family = f" of {family.name}, {side} x {side} px each" if family is not None else ""
+    named = f"{family.name}, " if family is not None else ""
     return "\n".join(
         [
             text.COST_HEADING,
-            f"- prompt tokens per question: **{c.prompt_tokens:.0f}** ({c.video_tokens:.0f} video tokens)",
+            f"- prompt tokens per question: **{c.prompt_tokens:.0f}** "
+            f"({c.video_tokens:.0f} video tokens{of_family})",
             f"- completion tokens: **{c.completion_tokens:.1f}** on average, "
             f"{c.completion_tokens_max} at most",
             f"- sequences per step: **{c.sequences_per_step}**; reward spread within groups (std): {spread}",
-            f"- model: {c.parameters / 1e6:.1f}M parameters, {c.trainable_parameters / 1e6:.1f}M trainable",
+            f"- model: {named}{c.parameters / 1e6:.1f}M parameters, "
+            f"{c.trainable_parameters / 1e6:.1f}M trainable",
             f"- memory estimate {memory_text(c)}",
             f"- <small>{MEMORY_NOTE}</small>",
         ]
@@ -130,7 +133,10 @@ class TrainHandlers:
                 cmd,
                 download_file(prepared),
             )
-        rows, cost = completion_rows(report), cost_markdown(report)
+        rows, cost = (
+            completion_rows(report),
+            cost_markdown(report, models.family_of(report.launch.model_path)),
+        )
         status = report_status(report)
         if prepared.grpo.rollout_backend == "vllm":
             status += text.PREFLIGHT_VLLM_NOTE.format(where=vllm_environment_text())
@@ -170,18 +176,40 @@ class TrainHandlers:
         return [choice.message, choice.mode or mode, *[choice.values.get(n, gr.skip()) for n in self.names]]
 
     def reset(self, mode: str) -> list[Any]:
+        """-> every field, the family its pixel budgets are sized for."""
         values = forms.field_values(forms.preset_for_mode(mode))
-        return [values[n] for n in self.names]
+        return [*[values[n] for n in self.names], sized_for(values["model_name_or_path"])]
 
     def load_yaml(self, yaml_text: str, mode: str) -> list[Any]:
-        """-> status, every field."""
+        """-> status, every field, the family its pixel budgets are sized for."""
         import gradio as gr
 
         try:
             values = forms.values_from_yaml(yaml_text or "", forms.preset_for_mode(mode))
         except StudioError as exc:
-            return [problems.error_markdown(exc, text.CONFIG_ERROR), *[gr.skip() for _ in self.names]]
-        return [text.YAML_LOADED, *[values[n] for n in self.names]]
+            return [
+                problems.error_markdown(exc, text.CONFIG_ERROR),
+                *[gr.skip() for _ in self.names],
+                gr.skip(),
+            ]
+        return [text.YAML_LOADED, *[values[n] for n in self.names], sized_for(values["model_name_or_path"])]
+
+    @staticmethod
+    def choose_model(model: str, pixels_family: str | None, *pixels: Any) -> list[Any]:
+        """The user picked or typed a model -> status, the ``PIXEL_FIELDS``, the family they are
+        now sized for (``model_type``). A family whose visual token is another size gets the budgets
+        rescaled; a model whose family cannot be told yet (a hub id not in the cache) leaves them."""
+        import gradio as gr
+
+        new, old = models.family_of(model), FAMILIES.get(pixels_family or "")
+        if new is None:
+            return [gr.skip(), *[gr.skip() for _ in pixels], pixels_family]
+        typed = dict(zip(models.PIXEL_FIELDS, pixels, strict=True))
+        change = None if old is None else models.rescale_pixels(typed, old, new)
+        if change is None:
+            return [gr.skip(), *[gr.skip() for _ in pixels], new.model_type]
+        fields = [change.values.get(n, gr.skip()) for n in models.PIXEL_FIELDS]
+        return [change.message, *fields, new.model_type]
 
     @staticmethod
     def section_labeller(section: str) -> Any:
@@ -207,18 +235,12 @@ def download_file(prepared: TrainConfig) -> str:
 
 
 def model_widget(f: forms.FormField, value: Any) -> Any:
-    """The model field as a dropdown of the tiny model and the hub ids (any path may be typed).
-
-    The tiny model is labelled by its path in the repository, as the presets spell it; its value
-    stays the absolute path, so the studio works from any current folder."""
+    """The model field as a dropdown of the embedded models (each with its family) and the hub ids
+    (any path may be typed). Values stay absolute paths, so the studio works from any folder."""
     import gradio as gr
 
-    # The head_dim-64 variant is the tiny model vLLM's CPU build can serve (rollout_backend: vllm);
-    # the tiny Qwen2-VL is a second family to try on a laptop.
-    tiny = [str(TINY_MODEL_DIR), str(value), str(TINY_VLLM_MODEL_DIR), str(TINY_QWEN2_VL_DIR)]
-    values = list(dict.fromkeys([*tiny, *HUB_MODELS]))
     return gr.Dropdown(
-        [(model_label(v), v) for v in values],
+        models.model_choices(str(value)),
         value=str(value),
         allow_custom_value=True,
         label=text.MODEL_LABEL,
@@ -238,11 +260,11 @@ def rollout_backend_widget(f: forms.FormField, value: Any) -> Any:
     )  # fmt: skip
 
 
-def model_label(value: str) -> str:
-    """``<repo>/assets/tiny-qwen2.5-vl`` -> ``assets/tiny-qwen2.5-vl``; anything else unchanged."""
-    path = Path(value)
-    inside = path.is_absolute() and path.is_relative_to(REPO_ROOT)
-    return str(path.relative_to(REPO_ROOT)) if inside else value
+def sized_for(model: str) -> str | None:
+    """The ``model_type`` of a model's family (None while unknown): what the form's pixel budgets
+    are sized for after the form takes that model with its own budgets (preset, YAML)."""
+    family = models.family_of(model)
+    return family.model_type if family is not None else None
 
 
 def build_layout(ctx: StudioContext) -> dict[str, Any]:
@@ -253,6 +275,7 @@ def build_layout(ctx: StudioContext) -> dict[str, Any]:
     values = forms.field_values(preset)
     custom = {"model_name_or_path": model_widget, "rollout_backend": rollout_backend_widget}
     w: dict[str, Any] = {"preset_mode": gr.State(NO_THINK), "last_run": gr.State(None)}
+    w["pixels_family"] = gr.State(sized_for(values["model_name_or_path"]))
     gr.Markdown(text.INTRO_TRAIN)
     with gr.Row(equal_height=False):
         w["pick"] = gr.Dropdown(
@@ -334,8 +357,18 @@ def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, An
     ]
     w["check"].click(h.check, inputs, check_outputs)
     launch_event = w["launch"].click(h.launch, inputs, [w["status"], w["yaml"], w["command"], w["last_run"]])
-    w["reset"].click(h.reset, w["preset_mode"], inputs)
-    w["load_yaml"].click(h.load_yaml, [w["yaml"], w["preset_mode"]], [w["status"], *inputs])
+    sized = w["pixels_family"]
+    w["reset"].click(h.reset, w["preset_mode"], [*inputs, sized])
+    w["load_yaml"].click(h.load_yaml, [w["yaml"], w["preset_mode"]], [w["status"], *inputs, sized])
+    # Only the user's pick rescales (.input): a preset or YAML brings its own budgets with its model.
+    pixels = [w["fields"][n] for n in models.PIXEL_FIELDS]
+    model = w["fields"]["model_name_or_path"]
+    # A closed section's widgets are not mounted and fire no change: recount their section here.
+    section = field_index()["min_pixels"][0]
+    recount = [w["preset_mode"], *[w["fields"][f.name] for f in forms.section_fields(section)]]
+    model.input(h.choose_model, [model, sized, *pixels], [w["status"], *pixels, sized]).then(
+        h.section_labeller(section), recount, w["accordions"][section], show_progress="hidden"
+    )
     return {
         "launch": w["launch"],
         "launch_event": launch_event,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,12 @@ from studio.chat_engine import (
     stream_answers,
     verdict,
 )
+from studio.models import for_token_size
+from studio.tabs.chat import SMALLEST_VISUAL_TOKEN_PX
 from trainer.core.errors import ConfigError, DataError
+from trainer.core.paths import TINY_QWEN3_VL_DIR
 from trainer.data.registry import load_dataset_use
+from trainer.model.families import family_of_model
 from trainer.rollout.hf import conversation
 
 SETTINGS = ChatSettings(max_new_tokens=24, greedy=True, fps=2.0, max_frames=8)
@@ -43,11 +48,11 @@ def tiny_copy(tiny_model_dir, tmp_path_factory) -> Path:
     return Path(shutil.copytree(tiny_model_dir, tmp_path_factory.mktemp("models") / "tiny-copy"))
 
 
-def _greedy_reference(loaded, messages) -> str:
+def _greedy_reference(loaded, messages, settings: ChatSettings = SETTINGS) -> str:
     from trainer.data.inputs import build_inputs
 
     inputs = build_inputs(loaded.processor, [messages])
-    out = loaded.model.generate(**inputs, **SETTINGS.generation_kwargs(loaded.processor))
+    out = loaded.model.generate(**inputs, **settings.generation_kwargs(loaded.processor))
     return loaded.processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
@@ -87,6 +92,21 @@ def test_cache_reuses_loaded_models_and_drops_the_least_recent(cache, tiny_model
     assert str(tiny_copy) not in cache
     assert cache.get(str(tiny_model_dir)) is tiny
     assert cache.get(str(tiny_copy)) is not copy
+
+
+@pytest.mark.parametrize("max_pixels", [SMALLEST_VISUAL_TOKEN_PX, SETTINGS.max_pixels])
+def test_two_families_answer_side_by_side_each_with_its_own_frames(cache, record, tiny_model_dir, max_pixels):
+    """Tiny Qwen2.5-VL (28 px tokens) and tiny Qwen3-VL (32 px) answer one question; at the chat's
+    smallest max pixels (one 28 px token) the Qwen3-VL frames still get one token of their own."""
+    settings = replace(SETTINGS, max_pixels=max_pixels)
+    messages = chat_conversation(record.video, sample_question(record), record.mode, settings.video_config())
+    paths = [str(tiny_model_dir), str(TINY_QWEN3_VL_DIR)]
+    final = list(stream_answers(cache, paths, messages, settings))[-1]
+    assert [(s.status, s.error) for s in final] == [("done", None), ("done", None)]
+    for state, path in zip(final, paths, strict=True):
+        loaded = cache.get(path)
+        own = for_token_size(messages, family_of_model(loaded.model).pixels_per_token)
+        assert state.text and state.text == _greedy_reference(loaded, own, settings)
 
 
 def test_errors_show_in_their_pane_and_the_other_pane_answers(cache, record, tiny_model_dir, tmp_path):

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from studio_helpers import wait_for
 
 from studio.context import StudioContext
 from studio.tabs.evaluate import (
@@ -21,7 +22,7 @@ from studio.tabs.evaluate import (
     start_evaluation,
 )
 from trainer.core.errors import ConfigError
-from trainer.core.paths import TINY_MODEL_DIR
+from trainer.core.paths import TINY_MODEL_DIR, TINY_QWEN3_VL_DIR
 from trainer.rundb import Owner
 
 RESULTS = [
@@ -204,6 +205,33 @@ def test_launched_evaluation_is_a_job_that_lands_in_the_run_db(ctx, tiny_model_d
     assert [r[0] for r in view.records] == ["m_2001", "m_2002", "m_2003", "m_2004"]
     (ckpt,) = ctx.store.checkpoints(run.id)
     assert (ckpt.step, ckpt.path) == (0, str(tiny_model_dir.resolve()))
+
+
+def test_evaluation_job_on_a_qwen3_vl_checkpoint(ctx, tmp_path):
+    """A checkpoint of the 32 px-token family, trained with its rescaled pixel budgets (the video
+    section of its train_config.yaml), answers every record in format through the same job."""
+    import shutil
+
+    import yaml
+
+    from studio.supervisor import Supervisor
+
+    checkpoint = tmp_path / "qwen3-run" / "checkpoint-4"
+    shutil.copytree(TINY_QWEN3_VL_DIR, checkpoint)
+    video = {"fps": 8.0, "max_frames": 8, "min_pixels": 4096, "max_pixels": 4096}
+    (checkpoint / "train_config.yaml").write_text(yaml.safe_dump({"video": video}))
+    run = ctx.store.create_run("qwen3-run")
+    job = start_evaluation(ctx, str(checkpoint), "synthetic_motion_eval", run.id, 4, 4, Supervisor(ctx))
+    done = wait_for(
+        lambda: not ctx.store.get_job(job.id).is_active and ctx.store.get_job(job.id), 180, "eval"
+    )
+    assert (done.status, done.progress_done) == ("finished", 4), Path(job.log_path).read_text()
+    assert job_status(done).startswith(
+        f"Evaluation #{job.id} **finished** · checkpoint-4 on synthetic_motion_eval"
+    )
+    (evaluation,) = ctx.store.evaluations(run.id)
+    assert evaluation.format_rate == 1.0 and len(evaluation.results) == 4
+    assert evaluation_view(ctx, run.id).selected == evaluation.id
 
 
 def test_job_status_reads_progress_result_or_error(ctx):

@@ -3,6 +3,8 @@
 - pick the built-in think dataset, press Use, Check config: sampled completions and no warning;
   Launch; the run's first steps earn rewards above 0 (read from the run database);
 - open every section, Check config: the preset is valid (opening a section changes no value);
+- the tiny Qwen2-VL and Qwen3-VL check and train from the Model box (Qwen3-VL's 32 px visual
+  tokens rescale the pixel budgets when it is picked);
 - a screenshot of the tab after Check (kept in /tmp/e2e_shots/ for people to look at).
 """
 
@@ -24,6 +26,7 @@ from browser_helpers import (
     pick_option,
     running_studio,
     stop_active_runs,
+    wait_for_plot,
 )
 from studio_helpers import wait_for
 from test_browser_e2e import SHOTS_FOR_LEAD
@@ -200,3 +203,53 @@ def test_the_second_family_checks_and_learns_from_the_train_tab(page: Any, studi
         assert all(r > 0.5 for r in wait_for(first_rewards, FIRST_STEPS_TIMEOUT_S, "three steps")[:3])
     finally:
         store.close()
+
+
+def test_qwen3_vl_rescales_the_pixels_checks_and_plots_rewards(page: Any, studio: StudioProcess) -> None:
+    """Picking the tiny Qwen3-VL rescales the preset's pixel budgets to its 32 px tokens (3136 px
+    would be one token a frame) and says so; Check names the family next to the visual tokens;
+    Launch trains it with the rescaled budgets and the Monitor plots its rewards."""
+    from playwright.sync_api import expect
+
+    status = page.locator("#train-status")
+    # The "/" is escaped: Playwright hands the pattern to the page as /source/.
+    pick_option(page, "train-model_name_or_path", re.compile(r"^assets\/tiny-qwen3-vl — Qwen3-VL$"))
+    expect(status).to_contain_text("Pixel budgets rescaled for Qwen3-VL's 32 px visual tokens")
+    expect(status).to_contain_text("min_pixels 3136 -> 4096, max_pixels 3136 -> 4096")
+    open_accordion(page, "train-section-video")
+    for name in ("min_pixels", "max_pixels"):
+        expect(page.locator(f"#train-{name} input, #train-{name} textarea").first).to_have_value("4096")
+    expect(page.locator("#train-total_pixels input, #train-total_pixels textarea").first).to_have_value("")
+    expect(page.locator("#train-section-video")).to_contain_text("2 changed from the preset")
+
+    check_config(page)
+    expect(status).to_contain_text("Config is valid")
+    cost = page.locator("#train-preflight-cost")
+    expect(cost).to_contain_text(re.compile(r"\(\d+ video tokens of Qwen3-VL, 32 x 32 px each\)"))
+    expect(cost).to_contain_text("model: Qwen3-VL, ")
+    SHOTS_FOR_LEAD.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS_FOR_LEAD / "train_tab_qwen3_vl.png"), full_page=True)
+
+    page.locator("#train-launch").click()
+    expect(status).to_contain_text("Launched run", timeout=UI_TIMEOUT_MS)
+    store = RunStore(f"sqlite:///{studio.workspace / 'runs.db'}")
+    try:
+        [run] = store.list_runs()
+        config = store.get_config(run.id).config
+        assert config["model"]["model_name_or_path"].endswith("tiny-qwen3-vl")
+        assert (config["video"]["min_pixels"], config["video"]["max_pixels"]) == (4096, 4096)
+
+        def two_rewards() -> list[float]:
+            series = store.metrics_since(run.id, names=[mk.TOTAL_REWARD]).get(mk.TOTAL_REWARD)
+            current = store.get_run(run.id)
+            assert current.status not in ("failed", "aborted"), current.error
+            return list(series.values) if series and len(series.values) >= 2 else []
+
+        rewards = wait_for(two_rewards, FIRST_STEPS_TIMEOUT_S, "two steps of total reward")
+        assert not any(math.isnan(r) for r in rewards), rewards
+    finally:
+        store.close()
+    # The Monitor follows the launched run: every GRPO subplot, the rewards among them, has points.
+    open_tab(page, "Monitor")
+    wait_for_plot(page, "monitor-plot-grpo", min_traces=6, min_points=2)
+    page.screenshot(path=str(SHOTS_FOR_LEAD / "monitor_qwen3_vl.png"), full_page=True)

@@ -9,8 +9,10 @@ import pytest
 from studio_helpers import fake_supervisor
 
 from studio import forms
-from studio.tabs.train import TrainHandlers, model_label
+from studio.models import model_label
+from studio.tabs.train import TrainHandlers
 from trainer.core.paths import TINY_MODEL_DIR
+from trainer.model.families import FAMILIES
 
 
 @pytest.fixture
@@ -67,5 +69,6 @@ def test_check_on_the_think_dataset_with_the_no_think_budget_names_the_knob(hand
 
 def test_the_tiny_model_is_labelled_as_the_presets_spell_it() -> None:
     assert model_label(str(TINY_MODEL_DIR)) == "assets/tiny-qwen2.5-vl"
+    assert model_label(str(TINY_MODEL_DIR), FAMILIES["qwen2_5_vl"]) == "assets/tiny-qwen2.5-vl — Qwen2.5-VL"
     assert model_label("Qwen/Qwen2.5-VL-3B-Instruct") == "Qwen/Qwen2.5-VL-3B-Instruct"
     assert model_label("/models/base") == "/models/base"
