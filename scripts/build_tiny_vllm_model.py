@@ -1,12 +1,17 @@
-"""Build assets/tiny-qwen2.5-vl-hd64: the embedded tiny Qwen2.5-VL with head_dim 64, for vLLM.
+"""Build a head_dim-64 variant of an embedded tiny model, for vLLM's CPU build.
 
 vLLM's CPU attention serves head_dim 32, 64, 80, 96, 112, 128, 256 only ("Unsupported CPU
-attention configuration: head_dim=16" for the embedded model, 64 wide with 4 heads). This variant
-keeps the embedded model's tokenizer, processor, vision tower and depth, and widens the language
-model to hidden 128 with 2 heads of 64 (1 KV head, grouped like the real model) and mrope_section
-[8, 12, 12] (the real [16, 24, 24] halved; 32 rotary frequencies). Then the same format warm
-start as the embedded model (random answer letters: parseable outputs at chance accuracy), so a
-GRPO run through vLLM can be seen to learn. Deterministic for a seed and thread count; offline.
+attention configuration: head_dim=16" for the embedded models, 64 wide with 4 heads). A variant
+keeps the embedded model's tokenizer, processor, chat template and depth, and widens the language
+model to hidden 128 with 2 heads of 64 (1 KV head, grouped like the real model) and the vision
+tower to hidden 128 with 2 heads of 64, with the real mrope_section halved (32 rotary
+frequencies). Then the same format warm start as the embedded model (random answer letters:
+parseable outputs at chance accuracy), so a GRPO run through vLLM can be seen to learn.
+Deterministic for a seed and thread count; offline.
+
+``--family qwen2_5_vl`` (default) builds assets/tiny-qwen2.5-vl-hd64 from assets/tiny-qwen2.5-vl,
+``--family qwen3_vl`` assets/tiny-qwen3-vl-hd64 from assets/tiny-qwen3-vl (build that first:
+scripts/build_tiny_model.py --family qwen3_vl).
 """
 
 from __future__ import annotations
@@ -17,14 +22,24 @@ import logging
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from scripts.tiny_model import config as tiny_config  # noqa: E402
+from scripts.tiny_model import qwen3_vl as tiny_qwen3_vl  # noqa: E402
 from scripts.tiny_model import warm_start  # noqa: E402
-from trainer.core.paths import SYNTHETIC_DIR, TINY_MODEL_DIR, TINY_VLLM_MODEL_DIR  # noqa: E402
+from trainer.core.paths import (  # noqa: E402
+    SYNTHETIC_DIR,
+    TINY_MODEL_DIR,
+    TINY_QWEN3_VL_DIR,
+    TINY_QWEN3_VL_VLLM_DIR,
+    TINY_VLLM_MODEL_DIR,
+)
+from trainer.model.families import family_for  # noqa: E402
 
 logger = logging.getLogger("build_tiny_vllm_model")
 
@@ -37,8 +52,6 @@ TEXT_OVERRIDES = {
 }
 # The vision tower too: vLLM's vision rotary/attention path disagreed with transformers' at head_dim 16.
 VISION_OVERRIDES = {"hidden_size": 128, "num_heads": 2, "intermediate_size": 512}
-# 64 / 2 = 32 rotary frequencies, split temporal/height/width in the real model's 2:3:3 ratio.
-MROPE_SECTION = [8, 12, 12]
 # Files taken unchanged from the embedded model (same tokenizer and processor, so the same prompts).
 SHARED_FILES = (
     "tokenizer.json",
@@ -49,13 +62,33 @@ SHARED_FILES = (
 )
 
 
-def model_config(tokenizer: object) -> object:
+@dataclass(frozen=True)
+class Variant:
+    """One family's head_dim-64 variant: where it comes from and goes, and what differs."""
+
+    source: Path  # the embedded tiny model whose tokenizer, processor and template it keeps
+    out: Path
+    tiny: Any  # the family's scripts/tiny_model module: model_config, generation_config
+    # 64 / 2 = 32 rotary frequencies, split temporal/height/width in the real model's ratio.
+    mrope_section: tuple[int, int, int]
+    pixels_per_token: int  # the warm start's pixel budgets are scaled to the family's visual token
+
+
+VARIANTS = {
+    # Real [16, 24, 24] halved.
+    "qwen2_5_vl": Variant(TINY_MODEL_DIR, TINY_VLLM_MODEL_DIR, tiny_config, (8, 12, 12), 28 * 28),
+    # Real [24, 20, 20] halved (interleaved: 3 x 10 <= 32 frequencies).
+    "qwen3_vl": Variant(TINY_QWEN3_VL_DIR, TINY_QWEN3_VL_VLLM_DIR, tiny_qwen3_vl, (12, 10, 10), 32 * 32),
+}
+
+
+def model_config(tokenizer: object, variant: Variant = VARIANTS["qwen2_5_vl"]) -> object:
     """The embedded model's config with the wider language model (the vision merger projects to it)."""
-    config = tiny_config.model_config(tokenizer)
+    config = variant.tiny.model_config(tokenizer)
     for key, value in TEXT_OVERRIDES.items():
         setattr(config.text_config, key, value)
     rope = dict(config.text_config.rope_parameters)
-    rope["mrope_section"] = list(MROPE_SECTION)
+    rope["mrope_section"] = list(variant.mrope_section)
     config.text_config.rope_parameters = rope
     for key, value in VISION_OVERRIDES.items():
         setattr(config.vision_config, key, value)
@@ -63,25 +96,35 @@ def model_config(tokenizer: object) -> object:
     return config
 
 
-def build(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, pool_size: int) -> dict:
+def build(
+    out_dir: Path,
+    seed: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    pool_size: int,
+    family: str = "qwen2_5_vl",
+) -> dict:
     import torch
-    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+    from transformers import AutoProcessor
 
+    variant = VARIANTS[family]
     torch.manual_seed(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in SHARED_FILES:
-        shutil.copy2(TINY_MODEL_DIR / name, out_dir / name)
+        shutil.copy2(variant.source / name, out_dir / name)
     processor = AutoProcessor.from_pretrained(out_dir)
-    model = Qwen2_5_VLForConditionalGeneration(model_config(processor.tokenizer))
-    model.generation_config = tiny_config.generation_config(processor.tokenizer)
+    model = family_for(family).load_class()(model_config(processor.tokenizer, variant))
+    model.generation_config = variant.tiny.generation_config(processor.tokenizer)
     t0 = time.perf_counter()
     losses = warm_start.train(
         model, processor, SYNTHETIC_DIR, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-        pool_size=pool_size,
+        pool_size=pool_size, pixels_per_token=variant.pixels_per_token,
     )  # fmt: skip
     warm_s = time.perf_counter() - t0
     model.save_pretrained(out_dir)
     return {
+        "family": family,
         "parameters": sum(p.numel() for p in model.parameters()),
         "warm_start_steps": steps,
         "warm_start_s": round(warm_s, 1),
@@ -93,7 +136,8 @@ def build(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, pool
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=TINY_VLLM_MODEL_DIR)
+    parser.add_argument("--family", choices=sorted(VARIANTS), default="qwen2_5_vl")
+    parser.add_argument("--out", type=Path, default=None, help="default: its -hd64 folder in assets/")
     parser.add_argument("--seed", type=int, default=0)
     # The format (not the answer) is learned in ~25 steps; a small clip pool keeps decoding cheap.
     parser.add_argument("--steps", type=int, default=60, help="format warm-start steps")
@@ -107,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    stats = build(args.out, args.seed, args.steps, args.batch_size, args.lr, args.pool_size)
-    size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
+    out = args.out or VARIANTS[args.family].out
+    stats = build(out, args.seed, args.steps, args.batch_size, args.lr, args.pool_size, args.family)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(json.dumps({**stats, "size_mb": round(size / 1e6, 2)}))
     return 0
 

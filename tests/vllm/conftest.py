@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from trainer.core.paths import TINY_VLLM_MODEL_DIR
+from trainer.core.paths import TINY_QWEN3_VL_VLLM_DIR, TINY_VLLM_MODEL_DIR
 
 
 def _installed(*names: str) -> bool:
@@ -53,3 +53,13 @@ def vllm_model_dir():
     if not (TINY_VLLM_MODEL_DIR / "config.json").exists():
         pytest.fail(f"head_dim-64 tiny model missing at {TINY_VLLM_MODEL_DIR}: build_tiny_vllm_model.py")
     return TINY_VLLM_MODEL_DIR
+
+
+@pytest.fixture(scope="session")
+def vllm_qwen3_vl_dir():
+    if not (TINY_QWEN3_VL_VLLM_DIR / "config.json").exists():
+        pytest.fail(
+            f"head_dim-64 tiny Qwen3-VL missing at {TINY_QWEN3_VL_VLLM_DIR}: "
+            "build_tiny_vllm_model.py --family qwen3_vl"
+        )
+    return TINY_QWEN3_VL_VLLM_DIR

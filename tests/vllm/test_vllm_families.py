@@ -1,5 +1,5 @@
-"""Each family's vLLM side: its architecture is checked before an engine starts, and its patches
-make vLLM's model class place M-RoPE positions as transformers does."""
+"""Each family's vLLM side: its architecture is checked before an engine starts, and vLLM's model
+class places M-RoPE positions as transformers does (patched where it does not by itself)."""
 
 from __future__ import annotations
 
@@ -7,28 +7,82 @@ import importlib
 from types import SimpleNamespace
 
 import pytest
+import torch
 
+from tests.helpers.records import video_record
 from trainer.core.errors import ConfigError
+from trainer.core.video_config import VideoConfig
 from trainer.model.families import FAMILIES
 from trainer.model.families.qwen_mrope import transformers_mrope_positions
 from trainer.rollout.vllm_engine import check_servable
 
 pytestmark = pytest.mark.vllm
 
+# model_type -> (vLLM module, class, whose get_mrope_input_positions it has after prepare_vllm:
+# "transformers" (patched: trainer.model.families.qwen_mrope) or "vllm" (its own, already the same).
 VLLM_CLASSES = {
-    "qwen2_5_vl": ("vllm.model_executor.models.qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration"),
-    "qwen2_vl": ("vllm.model_executor.models.qwen2_vl", "Qwen2VLForConditionalGeneration"),
+    "qwen2_5_vl": (
+        "vllm.model_executor.models.qwen2_5_vl",
+        "Qwen2_5_VLForConditionalGeneration",
+        "transformers",
+    ),
+    "qwen2_vl": ("vllm.model_executor.models.qwen2_vl", "Qwen2VLForConditionalGeneration", "transformers"),
+    # Per frame, text after a frame continues at its start + max(h, w) on both sides
+    # (test_qwen3_vl_positions_in_vllm_are_transformers).
+    "qwen3_vl": ("vllm.model_executor.models.qwen3_vl", "Qwen3VLForConditionalGeneration", "vllm"),
+    "qwen3_vl_moe": ("vllm.model_executor.models.qwen3_vl_moe", "Qwen3VLMoeForConditionalGeneration", "vllm"),
 }
 
 
 @pytest.mark.parametrize("model_type", sorted(FAMILIES))
-def test_prepare_vllm_patches_the_familys_own_class(model_type: str) -> None:
+def test_prepare_vllm_leaves_the_familys_class_placing_positions_as_transformers(model_type: str) -> None:
+    if model_type not in VLLM_CLASSES:
+        pytest.fail(f"{model_type}: add its vLLM class and whose positions it uses to VLLM_CLASSES")
     family = FAMILIES[model_type]
-    module, name = VLLM_CLASSES[model_type]
+    module, name, positions = VLLM_CLASSES[model_type]
     cls = getattr(importlib.import_module(module), name)
     assert cls.__name__ == family.vllm_architecture
     family.prepare_vllm()
-    assert cls.get_mrope_input_positions is transformers_mrope_positions
+    if positions == "transformers":
+        assert cls.get_mrope_input_positions is transformers_mrope_positions
+    else:
+        assert cls.get_mrope_input_positions.__module__ == "vllm.model_executor.models.qwen3_vl"
+
+
+def test_qwen3_vl_positions_in_vllm_are_transformers(vllm_qwen3_vl_dir, synthetic_dir) -> None:
+    """vLLM's own Qwen3-VL positions of a prompt (one grid per frame, between timestamps) equal
+    transformers' get_rope_index."""
+    from vllm.model_executor.models.qwen3_vl import Qwen3VLForConditionalGeneration
+
+    from trainer.model.loading import load_policy
+    from trainer.rollout.hf import build_prompt_batch
+
+    model, processor = load_policy(vllm_qwen3_vl_dir)
+    records = [
+        video_record("a", synthetic_dir / "videos" / "m_0001.mp4", "Which way does the square move?"),
+        video_record("b", synthetic_dir / "videos" / "m_0002.mp4", "Where?", mode="no_think"),
+    ]
+    video = VideoConfig(fps=8.0, max_frames=8, min_pixels=4096, max_pixels=4096)
+    p = build_prompt_batch(processor, records, video).inputs
+    hf, _ = model.model.get_rope_index(
+        p["input_ids"], p["mm_token_type_ids"], None, p["video_grid_thw"], attention_mask=p["attention_mask"]
+    )
+    prompts = FAMILIES["qwen3_vl"].vllm_prompts(processor, p)
+    for row in range(len(records)):
+        real = p["attention_mask"][row].bool()
+        ids = p["input_ids"][row][real].tolist()
+        # vLLM's placeholder starts where the collapsed prompt has its one <|video_pad|>.
+        offset = prompts[row]["prompt_token_ids"].index(model.config.video_token_id)
+        feature = SimpleNamespace(
+            modality="video",
+            mm_position=SimpleNamespace(offset=offset),
+            data={"video_grid_thw": SimpleNamespace(data=p["video_grid_thw"][row])},
+        )
+        positions, delta = Qwen3VLForConditionalGeneration._get_mrope_input_positions(
+            ids, [feature], model.config
+        )
+        assert torch.equal(positions, hf[:, row, real].to(positions.dtype)), row
+        assert delta == int(hf[:, row, real].max()) + 1 - len(ids)
 
 
 def _config(model_type: str, archs: list[str]) -> SimpleNamespace:

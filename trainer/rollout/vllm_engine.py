@@ -69,8 +69,9 @@ def check_servable(model_config: Any, on_cuda: bool) -> ModelFamily:
     if not on_cuda and head_dim not in (sizes := _cpu_head_dims()):
         raise ConfigError(
             f"rollout_backend: vllm: vLLM's CPU attention has no kernel for head_dim {head_dim} "
-            f"(it has {', '.join(map(str, sizes))}); the embedded tiny model has 16 - use "
-            "assets/tiny-qwen2.5-vl-hd64, or rollout_backend: hf"
+            f"(it has {', '.join(map(str, sizes))}); the embedded tiny models have 16 - use their "
+            "head_dim-64 variants assets/tiny-qwen2.5-vl-hd64 or assets/tiny-qwen3-vl-hd64, or "
+            "rollout_backend: hf"
         )
     return family
 

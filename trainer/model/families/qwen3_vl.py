@@ -54,6 +54,16 @@ class Qwen3VLFamily(ModelFamily):
         deepstack = [tuple(item[1][k] for item in features) for k in range(layers)]
         return BaseModelOutputWithDeepstackFeatures(pooler_output=pooled, deepstack_features=deepstack)
 
+    def vllm_prompts(self, processor: Any, inputs: dict[str, Any]) -> list[dict[str, Any]]:
+        """vLLM's TokensPrompts: each video collapsed together with its frame timestamps, and
+        metadata from which vLLM's Qwen3-VL processor writes the same timestamps again
+        (:func:`trainer.model.families.qwen_vllm_inputs.qwen3_vllm_prompts`). vLLM places M-RoPE
+        positions per frame as transformers does (text after a frame at its start + max(h, w)), so
+        no patch is needed there, unlike Qwen2-VL and Qwen2.5-VL."""
+        from trainer.model.families.qwen_vllm_inputs import qwen3_vllm_prompts
+
+        return qwen3_vllm_prompts(self, processor, inputs)
+
 
 _COMMON: dict[str, Any] = dict(
     patch_size=16,
