@@ -3,12 +3,15 @@
 Two parts, each printing lines a script can read (medians over --steps steps after --warmup
 warm-up steps, the two arms alternating step by step in one process):
 
-    shared-prefix: frames=16 px=224 G=8 per_sample=1.23s shared=0.61s speedup=2.02x peak_mem_ratio=0.71
+    shared-prefix: family=qwen3_vl frames=16 px=224 G=8 per_sample=1.23s shared=0.61s speedup=2.02x
+        peak_mem_ratio=0.71 lm=h256-l4      (one line)
     vs-trl: new_tokens=16 ours=0.20s trl=0.55s ratio=0.36
 
-``shared-prefix``: a random-initialised Qwen2.5-VL whose language model matters (hidden 256,
-4 layers by default; the tiny model's tokenizer and vision tower), 16-frame videos at 112 and
-224 px, G = 4 and 8, ``shared_prefix`` off and on. ``peak_mem_ratio`` is shared / per-sample
+``shared-prefix``: one line per supported family with an embedded tiny model (``--families`` picks):
+a random-initialised model of that family whose language model matters (hidden 256, 4 layers,
+head_dim 64 by default, named by ``lm=``; the tiny model's tokenizer, processor and vision tower:
+the real checkpoints are too slow for a CPU), 16-frame videos at ``--px`` (224) px, G = ``--groups``
+(8), ``shared_prefix`` off and on. ``peak_mem_ratio`` is shared / per-sample
 peak memory of a step above its start (CUDA: allocated; CPU: malloc heap in use, sampled),
 median of --memory-steps extra untimed steps per arm.
 
@@ -48,7 +51,7 @@ import torch  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
 from trainer.core.config import build_config  # noqa: E402
-from trainer.core.paths import REPO_ROOT, TINY_MODEL_DIR  # noqa: E402
+from trainer.core.paths import ASSETS_DIR, REPO_ROOT, TINY_MODEL_DIR  # noqa: E402
 from trainer.data import load_dataset_use  # noqa: E402
 from trainer.model.loading import generation_kwargs, load_policy  # noqa: E402
 from trainer.model.trainable import set_trainable, trainable_parameters  # noqa: E402
@@ -177,27 +180,67 @@ def median_line(times: list[float], warmup: int) -> float:
 
 
 # ---- shared prefix vs per sample -------------------------------------------------------------
-def build_bench_model(out: Path, hidden: int, layers: int) -> Path:
-    """A random-initialised Qwen2.5-VL with a language model that matters (the tiny model's
-    tokenizer, processor and vision tower shape), saved under ``out``."""
-    from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
+def bench_families() -> dict[str, Path]:
+    """Each supported family that has an embedded tiny model: model_type -> its folder (read from
+    the folders' config.json, so a family lands here with its tiny model)."""
+    from trainer.model.families import FAMILIES
 
-    path = out / f"bench-model-h{hidden}-l{layers}"
+    found: dict[str, Path] = {}
+    for path in sorted(ASSETS_DIR.glob("tiny-*")):
+        config = path / "config.json"
+        if not config.is_file() or path.name.endswith("-hd64"):  # hd64: the same family for vLLM
+            continue
+        model_type = json.loads(config.read_text())["model_type"]
+        if model_type in FAMILIES:
+            found.setdefault(model_type, path)
+    return found
+
+
+def scaled_mrope_section(model_type: str, rotary_half: int) -> list[int]:
+    """The family's published mrope split (time, height, width) scaled to ``rotary_half``
+    frequencies, e.g. Qwen2.5-VL's [16, 24, 24] of 64 -> [8, 12, 12] of 32."""
+    from trainer.model.families.published import PUBLISHED
+
+    real = next(
+        p.text["rope_parameters"]["mrope_section"] for p in PUBLISHED.values() if p.model_type == model_type
+    )
+    scaled = [round(s * rotary_half / sum(real)) for s in real]
+    scaled[0] += rotary_half - sum(scaled)
+    return scaled
+
+
+def build_bench_model(out: Path, tiny_dir: Path, hidden: int, layers: int) -> Path:
+    """A random-initialised model of ``tiny_dir``'s family with a language model that matters
+    (``hidden`` wide, ``layers`` deep, head_dim 64; the tiny model's tokenizer, processor and
+    vision tower), saved under ``out``."""
+    from transformers import AutoConfig
+
+    from trainer.model.families.published import model_class
+
+    path = out / f"bench-{tiny_dir.name}-h{hidden}-l{layers}"
     if (path / "config.json").exists():
         return path
-    config = AutoConfig.from_pretrained(TINY_MODEL_DIR)
+    config = AutoConfig.from_pretrained(tiny_dir)
     text = config.text_config
     text.hidden_size, text.intermediate_size, text.num_hidden_layers = hidden, 4 * hidden, layers
     text.num_attention_heads, text.num_key_value_heads = hidden // 64, max(1, hidden // 128)
-    half = 32  # head_dim 64 -> 32 rotary frequencies, split like the real [16, 24, 24] of 64
-    text.rope_parameters = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [8, 12, 12]}
-    assert sum(text.rope_parameters["mrope_section"]) == half
-    text.layer_types = ["full_attention"] * layers
+    if getattr(text, "head_dim", None):
+        text.head_dim = 64
+    rope = dict(text.rope_parameters)
+    rope["mrope_section"] = scaled_mrope_section(
+        config.model_type, int(64 * rope.get("partial_rotary_factor", 1)) // 2
+    )
+    text.rope_parameters = rope
+    if getattr(text, "layer_types", None):  # the tiny model's pattern (Qwen3.5: linear, ..., full)
+        pattern = list(text.layer_types)
+        text.layer_types = [pattern[i % len(pattern)] for i in range(layers)]
     text.initializer_range = 0.02
-    config.vision_config.out_hidden_size = hidden
+    vision = config.vision_config
+    # The merger's output width: out_hidden_size, or Qwen2-VL's hidden_size (its width is embed_dim).
+    setattr(vision, "out_hidden_size" if hasattr(vision, "out_hidden_size") else "hidden_size", hidden)
     torch.manual_seed(0)
-    model = Qwen2_5_VLForConditionalGeneration(config)
-    shutil.copytree(TINY_MODEL_DIR, path, ignore=shutil.ignore_patterns("*.safetensors", "config.json"))
+    model = model_class(config)(config)
+    shutil.copytree(tiny_dir, path, ignore=shutil.ignore_patterns("*.safetensors", "config.json"))
     model.save_pretrained(path)
     return path
 
@@ -243,37 +286,50 @@ def shared_prefix_part(args: argparse.Namespace, out: Path) -> list[str]:
         mode: str = "think"
         location: str = ""
 
-    model_dir = build_bench_model(out, args.hidden, args.layers)
+    families = bench_families()
     lines = []
-    for px in args.px:
-        clips = write_videos(out, px, args.prompts)
-        records = [Rec(f"clip{i}", str(p), options=OPTIONS) for i, p in enumerate(clips)]
-        video = {"fps": 8.0, "max_frames": 16, "min_pixels": px * px, "max_pixels": px * px}
-        for group in args.groups:
-            arms = {
-                shared: our_step(
-                    model_dir,
-                    records,
-                    {**video, "grpo_sample_size": group, "shared_prefix": shared},
-                    args.new_tokens,
-                    seed=0,
-                )
-                for shared in (False, True)
-            }
-            times: dict[bool, list[float]] = {False: [], True: []}
-            for i in range(args.warmup + args.steps):
-                for shared in (False, True) if i % 2 == 0 else (True, False):
-                    times[shared].append(seconds_of(arms[shared]))
-            mems = {shared: [peak_of(arms[shared]) for _ in range(args.memory_steps)] for shared in arms}
-            per, sh = (median_line(times[s], args.warmup) for s in (False, True))
-            mem_ratio = statistics.median(mems[True]) / max(statistics.median(mems[False]), 1.0)
-            line = (
-                f"shared-prefix: frames=16 px={px} G={group} per_sample={per:.3f}s shared={sh:.3f}s "
-                f"speedup={per / sh:.2f}x peak_mem_ratio={mem_ratio:.2f}"
-            )
-            print(line, flush=True)  # noqa: T201
-            lines.append(line)
+    for model_type in args.families or families:
+        if model_type not in families:
+            raise SystemExit(f"no embedded tiny model of family {model_type!r}; found: {', '.join(families)}")
+        model_dir = build_bench_model(out, families[model_type], args.hidden, args.layers)
+        for px in args.px:
+            clips = write_videos(out, px, args.prompts)
+            records = [Rec(f"clip{i}", str(p), options=OPTIONS) for i, p in enumerate(clips)]
+            for group in args.groups:
+                line = shared_prefix_line(args, model_dir, records, px, group)
+                print(line, flush=True)  # noqa: T201
+                lines.append(line)
     return lines
+
+
+def shared_prefix_line(
+    args: argparse.Namespace, model_dir: Path, records: list[Any], px: int, group: int
+) -> str:
+    """Per-sample against shared-prefix steps of one model, frame size and G, alternating."""
+    video = {"fps": 8.0, "max_frames": 16, "min_pixels": px * px, "max_pixels": px * px}
+    arms = {
+        shared: our_step(
+            model_dir,
+            records,
+            {**video, "grpo_sample_size": group, "shared_prefix": shared},
+            args.new_tokens,
+            seed=0,
+        )
+        for shared in (False, True)
+    }
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for i in range(args.warmup + args.steps):
+        for shared in (False, True) if i % 2 == 0 else (True, False):
+            times[shared].append(seconds_of(arms[shared]))
+    mems = {shared: [peak_of(arms[shared]) for _ in range(args.memory_steps)] for shared in arms}
+    per, sh = (median_line(times[s], args.warmup) for s in (False, True))
+    mem_ratio = statistics.median(mems[True]) / max(statistics.median(mems[False]), 1.0)
+    model_type = json.loads((model_dir / "config.json").read_text())["model_type"]
+    return (
+        f"shared-prefix: family={model_type} frames=16 px={px} G={group} per_sample={per:.3f}s "
+        f"shared={sh:.3f}s speedup={per / sh:.2f}x peak_mem_ratio={mem_ratio:.2f} "
+        f"lm=h{args.hidden}-l{args.layers}"
+    )
 
 
 # ---- ours vs TRL -----------------------------------------------------------------------------
@@ -388,8 +444,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=1, help="questions per step")
     parser.add_argument("--memory-steps", type=int, default=2, help="untimed steps per arm for memory")
     parser.add_argument("--new-tokens", type=int, default=16, help="completion length (shared-prefix part)")
-    parser.add_argument("--px", type=int, nargs="+", default=[112, 224], help="shared-prefix: frame sizes")
-    parser.add_argument("--groups", type=int, nargs="+", default=[4, 8], help="shared-prefix: G values")
+    parser.add_argument("--px", type=int, nargs="+", default=[224], help="shared-prefix: frame sizes")
+    parser.add_argument("--groups", type=int, nargs="+", default=[8], help="shared-prefix: G values")
+    parser.add_argument(
+        "--families",
+        nargs="+",
+        default=None,
+        help="shared-prefix: model_types to measure (default: every supported family with a tiny model)",
+    )
     parser.add_argument("--hidden", type=int, default=256, help="bench model's language-model width")
     parser.add_argument("--layers", type=int, default=4, help="bench model's language-model layers")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")

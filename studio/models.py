@@ -111,9 +111,9 @@ def rescale_pixels(values: Mapping[str, Any], old: ModelFamily, new: ModelFamily
     are the same size, or a budget does not parse (the fields are left for Check to name).
 
     >>> from trainer.model.families import FAMILIES
+    >>> by_token = {f.pixels_per_token: f for f in FAMILIES.values()}
     >>> change = rescale_pixels(
-    ...     {"min_pixels": "3136", "max_pixels": "3136", "total_pixels": ""},
-    ...     FAMILIES["qwen2_5_vl"], FAMILIES["qwen3_vl"])
+    ...     {"min_pixels": "3136", "max_pixels": "3136", "total_pixels": ""}, by_token[784], by_token[1024])
     >>> change.values
     {'min_pixels': '4096', 'max_pixels': '4096'}
     """

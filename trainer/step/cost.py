@@ -18,6 +18,12 @@ GIB = 2**30
 ACTIVATION_BYTES_16BIT = 34
 CHECKPOINTED_BYTES_16BIT = 2
 LOGIT_BYTES = 4 * 2  # float32 logits and their log-softmax, per vocabulary entry per token
+# Frames merged into one temporal patch by every Qwen vision tower (temporal_patch_size).
+FRAMES_PER_TEMPORAL_PATCH = 2
+# Prompt tokens besides the visual ones, at most: the chat template, a question with four options
+# (~70 tokens on the synthetic task), and Qwen3-VL's "<t seconds>" timestamp and frame markers
+# (~8 tokens per temporal patch of a 16-frame video).
+TEXT_TOKENS_PER_PROMPT = 160
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,26 @@ def sequences_per_step(questions_per_micro_batch: int, accumulation_steps: int, 
     64
     """
     return questions_per_micro_batch * accumulation_steps * group_size
+
+
+def video_tokens_at_most(max_frames: int, max_pixels: int, pixels_per_token: int) -> int:
+    """Visual tokens of one video of ``max_frames`` frames resized to at most ``max_pixels`` each:
+    one token per ``pixels_per_token`` pixels per temporal patch (an upper bound: the resize rounds
+    each side down to whole tokens).
+
+    >>> video_tokens_at_most(16, 100352, 28 * 28)  # Qwen2.5-VL: 8 temporal patches x 128 tokens
+    1024
+    """
+    return (max_frames // FRAMES_PER_TEMPORAL_PATCH) * (max_pixels // pixels_per_token)
+
+
+def prompt_tokens_at_most(video_tokens: int) -> int:
+    """Prompt length of one question with ``video_tokens`` visual tokens, at most.
+
+    >>> prompt_tokens_at_most(1024)
+    1184
+    """
+    return video_tokens + TEXT_TOKENS_PER_PROMPT
 
 
 def memory_estimate(
