@@ -4,8 +4,8 @@
 checkpoint (``trainer.model.families.published``: no download, random bf16 weights) and the
 matching embedded tiny model's tokenizer and processor (so its special-token ids are the tiny
 vocabulary's, inside the real vocabulary). Each arm is a whole training run through the trainer's
-own entry point, ``trainer.run.loop.train``: ``--steps`` steps of one 16-frame video question, G completions, with
-the hf and vllm rollout backends and ``shared_prefix`` off and on. One line per arm:
+own entry point, ``trainer.run.loop.train``: ``--steps`` steps of one 16-frame video question, G
+completions, with the hf and vllm rollout backends and ``shared_prefix`` off and on. One line per arm:
 
     gpu: model=Qwen3-VL-4B backend=hf shared_prefix=on step_s=2.104 peak_gib=48.1 tokens_per_s=243
 
