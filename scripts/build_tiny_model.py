@@ -1,7 +1,8 @@
 """Build an embedded tiny model: tokenizer, processor, config, weights.
 
 ``--family qwen2_5_vl`` (default) builds assets/tiny-qwen2.5-vl/, ``--family qwen2_vl``
-assets/tiny-qwen2-vl/, ``--family qwen3_vl`` assets/tiny-qwen3-vl/.
+assets/tiny-qwen2-vl/, ``--family qwen3_vl`` assets/tiny-qwen3-vl/, ``--family qwen3_5``
+assets/tiny-qwen3.5/.
 
 Steps: train a small byte-level BPE on the synthetic dataset's text (with
 Qwen2.5-VL's special tokens and chat template, which Qwen2-VL shares), build a real
@@ -26,10 +27,17 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from scripts.tiny_model import config as tiny_config  # noqa: E402
 from scripts.tiny_model import qwen2_vl as tiny_qwen2_vl  # noqa: E402
+from scripts.tiny_model import qwen3_5 as tiny_qwen3_5  # noqa: E402
 from scripts.tiny_model import qwen3_vl as tiny_qwen3_vl  # noqa: E402
 from scripts.tiny_model import tokenizer as tiny_tok  # noqa: E402
 from scripts.tiny_model import warm_start  # noqa: E402
-from trainer.core.paths import SYNTHETIC_DIR, TINY_MODEL_DIR, TINY_QWEN2_VL_DIR, TINY_QWEN3_VL_DIR  # noqa: E402
+from trainer.core.paths import (  # noqa: E402
+    SYNTHETIC_DIR,
+    TINY_MODEL_DIR,
+    TINY_QWEN2_VL_DIR,
+    TINY_QWEN3_5_DIR,
+    TINY_QWEN3_VL_DIR,
+)
 from trainer.data.prompts import NO_THINK, THINK, answer_text, user_text  # noqa: E402
 from trainer.model.families import family_for  # noqa: E402
 
@@ -41,6 +49,7 @@ FAMILIES = {
     tiny_config.MODEL_TYPE: (tiny_config, TINY_MODEL_DIR),
     tiny_qwen2_vl.MODEL_TYPE: (tiny_qwen2_vl, TINY_QWEN2_VL_DIR),
     tiny_qwen3_vl.MODEL_TYPE: (tiny_qwen3_vl, TINY_QWEN3_VL_DIR),
+    tiny_qwen3_5.MODEL_TYPE: (tiny_qwen3_5, TINY_QWEN3_5_DIR),
 }
 
 
@@ -101,9 +110,10 @@ def build(
     )
     extra_plain = getattr(family_config, "EXTRA_PLAIN_TOKENS", [])
     texts = corpus(dataset_dir, template) + getattr(family_config, "CORPUS_EXTRA", [])
-    tok = tiny_tok.train_tokenizer(texts, vocab_size, extra_plain)
+    split_regex, tokenizer_class = getattr(family_config, "TOKENIZER", (None, None))
+    tok = tiny_tok.train_tokenizer(texts, vocab_size, extra_plain, split_regex)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tiny_tok.write_tokenizer_files(tok, REAL_TOKENIZER_DIR, out_dir, extra_plain)
+    tiny_tok.write_tokenizer_files(tok, REAL_TOKENIZER_DIR, out_dir, extra_plain, tokenizer_class)
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
     processor = family_config.processor(tokenizer, template)
     processor.save_pretrained(out_dir)
@@ -138,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="default: the family's folder in assets/")
     parser.add_argument("--dataset", type=Path, default=SYNTHETIC_DIR)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=400, help="format warm-start steps")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="format warm-start steps (default: the family's, else 400)"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--vocab-size", type=int, default=1024, help="upper bound for the BPE vocabulary")
@@ -150,9 +162,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     out = args.out or FAMILIES[args.family][1]
-    stats = build(
-        out, args.dataset, args.seed, args.steps, args.batch_size, args.lr, args.vocab_size, args.family
-    )
+    steps = args.steps or getattr(FAMILIES[args.family][0], "WARM_START_STEPS", 400)
+    stats = build(out, args.dataset, args.seed, steps, args.batch_size, args.lr, args.vocab_size, args.family)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(json.dumps({**stats, "size_mb": round(size / 1e6, 2)}))
     return 0

@@ -300,7 +300,8 @@ def _answer_worker(
     """
     import torch
 
-    from trainer.data.inputs import build_inputs
+    from trainer.data.inputs import build_inputs, opened_block, render_prompts
+    from trainer.data.prompts import mode_of_messages
 
     try:
         events.put((slot, "status", "loading"))
@@ -308,11 +309,16 @@ def _answer_worker(
         kwargs = settings.generation_kwargs(loaded.processor)
         # Frames sized by this model's own processor (build_inputs reads its patch size), >= 1 token.
         own = for_token_size(messages, family_of_model(loaded.model).pixels_per_token)
-        inputs = build_inputs(loaded.processor, [own])
+        modes = [mode_of_messages(own)]
+        inputs = build_inputs(loaded.processor, [own], modes=modes)
         inputs = {k: v.to(loaded.device) for k, v in inputs.items()}
         streamer = _queue_streamer(loaded.processor.tokenizer, slot, events)
+        # A template that opens the think block itself (Qwen3.5): the answer shown starts with it.
+        opening = opened_block(render_prompts(loaded.processor, [own], modes)[0])
         with loaded.lock, torch.no_grad():
             events.put((slot, "status", "generating"))
+            if opening:
+                events.put((slot, "text", opening))
             loaded.model.generate(**inputs, **kwargs, streamer=streamer)
         events.put((slot, "status", "done"))
     except BaseException as exc:  # a process edge for this thread: report, never raise

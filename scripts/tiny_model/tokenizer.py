@@ -23,9 +23,12 @@ PLAIN_ADDED_TOKENS = [
 ]  # fmt: skip
 
 
-def train_tokenizer(corpus: list[str], vocab_size: int, extra_plain: list[str] | None = None) -> Any:
+def train_tokenizer(
+    corpus: list[str], vocab_size: int, extra_plain: list[str] | None = None, split_regex: str | None = None
+) -> Any:
     """BPE over bytes (all 256 byte symbols kept, so any text encodes), then the added tokens
-    (``extra_plain``: a later family's plain added tokens, after Qwen2.5-VL's)."""
+    (``extra_plain``: a later family's plain added tokens, after Qwen2.5-VL's). ``split_regex``: the
+    family tokenizer's pre-tokeniser split (default Qwen2's), which AutoTokenizer rebuilds on load."""
     from tokenizers import (
         AddedToken,
         Regex,
@@ -44,7 +47,7 @@ def train_tokenizer(corpus: list[str], vocab_size: int, extra_plain: list[str] |
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.Split(Regex(split_regex or PRETOKENIZE_REGEX), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
@@ -64,7 +67,11 @@ def train_tokenizer(corpus: list[str], vocab_size: int, extra_plain: list[str] |
 
 
 def write_tokenizer_files(
-    tok: Any, real_tokenizer_dir: Path, out_dir: Path, extra_plain: list[str] | None = None
+    tok: Any,
+    real_tokenizer_dir: Path,
+    out_dir: Path,
+    extra_plain: list[str] | None = None,
+    tokenizer_class: str | None = None,
 ) -> None:
     """tokenizer.json + tokenizer_config.json (+ chat_template.json) in Qwen2.5-VL's layout: the real
     config with the added-token ids moved to ours (``extra_plain`` tokens, which Qwen2.5-VL lacks,
@@ -82,6 +89,8 @@ def write_tokenizer_files(
         decoder[str(tok.token_to_id(content))] = dict(plain_entry, content=content)
     config["added_tokens_decoder"] = decoder
     config["model_max_length"] = 4096
+    if tokenizer_class:  # a family with its own tokenizer class (Qwen3.5's splits text differently)
+        config["tokenizer_class"] = tokenizer_class
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 

@@ -95,7 +95,7 @@ def train(
     tokens; ``pixels_per_token`` scales them to the family's (the same tokens per frame)."""
     import torch
 
-    from trainer.data.inputs import build_inputs
+    from trainer.data.inputs import build_inputs, continuation, opened_block, render_prompts
     from trainer.data.video import DecodeCache
 
     examples, options, video = load_examples(dataset_dir, split)
@@ -112,13 +112,18 @@ def train(
     # Each clip is seen many times: decode it once.
     cache = DecodeCache(max_mb=2048)
     for step in range(steps):
-        convs, targets = [], []
+        convs, targets, modes = [], [], []
         for ex in rng.sample(examples, batch_size):
             mode = THINK if rng.random() < think_fraction else NO_THINK
             letter = answer_fn(ex, rng) if answer_fn else rng.choice(letters)
             convs.append(conversation(ex, options, mode, video))
+            modes.append(mode)
             targets.append(answer_text(letter, options, warm_think(ex.colour) if mode == THINK else None))
-        loss = supervised_step(model, opt, build_inputs(processor, convs, completions=targets, cache=cache))
+        # A template that opens the think block itself (Qwen3.5) gets the rest of the answer.
+        openings = [opened_block(text) for text in render_prompts(processor, convs, modes)]
+        targets = [continuation(t, o) for t, o in zip(targets, openings, strict=True)]
+        batch = build_inputs(processor, convs, completions=targets, cache=cache, modes=modes)
+        loss = supervised_step(model, opt, batch)
         sched.step()
         losses.append(loss)
         elapsed = time.perf_counter() - t0

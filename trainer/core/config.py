@@ -66,7 +66,10 @@ class ModelConfig:
     lora_dropout: float = field(default=0.05, metadata=_help("Dropout on the LoRA branch."))
     lora_target_modules: str = field(
         default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
-        metadata=_help("Comma-separated module names that get LoRA adapters."),
+        metadata=_help(
+            "Comma-separated module names that get LoRA adapters; this default list means the model "
+            "family's own (Qwen3.5 adds its linear-attention projections)."
+        ),
     )
 
     def __post_init__(self) -> None:

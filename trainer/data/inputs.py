@@ -5,7 +5,65 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from trainer.data.prompts import NO_THINK
 from trainer.data.video import DecodeCache, fetch_vision, vision_patch_size
+
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+
+
+def render_prompts(
+    processor: Any,
+    conversations: Sequence[list[dict]],
+    modes: Sequence[str] | None = None,
+    add_generation_prompt: bool = True,
+) -> list[str]:
+    """The chat template's text of each conversation. ``modes`` (think / no_think per conversation)
+    reach the template as ``enable_thinking``: a template that thinks by default (Qwen3.5) opens a
+    think block in the generation prompt unless told not to; templates without the switch ignore it."""
+    # Only a template that reads the switch gets it: transformers hands unknown kwargs to the
+    # processor, with a warning per call.
+    switch = modes is not None and "enable_thinking" in str(getattr(processor, "chat_template", "") or "")
+    return [
+        processor.apply_chat_template(
+            conv,
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            **({"enable_thinking": modes[i] != NO_THINK} if switch else {}),
+        )
+        for i, conv in enumerate(conversations)
+    ]
+
+
+def opened_block(prompt_text: str) -> str:
+    r"""What the template already wrote of the answer and the model continues: the open think block
+    (``"<think>\n"``) a thinking-by-default template ends its generation prompt with, else "".
+
+    The completion the model writes then starts inside the block (``"it moves right</think>..."``);
+    prefixing this makes the text the rewards, eval and chat read the whole answer.
+
+    >>> opened_block("<|im_start|>assistant\n<think>\n")
+    '<think>\n'
+    >>> opened_block("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    ''
+    """
+    start = prompt_text.rfind(THINK_OPEN)
+    if start < 0 or THINK_CLOSE in prompt_text[start:]:
+        return ""
+    return prompt_text[start:]
+
+
+def continuation(answer: str, opening: str) -> str:
+    r"""The part of a whole ``answer`` the model writes after a prompt that ``opening`` ended
+    (:func:`opened_block`): a supervised target or a reference answer for such a prompt.
+
+    >>> continuation("<think>x</think> <answer>(A) up</answer>", "<think>\n")
+    'x</think> <answer>(A) up</answer>'
+    >>> continuation("<answer>(A) up</answer>", "")
+    '<answer>(A) up</answer>'
+    """
+    head = opening.strip()
+    return answer[len(head) :].lstrip() if head and answer.startswith(head) else answer
 
 
 def build_inputs(
@@ -15,6 +73,7 @@ def build_inputs(
     add_generation_prompt: bool = True,
     video_transform: Callable[[Any], Any] | None = None,
     cache: DecodeCache | None = None,
+    modes: Sequence[str] | None = None,
 ) -> Any:
     """Tokenise a batch of conversations and decode their videos once.
 
@@ -29,14 +88,12 @@ def build_inputs(
     has length P + T, ``completion_mask`` (B, T) marks the completion tokens and
     ``prompt_lengths`` (B,) is P for every row (where the completions start).
     ``video_transform`` maps each decoded video (T, C, H, W) before it is patchified (T-GRPO
-    shuffles frames with it). ``cache`` keeps decoded videos between calls.
+    shuffles frames with it). ``cache`` keeps decoded videos between calls. ``modes``: each
+    conversation's think / no_think mode, for templates that switch thinking (:func:`render_prompts`).
     """
     import torch
 
-    texts = [
-        processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=add_generation_prompt)
-        for conv in conversations
-    ]
+    texts = render_prompts(processor, conversations, modes, add_generation_prompt)
     flat: list[dict] = [m for conv in conversations for m in conv]
     images, videos, video_kwargs = fetch_vision(flat, cache, vision_patch_size(processor))
     if videos and video_transform is not None:

@@ -23,6 +23,18 @@ def mode_for_dataset(name: str) -> str:
     return NO_THINK if "no_think" in name.lower() else THINK
 
 
+def mode_of_messages(messages: list[dict]) -> str:
+    """The think / no_think mode of chat messages built by :func:`chat_messages` (from the
+    instruction the last user turn ends with)."""
+    for message in reversed(messages):
+        content = message.get("content")
+        parts = content if isinstance(content, list) else [{"text": content}]
+        text = "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
+        if message.get("role") == "user":
+            return NO_THINK if text.rstrip().endswith(NO_THINK_INSTRUCTION) else THINK
+    return THINK
+
+
 def format_options(options: Mapping[str, str]) -> str:
     """``{"A": "left", "B": "right"}`` -> ``"(A) left\\n(B) right"``."""
     return "\n".join(f"({letter}) {text}" for letter, text in options.items())

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
+from trainer.model import hybrid_cache
 from trainer.model.families import family_of_model, unwrap
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,16 @@ def cache_under_checkpointing(model: Any) -> Iterator[None]:
                 layer._can_checkpoint_with_cache = value
 
 
+def _shared_layer(captured: Any, g: int, prompt_length: int) -> Any:
+    """A captured prompt layer expanded to the B*G completion rows, read-only."""
+    if isinstance(captured, hybrid_cache.CaptureLinearLayer):
+        conv, state = captured.conv, captured.state
+        return hybrid_cache.SharedLinearLayer(
+            conv.repeat_interleave(g, 0), state.repeat_interleave(g, 0), prompt_length
+        )
+    return SharedPrefixLayer(captured.keys.repeat_interleave(g, 0), captured.values.repeat_interleave(g, 0))
+
+
 def shared_prefix_logits(model: Any, rollout: Any, device: torch.device | str) -> torch.Tensor:
     """Logits (B*G, T, V) predicting each completion token, with one prompt forward per group.
 
@@ -156,8 +167,12 @@ def shared_prefix_logits(model: Any, rollout: Any, device: torch.device | str) -
     completion = rollout.completion_ids.to(device)
     prompt_mask = p["attention_mask"].to(device)
     positions = rollout.prompt.positions(model, device)
-    n_layers = unwrap(model).config.text_config.num_hidden_layers
-    capture = Cache(layers=[CaptureLayer() for _ in range(n_layers)])
+    kinds = hybrid_cache.layer_types(unwrap(model).config)
+    capture = Cache(
+        layers=[
+            hybrid_cache.CaptureLinearLayer() if k == hybrid_cache.LINEAR else CaptureLayer() for k in kinds
+        ]
+    )
     vision = {key: p[key].to(device) for key in VISION_KEYS if key in p}
     t = completion.shape[1]
     # With T == 1 there is no completion forward: the prompt forward then goes through the wrapper.
@@ -177,12 +192,7 @@ def shared_prefix_logits(model: Any, rollout: Any, device: torch.device | str) -
         first = prompt_out.logits[:, -1:, :].repeat_interleave(g, 0)
         if t == 1:
             return first
-        shared = Cache(
-            layers=[
-                SharedPrefixLayer(layer.keys.repeat_interleave(g, 0), layer.values.repeat_interleave(g, 0))
-                for layer in capture.layers
-            ]
-        )
+        shared = Cache(layers=[_shared_layer(layer, g, p["input_ids"].shape[1]) for layer in capture.layers])
         # Completion token t of prompt b: b's last prompt position + 1 + t (left padding: the last
         # column is always a real token), in all three rope sections (text tokens).
         start = positions[:, :, -1:].repeat_interleave(g, 1) + 1

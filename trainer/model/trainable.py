@@ -12,7 +12,9 @@ import logging
 from typing import Any
 
 from trainer.core.config import ModelConfig
+from trainer.core.errors import ConfigError
 from trainer.model.families import ModelFamily, family_of_model
+from trainer.model.families.base import QWEN_LORA_TARGETS
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +38,29 @@ def lora_modules_to_save(cfg: ModelConfig, family: ModelFamily, vision_depth: in
     return []
 
 
+def lora_targets(cfg: ModelConfig, family: ModelFamily) -> list[str]:
+    """The module names that get LoRA adapters: ``lora_target_modules``, where the default list means
+    the family's own (Qwen3.5 adds its linear-attention projections to it). Raises ConfigError when
+    a list leaves out targets the family cannot train without (named, with the list to use)."""
+    targets = [t.strip() for t in cfg.lora_target_modules.split(",") if t.strip()]
+    if tuple(targets) == QWEN_LORA_TARGETS:
+        return list(family.lora_targets)
+    missing = family.missing_lora_targets(targets)
+    if missing:
+        raise ConfigError(
+            f"lora_target_modules leaves out {', '.join(missing)}: {family.name}'s linear-attention layers "
+            "would not train (most of its decoder layers); add them, e.g. "
+            f"lora_target_modules: {','.join(family.lora_targets)}"
+        )
+    return targets
+
+
 def lora_config(cfg: ModelConfig, family: ModelFamily, vision_depth: int) -> Any:
     """The peft LoraConfig of ``cfg``: adapters on the language model's projections only (the
     vision tower has same-named modules), trained copies of :func:`lora_modules_to_save`."""
     from peft import LoraConfig
 
-    targets = [t.strip() for t in cfg.lora_target_modules.split(",") if t.strip()]
+    targets = lora_targets(cfg, family)
     return LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
@@ -66,11 +85,34 @@ def set_trainable(model: Any, cfg: ModelConfig) -> Any:
     if cfg.lora_enable:
         from peft import get_peft_model
 
-        model = get_peft_model(model, lora_config(cfg, family, family.vision_depth(model)))
+        config = lora_config(cfg, family, family.vision_depth(model))
+        config.modules_to_save = wrappable_modules(family.core(model), config.modules_to_save)
+        model = get_peft_model(model, config)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     logger.info("trainable parameters: %d of %d (%.2f%%)", trainable, total, 100 * trainable / max(total, 1))
     return model
+
+
+def wrappable_modules(core: Any, paths: list[str] | None) -> list[str] | None:
+    """``paths`` (modules under ``core``) as peft can wrap them for ``modules_to_save``: a module
+    list or dict is listed by its children (Qwen3-VL's ``visual.deepstack_merger_list`` ->
+    ``visual.deepstack_merger_list.0``, ...); peft refuses a container ("modules_to_save cannot be
+    applied to modules of type ModuleList") and matches names by suffix, so the children's paths
+    reach the same modules."""
+    import torch
+
+    if not paths:
+        return paths
+    containers = (torch.nn.ModuleList, torch.nn.ModuleDict)
+    out: list[str] = []
+    for path in paths:
+        module = core.get_submodule(path)
+        if isinstance(module, containers):
+            out += [f"{path}.{name}" for name, _ in module.named_children()]
+        else:
+            out.append(path)
+    return out
 
 
 def trainable_parameters(model: Any) -> list:

@@ -36,7 +36,7 @@ import torch
 from transformers import DynamicCache
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
-from trainer.model import prefix
+from trainer.model import hybrid_cache, prefix
 from trainer.model.families import family_of_model, unwrap
 
 # The generation settings this loop implements exactly as ``generate`` does.
@@ -176,7 +176,7 @@ def _prefill(
         logits_to_keep=1,
         **vision,
     ).logits[:, -1, :]
-    cache.batch_repeat_interleave(group_size)
+    hybrid_cache.repeat_rows(cache, group_size)
     return logits.repeat_interleave(group_size, 0), cache
 
 
@@ -198,6 +198,8 @@ def _decode(
     step_positions = start + torch.arange(new, device=ids.device).view(1, 1, -1)
     cos, sin = text.rotary_emb(text.embed_tokens.weight, step_positions)  # (N, new, head_dim) each
     attn_mask = decode_mask(lm, mask.repeat_interleave(group_size, 0), new)
+    # Linear-attention layers take no mask for one new token (a generated token is never padding).
+    linear = [kind == hybrid_cache.LINEAR for kind in hybrid_cache.layer_types(lm.config)]
     out = torch.full((rows, new), sampler.pad, dtype=ids.dtype, device=ids.device)
     unfinished = torch.ones(rows, dtype=torch.bool, device=ids.device)
     steps = 0
@@ -206,10 +208,10 @@ def _decode(
             # Feed token t-1 (at rope position start + t - 1); the cache then holds P + t keys.
             hidden = text.embed_tokens(out[:, t - 1 : t])
             step_mask = None if attn_mask is None else attn_mask[..., : ids.shape[1] + t]
-            for layer in text.layers:
+            for layer, is_linear in zip(text.layers, linear, strict=True):
                 hidden = layer(
                     hidden,
-                    attention_mask=step_mask,
+                    attention_mask=None if is_linear else step_mask,
                     position_embeddings=(cos[:, t - 1 : t], sin[:, t - 1 : t]),
                     use_cache=True,
                     **cache_arg,

@@ -24,10 +24,10 @@ import torch
 from transformers import DynamicCache
 
 from trainer.core.video_config import VideoConfig
-from trainer.data.inputs import build_inputs
+from trainer.data.inputs import build_inputs, opened_block, render_prompts
 from trainer.data.prompts import chat_messages
 from trainer.data.video import DecodeCache
-from trainer.model import prefix
+from trainer.model import hybrid_cache, prefix
 from trainer.model.counts import count_forwards
 from trainer.model.families import unwrap
 from trainer.rollout.decode import decode_shared_prefix, generation_positions, lean_decoding_supported
@@ -41,6 +41,9 @@ class PromptBatch:
 
     records: list[Any]  # MCQRecord (B,)
     inputs: dict[str, torch.Tensor]  # input_ids (B, P), attention_mask, mm_token_type_ids, vision tensors
+    # (B,) what each prompt already wrote of the answer (an open "<think>\n" on a template that
+    # thinks by default; trainer.data.inputs.opened_block): completions' texts start with it.
+    openings: list[str] = field(default_factory=list)
     # Rope positions (3, B, P), computed on first use: the rollout, reference and policy forwards
     # all need them and ``get_rope_index`` is ~1 ms of Python per call.
     _positions: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
@@ -101,8 +104,16 @@ def build_prompt_batch(
     """Tokenise B records and decode each video once. ``video_transform`` maps a decoded video
     (T, C, H, W) to another (used by T-GRPO to shuffle frames)."""
     convs = [conversation(r, video_cfg) for r in records]
-    inputs = build_inputs(processor, convs, video_transform=video_transform, cache=cache)
-    return PromptBatch(records=list(records), inputs=dict(inputs))
+    modes = [r.mode for r in records]
+    inputs = build_inputs(processor, convs, video_transform=video_transform, cache=cache, modes=modes)
+    openings = [opened_block(text) for text in render_prompts(processor, convs, modes)]
+    return PromptBatch(records=list(records), inputs=dict(inputs), openings=openings)
+
+
+def completion_texts(prompt: PromptBatch, group_size: int, decoded: Sequence[str]) -> list[str]:
+    """Row b*G + g's answer as the rewards read it: what its prompt opened, then what it decoded."""
+    openings = prompt.openings or [""] * prompt.size
+    return [(openings[i // group_size] + text).strip() for i, text in enumerate(decoded)]
 
 
 def completion_mask(completion_ids: torch.Tensor, eos_ids: Sequence[int]) -> torch.Tensor:
@@ -165,7 +176,7 @@ def generate_rollouts(
         group_size=group_size,
         completion_ids=completion_ids.cpu(),
         completion_mask=mask.cpu(),
-        texts=[t.strip() for t in texts],
+        texts=completion_texts(prompt, group_size, texts),
         seconds=time.perf_counter() - start,
         prefill_tokens=prefill_tokens,
         vision_items=counts.vision_items,
@@ -199,7 +210,7 @@ def generate_from_shared_prefix(
         logits_to_keep=1,
         **vision,
     )
-    cache.batch_repeat_interleave(group_size)
+    hybrid_cache.repeat_rows(cache, group_size)
     return model.generate(
         input_ids=ids.repeat_interleave(group_size, 0),
         attention_mask=mask.repeat_interleave(group_size, 0),

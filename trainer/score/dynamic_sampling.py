@@ -51,7 +51,8 @@ def select_prompts(prompt: PromptBatch, keep: Sequence[int]) -> PromptBatch:
             inputs[key] = value[index]
         elif isinstance(value, list | tuple) and len(value) == prompt.size:
             inputs[key] = [value[i] for i in keep]
-    return PromptBatch(records=[prompt.records[i] for i in keep], inputs=inputs)
+    openings = [prompt.openings[i] for i in keep] if prompt.openings else []
+    return PromptBatch(records=[prompt.records[i] for i in keep], inputs=inputs, openings=openings)
 
 
 def select_groups(rollout: RolloutBatch, scores: Scores, keep: Sequence[int]) -> tuple[RolloutBatch, Scores]:

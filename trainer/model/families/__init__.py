@@ -16,9 +16,12 @@ from trainer.core.errors import ConfigError
 from trainer.model.families.base import ModelFamily, unwrap
 from trainer.model.families.qwen2_5_vl import QWEN2_5_VL
 from trainer.model.families.qwen2_vl import QWEN2_VL
+from trainer.model.families.qwen3_5 import QWEN3_5, QWEN3_5_MOE
 from trainer.model.families.qwen3_vl import QWEN3_VL, QWEN3_VL_MOE
 
-FAMILIES: dict[str, ModelFamily] = {f.model_type: f for f in (QWEN2_5_VL, QWEN2_VL, QWEN3_VL, QWEN3_VL_MOE)}
+FAMILIES: dict[str, ModelFamily] = {
+    f.model_type: f for f in (QWEN2_5_VL, QWEN2_VL, QWEN3_VL, QWEN3_VL_MOE, QWEN3_5, QWEN3_5_MOE)
+}
 
 __all__ = ["FAMILIES", "ModelFamily", "family_for", "family_of_model", "family_of_path", "unwrap"]
 

@@ -63,6 +63,9 @@ class ModelFamily:
     mergers: tuple[str, ...] = ("visual.merger",)  # the tower's projections into the language model
     language_model: str = "language_model"
     lora_targets: tuple[str, ...] = QWEN_LORA_TARGETS
+    # LoRA targets a config may not leave out (Qwen3.5's linear-attention projections: without them
+    # most of its decoder layers would not train); checked at Check / Launch.
+    required_lora_targets: tuple[str, ...] = ()
     end_of_turn_tokens: tuple[str, ...] = QWEN_END_OF_TURN
     pad_token: str = "<|endoftext|>"
     never_sampled_tokens: tuple[str, ...] = QWEN_NEVER_SAMPLED
@@ -107,6 +110,10 @@ class ModelFamily:
 
     def vision_depth(self, model: Any) -> int:
         return len(self.vision_tower_of(model).blocks)
+
+    def missing_lora_targets(self, targets: list[str] | tuple[str, ...]) -> list[str]:
+        """The family's required LoRA targets that ``targets`` leaves out (empty: none)."""
+        return [name for name in self.required_lora_targets if name not in targets]
 
     def lora_target_regex(self, targets: list[str]) -> str:
         """peft's ``target_modules``: the named projections inside the language model only (the
