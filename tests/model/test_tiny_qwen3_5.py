@@ -163,12 +163,17 @@ def test_shared_prefix_matches_the_per_sample_path(
     assert any(".linear_attn.in_proj_a." in n for n in touched)
 
 
+@pytest.mark.parametrize("penalty", [None, 1.3])
 def test_greedy_rollouts_from_the_expanded_hybrid_cache_match_per_sample(
-    policy: tuple, synthetic_dir: Path
+    policy: tuple, synthetic_dir: Path, penalty: float | None
 ) -> None:
+    """The lean decode loop, and (with a repetition penalty) ``generate`` continuing the expanded
+    cache, give the per-sample tokens."""
     model, processor = policy
     prompt = prompt_batch(processor, synthetic_dir, "video", VIDEO)
     greedy = generation_kwargs(processor, 16, do_sample=False)
+    if penalty is not None:
+        greedy["repetition_penalty"] = penalty
     one = generate_rollouts(model, processor, prompt, 1, greedy, shared_prefix=False)
     four = generate_rollouts(model, processor, prompt, 4, greedy, shared_prefix=True)
     assert torch.equal(four.completion_ids, one.completion_ids.repeat_interleave(4, 0))
