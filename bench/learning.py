@@ -10,7 +10,12 @@ writes the curve (CSV + interactive HTML) under --out. Ends with one line:
 seconds of the training command: start-up, 570 s of training, evaluations).
 
     .venv/bin/python bench/learning.py --seed 0
-    .venv/bin/python bench/learning.py --model assets/tiny-qwen2-vl   # the second model family
+    .venv/bin/python bench/learning.py --model assets/tiny-qwen2-vl   # another model family
+    .venv/bin/python bench/learning.py --model assets/tiny-qwen3-vl   # 32 px tokens: pixels rescaled
+
+A --model whose visual token covers another area than the preset's model's (Qwen3-VL: 32 x 32 px,
+Qwen2/2.5-VL: 28 x 28) trains on the preset's pixel knobs rescaled to the same tokens per frame
+(``VideoConfig.for_token_size``); a line says so.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from trainer.core.config import TrainConfig, build_config, load_yaml, merge  # n
 from trainer.core.paths import REPO_ROOT, resolve_repo_path  # noqa: E402
 from trainer.data import load_dataset_use  # noqa: E402
 from trainer.eval.evaluate import EvalResult, evaluate  # noqa: E402
+from trainer.model.families import family_of_path  # noqa: E402
 from trainer.model.loading import generation_kwargs, load_policy  # noqa: E402
 from trainer.run.launch import accelerate_cpu_command  # noqa: E402
 from trainer.rundb import ENDED_EARLY_EVENT, RunStore  # noqa: E402
@@ -70,7 +76,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--model",
         default=None,
-        help="model to train instead of the config's (e.g. assets/tiny-qwen2-vl, the second family)",
+        help="model to train instead of the config's (e.g. assets/tiny-qwen3-vl); the preset's pixel "
+        "knobs are rescaled when its visual token covers another area",
     )
     parser.add_argument(
         "--seconds",
@@ -95,10 +102,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _config(args: argparse.Namespace, workspace: Path) -> TrainConfig:
-    """The run's config: --config with the benchmark's budget, cadence and seed, in ``workspace``."""
+    """The run's config: --config with the benchmark's budget, cadence and seed, in ``workspace``
+    (and --model, on the preset's pixel knobs rescaled to its visual token)."""
+    preset = load_yaml(args.config)
+    if args.model:
+        preset = _for_model(preset, args.model)
     return build_config(
         merge(
-            load_yaml(args.config),
+            preset,
             {
                 "seed": args.seed,
                 "workspace": str(workspace),
@@ -111,10 +122,27 @@ def _config(args: argparse.Namespace, workspace: Path) -> TrainConfig:
                 "save_steps": 1_000_000,
                 "run_name": f"learning-seed{args.seed}",
                 "num_threads": args.threads,
-                **({"model_name_or_path": args.model} if args.model else {}),
             },
         )
     )
+
+
+def _for_model(preset: dict, model: str) -> dict:
+    """``preset`` training ``model``: its pixel knobs rescaled (same tokens per frame) when a visual
+    token of ``model``'s family covers another area than one of the preset's model's family."""
+    base = build_config(preset)
+    was = family_of_path(resolve_repo_path(base.model.model_name_or_path)).pixels_per_token
+    now = family_of_path(resolve_repo_path(model)).pixels_per_token
+    video = base.video
+    if now != was:
+        video = video.for_token_size(was, now)
+        print(
+            f"--model {model}: one visual token covers {now} px (the preset's model: {was}); pixel "
+            f"knobs rescaled: min_pixels {base.video.min_pixels} -> {video.min_pixels}, max_pixels "
+            f"{base.video.max_pixels} -> {video.max_pixels}",
+            flush=True,
+        )
+    return merge(preset, {"model_name_or_path": model, "video": video.to_dict()})
 
 
 def _evaluate_before(cfg: TrainConfig, workspace: Path, eval_records: int) -> EvalResult:

@@ -1,5 +1,5 @@
-"""GRPO learns the synthetic task in both answer formats, and with the second model family (the
-tiny Qwen2-VL): a short, time-boxed bench/learning.py.
+"""GRPO learns the synthetic task in both answer formats, and with the other model families (the
+tiny Qwen2-VL, the tiny Qwen3-VL): a short, time-boxed bench/learning.py.
 
 The full target (>= 0.9 held-out accuracy within 600 s) is met by the benchmark; this test only
 asserts a clear rise from chance, with each mode's shipped preset (configs/tiny_cpu.yaml for
@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from trainer.core.paths import REPO_ROOT, TINY_QWEN2_VL_DIR
+from trainer.core.paths import REPO_ROOT, TINY_QWEN2_VL_DIR, TINY_QWEN3_VL_DIR
 
 pytestmark = pytest.mark.slow
 
@@ -34,8 +34,21 @@ CASES = {
     # The second model family on the no_think preset (bench/learning.py --model): seed 0 reached
     # 1.0 held-out at step 200 and averaged 0.95 train accuracy by step 237 (131 s on a loaded machine).
     "qwen2_vl_no_think": ("tiny_cpu.yaml", 240.0, 0.6),
+    # Qwen3-VL on each preset, its pixel knobs rescaled to 32 px tokens (4096 px: the same 2 x 2
+    # tokens a frame; bench/learning.py says so). Its steps cost 1.0-1.3x Qwen2.5-VL's (timestamp
+    # text in the prompt). Seed 0 in the full bench (load ~9): no_think 0.22 / 0.98 at steps 100 /
+    # 200, train accuracy averaged 0.7 at step 196; think 0.575 / 0.99, averaged 0.7 at step 134.
+    # Here, at load 5-7.5: think stopped early at step 134 after 209 s, held-out 0.89; no_think
+    # made 195 steps in 240 s, held-out 0.94 (a run at load ~7: 169 steps, 0.585, short of 0.6;
+    # the Qwen2.5-VL no_think case is as tight under load).
+    "qwen3_vl_no_think": ("tiny_cpu.yaml", 240.0, 0.6),
+    "qwen3_vl_think": ("tiny_cpu_think.yaml", 240.0, 0.6),
 }
-MODELS = {"qwen2_vl_no_think": TINY_QWEN2_VL_DIR}
+MODELS = {
+    "qwen2_vl_no_think": TINY_QWEN2_VL_DIR,
+    "qwen3_vl_no_think": TINY_QWEN3_VL_DIR,
+    "qwen3_vl_think": TINY_QWEN3_VL_DIR,
+}
 
 
 @pytest.mark.parametrize("mode", sorted(CASES))

@@ -18,6 +18,7 @@ from typing import Any
 from trainer.core.errors import ConfigError
 from trainer.core.paths import is_missing_local_path
 from trainer.model.families import ModelFamily, family_of_path
+from trainer.model.processor_files import check_processor_files
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,9 @@ def load_policy(
     if is_missing_local_path(path):
         raise ConfigError(f"model_name_or_path: no such folder {path}")
     kwargs: dict[str, Any] = {"dtype": _resolve_dtype(dtype) or "float32"}
-    model_class = family_of_path(path).load_class()
+    family = family_of_path(path)
+    check_processor_files(path, family)  # before any weight loads: a processor of another model
+    model_class = family.load_class()
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     if is_adapter_checkpoint(path):

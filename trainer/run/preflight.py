@@ -26,8 +26,16 @@ from trainer.core.paths import default_workspace, is_hub_id, is_missing_local_pa
 from trainer.core.video_config import VideoConfig
 from trainer.data import load_dataset_use
 from trainer.data.prompts import NO_THINK, THINK
-from trainer.model.families import ModelFamily, family_for, family_of_model, family_of_path
-from trainer.step.cost import MemoryEstimate, ModelShape, memory_estimate, sequences_per_step
+from trainer.model.families import ModelFamily, family_for, family_of_path
+from trainer.model.processor_files import check_processor_files
+from trainer.run.preflight_cost import (  # noqa: F401  (MEMORY_NOTE, format_size, memory_text: re-exported)
+    MEMORY_NOTE,
+    StepCost,
+    format_size,
+    memory_text,
+    published_memory_text,
+    step_cost,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,20 +81,6 @@ class SampledCompletion:
 
 
 @dataclass(frozen=True)
-class StepCost:
-    prompt_tokens: float  # mean per question, video tokens included
-    video_tokens: float  # mean per question
-    completion_tokens: float  # mean per completion in the sample
-    completion_tokens_max: int
-    sequences_per_step: int
-    device: str
-    device_memory_gib: float | None
-    memory: MemoryEstimate
-    parameters: int
-    trainable_parameters: int
-
-
-@dataclass(frozen=True)
 class PreflightReport:
     launch: LaunchCheck
     completions: list[SampledCompletion]
@@ -127,8 +121,9 @@ def check_model_path(model_name_or_path: str) -> str:
 
 def check_model_family(model_path: str, video: VideoConfig) -> ModelFamily | None:
     """The checkpoint's family (ConfigError listing the supported ones when its ``model_type`` is
-    not), and the pixel knobs against its visual token; None for a hub id not in the local cache,
-    which transformers resolves when it loads."""
+    not), a local folder's processor files against its weights (patch size, processor class), and
+    the pixel knobs against its visual token; None for a hub id not in the local cache, which
+    transformers resolves when it loads. Reads config and processor files only, no weights."""
     if not os.path.isdir(model_path) and is_hub_id(model_path):
         from transformers import AutoConfig
 
@@ -139,10 +134,13 @@ def check_model_family(model_path: str, video: VideoConfig) -> ModelFamily | Non
         family = family_for(getattr(config, "model_type", None), model_path)
     else:
         family = family_of_path(model_path)
+        check_processor_files(model_path, family)
     if video.min_pixels < family.pixels_per_token:
+        side = int(round(family.pixels_per_token**0.5))
         raise ConfigError(
             f"min_pixels ({video.min_pixels}) must be >= {family.pixels_per_token}: one visual token of "
-            f"{family.name} covers {family.pixels_per_token} pixels"
+            f"{family.name} covers {side} x {side} = {family.pixels_per_token} pixels; raise min_pixels "
+            f"(and max_pixels) to at least {family.pixels_per_token}"
         )
     return family
 
@@ -207,12 +205,15 @@ def run_preflight(
     g = cfg.grpo
     device = "cuda" if torch.cuda.is_available() else None
     torch.manual_seed(cfg.run.seed)
-    model, processor = load_policy(
-        launch.model_path,
-        dtype="bf16" if cfg.model.bf16 else None,
-        device=device,
-        attn_implementation=cfg.model.attn_implementation,
-    )
+    try:
+        model, processor = load_policy(
+            launch.model_path,
+            dtype="bf16" if cfg.model.bf16 else None,
+            device=device,
+            attn_implementation=cfg.model.attn_implementation,
+        )
+    except ConfigError as exc:
+        raise _with_published_estimate(cfg, launch.model_path, exc) from exc
     model = set_trainable(model, cfg.model)  # only to count what would learn
     pool = launch.train_records
     records = random.Random(cfg.run.seed).sample(pool, min(questions, len(pool)))
@@ -260,65 +261,14 @@ def run_preflight(
     return PreflightReport(**{**report.__dict__, "warnings": learning_warnings(cfg, report)})
 
 
-def step_cost(
-    cfg: TrainConfig, model: Any, processor: Any, inputs: dict[str, Any], lengths: list[float]
-) -> StepCost:
-    """Tokens, sequences and memory of one step, from the processor's real prompt tensors."""
-    import torch
+def _with_published_estimate(cfg: TrainConfig, model_path: str, exc: ConfigError) -> ConfigError:
+    """The error of a model that did not load; for a well-known hub id (not in the local cache,
+    no network) it also says what the run would need, from the checkpoint's published architecture."""
+    from trainer.model.families.published import PUBLISHED
 
-    mask = inputs["attention_mask"]
-    family = family_of_model(model)
-    video_id = processor.tokenizer.convert_tokens_to_ids(family.video_token)
-    image_id = processor.tokenizer.convert_tokens_to_ids(family.image_token)
-    visual = torch.isin(inputs["input_ids"], torch.tensor([video_id, image_id])) & mask.bool()
-    prompt_tokens = float(mask.sum(dim=1).float().mean())
-    g, o = cfg.grpo, cfg.optim
-    text_cfg = getattr(model.config, "text_config", model.config)
-    shape = ModelShape(
-        parameters=sum(p.numel() for p in model.parameters()),
-        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
-        hidden_size=int(text_cfg.hidden_size),
-        num_layers=int(text_cfg.num_hidden_layers),
-        vocab_size=int(text_cfg.vocab_size),
-    )
-    memory = memory_estimate(
-        shape,
-        bytes_per_param=2 if cfg.model.bf16 else 4,
-        has_reference=g.grpo_beta > 0 and not cfg.model.lora_enable,
-        sequences_per_micro_batch=o.per_device_train_batch_size * g.grpo_sample_size,
-        tokens_per_sequence=int(round(prompt_tokens)) + g.generation_max_length,
-        completion_tokens=g.generation_max_length,
-        gradient_checkpointing=cfg.model.gradient_checkpointing,
-    )
-    device, available = _device()
-    return StepCost(
-        prompt_tokens=prompt_tokens,
-        video_tokens=float(visual.sum(dim=1).float().mean()),
-        completion_tokens=sum(lengths) / max(len(lengths), 1),
-        completion_tokens_max=int(max(lengths, default=0)),
-        sequences_per_step=sequences_per_step(
-            o.per_device_train_batch_size, o.gradient_accumulation_steps, g.grpo_sample_size
-        ),
-        device=device,
-        device_memory_gib=available,
-        memory=memory,
-        parameters=shape.parameters,
-        trainable_parameters=shape.trainable_parameters,
-    )
-
-
-def _device() -> tuple[str, float | None]:
-    """Where training would run and how much memory it has (GiB; None when unknown)."""
-    import torch
-
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        return f"GPU ({props.name})", props.total_memory / 2**30
-    try:
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError, AttributeError):
-        ram = None
-    return "CPU", ram
+    if model_path not in PUBLISHED:
+        return exc
+    return ConfigError(f"{exc}; {published_memory_text(cfg, model_path)}")
 
 
 # ---- judging --------------------------------------------------------------------------------------
@@ -366,30 +316,6 @@ def learning_warnings(cfg: TrainConfig, report: PreflightReport) -> list[Preflig
             )
         )
     return warnings
-
-
-MEMORY_NOTE = (
-    "exact: weights, gradients and AdamW states of the trainable parameters, the reference copy "
-    "when grpo_beta > 0; estimated: activations of one micro-batch (34 x hidden bytes per token "
-    "per layer, 2 with gradient_checkpointing) and float32 logits; not counted: the generation "
-    "KV cache, vision-tower activations, allocator overhead"
-)
-
-
-def format_size(gib: float) -> str:
-    """GiB as ``1.50 GiB`` or, below one, ``12.3 MiB``."""
-    return f"{gib:.2f} GiB" if gib >= 1 else f"{gib * 1024:.1f} MiB"
-
-
-def memory_text(cost: StepCost) -> str:
-    """``on CPU: 60.0 MiB of 23.50 GiB = weights ... + activations ~...``."""
-    m = cost.memory
-    of = f" of {format_size(cost.device_memory_gib)}" if cost.device_memory_gib else ""
-    return (
-        f"on {cost.device}: {format_size(m.total_gib)}{of} = weights {format_size(m.weights_gib)} + "
-        f"gradients {format_size(m.gradients_gib)} + AdamW states {format_size(m.optimizer_gib)} + "
-        f"reference copy {format_size(m.reference_gib)} + activations ~{format_size(m.activations_gib)}"
-    )
 
 
 def format_report(report: PreflightReport) -> str:
