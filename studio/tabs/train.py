@@ -80,6 +80,7 @@ def cost_markdown(report: PreflightReport, family: ModelFamily | None = None) ->
             f"- sequences per step: **{c.sequences_per_step}**; reward spread within groups (std): {spread}",
             f"- model: {named}{c.parameters / 1e6:.1f}M parameters, "
             f"{c.trainable_parameters / 1e6:.1f}M trainable",
+            *(f"- {note}" for note in report.notes),
             f"- memory estimate {memory_text(c)}",
             f"- <small>{MEMORY_NOTE}</small>",
         ]

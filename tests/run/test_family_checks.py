@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from trainer.cli import main
+from trainer.cli.train import EXIT_WARNINGS
 from trainer.core.errors import ConfigError
-from trainer.core.paths import TINY_MODEL_DIR, TINY_QWEN2_VL_DIR, TINY_QWEN3_VL_DIR
+from trainer.core.paths import TINY_MODEL_DIR, TINY_QWEN2_VL_DIR, TINY_QWEN3_5_DIR, TINY_QWEN3_VL_DIR
 from trainer.core.video_config import VideoConfig
 from trainer.model.families import FAMILIES
 from trainer.model.families.qwen3_vl import QWEN3_VL
@@ -100,7 +101,7 @@ def test_a_hub_style_preprocessor_config_of_another_family_is_refused(tmp_path) 
 
 
 @pytest.mark.parametrize(
-    "model", [TINY_MODEL_DIR, TINY_QWEN2_VL_DIR, TINY_QWEN3_VL_DIR], ids=lambda p: p.name
+    "model", [TINY_MODEL_DIR, TINY_QWEN2_VL_DIR, TINY_QWEN3_VL_DIR, TINY_QWEN3_5_DIR], ids=lambda p: p.name
 )
 def test_the_shipped_tiny_models_match_their_processors(model: Path) -> None:
     family = check_model_family(str(model), QWEN3_PIXELS)
@@ -119,3 +120,25 @@ def test_min_pixels_below_one_qwen3_vl_token_is_refused_at_check(tmp_path, capsy
         "raise min_pixels (and max_pixels) to at least 1024"
     ) in err
     assert QWEN3_VL.pixels_per_token == 1024
+
+
+def test_a_qwen3_5_lora_without_the_linear_attention_targets_is_refused_at_check(tmp_path, capsys) -> None:
+    flags = ("--min_pixels", "4096", "--max_pixels", "4096", "--lora_enable", "true")
+    assert main(_check(tmp_path, TINY_QWEN3_5_DIR, *flags, "--lora_target_modules", "q_proj,v_proj")) == 2
+    err = capsys.readouterr().err
+    assert "lora_target_modules leaves out in_proj_qkv, in_proj_z, in_proj_a, in_proj_b, out_proj" in err
+    assert "Qwen3.5's linear-attention layers would not train" in err
+
+
+def test_the_pre_flight_names_the_linear_attention_implementation_and_too_few_tokens(
+    tmp_path, capsys
+) -> None:
+    """Check on the tiny Qwen3.5 with the shipped preset's 3136 px (one 32 px token per frame):
+    the report says which linear-attention implementation runs, and warns about max_pixels."""
+    flags = ("--max_steps", "1", "--grpo_sample_size", "2", "--generation_max_length", "16")
+    flags += ("--min_pixels", "3136", "--max_pixels", "3136")
+    code = main(_check(tmp_path, TINY_QWEN3_5_DIR, *flags))
+    out = capsys.readouterr().out
+    assert "linear attention: transformers' PyTorch fallback (no GPU; correct, slower)" in out
+    assert "max_pixels 3136 gives each frame fewer than 4 visual tokens of Qwen3.5 (32 x 32 px each)" in out
+    assert code == EXIT_WARNINGS  # valid, but the pre-flight warns

@@ -26,8 +26,9 @@ from trainer.core.paths import default_workspace, is_hub_id, is_missing_local_pa
 from trainer.core.video_config import VideoConfig
 from trainer.data import load_dataset_use
 from trainer.data.prompts import NO_THINK, THINK
-from trainer.model.families import ModelFamily, family_for, family_of_path
+from trainer.model.families import ModelFamily, family_for, family_of_model, family_of_path
 from trainer.model.processor_files import check_processor_files
+from trainer.model.trainable import lora_targets
 from trainer.run.preflight_cost import (  # noqa: F401  (MEMORY_NOTE, format_size, memory_text: re-exported)
     MEMORY_NOTE,
     StepCost,
@@ -45,6 +46,9 @@ PREFLIGHT_QUESTIONS = 4
 CUT_WARN_FRACTION = 0.25
 # Most completions (not all: sampling varies) must use the dataset's think/no_think shape.
 MODE_MATCH_FRACTION = 0.5
+# Fewer visual tokens than a 2 x 2 grid per frame and a frame has no "where" in it (the shipped CPU
+# presets' 3136 px is exactly 2 x 2 on 28 px tokens, and 1 token on Qwen3-VL's 32 px ones).
+MIN_TOKENS_PER_FRAME = 4
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,9 @@ class PreflightReport:
     group_spread: list[float]  # total-reward std of each question's group
     cost: StepCost
     warnings: list[PreflightWarning] = field(default_factory=list)
+    family: ModelFamily | None = None  # the model's family, as loaded
+    # What the family runs with here, in words (Qwen3.5: which linear-attention implementation).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def can_learn(self) -> bool:
@@ -165,7 +172,9 @@ def check_launch(cfg: TrainConfig) -> LaunchCheck:
     """
     workspace = Path(cfg.data.workspace) if cfg.data.workspace else default_workspace()
     model_path = check_model_path(cfg.model.model_name_or_path)
-    check_model_family(model_path, cfg.video)
+    family = check_model_family(model_path, cfg.video)
+    if family is not None and cfg.model.lora_enable:
+        lora_targets(cfg.model, family)  # ConfigError when the family's required targets are left out
     train = load_dataset_use(cfg.data.dataset_use, workspace, cfg.run.seed, check_videos=False)
     train_modes = tuple(sorted({r.mode for r in train}))
     eval_count = 0
@@ -246,6 +255,7 @@ def run_preflight(
         )
     spread = scores.total.view(-1, g.grpo_sample_size).std(dim=1, unbiased=False).tolist()
     cost = step_cost(cfg, model, processor, prompt.inputs, rollout.lengths.tolist())
+    family = family_of_model(model)
     del model  # the studio runs this in its own process: give the memory back before it returns
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -257,6 +267,8 @@ def run_preflight(
         accuracy_rate=float(scores.accuracy.mean()),
         group_spread=[float(s) for s in spread],
         cost=cost,
+        family=family,
+        notes=family.runtime_notes(),
     )
     return PreflightReport(**{**report.__dict__, "warnings": learning_warnings(cfg, report)})
 
@@ -306,6 +318,18 @@ def learning_warnings(cfg: TrainConfig, report: PreflightReport) -> list[Preflig
                     f"low; pick a {other} dataset for this model or a model trained for {mode}.",
                 )
             )
+    family = report.family
+    if family is not None and cfg.video.max_pixels < MIN_TOKENS_PER_FRAME * family.pixels_per_token:
+        side = int(round(family.pixels_per_token**0.5))
+        warnings.append(
+            PreflightWarning(
+                "max_pixels",
+                f"max_pixels {cfg.video.max_pixels} gives each frame fewer than {MIN_TOKENS_PER_FRAME} "
+                f"visual tokens of {family.name} ({side} x {side} px each): the model cannot tell where "
+                f"things are within a frame; raise max_pixels (and min_pixels) to at least "
+                f"{MIN_TOKENS_PER_FRAME * family.pixels_per_token}.",
+            )
+        )
     if report.group_spread and report.groups_with_spread == 0:
         warnings.append(
             PreflightWarning(
@@ -326,6 +350,7 @@ def format_report(report: PreflightReport) -> str:
         f"({'+'.join(report.launch.train_modes)}), {report.launch.eval_records} eval records",
         f"model: {report.launch.model_path} ({c.parameters / 1e6:.1f}M parameters, "
         f"{c.trainable_parameters / 1e6:.1f}M trainable)",
+        *(f"  {note}" for note in report.notes),
         "",
         f"sampled {len(report.completions)} completions ({report.group_size} per question):",
     ]

@@ -75,6 +75,9 @@ class ModelFamily:
     rope_grid_keys: tuple[str, ...] = ("image_grid_thw", "video_grid_thw")
     # Called once before a vLLM engine of this family starts (see trainer.model.families.qwen_mrope).
     vllm_patches: tuple[Callable[[], None], ...] = field(default=(), compare=False)
+    # What the family runs with on this machine, in words, for the pre-flight (Qwen3.5: which
+    # linear-attention implementation); None: nothing to say.
+    runtime_note: Callable[[], str] | None = field(default=None, compare=False)
 
     # ---- sizes ---------------------------------------------------------------------------------
 
@@ -110,6 +113,9 @@ class ModelFamily:
 
     def vision_depth(self, model: Any) -> int:
         return len(self.vision_tower_of(model).blocks)
+
+    def runtime_notes(self) -> list[str]:
+        return [] if self.runtime_note is None else [self.runtime_note()]
 
     def missing_lora_targets(self, targets: list[str] | tuple[str, ...]) -> list[str]:
         """The family's required LoRA targets that ``targets`` leaves out (empty: none)."""

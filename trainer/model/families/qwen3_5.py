@@ -33,12 +33,20 @@ LINEAR_ATTENTION_TARGETS = ("in_proj_qkv", "in_proj_z", "in_proj_a", "in_proj_b"
 
 
 def linear_attention_kernels() -> str:
-    """Which implementation the linear-attention layers will run, in words (for the pre-flight)."""
+    """Which implementation the linear-attention layers will run, in words (for the pre-flight).
+    The kernels are CUDA code: on a CPU transformers runs its PyTorch fallback either way."""
+    import torch
+
     fla, conv = find_spec("fla") is not None, find_spec("causal_conv1d") is not None
+    if not torch.cuda.is_available():
+        return "linear attention: transformers' PyTorch fallback (no GPU; correct, slower)"
     if fla and conv:
-        return "flash-linear-attention + causal-conv1d kernels"
+        return "linear attention: flash-linear-attention + causal-conv1d kernels"
     missing = ", ".join(n for n, ok in (("flash-linear-attention", fla), ("causal-conv1d", conv)) if not ok)
-    return f"transformers' PyTorch fallback (correct, slower; {missing} not installed)"
+    return (
+        f"linear attention: transformers' PyTorch fallback (correct, slower; {missing} not installed: "
+        "pip install '.[qwen3_5-kernels]')"
+    )
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ _COMMON = dict(
     rope_grid_keys=("image_grid_thw", "video_grid_thw"),
     lora_targets=QWEN_LORA_TARGETS + LINEAR_ATTENTION_TARGETS,
     required_lora_targets=LINEAR_ATTENTION_TARGETS,
+    runtime_note=linear_attention_kernels,
 )
 
 QWEN3_5 = Qwen3_5Family(

@@ -1,4 +1,4 @@
-"""What vLLM is given for a Qwen-VL prompt (Qwen2-VL, Qwen2.5-VL, Qwen3-VL): token ids and frames.
+"""What vLLM is given for a Qwen-VL prompt (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5): ids and frames.
 
 What vLLM sees is what the training forward sees: the prompt's token ids as our processor made them
 (each run of ``<|video_pad|>`` collapsed to one, which vLLM expands again from the same grid), and
@@ -8,10 +8,11 @@ and normalised, so vLLM's processor is told to only patchify them (:data:`PATCHI
 tower gets the same pixels to the bit, and ``second_per_grid_ts`` comes back from the fps in the
 metadata.
 
-Qwen3-VL's processor also writes a ``<t seconds>`` timestamp before each frame pair: the whole
-timestamped video collapses to one ``<|video_pad|>`` (:func:`collapse_timestamped_video`), and the
-metadata vLLM gets makes its processor write the same timestamps again (:func:`timestamp_metadata`),
-so vLLM's prompt tokens are the processor's, timestamps included (tests/vllm/test_vllm_qwen3_vl.py).
+Qwen3-VL's processor (Qwen3.5's too) also writes a ``<t seconds>`` timestamp before each frame
+pair: the whole timestamped video collapses to one ``<|video_pad|>``
+(:func:`collapse_timestamped_video`), and the metadata vLLM gets makes its processor write the same
+timestamps again (:func:`timestamp_metadata`), so vLLM's prompt tokens are the processor's,
+timestamps included (tests/vllm/test_vllm_qwen3_vl.py, test_vllm_qwen3_5.py).
 """
 
 from __future__ import annotations
