@@ -19,10 +19,11 @@ from safetensors.torch import load_file
 from studio.chat_engine import ChatSettings, ModelCache, chat_conversation, sample_question, stream_answers
 from tests.run.test_loop import tiny_config
 from trainer.cli import main
-from trainer.core.paths import TINY_MODEL_DIR, TINY_QWEN2_VL_DIR, TINY_QWEN3_VL_DIR
+from trainer.core.paths import TINY_MODEL_DIR, TINY_QWEN2_VL_DIR, TINY_QWEN3_5_DIR, TINY_QWEN3_VL_DIR
 from trainer.data.registry import load_dataset_use
 from trainer.model.families import ModelFamily, family_of_model, family_of_path
 from trainer.model.families.qwen2_vl import QWEN2_VL
+from trainer.model.families.qwen3_5 import QWEN3_5
 from trainer.model.families.qwen3_vl import QWEN3_VL
 from trainer.model.loading import load_policy
 from trainer.run.loop import train
@@ -34,12 +35,14 @@ pytestmark = pytest.mark.slow
 FAMILY_RUNS: dict[str, tuple[Path, ModelFamily, int]] = {
     "qwen2_vl": (TINY_QWEN2_VL_DIR, QWEN2_VL, 3136),
     "qwen3_vl": (TINY_QWEN3_VL_DIR, QWEN3_VL, 4096),
+    "qwen3_5": (TINY_QWEN3_5_DIR, QWEN3_5, 4096),
 }
 
 # The tiny Qwen3-VL has one DeepStack merger (the real 2B-8B: three).
 MODULES_TO_SAVE = {
     "qwen2_vl": ["visual.merger"],
     "qwen3_vl": ["visual.merger", "visual.deepstack_merger_list.0"],
+    "qwen3_5": ["visual.merger"],
 }
 
 
@@ -118,6 +121,8 @@ def test_lora_checkpoints_save_the_mergers_and_resume_exactly(trained) -> None:
     # tune_mm_mlp (on by default) trains the family's mergers through peft's modules_to_save;
     # peft wraps no module list, so Qwen3-VL's DeepStack mergers are listed one by one.
     assert adapter["modules_to_save"] == MODULES_TO_SAVE[trained["name"]]
+    # The default target list means the family's own: Qwen3.5's linear-attention projections too.
+    assert all(t in adapter["target_modules"] for t in family.lora_targets)
     # Two steps, a resume, one more == three in one go: the data order, RNG and optimiser came back.
     after_resume = load_file(resumed.final_checkpoint / "adapter_model.safetensors")
     in_one_go = load_file(straight.final_checkpoint / "adapter_model.safetensors")
