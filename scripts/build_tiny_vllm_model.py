@@ -10,8 +10,11 @@ parseable outputs at chance accuracy), so a GRPO run through vLLM can be seen to
 Deterministic for a seed and thread count; offline.
 
 ``--family qwen2_5_vl`` (default) builds assets/tiny-qwen2.5-vl-hd64 from assets/tiny-qwen2.5-vl,
-``--family qwen3_vl`` assets/tiny-qwen3-vl-hd64 from assets/tiny-qwen3-vl (build that first:
-scripts/build_tiny_model.py --family qwen3_vl).
+``--family qwen3_vl`` assets/tiny-qwen3-vl-hd64 from assets/tiny-qwen3-vl, ``--family qwen3_5``
+assets/tiny-qwen3.5-hd64 from assets/tiny-qwen3.5 (build those first: scripts/build_tiny_model.py
+--family ...). Qwen3.5's linear-attention layers also get key and value heads of 64 (vLLM's CPU
+Gated DeltaNet kernel refuses 16 and 32), and rotary on a quarter of each full-attention head as in
+the real model (16 dims: the tiny model's 8 frequencies, mrope_section unchanged).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import logging
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +33,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from scripts.tiny_model import config as tiny_config  # noqa: E402
+from scripts.tiny_model import qwen3_5 as tiny_qwen3_5  # noqa: E402
 from scripts.tiny_model import qwen3_vl as tiny_qwen3_vl  # noqa: E402
 from scripts.tiny_model import warm_start  # noqa: E402
 from trainer.core.paths import (  # noqa: E402
     SYNTHETIC_DIR,
     TINY_MODEL_DIR,
+    TINY_QWEN3_5_DIR,
+    TINY_QWEN3_5_VLLM_DIR,
     TINY_QWEN3_VL_DIR,
     TINY_QWEN3_VL_VLLM_DIR,
     TINY_VLLM_MODEL_DIR,
@@ -42,6 +48,8 @@ from trainer.core.paths import (  # noqa: E402
 from trainer.model.families import family_for  # noqa: E402
 
 logger = logging.getLogger("build_tiny_vllm_model")
+
+# The tiny Qwen3.5's variant (tests/vllm/conftest.py names the same folder).
 
 TEXT_OVERRIDES = {
     "hidden_size": 128,
@@ -72,6 +80,8 @@ class Variant:
     # 64 / 2 = 32 rotary frequencies, split temporal/height/width in the real model's ratio.
     mrope_section: tuple[int, int, int]
     pixels_per_token: int  # the warm start's pixel budgets are scaled to the family's visual token
+    text_overrides: dict[str, Any] = field(default_factory=dict)  # beyond TEXT_OVERRIDES
+    rope_overrides: dict[str, Any] = field(default_factory=dict)  # beyond mrope_section
 
 
 VARIANTS = {
@@ -79,15 +89,25 @@ VARIANTS = {
     "qwen2_5_vl": Variant(TINY_MODEL_DIR, TINY_VLLM_MODEL_DIR, tiny_config, (8, 12, 12), 28 * 28),
     # Real [24, 20, 20] halved (interleaved: 3 x 10 <= 32 frequencies).
     "qwen3_vl": Variant(TINY_QWEN3_VL_DIR, TINY_QWEN3_VL_VLLM_DIR, tiny_qwen3_vl, (12, 10, 10), 32 * 32),
+    # The tiny model's [3, 3, 2] on 16 rotary dims: a quarter of 64, the real model's factor.
+    "qwen3_5": Variant(
+        TINY_QWEN3_5_DIR,
+        TINY_QWEN3_5_VLLM_DIR,
+        tiny_qwen3_5,
+        (3, 3, 2),
+        32 * 32,
+        text_overrides={"linear_key_head_dim": 64, "linear_value_head_dim": 64},
+        rope_overrides={"partial_rotary_factor": 0.25},
+    ),
 }
 
 
 def model_config(tokenizer: object, variant: Variant = VARIANTS["qwen2_5_vl"]) -> object:
     """The embedded model's config with the wider language model (the vision merger projects to it)."""
     config = variant.tiny.model_config(tokenizer)
-    for key, value in TEXT_OVERRIDES.items():
+    for key, value in {**TEXT_OVERRIDES, **variant.text_overrides}.items():
         setattr(config.text_config, key, value)
-    rope = dict(config.text_config.rope_parameters)
+    rope = dict(config.text_config.rope_parameters, **variant.rope_overrides)
     rope["mrope_section"] = list(variant.mrope_section)
     config.text_config.rope_parameters = rope
     for key, value in VISION_OVERRIDES.items():

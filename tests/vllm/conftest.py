@@ -12,7 +12,9 @@ import os
 
 import pytest
 
-from trainer.core.paths import TINY_QWEN3_VL_VLLM_DIR, TINY_VLLM_MODEL_DIR
+from trainer.core.paths import TINY_QWEN3_5_VLLM_DIR, TINY_QWEN3_VL_VLLM_DIR, TINY_VLLM_MODEL_DIR
+
+# The tiny Qwen3.5's variant for vLLM's CPU build (scripts/build_tiny_vllm_model.py names it too).
 
 
 def _installed(*names: str) -> bool:
@@ -63,3 +65,13 @@ def vllm_qwen3_vl_dir():
             "build_tiny_vllm_model.py --family qwen3_vl"
         )
     return TINY_QWEN3_VL_VLLM_DIR
+
+
+@pytest.fixture(scope="session")
+def vllm_qwen3_5_dir():
+    if not (TINY_QWEN3_5_VLLM_DIR / "config.json").exists():
+        pytest.fail(
+            f"tiny Qwen3.5 for vLLM's CPU build missing at {TINY_QWEN3_5_VLLM_DIR}: "
+            "build_tiny_vllm_model.py --family qwen3_5"
+        )
+    return TINY_QWEN3_5_VLLM_DIR

@@ -20,6 +20,8 @@ TINY_QWEN3_VL_DIR = ASSETS_DIR / "tiny-qwen3-vl"
 TINY_QWEN3_VL_VLLM_DIR = ASSETS_DIR / "tiny-qwen3-vl-hd64"
 # The embedded tiny Qwen3.5 (Gated DeltaNet + full attention hybrid), built by scripts/build_tiny_model.py.
 TINY_QWEN3_5_DIR = ASSETS_DIR / "tiny-qwen3.5"
+# Its variant vLLM's CPU build serves (linear-attention heads of 64, bf16): build_tiny_vllm_model.py.
+TINY_QWEN3_5_VLLM_DIR = ASSETS_DIR / "tiny-qwen3.5-hd64"
 # The embedded synthetic video MCQ dataset, built by scripts/make_synthetic_dataset.py.
 SYNTHETIC_DIR = ASSETS_DIR / "synthetic_motion"
 

@@ -32,13 +32,16 @@ import torch
 from trainer.core.errors import ConfigError
 from trainer.model.families import ModelFamily, family_for
 from trainer.model.full_weights import full_weights, weight_sharding
-from trainer.rollout.hf import PromptBatch, RolloutBatch
+from trainer.rollout.hf import PromptBatch, RolloutBatch, completion_texts
 
 logger = logging.getLogger(__name__)
 
 # vLLM 0.32's CPU attention kernels exist for these head sizes only ("Unsupported CPU attention
 # configuration: head_dim=16" for the embedded tiny model); asked from vLLM when it says.
 CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+# Head sizes of Gated DeltaNet layers (``linear_key_head_dim`` / ``linear_value_head_dim``) that
+# vLLM 0.32's CPU kernels were seen to serve; 16 and 32 fail (see _check_cpu_linear_attention).
+CPU_LINEAR_HEAD_DIMS = (64, 128)
 INSTALL_HINT = (
     "rollout_backend: vllm needs vLLM in this environment: on a CUDA machine `pip install -e '.[vllm]'`; "
     "on a CPU-only machine `bash scripts/venv.sh vllm` builds .venv-vllm with vLLM's CPU build"
@@ -55,8 +58,9 @@ def require_vllm() -> Any:
     return vllm
 
 
-def check_servable(model_config: Any, on_cuda: bool) -> ModelFamily:
-    """The model's family; a ConfigError, before any engine starts, for a model vLLM cannot serve here."""
+def check_servable(model_config: Any, on_cuda: bool, dtype: str | None = None) -> ModelFamily:
+    """The model's family; a ConfigError, before any engine starts, for a model vLLM cannot serve here.
+    ``dtype``: the engine's ("float32" or "bfloat16"; None: not known yet, not checked)."""
     family = family_for(getattr(model_config, "model_type", None), "rollout_backend: vllm")
     archs = list(getattr(model_config, "architectures", None) or [])
     if family.vllm_architecture not in archs:
@@ -73,7 +77,30 @@ def check_servable(model_config: Any, on_cuda: bool) -> ModelFamily:
             "head_dim-64 variants assets/tiny-qwen2.5-vl-hd64 or assets/tiny-qwen3-vl-hd64, or "
             "rollout_backend: hf"
         )
+    if not on_cuda and "linear_attention" in (getattr(text, "layer_types", None) or ()):
+        _check_cpu_linear_attention(family, text, dtype)
     return family
+
+
+def _check_cpu_linear_attention(family: ModelFamily, text: Any, dtype: str | None) -> None:
+    """vLLM 0.32's CPU kernels for Gated DeltaNet layers (Qwen3.5's linear attention) take bfloat16
+    only and a few head sizes: otherwise the engine starts and its first prefill fails with
+    "AssertionError: CPU GDN attention requires BF16." (float32), or "RuntimeError:
+    chunk_gated_delta_rule_cpu: expect head_dim to be multiples of 32." (16) / "Unexpected head dim
+    size, 32" (32). Tried here: 64 and 128 (the real models') serve."""
+    key, value = getattr(text, "linear_key_head_dim", None), getattr(text, "linear_value_head_dim", None)
+    if key not in CPU_LINEAR_HEAD_DIMS or value not in CPU_LINEAR_HEAD_DIMS:
+        raise ConfigError(
+            f"rollout_backend: vllm: vLLM's CPU kernel for {family.name}'s linear-attention layers has "
+            f"no key/value head size {key}/{value} (it serves {', '.join(map(str, CPU_LINEAR_HEAD_DIMS))}); "
+            "the embedded tiny Qwen3.5 has 16 - use assets/tiny-qwen3.5-hd64, a GPU, or rollout_backend: hf"
+        )
+    if dtype is not None and dtype != "bfloat16":
+        raise ConfigError(
+            f"rollout_backend: vllm: vLLM's CPU kernels for {family.name}'s linear-attention layers run "
+            f"in bfloat16 only (vLLM: CPU GDN attention requires BF16.), and this run's engine would be "
+            f"{dtype}: set bf16: true, use a GPU, or rollout_backend: hf"
+        )
 
 
 def _cpu_head_dims() -> tuple[int, ...]:
@@ -164,7 +191,7 @@ class VLLMRollouts:
         from transformers import AutoConfig
 
         on_cuda = torch.cuda.is_available()
-        family = check_servable(AutoConfig.from_pretrained(model_path), on_cuda)
+        family = check_servable(AutoConfig.from_pretrained(model_path), on_cuda, dtype)
         self.processor = processor
         self.family = family
         self._seed = seed
@@ -242,13 +269,16 @@ class VLLMRollouts:
             logps[i, :n] = torch.tensor(
                 [step[tid].logprob for step, tid in zip(c.logprobs, c.token_ids, strict=True)]
             )
-        texts = processor.tokenizer.batch_decode([list(c.token_ids) for c in rows], skip_special_tokens=True)
+        decoded = processor.tokenizer.batch_decode(
+            [list(c.token_ids) for c in rows], skip_special_tokens=True
+        )
         return RolloutBatch(
             prompt=prompt,
             group_size=group_size,
             completion_ids=ids,
             completion_mask=mask,
-            texts=[t.strip() for t in texts],
+            # A prompt whose template opened a think block: the texts start with it, as on the HF path.
+            texts=completion_texts(prompt, group_size, decoded),
             seconds=time.perf_counter() - start,
             sampler_logprobs=logps,
         )

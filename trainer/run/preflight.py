@@ -152,7 +152,7 @@ def check_model_family(model_path: str, video: VideoConfig) -> ModelFamily | Non
     return family
 
 
-def check_vllm_model(model_path: str) -> None:
+def check_vllm_model(model_path: str, dtype: str | None = None) -> None:
     """A local model folder vLLM cannot serve here (architecture, or a head size its CPU attention
     has no kernel for) is refused now, not when the trainer starts its engine. Needs no vLLM in
     this process: the studio runs vLLM trainers from another environment (studio.environments)."""
@@ -162,7 +162,7 @@ def check_vllm_model(model_path: str) -> None:
     from trainer.rollout.vllm_engine import check_servable
 
     if os.path.isdir(model_path):
-        check_servable(AutoConfig.from_pretrained(model_path), on_cuda=torch.cuda.is_available())
+        check_servable(AutoConfig.from_pretrained(model_path), on_cuda=torch.cuda.is_available(), dtype=dtype)
 
 
 def check_launch(cfg: TrainConfig) -> LaunchCheck:
@@ -191,7 +191,7 @@ def check_launch(cfg: TrainConfig) -> LaunchCheck:
     if cfg.grpo.temporal_grpo and any(r.video is None for r in train):
         raise ConfigError("temporal_grpo shuffles video frames, but dataset_use has image records")
     if cfg.grpo.rollout_backend == "vllm":
-        check_vllm_model(model_path)
+        check_vllm_model(model_path, "bfloat16" if cfg.model.bf16 else "float32")
     return LaunchCheck(workspace, model_path, train, eval_count, train_modes)
 
 
