@@ -21,20 +21,14 @@ import torch
 
 from tests.helpers.records import OPTIONS, video_record
 from tests.helpers.sampler_logprobs import policy_logprobs
-from trainer.core import metrics_keys as mk
-from trainer.core.config import build_config
+from tests.helpers.vllm_runs import VLLM_MARKS, engine_setup, moved_parameters, short_grpo_run
 from trainer.core.video_config import VideoConfig
 from trainer.data.records import MCQRecord
-from trainer.model.loading import generation_kwargs, load_policy
+from trainer.model.loading import generation_kwargs
 from trainer.rollout.hf import build_prompt_batch, completion_texts
 from trainer.rollout.vllm_engine import sampling_params
 
-pytestmark = [
-    pytest.mark.vllm,
-    # vLLM 0.32's own imports and engine start use deprecated torch/transformers APIs.
-    pytest.mark.filterwarnings("ignore::FutureWarning"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-]
+pytestmark = VLLM_MARKS
 
 # 64 x 64 px frames: 2 x 2 visual tokens of 32 px per frame pair; 8 frames -> 4 timestamps.
 VIDEO = VideoConfig(fps=8.0, max_frames=8, min_pixels=4096, max_pixels=4096)
@@ -47,20 +41,7 @@ def mean_abs_diff(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float
 
 @pytest.fixture(scope="module")
 def setup(vllm_qwen3_5_dir, synthetic_dir):
-    from trainer.rollout.vllm_engine import VLLMRollouts
-
-    torch.manual_seed(0)
-    model, processor = load_policy(vllm_qwen3_5_dir, dtype="bf16")
-    videos = synthetic_dir / "videos"
-    records = [
-        video_record("a", videos / "m_0001.mp4", "Which way does the square move?", mode="no_think"),
-        video_record("b", videos / "m_0002.mp4", "Where does it go?", answer="B", mode="no_think"),
-    ]
-    prompt = build_prompt_batch(processor, records, VIDEO)
-    engine = VLLMRollouts(
-        str(vllm_qwen3_5_dir), processor, gpu_memory_utilization=0.01, seed=0, dtype="bfloat16"
-    )
-    return model, processor, records, prompt, engine
+    return engine_setup(vllm_qwen3_5_dir, synthetic_dir, VIDEO, bf16=True)
 
 
 def test_vllm_sees_the_processors_prompt_tokens_timestamps_included(setup, synthetic_dir) -> None:
@@ -100,38 +81,11 @@ def test_a_think_rollouts_texts_start_with_the_block_its_prompt_opened(setup) ->
 
 
 def test_a_short_grpo_run_samples_within_1e_2_nats_of_the_trainer(setup, vllm_qwen3_5_dir) -> None:
-    from accelerate import Accelerator
-
-    from trainer.model.trainable import set_trainable, trainable_parameters
-    from trainer.step.context import StepContext
-    from trainer.step.grpo_step import grpo_step
-
     _, processor, records, _, engine = setup
-    cfg = build_config(
-        {
-            "model_name_or_path": str(vllm_qwen3_5_dir), "rollout_backend": "vllm", "bf16": True,
-            "tune_mm_vision": True, "tune_mm_mlp": True, "fps": 8.0, "max_frames": 8,
-            "min_pixels": 4096, "max_pixels": 4096, "grpo_sample_size": 4, "generation_max_length": 12,
-            "grpo_beta": 0.0, "learning_rate": 1e-3,
-        }
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model, _ = load_policy(vllm_qwen3_5_dir, dtype="bf16")
-    model = set_trainable(model, cfg.model).train()
-    start = copy.deepcopy(model.state_dict())
-    optimizer = torch.optim.AdamW(trainable_parameters(model), lr=cfg.optim.learning_rate)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    kwargs = generation_kwargs(processor, 12)
-    ctx = StepContext(Accelerator(cpu=True), model, None, processor, cfg, optimizer, scheduler, kwargs)
-    ctx.sampler = engine
-    diffs = []
-    for _ in range(3):
-        engine.load_weights(model)  # as the loop does after every optimiser step
-        metrics, _ = grpo_step(ctx, [records])
-        diffs.append(metrics[mk.SAMPLER_LOGP_DIFF])
+    model, start, diffs = short_grpo_run(engine, processor, records, vllm_qwen3_5_dir, 4096, bf16=True)
     assert all(d <= 1e-2 for d in diffs), diffs
     # The policy did move, linear-attention layers included, so later steps sampled updated weights.
-    moved = {n for n, p in model.state_dict().items() if not torch.equal(p, start[n])}
+    moved = moved_parameters(model, start)
     assert any("linear_attn" in n for n in moved) and any("self_attn" in n for n in moved)
 
 

@@ -13,20 +13,14 @@ import pytest
 import torch
 
 from tests.helpers.lora import trained_lora
-from tests.helpers.records import video_record
 from tests.helpers.sampler_logprobs import max_abs_diff, policy_logprobs
+from tests.helpers.vllm_runs import VLLM_MARKS, engine_setup
 from trainer.core.video_config import VideoConfig
 from trainer.model.loading import generation_kwargs, load_policy
-from trainer.rollout.hf import build_prompt_batch
 from trainer.score.scoring import score_rollouts
 from trainer.update.logprobs import sequence_inputs, shared_vision_outputs
 
-pytestmark = [
-    pytest.mark.vllm,
-    # vLLM 0.32's own imports and engine start use deprecated torch/transformers APIs.
-    pytest.mark.filterwarnings("ignore::FutureWarning"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-]
+pytestmark = VLLM_MARKS
 
 VIDEO = VideoConfig(fps=8.0, max_frames=8, min_pixels=3136, max_pixels=3136)
 TOLERANCE = 1e-4
@@ -34,18 +28,7 @@ TOLERANCE = 1e-4
 
 @pytest.fixture(scope="module")
 def setup(vllm_model_dir, synthetic_dir):
-    from trainer.rollout.vllm_engine import VLLMRollouts
-
-    torch.manual_seed(0)
-    model, processor = load_policy(vllm_model_dir)
-    videos = synthetic_dir / "videos"
-    records = [
-        video_record("a", videos / "m_0001.mp4", "Which way does the square move?", mode="no_think"),
-        video_record("b", videos / "m_0002.mp4", "Where does it go?", answer="B", mode="no_think"),
-    ]
-    prompt = build_prompt_batch(processor, records, VIDEO)
-    engine = VLLMRollouts(str(vllm_model_dir), processor, gpu_memory_utilization=0.01, seed=0)
-    return model, processor, records, prompt, engine
+    return engine_setup(vllm_model_dir, synthetic_dir, VIDEO)
 
 
 def test_rollouts_are_grouped_per_question_and_parse(setup) -> None:
