@@ -73,14 +73,20 @@ def text_config(tokenizer: Any) -> dict[str, Any]:
                 pad_token_id=ids["pad"], tie_word_embeddings=True, initializer_range=0.1)  # fmt: skip
 
 
-def vl_config(config_class: str, architecture: str, tokenizer: Any, vision: dict[str, Any]) -> Any:
-    """A transformers VL config (``config_class``, e.g. ``Qwen2VLConfig``): :func:`text_config`,
-    ``vision`` and the vision token ids of our tokenizer."""
+def vl_config(
+    config_class: str,
+    architecture: str,
+    tokenizer: Any,
+    vision: dict[str, Any],
+    text: dict[str, Any] | None = None,
+) -> Any:
+    """A transformers VL config (``config_class``, e.g. ``Qwen2VLConfig``): ``text`` (default
+    :func:`text_config`), ``vision`` and the vision token ids of our tokenizer."""
     import transformers
 
     ids = token_ids(tokenizer)
     return getattr(transformers, config_class)(
-        text_config=text_config(tokenizer),
+        text_config=text if text is not None else text_config(tokenizer),
         vision_config=vision,
         image_token_id=ids["image"],
         video_token_id=ids["video"],

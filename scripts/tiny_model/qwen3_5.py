@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from scripts.tiny_model.config import generation_config, token_ids
+from scripts.tiny_model.config import generation_config, token_ids, vl_config
 from scripts.tiny_model.qwen3_vl import CORPUS_EXTRA, EXTRA_PLAIN_TOKENS, PIXELS_PER_TOKEN
 
 MODEL_TYPE = "qwen3_5"
@@ -94,22 +94,11 @@ def chat_template() -> str:
 def model_config(tokenizer: Any) -> Any:
     """Qwen3_5Config: TEXT and VISION with our vocabulary and token ids (in text_config, where the
     model reads them)."""
-    from transformers import Qwen3_5Config
-
     ids = token_ids(tokenizer)
     vocab_size = -(-len(tokenizer) // 64) * 64
     text = dict(TEXT, vocab_size=vocab_size, bos_token_id=ids["bos"], eos_token_id=ids["eos"],
                 pad_token_id=ids["pad"], tie_word_embeddings=True, initializer_range=0.1)  # fmt: skip
-    return Qwen3_5Config(
-        text_config=text,
-        vision_config=VISION,
-        image_token_id=ids["image"],
-        video_token_id=ids["video"],
-        vision_start_token_id=ids["vision_start"],
-        vision_end_token_id=ids["vision_end"],
-        tie_word_embeddings=True,
-        architectures=["Qwen3_5ForConditionalGeneration"],
-    )
+    return vl_config("Qwen3_5Config", "Qwen3_5ForConditionalGeneration", tokenizer, VISION, text)
 
 
 def processor(tokenizer: Any, chat_template: str) -> Any:

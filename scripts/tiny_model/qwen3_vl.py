@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from scripts.tiny_model.config import TEXT, generation_config, text_config, token_ids
+from scripts.tiny_model.config import TEXT, generation_config, text_config, vl_config
 
 MODEL_TYPE = "qwen3_vl"
 __all__ = [
@@ -59,23 +59,11 @@ def chat_template() -> str:
 
 def model_config(tokenizer: Any) -> Any:
     """Qwen3VLConfig: TEXT (head_dim 16, interleaved mrope) and VISION with our token ids."""
-    from transformers import Qwen3VLConfig
-
-    ids = token_ids(tokenizer)
     text = text_config(tokenizer)
     text.pop("use_sliding_window"), text.pop("sliding_window"), text.pop("max_window_layers")
     text["head_dim"] = TEXT["hidden_size"] // TEXT["num_attention_heads"]
     text["rope_parameters"] = dict(TEXT["rope_parameters"], mrope_interleaved=True)
-    return Qwen3VLConfig(
-        text_config=text,
-        vision_config=VISION,
-        image_token_id=ids["image"],
-        video_token_id=ids["video"],
-        vision_start_token_id=ids["vision_start"],
-        vision_end_token_id=ids["vision_end"],
-        tie_word_embeddings=True,
-        architectures=["Qwen3VLForConditionalGeneration"],
-    )
+    return vl_config("Qwen3VLConfig", "Qwen3VLForConditionalGeneration", tokenizer, VISION, text)
 
 
 def processor(tokenizer: Any, chat_template: str) -> Any:
