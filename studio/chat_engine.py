@@ -309,12 +309,12 @@ def _answer_worker(
         kwargs = settings.generation_kwargs(loaded.processor)
         # Frames sized by this model's own processor (build_inputs reads its patch size), >= 1 token.
         own = for_token_size(messages, family_of_model(loaded.model).pixels_per_token)
-        modes = [mode_of_messages(own)]
-        inputs = build_inputs(loaded.processor, [own], modes=modes)
+        texts = render_prompts(loaded.processor, [own], [mode_of_messages(own)])
+        inputs = build_inputs(loaded.processor, [own], texts=texts)
         inputs = {k: v.to(loaded.device) for k, v in inputs.items()}
         streamer = _queue_streamer(loaded.processor.tokenizer, slot, events)
         # A template that opens the think block itself (Qwen3.5): the answer shown starts with it.
-        opening = opened_block(render_prompts(loaded.processor, [own], modes)[0])
+        opening = opened_block(texts[0])
         with loaded.lock, torch.no_grad():
             events.put((slot, "status", "generating"))
             if opening:

@@ -74,6 +74,7 @@ def build_inputs(
     video_transform: Callable[[Any], Any] | None = None,
     cache: DecodeCache | None = None,
     modes: Sequence[str] | None = None,
+    texts: Sequence[str] | None = None,
 ) -> Any:
     """Tokenise a batch of conversations and decode their videos once.
 
@@ -89,11 +90,14 @@ def build_inputs(
     ``prompt_lengths`` (B,) is P for every row (where the completions start).
     ``video_transform`` maps each decoded video (T, C, H, W) before it is patchified (T-GRPO
     shuffles frames with it). ``cache`` keeps decoded videos between calls. ``modes``: each
-    conversation's think / no_think mode, for templates that switch thinking (:func:`render_prompts`).
+    conversation's think / no_think mode, for templates that switch thinking (:func:`render_prompts`);
+    ``texts``: the conversations already rendered with them (not rendered again).
     """
     import torch
 
-    texts = render_prompts(processor, conversations, modes, add_generation_prompt)
+    if texts is None:  # a caller that also reads the rendered prompts passes them in
+        texts = render_prompts(processor, conversations, modes, add_generation_prompt)
+    texts = list(texts)
     flat: list[dict] = [m for conv in conversations for m in conv]
     images, videos, video_kwargs = fetch_vision(flat, cache, vision_patch_size(processor))
     if videos and video_transform is not None:

@@ -105,8 +105,9 @@ def build_prompt_batch(
     (T, C, H, W) to another (used by T-GRPO to shuffle frames)."""
     convs = [conversation(r, video_cfg) for r in records]
     modes = [r.mode for r in records]
-    inputs = build_inputs(processor, convs, video_transform=video_transform, cache=cache, modes=modes)
-    openings = [opened_block(text) for text in render_prompts(processor, convs, modes)]
+    texts = render_prompts(processor, convs, modes)
+    inputs = build_inputs(processor, convs, video_transform=video_transform, cache=cache, texts=texts)
+    openings = [opened_block(text) for text in texts]
     return PromptBatch(records=list(records), inputs=dict(inputs), openings=openings)
 
 
