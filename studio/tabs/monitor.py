@@ -376,8 +376,11 @@ def _wire_events(w: MonitorWidgets, h: MonitorHandlers) -> None:
     tick_inputs = [w.run_pick, w.state, w.smoothing]
     w.run_pick.change(h.tick, tick_inputs, tick_outputs)
     w.smoothing.release(h.tick, tick_inputs, tick_outputs)
-    w.timer.tick(h.tick, tick_inputs, tick_outputs)
-    w.refresh.click(h.reload_runs, w.run_pick, w.run_pick).then(h.tick, tick_inputs, tick_outputs)
+    # api names: bench/studio_load.py polls the Monitor as headless viewers do (gradio_client).
+    w.timer.tick(h.tick, tick_inputs, tick_outputs, api_name="monitor_tick")
+    w.refresh.click(h.reload_runs, w.run_pick, w.run_pick, api_name="monitor_refresh").then(
+        h.tick, tick_inputs, tick_outputs
+    )
     w.step_pick.change(
         h.on_step, [w.run_pick, w.step_pick], [w.rollouts_state, w.prompt_pick, w.rollout_note]
     )
