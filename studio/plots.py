@@ -1,12 +1,11 @@
 """Plotly figures of run metrics, and the small pure helpers behind them (smoothing, merging, ETA).
 
-The Monitor keeps, per browser session, the points it has already fetched (``Series``) and asks
-the run DB only for steps after the last one (``merge_points``).
+The Monitor's live charts are drawn in the page (``studio.monitor_charts``); the figures here are
+the Runs and Evaluate tabs' (built whole: they change when the user asks, not every tick).
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -69,25 +68,6 @@ def ema(values: Sequence[float], weight: float) -> list[float]:
     return out
 
 
-def merge_points(cache: Series, new: Mapping[str, MetricSeries]) -> tuple[Series, int | None]:
-    """Append freshly fetched points to the cache; return it and the last step now held.
-
-    A step already held is overwritten, not duplicated (a resumed run re-logs its last steps).
-    """
-    out: Series = {name: (list(s), list(v), list(w)) for name, (s, v, w) in cache.items()}
-    for name, series in new.items():
-        steps, values, walls = out.setdefault(name, ([], [], []))
-        for step, value, wall in zip(series.steps, series.values, series.wall_times, strict=True):
-            i = bisect.bisect_left(steps, step)
-            if i < len(steps) and steps[i] == step:
-                values[i], walls[i] = value, wall
-            else:
-                steps.insert(i, step)
-                values.insert(i, value)
-                walls.insert(i, wall)
-    return out, last_step(out)
-
-
 def last_step(cache: Series) -> int | None:
     steps = [s[-1] for s, _, _ in cache.values() if s]
     return max(steps) if steps else None
@@ -111,57 +91,6 @@ def format_duration(seconds: float | None) -> str:
     if h:
         return f"{h}h {m:02d}m {sec:02d}s"
     return f"{m}m {sec:02d}s" if m else f"{sec}s"
-
-
-def panel_figure(title: str, names: Sequence[str], series: Series, smoothing: float = 0.0) -> go.Figure:
-    """One subplot per metric that has points; the raw points faint, the smoothed curve on top."""
-    present = [n for n in names if series.get(n, ([], [], []))[0]]
-    if not present:
-        fig = go.Figure()
-        fig.add_annotation(text="waiting for the first logged step", showarrow=False, font={"size": 14})
-        fig.update_xaxes(visible=False)
-        fig.update_yaxes(visible=False)
-        _style(fig, title, height=160)
-        return fig
-    rows = math.ceil(len(present) / PLOT_COLUMNS)
-    fig = make_subplots(rows=rows, cols=PLOT_COLUMNS, subplot_titles=present, horizontal_spacing=0.08)
-    for i, name in enumerate(present):
-        row, col = divmod(i, PLOT_COLUMNS)
-        steps, values, _ = series[name]
-        color = PALETTE[i % len(PALETTE)]
-        if smoothing > 0:
-            raw = go.Scatter(
-                x=steps,
-                y=values,
-                mode="lines",
-                line={"color": color, "width": 1},
-                opacity=0.3,
-                showlegend=False,
-            )
-            fig.add_trace(raw, row=row + 1, col=col + 1)
-        curve = go.Scatter(
-            x=steps,
-            y=ema(values, smoothing) if smoothing > 0 else values,
-            mode="lines+markers" if len(steps) < 30 else "lines",
-            line={"color": color, "width": 2},
-            name=name,
-            showlegend=False,
-        )
-        fig.add_trace(curve, row=row + 1, col=col + 1)
-        _pad_flat_axis(fig, values, row + 1, col + 1)
-    _style(fig, title, height=260 * rows)
-    return fig
-
-
-def _pad_flat_axis(fig: go.Figure, values: Sequence[float], row: int, col: int) -> None:
-    """A constant metric (a constant lr) would be zoomed into float rounding noise: give it a range."""
-    finite = [v for v in values if not math.isnan(v)]
-    if not finite:
-        return
-    low, high = min(finite), max(finite)
-    if high - low <= 1e-9 * max(abs(high), abs(low), 1e-12):
-        pad = abs(high) * 0.5 or 1.0
-        fig.update_yaxes(range=[low - pad, high + pad], row=row, col=col)
 
 
 def overlay_figure(

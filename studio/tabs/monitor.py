@@ -1,9 +1,12 @@
 """Monitor tab: one run's status, progress and ETA, live metric plots, rollouts, log; Abort and Resume.
 
-A gr.Timer refreshes the page every few seconds. Each browser session keeps the points it already
-has (a gr.State) and fetches only steps after its last one, so a long run costs one small query
-per tick. Everything shown is read from the run DB and the run's log file, so a reload or a studio
-restart shows the same thing.
+A gr.Timer refreshes the page every few seconds, and only while it matters: while the Monitor is the
+tab shown and its run is queued or running (a finished run stops the timer; a resume or another run
+starts it again). Each tick sends only what changed: the charts get the new points
+(``studio.monitor_charts`` deltas, appended in the page), the status, progress and log only when
+their text changed, the log only while its section is open. A browser session keeps a mirror of
+what its page holds (a gr.State), so a long run costs one small query per tick. Everything shown is
+read from the run DB and the run's log file, so a reload or a studio restart shows the same thing.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from studio import choices, plots, problems, text
+from studio import choices, monitor_charts, plots, problems, text
 from studio.context import StudioContext
 from studio.live import Refresh
 from studio.supervisor import Supervisor
@@ -26,6 +30,10 @@ from trainer.score.rewards import extract_choice, parse_completion
 
 REFRESH_S = 3.0
 LOG_LINES = 60
+CHARTS_JS = (Path(__file__).resolve().parent.parent / "static" / "monitor_charts.js").read_text()
+# Tick events of many viewers run side by side (a tick is a few small queries); one gradio worker
+# per event would queue 30 viewers' ticks behind each other.
+TICK_CONCURRENCY = 4
 STATUS_COLORS = {
     "queued": "#a1a1aa",
     "running": "#2563eb",
@@ -36,16 +44,25 @@ STATUS_COLORS = {
 
 
 def empty_state(run_id: int | None = None) -> dict[str, Any]:
-    """Per-session cache: the run shown, the points held, what was last drawn."""
+    """Per-session mirror of what the page shows: the run, the points its charts hold, the texts
+    last sent (unchanged ones are not sent again), whether the timer runs."""
     return {
         "run_id": run_id,
-        "series": {},
+        "series": {},  # plots.Series: the points sent to the page's charts
         "last_step": None,
-        "drawn": None,
+        "reset": True,  # the next chart delta replaces whatever the page holds
+        "seq": 0,  # chart deltas sent: each is a new value, so the page applies even a repeated reset
+        "shown": {},  # output name -> the text last sent
+        "timer_active": None,
         "rollout_steps": None,
         "status": None,
         "ended_early": None,  # the run's ENDED_EARLY_EVENT message, read when its status changes
     }
+
+
+def initial_view() -> dict[str, bool]:
+    """What the session's page shows (written by tab and section events, read by the tick)."""
+    return {"visible": False, "log_open": False, "rollouts_open": True}
 
 
 def total_steps(supervisor: Supervisor, run_id: int) -> int | None:
@@ -70,13 +87,19 @@ def run_eta_s(series: plots.Series, total: int | None) -> float | None:
     return None if longest is None else plots.eta_s(longest[0], longest[2], total)
 
 
-def progress_html(step: int | None, total: int | None, eta: float | None) -> str:
+def progress_html(
+    step: int | None, total: int | None, eta: float | None, elapsed_s: float | None = None
+) -> str:
+    """The bar and its line: step of total, ETA, and the time the run has run (it changes every
+    tick, so it lives here rather than in the status, which is sent only when the run row changes)."""
     step = step or 0
     if total:
         pct = min(100.0, 100.0 * step / total)
         label = f"step {step} / {total} ({pct:.0f} %) - ETA {plots.format_duration(eta)}"
     else:
         pct, label = 0.0, f"step {step}"
+    if elapsed_s is not None:
+        label += f" - elapsed {plots.format_duration(elapsed_s)}"
     return (
         '<div id="monitor-progress-bar" '
         'style="background:#e4e4e7;border-radius:6px;height:14px;overflow:hidden">'
@@ -85,10 +108,16 @@ def progress_html(step: int | None, total: int | None, eta: float | None) -> str
     )
 
 
-def status_markdown(run: Run, now: float | None = None, ended_early: str | None = None) -> str:
-    """The run's headline: status, owner, attempt, times, folder; why it stopped or failed, and
-    ``ended_early`` (its ENDED_EARLY_EVENT message) when a limit ended it before its last step."""
-    now = time.time() if now is None else now
+def elapsed_s(run: Run, now: float | None = None) -> float | None:
+    if not run.started_at:
+        return None
+    return (run.ended_at or (time.time() if now is None else now)) - run.started_at
+
+
+def status_markdown(run: Run, ended_early: str | None = None) -> str:
+    """The run's headline: status, owner, attempt, start, folder; why it stopped or failed, and
+    ``ended_early`` (its ENDED_EARLY_EVENT message) when a limit ended it before its last step.
+    Only the run row's fields: the text changes when the row does."""
     color = STATUS_COLORS.get(run.status, "#71717a")
     parts = [f'### #{run.id} {html.escape(run.name)} <span style="color:{color}">{run.status}</span>']
     facts = []
@@ -98,7 +127,6 @@ def status_markdown(run: Run, now: float | None = None, ended_early: str | None 
         facts.append(f"attempt {run.attempt}")
     if run.started_at:
         facts.append("started " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at)))
-        facts.append(f"elapsed {plots.format_duration((run.ended_at or now) - run.started_at)}")
     if run.output_dir:
         facts.append(f"output `{run.output_dir}`")
     parts.append(" - ".join(facts))
@@ -181,11 +209,22 @@ def question_html(rollout: Rollout) -> str:
     )
 
 
+def _if_changed(st: dict, name: str, value: str) -> Any:
+    """``value``, or gr.skip() when the page already shows it (a re-sent text re-renders its widget)."""
+    import gradio as gr
+
+    if st["shown"].get(name) == value:
+        return gr.skip()
+    st["shown"][name] = value
+    return value
+
+
 @dataclass(frozen=True)
 class MonitorWidgets:
     """The widgets the tab's events read or write."""
 
-    state: Any  # gr.State: the session's cache, see empty_state
+    state: Any  # gr.State: the session's mirror, see empty_state
+    view: Any  # gr.State: what the page shows, see initial_view
     run_pick: Any
     refresh: Any
     abort: Any
@@ -194,7 +233,8 @@ class MonitorWidgets:
     status: Any
     progress: Any
     smoothing: Any
-    figures: list[Any]  # one plot per plots.PANELS entry, in its order
+    charts: Any  # gr.HTML running studio/static/monitor_charts.js: one Plotly figure per PANELS entry
+    rollouts: Any  # the rollouts section (an accordion)
     step_pick: Any
     prompt_pick: Any
     rollout_note: Any
@@ -202,6 +242,7 @@ class MonitorWidgets:
     question: Any
     completions: Any
     rollouts_state: Any  # gr.State: the rollouts of the picked step
+    log_section: Any
     log: Any
     timer: Any
 
@@ -213,61 +254,103 @@ class MonitorHandlers:
         self.ctx = ctx
         self.supervisor = supervisor
 
-    def tick(self, run_id: int | None, st: dict, smooth: float) -> tuple:
-        """-> state, status, progress, every figure, log, rollout steps, run picker."""
+    def tick(self, run_id: int | None, st: dict, view: dict) -> tuple:
+        """-> state, status, progress, charts, log, rollout steps, run picker, timer; each output
+        skipped unless it changed."""
         import gradio as gr
 
-        ctx, supervisor, skip_figures = self.ctx, self.supervisor, [gr.skip()] * len(plots.PANELS)
+        skip = gr.skip()
+        if not view.get("visible"):
+            # Another tab is shown: nothing is read or sent; showing the Monitor again resets the charts.
+            return (st, skip, skip, skip, skip, skip, skip, self._timer(st, False))
         if run_id is None:
-            return (st, text.NO_RUN, progress_html(None, None, None), *skip_figures, "", gr.skip(), gr.skip())
+            st = empty_state()
+            return (
+                st,
+                text.NO_RUN,
+                progress_html(None, None, None),
+                skip,
+                "",
+                skip,
+                skip,
+                self._timer(st, False),
+            )
         if st.get("run_id") != run_id:
             st = empty_state(run_id)
+        else:
+            st = {**st, "shown": dict(st["shown"])}
         try:
-            supervisor.reap([run_id])  # reads never write: a dead trainer's run is ended here
-            run = ctx.store.get_run(run_id)
+            self.supervisor.reap([run_id])  # reads never write: a dead trainer's run is ended here
+            run = self.ctx.store.get_run(run_id)
         except StudioError as exc:
-            return (
-                empty_state(),
-                problems.error_markdown(exc),
-                progress_html(None, None, None),
-                *skip_figures,
-                "",
-                gr.skip(),
-                gr.skip(),
-            )
-        new = ctx.store.metrics_since(run_id, after_step=st["last_step"])
-        st["series"], st["last_step"] = plots.merge_points(st["series"], new)
-        total = total_steps(supervisor, run_id)
+            st = empty_state()
+            error = problems.error_markdown(exc)
+            return (st, error, progress_html(None, None, None), skip, "", skip, skip, self._timer(st, False))
+        charts = self._charts(run_id, st)
+        total = total_steps(self.supervisor, run_id)
         if run.status == "finished" and st["last_step"]:
             # A run may finish early (max_train_seconds, early_stop_accuracy): what it did is the whole run.
             total = st["last_step"]
-        bar = progress_html(st["last_step"], total, run_eta_s(st["series"], total) if run.is_active else 0.0)
-        drawn = (st["last_step"], round(smooth, 3))
-        figs = skip_figures
-        if drawn != st["drawn"]:
-            st["drawn"] = drawn
-            figs = [plots.panel_figure(t, names, st["series"], smooth) for t, names in plots.PANELS.items()]
-        steps = ctx.store.rollout_steps(run_id)
-        steps_update: Any = gr.skip()
+        eta = run_eta_s(st["series"], total) if run.is_active else 0.0
+        bar = progress_html(st["last_step"], total, eta, elapsed_s(run))
+        picker_update: Any = skip
+        if run.status != st["status"]:
+            # The run picker's labels carry each run's status: relabel them when this run's changes
+            # (choices only, so the picked value and its change event are left alone).
+            st["status"] = run.status
+            st["ended_early"] = ended_early_message(self.ctx, run)
+            picker_update = gr.Dropdown(choices=choices.run_choices(self.ctx.store.list_runs()))
+        steps = (
+            self.ctx.store.rollout_steps(run_id) if view.get("rollouts_open", True) else st["rollout_steps"]
+        )
+        steps_update: Any = skip
         if steps != st["rollout_steps"]:
             st["rollout_steps"] = steps
             steps_update = gr.Dropdown(choices=steps, value=steps[-1] if steps else None)
-        # The run picker's labels carry each run's status: relabel them when this run's changes
-        # (choices only, so the picked value and its change event are left alone).
-        picker_update: Any = gr.skip()
-        if run.status != st["status"]:
-            st["status"] = run.status
-            st["ended_early"] = ended_early_message(ctx, run)
-            picker_update = gr.Dropdown(choices=choices.run_choices(ctx.store.list_runs()))
+        log = self.supervisor.log_tail(run, LOG_LINES) if view.get("log_open") else None
         return (
             st,
-            status_markdown(run, ended_early=st["ended_early"]),
-            bar,
-            *figs,
-            supervisor.log_tail(run, LOG_LINES),
+            _if_changed(st, "status", status_markdown(run, ended_early=st["ended_early"])),
+            _if_changed(st, "progress", bar),
+            charts,
+            skip if log is None else _if_changed(st, "log", log),
             steps_update,
             picker_update,
+            self._timer(st, run.is_active),
         )
+
+    def _charts(self, run_id: int, st: dict) -> Any:
+        """The charts' delta since what the page holds (``st`` updated), or gr.skip()."""
+        import gradio as gr
+
+        # The last held step is read again: an eval point is logged for a step after its training
+        # metrics, and a tick between the two would otherwise never see it.
+        after = None if st["last_step"] is None else st["last_step"] - 1
+        fetched = self.ctx.store.metrics_since(run_id, after_step=after)
+        st["series"], delta = monitor_charts.chart_delta(st["series"], fetched, run_id, reset=st["reset"])
+        st["last_step"] = plots.last_step(st["series"])
+        st["reset"] = False
+        if delta is None:
+            return gr.skip()
+        st["seq"] += 1
+        return monitor_charts.delta_json({**delta, "seq": st["seq"]})
+
+    @staticmethod
+    def _timer(st: dict, active: bool) -> Any:
+        """The timer runs only while it matters; sent only when that changes."""
+        import gradio as gr
+
+        if st.get("timer_active") == active:
+            return gr.skip()
+        st["timer_active"] = active
+        return gr.Timer(active=active)
+
+    def show(self, view: dict, st: dict) -> tuple[dict, dict]:
+        """The Monitor tab was selected: ticks read and send again, from a fresh chart."""
+        return {**view, "visible": True}, {**st, "reset": True, "shown": {}, "timer_active": None}
+
+    def hide(self, view: dict) -> dict:
+        return {**view, "visible": False}
 
     def on_step(self, run_id: int | None, step: int | None) -> tuple:
         import gradio as gr
@@ -302,6 +385,13 @@ class MonitorHandlers:
             return problems.error_markdown(exc), empty_state(run_id)
         return text.RESUMED.format(run_id=run_id, pid=launched.pid), empty_state(run_id)
 
+    def refresh(self, run_id: int | None, st: dict, view: dict) -> tuple:
+        """The Refresh button: the run picker re-read (runs launched elsewhere appear) and a tick."""
+        picker = self.reload_runs(run_id)
+        out = list(self.tick(picker.value, st, view))
+        out[6] = picker
+        return tuple(out)
+
     def reload_runs(self, current: int | None) -> Any:
         import gradio as gr
 
@@ -327,10 +417,10 @@ def _run_bar() -> tuple[Any, Any, Any, Any]:
 
 def _rollouts_section() -> tuple[Any, ...]:
     """One step's rollouts, prompt by prompt:
-    ``(step picker, prompt picker, note, video, question, completions)``."""
+    ``(section, step picker, prompt picker, note, video, question, completions)``."""
     import gradio as gr
 
-    with gr.Accordion(text.ROLLOUT_HEADING.lstrip("# "), open=True, elem_id="monitor-rollouts"):
+    with gr.Accordion(text.ROLLOUT_HEADING.lstrip("# "), open=True, elem_id="monitor-rollouts") as section:
         with gr.Row():
             step_pick = gr.Dropdown([], label=text.ROLLOUT_STEP_LABEL, elem_id="monitor-rollout-step")
             prompt_pick = gr.Dropdown([], label=text.ROLLOUT_PROMPT_LABEL, elem_id="monitor-rollout-prompt")
@@ -341,7 +431,30 @@ def _rollouts_section() -> tuple[Any, ...]:
             )
             question = gr.HTML(elem_id="monitor-rollout-question")
         completions = gr.HTML(elem_id="monitor-rollout-completions")
-    return step_pick, prompt_pick, rollout_note, video, question, completions
+    return section, step_pick, prompt_pick, rollout_note, video, question, completions
+
+
+def _charts_widget(smoothing: float) -> Any:
+    """The live charts: Plotly from the plotly package's own bundle (served as a static file, so
+    the page works offline), the points held and appended in the page."""
+    import gradio as gr
+
+    bundle = Path(plotly_bundle_dir()) / "plotly.min.js"
+    return gr.HTML(
+        "",
+        html_template='<div class="vgrpo-charts"></div>',
+        js_on_load=CHARTS_JS,
+        head=f'<script src="/gradio_api/file={bundle}"></script>',
+        elem_id="monitor-charts",
+        smoothing=smoothing,
+    )
+
+
+def plotly_bundle_dir() -> str:
+    """The folder of the plotly package's ``plotly.min.js`` (app.py serves it as a static path)."""
+    import plotly
+
+    return str(Path(plotly.__file__).resolve().parent / "package_data")
 
 
 def build_layout() -> MonitorWidgets:
@@ -350,6 +463,7 @@ def build_layout() -> MonitorWidgets:
 
     gr.Markdown(text.INTRO_MONITOR)
     state = gr.State(empty_state())
+    view = gr.State(initial_view())
     run_pick, refresh, abort, resume = _run_bar()
     action = gr.Markdown(elem_id="monitor-action")
     status = gr.Markdown(text.NO_RUN, elem_id="monitor-status")
@@ -357,41 +471,87 @@ def build_layout() -> MonitorWidgets:
     smoothing = gr.Slider(
         0, 0.99, value=0.6, step=0.01, label=text.SMOOTHING_LABEL, elem_id="monitor-smoothing"
     )
-    figures = [gr.Plot(label=title, elem_id=f"monitor-plot-{title.lower()}") for title in plots.PANELS]
-    step_pick, prompt_pick, rollout_note, video, question, completions = _rollouts_section()
+    charts = _charts_widget(smoothing.value)
+    rollouts, step_pick, prompt_pick, rollout_note, video, question, completions = _rollouts_section()
     rollouts_state = gr.State([])
-    with gr.Accordion(text.LOG_HEADING, open=False):
+    with gr.Accordion(text.LOG_HEADING, open=False, elem_id="monitor-log-section") as log_section:
         log = gr.Code(language=None, interactive=False, max_lines=30, elem_id="monitor-log")
-    timer = gr.Timer(REFRESH_S)
+    # Starts stopped: the Monitor is not the tab a page opens on (MonitorHandlers.show starts it).
+    timer = gr.Timer(REFRESH_S, active=False)
     return MonitorWidgets(
-        state=state, run_pick=run_pick, refresh=refresh, abort=abort, resume=resume, action=action,
-        status=status, progress=progress, smoothing=smoothing, figures=figures, step_pick=step_pick,
-        prompt_pick=prompt_pick, rollout_note=rollout_note, video=video, question=question,
-        completions=completions, rollouts_state=rollouts_state, log=log, timer=timer,
+        state=state, view=view, run_pick=run_pick, refresh=refresh, abort=abort, resume=resume,
+        action=action, status=status, progress=progress, smoothing=smoothing, charts=charts,
+        rollouts=rollouts, step_pick=step_pick, prompt_pick=prompt_pick, rollout_note=rollout_note,
+        video=video, question=question, completions=completions, rollouts_state=rollouts_state,
+        log_section=log_section, log=log, timer=timer,
     )  # fmt: skip
 
 
+SET_SMOOTHING_JS = """(weight) => {
+    const charts = document.querySelector('#monitor-charts .vgrpo-charts');
+    if (charts && charts.vgrpoCharts) charts.vgrpoCharts.setSmoothing(weight);
+}"""
+
+
+# Every event that runs a tick: no progress overlay (it would flash the whole tab every 3 s), one
+# shared pool of workers.
+QUIET = {"show_progress": "hidden", "concurrency_limit": TICK_CONCURRENCY, "concurrency_id": "monitor_tick"}
+
+
+def _tick_io(w: MonitorWidgets) -> tuple[list[Any], list[Any]]:
+    """The tick's ``(inputs, outputs)``."""
+    outputs = [w.state, w.status, w.progress, w.charts, w.log, w.step_pick, w.run_pick, w.timer]
+    return [w.run_pick, w.state, w.view], outputs
+
+
 def _wire_events(w: MonitorWidgets, h: MonitorHandlers) -> None:
-    tick_outputs = [w.state, w.status, w.progress, *w.figures, w.log, w.step_pick, w.run_pick]
-    tick_inputs = [w.run_pick, w.state, w.smoothing]
-    w.run_pick.change(h.tick, tick_inputs, tick_outputs)
-    w.smoothing.release(h.tick, tick_inputs, tick_outputs)
+    inputs, outputs = _tick_io(w)
+    quiet = QUIET
+    w.run_pick.change(h.tick, inputs, outputs, **quiet)
+    # Smoothing is the page's own: the slider never costs a request.
+    w.smoothing.release(None, [w.smoothing], None, js=SET_SMOOTHING_JS)
     # api names: bench/studio_load.py polls the Monitor as headless viewers do (gradio_client).
-    w.timer.tick(h.tick, tick_inputs, tick_outputs, api_name="monitor_tick")
-    w.refresh.click(h.reload_runs, w.run_pick, w.run_pick, api_name="monitor_refresh").then(
-        h.tick, tick_inputs, tick_outputs
-    )
+    w.timer.tick(h.tick, inputs, outputs, api_name="monitor_tick", **quiet)
+    # One request: the run list re-read and the run's news (two chained events took a second).
+    w.refresh.click(h.refresh, inputs, outputs, api_name="monitor_refresh", **quiet)
     w.step_pick.change(
         h.on_step, [w.run_pick, w.step_pick], [w.rollouts_state, w.prompt_pick, w.rollout_note]
     )
     w.prompt_pick.change(h.on_prompt, [w.rollouts_state, w.prompt_pick], [w.video, w.question, w.completions])
-    # The picker's labels carry each run's status, which an abort or a resume changes.
-    w.abort.click(h.on_abort, w.run_pick, w.action).then(h.reload_runs, w.run_pick, w.run_pick)
-    w.resume.click(h.on_resume, w.run_pick, [w.action, w.state]).then(h.reload_runs, w.run_pick, w.run_pick)
+    # The log is read only while its section is open.
+    w.log_section.expand(lambda v: {**v, "log_open": True}, w.view, w.view).then(
+        h.tick, inputs, outputs, **quiet
+    )
+    w.log_section.collapse(lambda v: {**v, "log_open": False}, w.view, w.view)
+    w.rollouts.expand(lambda v: {**v, "rollouts_open": True}, w.view, w.view).then(
+        h.tick, inputs, outputs, **quiet
+    )
+    w.rollouts.collapse(lambda v: {**v, "rollouts_open": False}, w.view, w.view)
+    # The picker's labels carry each run's status, which an abort or a resume changes; a resumed
+    # run's timer starts again.
+    w.abort.click(h.on_abort, w.run_pick, w.action).then(h.reload_runs, w.run_pick, w.run_pick).then(
+        h.tick, inputs, outputs, **quiet
+    )
+    w.resume.click(h.on_resume, w.run_pick, [w.action, w.state]).then(
+        h.reload_runs, w.run_pick, w.run_pick
+    ).then(h.tick, inputs, outputs, **quiet)
+
+
+def wire_visibility(
+    w: MonitorWidgets, h: MonitorHandlers, monitor_tab: Any, other_tabs: Sequence[Any]
+) -> None:
+    """Ticks read and send only while the Monitor is the tab shown (a hidden tab does not poll)."""
+    inputs, outputs = _tick_io(w)
+    monitor_tab.select(h.show, [w.view, w.state], [w.view, w.state], show_progress="hidden").then(
+        h.tick, inputs, outputs, **QUIET
+    )
+    for tab in other_tabs:
+        tab.select(h.hide, w.view, w.view, show_progress="hidden").then(h.tick, inputs, outputs, **QUIET)
 
 
 def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any]:
-    """Build the tab in the current gr.Tab; returns key widgets (``run`` is the run dropdown)."""
+    """Build the tab in the current gr.Tab; returns key widgets (``run`` is the run dropdown) and
+    ``wire_visibility(monitor_tab, other_tabs)``, which app.py calls once every tab exists."""
     w = build_layout()
     h = MonitorHandlers(ctx, supervisor)
     _wire_events(w, h)
@@ -402,4 +562,5 @@ def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, 
         "status": w.status,
         "state": w.state,
         "refresh": Refresh(h.reload_runs, [w.run_pick], [w.run_pick]),
+        "wire_visibility": lambda monitor_tab, others: wire_visibility(w, h, monitor_tab, others),
     }

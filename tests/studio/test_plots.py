@@ -1,4 +1,4 @@
-"""Plot helpers: smoothing, incremental merging, ETA, and figures built from run-DB data."""
+"""Plot helpers: smoothing, ETA, and the Runs tab's figures built from run-DB data."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 
 from studio import plots
 from trainer.core import metrics_keys as mk
-from trainer.rundb import MetricSeries
 
 
 def test_ema_matches_hand_computed_values() -> None:
@@ -24,20 +23,6 @@ def test_ema_matches_hand_computed_values() -> None:
         plots.ema([1.0], 1)
 
 
-def test_merge_points_appends_and_overwrites_relogged_steps() -> None:
-    first = {"a": MetricSeries("a", (1, 2), (0.1, 0.2), (10.0, 11.0))}
-    cache, last = plots.merge_points({}, first)
-    assert (cache["a"], last) == (([1, 2], [0.1, 0.2], [10.0, 11.0]), 2)
-    more = {
-        "a": MetricSeries("a", (2, 3), (0.25, 0.3), (12.0, 13.0)),
-        "b": MetricSeries("b", (3,), (5.0,), (13.0,)),
-    }
-    cache2, last2 = plots.merge_points(cache, more)
-    assert cache2["a"] == ([1, 2, 3], [0.1, 0.25, 0.3], [10.0, 12.0, 13.0])
-    assert (cache2["b"], last2) == (([3], [5.0], [13.0]), 3)
-    assert cache["a"] == ([1, 2], [0.1, 0.2], [10.0, 11.0])  # the input is not mutated
-
-
 def test_eta_and_duration() -> None:
     # 2 s per step between steps 10 and 20 (20 s), 80 steps left -> 160 s.
     assert plots.eta_s([10, 15, 20], [100.0, 110.0, 120.0], 100) == pytest.approx(160.0)
@@ -46,35 +31,6 @@ def test_eta_and_duration() -> None:
     assert plots.format_duration(3725) == "1h 02m 05s"
     assert plots.format_duration(65) == "1m 05s"
     assert plots.format_duration(None) == "-"
-
-
-def test_panel_figure_from_store_data(ctx) -> None:
-    run = ctx.store.create_run("r")
-    for step in (1, 2, 3):
-        ctx.store.log_metrics(run.id, step, {mk.TOTAL_REWARD: step / 10, mk.KL_DIV: 0.01 * step})
-    cache, last = plots.merge_points({}, ctx.store.metrics_since(run.id))
-    assert last == 3
-    assert ctx.store.metrics_since(run.id, after_step=last) == {}
-    fig = plots.panel_figure("GRPO", mk.SEED_GRPO_METRICS, cache, smoothing=0.0)
-    titles = [a.text for a in fig.layout.annotations]
-    assert titles == [mk.KL_DIV, mk.TOTAL_REWARD]  # only the metrics that have points
-    by_name = {t.name: t for t in fig.data}
-    assert list(by_name[mk.TOTAL_REWARD].y) == pytest.approx([0.1, 0.2, 0.3])
-    assert list(by_name[mk.TOTAL_REWARD].x) == [1, 2, 3]
-    smoothed = plots.panel_figure("GRPO", [mk.TOTAL_REWARD], cache, smoothing=0.5)
-    assert len(smoothed.data) == 2  # raw (faint) + smoothed
-    assert list(smoothed.data[1].y) == pytest.approx(plots.ema([0.1, 0.2, 0.3], 0.5))
-
-
-def test_empty_panel_says_it_waits() -> None:
-    fig = plots.panel_figure("Timings", mk.TIMING_METRICS, {})
-    assert [a.text for a in fig.layout.annotations] == ["waiting for the first logged step"]
-
-
-def test_constant_metric_gets_a_padded_axis() -> None:
-    cache = {mk.LEARNING_RATE: ([1, 2, 3], [1e-3, 1e-3, 1e-3], [0.0, 1.0, 2.0])}
-    fig = plots.panel_figure("Optimisation", [mk.LEARNING_RATE], cache)
-    assert tuple(fig.layout.yaxis.range) == pytest.approx((0.0005, 0.0015))
 
 
 def test_overlay_figure_one_line_per_run_per_metric(ctx) -> None:
