@@ -1,20 +1,32 @@
-// The Monitor's live charts (gr.HTML js_on_load: `element`, `props` and `watch` come from Gradio).
+// The Monitor's live part (gr.HTML js_on_load: `element`, `props`, `server`, `trigger` and `watch`
+// come from Gradio): the progress line and the charts of the run the component's value names.
 //
-// The page holds each metric's points and applies the server's deltas (studio/monitor_charts.py
-// documents their shape): a new point is appended with Plotly.extendTraces, and a panel is laid out
-// again only when a metric appears or a series is replaced. Memory stays flat: once a series holds
-// more than MAX_POINTS, its older points are thinned and the newest RECENT_POINTS stay exact.
-// Smoothing (a debiased EMA, as studio/plots.ema) is computed here, so moving the slider costs no
-// request. A panel scrolled out of view is not redrawn (a Plotly redraw lays out every subplot of
-// the panel, the main cost of a tick); it is drawn once, with all it missed, when it comes back.
+// Every REFRESH_MS, while the component is on screen, the page is visible and the run is queued or
+// running, it asks the server (studio/tabs/monitor.py MonitorHandlers.poll, a plain request) for what
+// it lacks, saying what it holds; a new value (another run, Refresh, Abort, Resume) asks at once.
+// When a poll's `news` changed (status, rollouts, the open log), it fires the component's change
+// event and the Gradio side reads those. The page holds each metric's points and applies the
+// server's deltas (studio/monitor_charts.py documents their shape). Each metric is a small Plotly chart of two traces (raw, faint; smoothed);
+// a tick's new points are appended with Plotly.extendTraces, and only to the charts on screen: a
+// chart scrolled out of view is drawn once, with all it missed, when it comes back (a Plotly
+// redraw is the main cost of a tick). Memory stays flat: once a series holds more than MAX_POINTS,
+// its older points are thinned and the newest RECENT_POINTS stay exact. Smoothing (a debiased EMA,
+// as studio/plots.ema) is computed here, so moving the slider costs no request.
 const MAX_POINTS = 3000;
 const RECENT_POINTS = 1000;
 const MARKERS_BELOW = 30; // points drawn with markers while a series is short
+const CHART_HEIGHT = 240;
 const PANEL_IDS = {"GRPO": "monitor-plot-grpo", "Optimisation": "monitor-plot-optimisation",
                    "Timings": "monitor-plot-timings"};
+const CONFIG = {responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"]};
 
+const REFRESH_MS = Number(props.refresh_ms || 3000);
 const root = element.querySelector(".vgrpo-charts") || element;
-const charts = {runId: null, smoothing: Number(props.smoothing ?? 0.6), panels: {}, series: {}};
+const progress = element.querySelector(".vgrpo-progress");
+// series: name -> {x, y, smooth, acc, n, lo, hi}; charts: name -> {div, color, drawn, stale}.
+const state = {runId: null, attempt: null, active: true, news: null, smoothing: Number(props.smoothing ?? 0.6),
+               series: {}, charts: {}};
+const onScreen = new Set();
 
 function emaFrom(values, weight, acc, n) {
   // -> [smoothed values, acc, n]: s_t = w s_{t-1} + (1 - w) x_t, debiased by 1 - w^n; null stays null.
@@ -30,17 +42,8 @@ function emaFrom(values, weight, acc, n) {
 }
 
 function resmooth(s) {
-  if (charts.smoothing > 0) {
-    [s.smooth, s.acc, s.n] = emaFrom(s.y, charts.smoothing, 0, 0);
-  } else {
-    s.smooth = s.y; s.acc = 0; s.n = 0;
-  }
-}
-
-function bounds(s) {
-  let lo = Infinity, hi = -Infinity;
-  for (const v of s.y) if (v !== null) { if (v < lo) lo = v; if (v > hi) hi = v; }
-  return [lo, hi];
+  if (state.smoothing > 0) [s.smooth, s.acc, s.n] = emaFrom(s.y, state.smoothing, 0, 0);
+  else { s.smooth = s.y; s.acc = 0; s.n = 0; }
 }
 
 function flatRange(s) {
@@ -56,121 +59,110 @@ function thinSeries(s) {
   const cut = s.x.length - RECENT_POINTS;
   const keep = (a) => a.filter((_, i) => i >= cut || i % 2 === 0);
   s.x = keep(s.x); s.y = keep(s.y);
-  s.smooth = charts.smoothing > 0 ? keep(s.smooth) : s.y;
+  s.smooth = state.smoothing > 0 ? keep(s.smooth) : s.y;
 }
 
-function traces(panel) {
-  const out = [];
-  for (const m of panel.metrics) {
-    const s = charts.series[m.name] || {x: [], y: [], smooth: []};
-    const axes = {xaxis: m.xaxis, yaxis: m.yaxis};
-    const markers = s.x.length < MARKERS_BELOW ? "lines+markers" : "lines";
-    out.push({x: s.x.slice(), y: s.y.slice(), mode: "lines", name: m.name + " (raw)", hoverinfo: "skip",
-              line: {color: m.color, width: 1}, opacity: 0.3, visible: charts.smoothing > 0, ...axes});
-    out.push({x: s.x.slice(), y: s.smooth.slice(), mode: markers, name: m.name,
-              line: {color: m.color, width: 2}, ...axes});
-  }
-  return out;
+function draw(name) {
+  const chart = state.charts[name], s = state.series[name];
+  if (!chart || !s) return;
+  const range = flatRange(s);
+  const data = [
+    {x: s.x.slice(), y: s.y.slice(), mode: "lines", name: name + " (raw)", hoverinfo: "skip",
+     line: {color: chart.color, width: 1}, opacity: 0.3, visible: state.smoothing > 0},
+    {x: s.x.slice(), y: s.smooth.slice(), mode: s.x.length < MARKERS_BELOW ? "lines+markers" : "lines",
+     name: name, line: {color: chart.color, width: 2}},
+  ];
+  const layout = {
+    title: {text: name, font: {size: 12}, x: 0.5}, height: CHART_HEIGHT, showlegend: false,
+    margin: {l: 50, r: 15, t: 30, b: 35}, template: "plotly_white",
+    xaxis: {title: {text: "step", font: {size: 10}}},
+    yaxis: {tickformat: ".4~g", automargin: true, ...(range ? {range: range, autorange: false} : {})},
+  };
+  chart.drawn = {count: s.x.length, range: JSON.stringify(range)};
+  chart.stale = false;
+  Plotly.react(chart.div, data, layout, CONFIG);
 }
 
-function layoutOf(panel) {
-  const layout = JSON.parse(JSON.stringify(panel.layout));
-  for (const m of panel.metrics) {
-    const s = charts.series[m.name];
-    const range = s ? flatRange(s) : null;
-    const key = m.yaxis.replace("y", "yaxis");
-    if (range) layout[key] = {...(layout[key] || {}), range: range, autorange: false};
-  }
-  return layout;
+function extend(name, x, y, smooth) {
+  const chart = state.charts[name], s = state.series[name];
+  const crossed = (chart.drawn.count < MARKERS_BELOW) !== (s.x.length < MARKERS_BELOW);
+  if (crossed || JSON.stringify(flatRange(s)) !== chart.drawn.range) { draw(name); return; }
+  chart.drawn.count = s.x.length;
+  Plotly.extendTraces(chart.div, {x: [x, x], y: [y, smooth]}, [0, 1]);
 }
 
-const onScreen = new Set();
 const observer = new IntersectionObserver((entries) => {
   for (const entry of entries) {
-    const title = entry.target.dataset.panel;
-    if (!entry.isIntersecting) { onScreen.delete(title); continue; }
-    onScreen.add(title);
-    const panel = charts.panels[title];
-    if (panel && panel.stale) draw(title);
+    const name = entry.target.dataset.metric;
+    if (!entry.isIntersecting) { onScreen.delete(name); continue; }
+    onScreen.add(name);
+    if (state.charts[name] && state.charts[name].stale) draw(name);
   }
-}, {rootMargin: "200px"});
+}, {rootMargin: "300px"});
 
-function panelDiv(title) {
-  let div = root.querySelector(`[data-panel="${title}"]`);
-  if (!div) {
-    const box = document.createElement("div");
-    box.id = PANEL_IDS[title] || ("monitor-plot-" + title.toLowerCase());
+function panelBox(title) {
+  const id = PANEL_IDS[title] || ("monitor-plot-" + title.toLowerCase());
+  let box = root.querySelector(`#${id}`);
+  if (!box) {
+    box = document.createElement("div");
+    box.id = id;
     box.className = "vgrpo-panel";
-    div = document.createElement("div");
-    div.dataset.panel = title;
-    box.appendChild(div);
+    box.innerHTML = '<h3 class="vgrpo-panel-title"></h3><div class="vgrpo-waiting"></div>'
+      + '<div class="vgrpo-grid"></div>';
+    box.querySelector("h3").textContent = title;
     root.appendChild(box);
-    observer.observe(div);
   }
-  return div;
+  return box;
 }
 
-function draw(title) {
-  const panel = charts.panels[title];
-  const div = panelDiv(title);
-  panel.stale = false;
-  panel.drawn = {};
+function layOut(title, panel) {
+  // The panel's charts in its order: new ones created (drawn when on screen), gone ones removed.
+  const box = panelBox(title), grid = box.querySelector(".vgrpo-grid");
+  box.querySelector(".vgrpo-waiting").textContent = panel.waiting || "";
+  const wanted = new Set(panel.metrics.map((m) => m.name));
+  for (const div of Array.from(grid.children)) {
+    if (wanted.has(div.dataset.metric)) continue;
+    observer.unobserve(div); Plotly.purge(div); div.remove();
+    delete state.charts[div.dataset.metric];
+  }
   for (const m of panel.metrics) {
-    const s = charts.series[m.name];
-    panel.drawn[m.name] = s ? {count: s.x.length, range: JSON.stringify(flatRange(s))} : null;
+    let chart = state.charts[m.name];
+    if (!chart) {
+      const div = document.createElement("div");
+      div.className = "vgrpo-chart";
+      div.dataset.metric = m.name;
+      div.style.minHeight = CHART_HEIGHT + "px";
+      chart = state.charts[m.name] = {div: div, color: m.color, drawn: null, stale: true};
+      observer.observe(div);
+    }
+    chart.color = m.color;
+    grid.appendChild(chart.div); // appending an existing child moves it into the panel's order
   }
-  panel.everDrawn = true;
-  Plotly.react(div, traces(panel), layoutOf(panel), {responsive: true, displaylogo: false});
-}
-
-function append(title, added) {
-  // added: name -> [new x, new y, new smoothed]; one extendTraces for the panel's touched traces.
-  const panel = charts.panels[title];
-  const div = panelDiv(title);
-  const update = {x: [], y: []}, indices = [];
-  for (let i = 0; i < panel.metrics.length; i++) {
-    const name = panel.metrics[i].name;
-    const a = added[name];
-    if (!a) continue;
-    update.x.push(a[0], a[0]); update.y.push(a[1], a[2]); indices.push(2 * i, 2 * i + 1);
-  }
-  if (!indices.length) return;
-  // A redraw instead when a series crossed the marker threshold or its flat range changed.
-  const redraw = panel.metrics.some((m) => {
-    const s = charts.series[m.name], d = panel.drawn[m.name];
-    if (!added[m.name] || !s || !d) return false;
-    const crossed = (d.count < MARKERS_BELOW) !== (s.x.length < MARKERS_BELOW);
-    return crossed || JSON.stringify(flatRange(s)) !== d.range;
-  });
-  if (redraw) { draw(title); return; }
-  for (const m of panel.metrics) if (added[m.name]) panel.drawn[m.name].count = charts.series[m.name].x.length;
-  Plotly.extendTraces(div, update, indices);
 }
 
 function clear() {
-  for (const div of root.querySelectorAll("[data-panel]")) { observer.unobserve(div); Plotly.purge(div); }
-  onScreen.clear();
+  for (const chart of Object.values(state.charts)) { observer.unobserve(chart.div); Plotly.purge(chart.div); }
   root.replaceChildren();
-  charts.panels = {}; charts.series = {};
+  onScreen.clear();
+  state.series = {}; state.charts = {};
+}
+
+function lastStep() {
+  const lasts = Object.values(state.series).map((s) => (s.x.length ? s.x[s.x.length - 1] : -1));
+  return lasts.length ? Math.max(...lasts) : null;
 }
 
 function apply(delta) {
-  if (delta.reset) { clear(); charts.runId = delta.run_id; }
-  else if (delta.run_id !== charts.runId) return; // a late delta of the run shown before
+  if (delta.reset) clear();
+  for (const [title, panel] of Object.entries(delta.panels || {})) layOut(title, panel);
   const redraw = new Set(), added = {};
-  for (const [title, panel] of Object.entries(delta.panels || {})) {
-    charts.panels[title] = {layout: panel.layout, metrics: panel.metrics, drawn: {}};
-    redraw.add(title);
-  }
-  const panelOf = {};
-  for (const [title, panel] of Object.entries(charts.panels)) for (const m of panel.metrics) panelOf[m.name] = title;
   for (const [name, p] of Object.entries(delta.points || {})) {
-    let s = charts.series[name];
-    if (p.replace || !s) {
-      s = charts.series[name] = {x: p.steps.slice(), y: p.values.slice()};
+    let s = state.series[name];
+    if (!s) {
+      s = state.series[name] = {x: p.steps.slice(), y: p.values.slice(), lo: Infinity, hi: -Infinity};
+      for (const v of s.y) if (v !== null) { s.lo = Math.min(s.lo, v); s.hi = Math.max(s.hi, v); }
       resmooth(s);
-      [s.lo, s.hi] = bounds(s);
-      if (panelOf[name]) redraw.add(panelOf[name]);
+      redraw.add(name);
       continue;
     }
     // Append only steps after the last one held: a delta applied twice or late changes nothing.
@@ -180,43 +172,88 @@ function apply(delta) {
     if (from === p.steps.length) continue;
     const x = p.steps.slice(from), y = p.values.slice(from);
     let smooth = y;
-    if (charts.smoothing > 0) [smooth, s.acc, s.n] = emaFrom(y, charts.smoothing, s.acc, s.n);
+    if (state.smoothing > 0) [smooth, s.acc, s.n] = emaFrom(y, state.smoothing, s.acc, s.n);
     s.x.push(...x); s.y.push(...y);
-    if (charts.smoothing > 0) s.smooth.push(...smooth);
+    if (state.smoothing > 0) s.smooth.push(...smooth);
     for (const v of y) if (v !== null) { s.lo = Math.min(s.lo, v); s.hi = Math.max(s.hi, v); }
-    if (s.x.length > MAX_POINTS) { thinSeries(s); if (panelOf[name]) redraw.add(panelOf[name]); continue; }
-    const title = panelOf[name];
-    if (title && !redraw.has(title)) (added[title] = added[title] || {})[name] = [x, y, smooth];
+    if (s.x.length > MAX_POINTS) { thinSeries(s); redraw.add(name); continue; }
+    added[name] = [x, y, smooth];
   }
-  for (const title of Object.keys(charts.panels)) {
-    const panel = charts.panels[title];
-    // A panel never drawn is drawn now, wherever it is: its size and place come from its layout.
-    const seen = onScreen.has(title) || !root.querySelector(`[data-panel="${title}"]`) || !panel.everDrawn;
-    if (!redraw.has(title) && !added[title]) continue;
-    if (!seen) { panel.stale = true; continue; }
-    if (redraw.has(title) || panel.stale) draw(title);
-    else append(title, added[title]);
+  for (const [name, chart] of Object.entries(state.charts)) {
+    const changed = redraw.has(name) || added[name];
+    if (!changed && !(chart.stale && onScreen.has(name))) continue;
+    if (!onScreen.has(name)) { chart.stale = true; continue; }
+    if (chart.stale || !chart.drawn || redraw.has(name)) draw(name);
+    else extend(name, ...added[name]);
   }
-  root.dataset.runId = String(charts.runId);
-  root.dataset.lastStep = String(Math.max(-1, ...Object.values(charts.series).map((s) => s.x[s.x.length - 1] ?? -1)));
 }
 
 function setSmoothing(weight) {
-  charts.smoothing = Math.min(0.99, Math.max(0, Number(weight) || 0));
-  for (const s of Object.values(charts.series)) resmooth(s);
-  for (const title of Object.keys(charts.panels)) draw(title);
-}
-
-function applyValue() {
-  if (!props.value) return;
-  try {
-    apply(JSON.parse(props.value));
-  } catch (err) {
-    console.error("monitor charts: delta not applied", err);
+  state.smoothing = Math.min(0.99, Math.max(0, Number(weight) || 0));
+  for (const s of Object.values(state.series)) resmooth(s);
+  for (const [name, chart] of Object.entries(state.charts)) {
+    if (onScreen.has(name)) draw(name); else chart.stale = true;
   }
 }
 
-// The slider's change reaches the page by this handle (studio/tabs/monitor.py wires it in JS).
-root.vgrpoCharts = {setSmoothing, state: charts};
-watch("value", applyValue);
-applyValue();
+function shown() {
+  // Another tab, a closed window or a minimised one: no request.
+  return !document.hidden && element.isConnected && element.offsetParent !== null;
+}
+
+function logOpen() {
+  const log = document.querySelector("#monitor-log");
+  return !!(log && log.offsetParent !== null);
+}
+
+let inFlight = false, again = false;
+async function poll(force) {
+  if (state.runId === null) return;
+  if (!force && (!shown() || !state.active)) return;
+  if (inFlight) { again = again || force; return; }
+  inFlight = true;
+  const runId = state.runId;
+  try {
+    const answer = await server.poll({run_id: runId, attempt: state.attempt, last_step: lastStep(),
+                                      metrics: Object.keys(state.series), log_open: logOpen()});
+    if (runId !== state.runId) return; // another run was picked meanwhile
+    if (answer.error) { state.active = false; trigger("change"); return; }
+    if (answer.attempt !== state.attempt) { clear(); state.attempt = answer.attempt; }
+    if (answer.delta) apply(answer.delta);
+    if (progress.innerHTML !== answer.progress) progress.innerHTML = answer.progress;
+    state.active = answer.active;
+    root.dataset.runId = String(runId);
+    root.dataset.lastStep = String(lastStep() ?? -1);
+    if (answer.news !== state.news) { state.news = answer.news; trigger("change"); }
+  } catch (err) {
+    console.error("monitor: poll failed", err);
+  } finally {
+    inFlight = false;
+    if (again) { again = false; poll(true); }
+  }
+}
+
+function show(value) {
+  let picked;
+  try { picked = JSON.parse(value || "{}"); } catch (err) { picked = {}; }
+  const runId = picked.run_id ?? null;
+  if (runId !== state.runId) {
+    clear();
+    Object.assign(state, {runId: runId, attempt: null, news: null});
+    progress.innerHTML = props.empty_progress || "";
+    delete root.dataset.lastStep;
+  }
+  state.active = true; // until a poll says otherwise: a resumed run is active again
+  poll(true);
+}
+
+// Back on screen (the Monitor tab selected again, the window restored): ask at once.
+new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting)) poll(false); })
+  .observe(element);
+document.addEventListener("visibilitychange", () => poll(false));
+setInterval(() => poll(false), REFRESH_MS);
+
+// The slider and the Refresh button reach the page through this handle (studio/tabs/monitor.py).
+root.vgrpoCharts = {setSmoothing, poll, state};
+watch("value", () => show(props.value));
+show(props.value);

@@ -1,17 +1,21 @@
 """Monitor tab: one run's status, progress and ETA, live metric plots, rollouts, log; Abort and Resume.
 
-A gr.Timer refreshes the page every few seconds, and only while it matters: while the Monitor is the
-tab shown and its run is queued or running (a finished run stops the timer; a resume or another run
-starts it again). Each tick sends only what changed: the charts get the new points
-(``studio.monitor_charts`` deltas, appended in the page), the status, progress and log only when
-their text changed, the log only while its section is open. A browser session keeps a mirror of
-what its page holds (a gr.State), so a long run costs one small query per tick. Everything shown is
-read from the run DB and the run's log file, so a reload or a studio restart shows the same thing.
+The live part (progress bar and charts) is one gr.HTML running ``studio/static/monitor_charts.js``:
+the page polls the component's server function (:meth:`MonitorHandlers.poll`, a plain request, not a
+Gradio event: an event with outputs costs the page ~0.1 s of status bookkeeping per tick) every few
+seconds, and only while it matters: while the Monitor is on screen and its run is queued or running.
+A poll says what the page holds and gets only the new points (``studio.monitor_charts`` deltas,
+appended in the page) and the progress line. The rest (status, log, rollout steps, the picker's
+labels) is a Gradio event the page fires only when the poll's ``news`` changed, and the log is read
+only while its section is open. Everything shown is read from the run DB and the run's log file,
+so a reload or a studio restart shows the same thing.
 """
 
 from __future__ import annotations
 
 import html
+import itertools
+import json
 import statistics
 import time
 from collections.abc import Sequence
@@ -30,10 +34,16 @@ from trainer.score.rewards import extract_choice, parse_completion
 
 REFRESH_S = 3.0
 LOG_LINES = 60
+ETA_STEPS = 20  # the ETA is steps left x the median step time of the last ETA_STEPS steps
 CHARTS_JS = (Path(__file__).resolve().parent.parent / "static" / "monitor_charts.js").read_text()
-# Tick events of many viewers run side by side (a tick is a few small queries); one gradio worker
-# per event would queue 30 viewers' ticks behind each other.
-TICK_CONCURRENCY = 4
+LIVE_TEMPLATE = '<div class="vgrpo-progress" id="monitor-progress"></div><div class="vgrpo-charts"></div>'
+CHARTS_CSS = """
+.vgrpo-progress { margin: 4px 0 8px; }
+.vgrpo-grid { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 4px 12px; }
+.vgrpo-panel-title { margin: 18px 0 4px 4px; font-size: 1.15em; font-weight: 600; }
+.vgrpo-waiting { color: #71717a; margin-left: 4px; }
+.vgrpo-waiting:empty { display: none; }
+"""
 STATUS_COLORS = {
     "queued": "#a1a1aa",
     "running": "#2563eb",
@@ -44,16 +54,11 @@ STATUS_COLORS = {
 
 
 def empty_state(run_id: int | None = None) -> dict[str, Any]:
-    """Per-session mirror of what the page shows: the run, the points its charts hold, the texts
-    last sent (unchanged ones are not sent again), whether the timer runs."""
+    """Per-session record of what the page shows besides the charts: the texts last sent (unchanged
+    ones are not sent again), the rollout steps listed, the status the picker's labels carry."""
     return {
         "run_id": run_id,
-        "series": {},  # plots.Series: the points sent to the page's charts
-        "last_step": None,
-        "reset": True,  # the next chart delta replaces whatever the page holds
-        "seq": 0,  # chart deltas sent: each is a new value, so the page applies even a repeated reset
         "shown": {},  # output name -> the text last sent
-        "timer_active": None,
         "rollout_steps": None,
         "status": None,
         "ended_early": None,  # the run's ENDED_EARLY_EVENT message, read when its status changes
@@ -61,8 +66,13 @@ def empty_state(run_id: int | None = None) -> dict[str, Any]:
 
 
 def initial_view() -> dict[str, bool]:
-    """What the session's page shows (written by tab and section events, read by the tick)."""
-    return {"visible": False, "log_open": False, "rollouts_open": True}
+    """Which of the page's sections are open (written by their expand / collapse events)."""
+    return {"log_open": False}
+
+
+def live_value(run_id: int | None, nonce: int) -> str:
+    """The live component's value: the run to show; a new ``nonce`` makes the page poll at once."""
+    return json.dumps({"run_id": run_id, "nonce": nonce})
 
 
 def total_steps(supervisor: Supervisor, run_id: int) -> int | None:
@@ -231,9 +241,8 @@ class MonitorWidgets:
     resume: Any
     action: Any
     status: Any
-    progress: Any
     smoothing: Any
-    charts: Any  # gr.HTML running studio/static/monitor_charts.js: one Plotly figure per PANELS entry
+    live: Any  # gr.HTML running studio/static/monitor_charts.js: the progress bar and the charts
     rollouts: Any  # the rollouts section (an accordion)
     step_pick: Any
     prompt_pick: Any
@@ -244,55 +253,98 @@ class MonitorWidgets:
     rollouts_state: Any  # gr.State: the rollouts of the picked step
     log_section: Any
     log: Any
-    timer: Any
 
 
 class MonitorHandlers:
-    """What the timer, the pickers and the buttons do; a failure becomes the status or action line."""
+    """What the page's polls, the pickers and the buttons do; a failure becomes the status or action line."""
 
     def __init__(self, ctx: StudioContext, supervisor: Supervisor) -> None:
         self.ctx = ctx
         self.supervisor = supervisor
+        self._nonces = itertools.count(1)
 
-    def tick(self, run_id: int | None, st: dict, view: dict) -> tuple:
-        """-> state, status, progress, charts, log, rollout steps, run picker, timer; each output
-        skipped unless it changed."""
+    def poll(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The live component's server function: what a page holding ``request`` (see
+        ``studio.monitor_charts``; plus ``log_open``) lacks of its run.
+
+        -> ``{"run_id", "attempt", "active", "progress" (html), "delta" (or None), "news"}``;
+        ``news`` changes when the status, the rollout steps or (while the log is open) the log do,
+        and the page then fires the component's change event (:meth:`on_news`). A run that cannot
+        be read answers ``{"run_id", "error"}`` (on_news shows the error). Stateless: nothing is kept
+        per viewer.
+        """
+        run_id = int(request["run_id"])
+        try:
+            self.supervisor.reap([run_id])  # reads never write: a dead trainer's run is ended here
+            run = self.ctx.store.get_run(run_id)
+        except StudioError as exc:
+            return {"run_id": run_id, "error": str(exc)}
+        held_step = request.get("last_step")
+        # A page holding another attempt's points gets everything: a resume re-logs the steps
+        # after its checkpoint with new values.
+        reset = held_step is None or request.get("attempt") != run.attempt
+        after = None if reset else int(held_step) - 1
+        fetched = self.ctx.store.metrics_since(run_id, after_step=after)
+        delta = monitor_charts.chart_delta(fetched, set(request.get("metrics") or ()), reset)
+        last = max((s.steps[-1] for s in fetched.values() if s.steps), default=None if reset else held_step)
+        total = total_steps(self.supervisor, run_id)
+        if run.status == "finished" and last:
+            # A run may finish early (max_train_seconds, early_stop_accuracy): what it did is the whole run.
+            total = last
+        eta = self._eta_s(run_id, last, total) if run.is_active else 0.0
+        news = [
+            run.status,
+            run.attempt,
+            run.pid,
+            run.end_reason,
+            run.error,
+            self.ctx.store.rollout_steps(run_id)[-1:],
+        ]
+        if request.get("log_open"):
+            news.append(self._log_size(run))
+        return {
+            "run_id": run_id,
+            "attempt": run.attempt,
+            "active": run.is_active,
+            "progress": progress_html(last, total, eta, elapsed_s(run)),
+            "delta": delta,
+            "news": json.dumps(news),
+        }
+
+    def _eta_s(self, run_id: int, last: int | None, total: int | None) -> float | None:
+        if last is None or total is None:
+            return None
+        recent = self.ctx.store.metrics_since(
+            run_id, after_step=last - ETA_STEPS, names=[mk.TIME_STEP_S, mk.TOTAL_REWARD]
+        )
+        series = {name: (list(s.steps), list(s.values), list(s.wall_times)) for name, s in recent.items()}
+        return run_eta_s(series, total)
+
+    def _log_size(self, run: Run) -> int:
+        path = self.supervisor.log_path(run)
+        try:
+            return path.stat().st_size if path is not None else 0
+        except OSError:
+            return 0
+
+    def on_news(self, run_id: int | None, st: dict, view: dict) -> tuple:
+        """-> state, status, log, rollout steps, run picker; each skipped unless it changed."""
         import gradio as gr
 
         skip = gr.skip()
-        if not view.get("visible"):
-            # Another tab is shown: nothing is read or sent; showing the Monitor again resets the charts.
-            return (st, skip, skip, skip, skip, skip, skip, self._timer(st, False))
         if run_id is None:
             st = empty_state()
-            return (
-                st,
-                text.NO_RUN,
-                progress_html(None, None, None),
-                skip,
-                "",
-                skip,
-                skip,
-                self._timer(st, False),
-            )
+            return (st, _if_changed(st, "status", text.NO_RUN), "", skip, skip)
         if st.get("run_id") != run_id:
             st = empty_state(run_id)
         else:
             st = {**st, "shown": dict(st["shown"])}
         try:
-            self.supervisor.reap([run_id])  # reads never write: a dead trainer's run is ended here
+            self.supervisor.reap([run_id])
             run = self.ctx.store.get_run(run_id)
         except StudioError as exc:
             st = empty_state()
-            error = problems.error_markdown(exc)
-            return (st, error, progress_html(None, None, None), skip, "", skip, skip, self._timer(st, False))
-        charts = self._charts(run_id, st)
-        total = total_steps(self.supervisor, run_id)
-        if run.status == "finished" and st["last_step"]:
-            # A run may finish early (max_train_seconds, early_stop_accuracy): what it did is the whole run.
-            total = st["last_step"]
-        eta = run_eta_s(st["series"], total) if run.is_active else 0.0
-        bar = progress_html(st["last_step"], total, eta, elapsed_s(run))
+            return (st, problems.error_markdown(exc), "", skip, skip)
         picker_update: Any = skip
         if run.status != st["status"]:
             # The run picker's labels carry each run's status: relabel them when this run's changes
@@ -300,57 +352,32 @@ class MonitorHandlers:
             st["status"] = run.status
             st["ended_early"] = ended_early_message(self.ctx, run)
             picker_update = gr.Dropdown(choices=choices.run_choices(self.ctx.store.list_runs()))
-        steps = (
-            self.ctx.store.rollout_steps(run_id) if view.get("rollouts_open", True) else st["rollout_steps"]
-        )
+        steps = self.ctx.store.rollout_steps(run_id)
         steps_update: Any = skip
         if steps != st["rollout_steps"]:
             st["rollout_steps"] = steps
             steps_update = gr.Dropdown(choices=steps, value=steps[-1] if steps else None)
-        log = self.supervisor.log_tail(run, LOG_LINES) if view.get("log_open") else None
+        log = (
+            _if_changed(st, "log", self.supervisor.log_tail(run, LOG_LINES)) if view.get("log_open") else skip
+        )
         return (
             st,
             _if_changed(st, "status", status_markdown(run, ended_early=st["ended_early"])),
-            _if_changed(st, "progress", bar),
-            charts,
-            skip if log is None else _if_changed(st, "log", log),
+            log,
             steps_update,
             picker_update,
-            self._timer(st, run.is_active),
         )
 
-    def _charts(self, run_id: int, st: dict) -> Any:
-        """The charts' delta since what the page holds (``st`` updated), or gr.skip()."""
-        import gradio as gr
+    def show_run(self, run_id: int | None) -> str:
+        """The live component's value for ``run_id``, with a new nonce: the page polls at once."""
+        return live_value(run_id, next(self._nonces))
 
-        # The last held step is read again: an eval point is logged for a step after its training
-        # metrics, and a tick between the two would otherwise never see it.
-        after = None if st["last_step"] is None else st["last_step"] - 1
-        fetched = self.ctx.store.metrics_since(run_id, after_step=after)
-        st["series"], delta = monitor_charts.chart_delta(st["series"], fetched, run_id, reset=st["reset"])
-        st["last_step"] = plots.last_step(st["series"])
-        st["reset"] = False
-        if delta is None:
-            return gr.skip()
-        st["seq"] += 1
-        return monitor_charts.delta_json({**delta, "seq": st["seq"]})
-
-    @staticmethod
-    def _timer(st: dict, active: bool) -> Any:
-        """The timer runs only while it matters; sent only when that changes."""
-        import gradio as gr
-
-        if st.get("timer_active") == active:
-            return gr.skip()
-        st["timer_active"] = active
-        return gr.Timer(active=active)
-
-    def show(self, view: dict, st: dict) -> tuple[dict, dict]:
-        """The Monitor tab was selected: ticks read and send again, from a fresh chart."""
-        return {**view, "visible": True}, {**st, "reset": True, "shown": {}, "timer_active": None}
-
-    def hide(self, view: dict) -> dict:
-        return {**view, "visible": False}
+    def refresh(self, run_id: int | None, st: dict, view: dict) -> tuple:
+        """The Refresh button: the run picker re-read (runs launched elsewhere appear), a poll now,
+        the status and log read again. -> run picker, live value, state, status, log, rollout steps."""
+        picker = self.reload_runs(run_id)
+        st, status, log, steps, _ = self.on_news(picker.value, {**st, "shown": {}}, view)
+        return picker, self.show_run(picker.value), st, status, log, steps
 
     def on_step(self, run_id: int | None, step: int | None) -> tuple:
         import gradio as gr
@@ -384,13 +411,6 @@ class MonitorHandlers:
         except (StudioError, OSError) as exc:
             return problems.error_markdown(exc), empty_state(run_id)
         return text.RESUMED.format(run_id=run_id, pid=launched.pid), empty_state(run_id)
-
-    def refresh(self, run_id: int | None, st: dict, view: dict) -> tuple:
-        """The Refresh button: the run picker re-read (runs launched elsewhere appear) and a tick."""
-        picker = self.reload_runs(run_id)
-        out = list(self.tick(picker.value, st, view))
-        out[6] = picker
-        return tuple(out)
 
     def reload_runs(self, current: int | None) -> Any:
         import gradio as gr
@@ -434,19 +454,28 @@ def _rollouts_section() -> tuple[Any, ...]:
     return section, step_pick, prompt_pick, rollout_note, video, question, completions
 
 
-def _charts_widget(smoothing: float) -> Any:
-    """The live charts: Plotly from the plotly package's own bundle (served as a static file, so
-    the page works offline), the points held and appended in the page."""
+def _live_widget(smoothing: float, handlers: MonitorHandlers) -> Any:
+    """The progress bar and the live charts: Plotly from the plotly package's own bundle (served as a
+    static file, so the page works offline), the points held and appended in the page, the server
+    asked through ``handlers.poll``."""
     import gradio as gr
 
     bundle = Path(plotly_bundle_dir()) / "plotly.min.js"
+
+    def poll(request: dict[str, Any]) -> dict[str, Any]:  # gradio marks the function: not a bound method
+        return handlers.poll(request)
+
     return gr.HTML(
-        "",
-        html_template='<div class="vgrpo-charts"></div>',
+        live_value(None, 0),
+        html_template=LIVE_TEMPLATE,
+        css_template=CHARTS_CSS,
         js_on_load=CHARTS_JS,
         head=f'<script src="/gradio_api/file={bundle}"></script>',
-        elem_id="monitor-charts",
+        server_functions=[poll],
+        elem_id="monitor-live",
         smoothing=smoothing,
+        refresh_ms=int(REFRESH_S * 1000),
+        empty_progress=progress_html(None, None, None),
     )
 
 
@@ -457,8 +486,8 @@ def plotly_bundle_dir() -> str:
     return str(Path(plotly.__file__).resolve().parent / "package_data")
 
 
-def build_layout() -> MonitorWidgets:
-    """The tab's widgets: run bar, status and progress, metric plots, rollouts, log."""
+def build_layout(handlers: MonitorHandlers) -> MonitorWidgets:
+    """The tab's widgets: run bar, status, smoothing, progress and metric plots, rollouts, log."""
     import gradio as gr
 
     gr.Markdown(text.INTRO_MONITOR)
@@ -467,100 +496,87 @@ def build_layout() -> MonitorWidgets:
     run_pick, refresh, abort, resume = _run_bar()
     action = gr.Markdown(elem_id="monitor-action")
     status = gr.Markdown(text.NO_RUN, elem_id="monitor-status")
-    progress = gr.HTML(progress_html(None, None, None), elem_id="monitor-progress")
     smoothing = gr.Slider(
         0, 0.99, value=0.6, step=0.01, label=text.SMOOTHING_LABEL, elem_id="monitor-smoothing"
     )
-    charts = _charts_widget(smoothing.value)
+    live = _live_widget(smoothing.value, handlers)
     rollouts, step_pick, prompt_pick, rollout_note, video, question, completions = _rollouts_section()
     rollouts_state = gr.State([])
     with gr.Accordion(text.LOG_HEADING, open=False, elem_id="monitor-log-section") as log_section:
         log = gr.Code(language=None, interactive=False, max_lines=30, elem_id="monitor-log")
-    # Starts stopped: the Monitor is not the tab a page opens on (MonitorHandlers.show starts it).
-    timer = gr.Timer(REFRESH_S, active=False)
     return MonitorWidgets(
         state=state, view=view, run_pick=run_pick, refresh=refresh, abort=abort, resume=resume,
-        action=action, status=status, progress=progress, smoothing=smoothing, charts=charts,
-        rollouts=rollouts, step_pick=step_pick, prompt_pick=prompt_pick, rollout_note=rollout_note,
-        video=video, question=question, completions=completions, rollouts_state=rollouts_state,
-        log_section=log_section, log=log, timer=timer,
+        action=action, status=status, smoothing=smoothing, live=live, rollouts=rollouts,
+        step_pick=step_pick, prompt_pick=prompt_pick, rollout_note=rollout_note, video=video,
+        question=question, completions=completions, rollouts_state=rollouts_state,
+        log_section=log_section, log=log,
     )  # fmt: skip
 
 
 SET_SMOOTHING_JS = """(weight) => {
-    const charts = document.querySelector('#monitor-charts .vgrpo-charts');
+    const charts = document.querySelector('#monitor-live .vgrpo-charts');
     if (charts && charts.vgrpoCharts) charts.vgrpoCharts.setSmoothing(weight);
 }"""
+# The Refresh button asks the page for a poll at once (before the run list is re-read on the server).
+POLL_NOW_JS = """(...args) => {
+    const charts = document.querySelector('#monitor-live .vgrpo-charts');
+    if (charts && charts.vgrpoCharts) charts.vgrpoCharts.poll(true);
+    return args;
+}"""
+QUIET = {"show_progress": "hidden"}
 
 
-# Every event that runs a tick: no progress overlay (it would flash the whole tab every 3 s), one
-# shared pool of workers.
-QUIET = {"show_progress": "hidden", "concurrency_limit": TICK_CONCURRENCY, "concurrency_id": "monitor_tick"}
-
-
-def _tick_io(w: MonitorWidgets) -> tuple[list[Any], list[Any]]:
-    """The tick's ``(inputs, outputs)``."""
-    outputs = [w.state, w.status, w.progress, w.charts, w.log, w.step_pick, w.run_pick, w.timer]
-    return [w.run_pick, w.state, w.view], outputs
+def _news_io(w: MonitorWidgets) -> tuple[list[Any], list[Any]]:
+    """on_news's ``(inputs, outputs)``."""
+    return [w.run_pick, w.state, w.view], [w.state, w.status, w.log, w.step_pick, w.run_pick]
 
 
 def _wire_events(w: MonitorWidgets, h: MonitorHandlers) -> None:
-    inputs, outputs = _tick_io(w)
-    quiet = QUIET
-    w.run_pick.change(h.tick, inputs, outputs, **quiet)
+    inputs, outputs = _news_io(w)
+    w.run_pick.change(h.show_run, w.run_pick, w.live, **QUIET).then(h.on_news, inputs, outputs, **QUIET)
+    # The page fires its change event when a poll's news changed (status, rollouts, open log).
+    w.live.change(h.on_news, inputs, outputs, **QUIET)
     # Smoothing is the page's own: the slider never costs a request.
     w.smoothing.release(None, [w.smoothing], None, js=SET_SMOOTHING_JS)
-    # api names: bench/studio_load.py polls the Monitor as headless viewers do (gradio_client).
-    w.timer.tick(h.tick, inputs, outputs, api_name="monitor_tick", **quiet)
-    # One request: the run list re-read and the run's news (two chained events took a second).
-    w.refresh.click(h.refresh, inputs, outputs, api_name="monitor_refresh", **quiet)
+    w.refresh.click(
+        h.refresh, inputs, [w.run_pick, w.live, w.state, w.status, w.log, w.step_pick],
+        js=POLL_NOW_JS, api_name="monitor_refresh", **QUIET,
+    )  # fmt: skip
     w.step_pick.change(
         h.on_step, [w.run_pick, w.step_pick], [w.rollouts_state, w.prompt_pick, w.rollout_note]
     )
     w.prompt_pick.change(h.on_prompt, [w.rollouts_state, w.prompt_pick], [w.video, w.question, w.completions])
     # The log is read only while its section is open.
-    w.log_section.expand(lambda v: {**v, "log_open": True}, w.view, w.view).then(
-        h.tick, inputs, outputs, **quiet
-    )
-    w.log_section.collapse(lambda v: {**v, "log_open": False}, w.view, w.view)
-    w.rollouts.expand(lambda v: {**v, "rollouts_open": True}, w.view, w.view).then(
-        h.tick, inputs, outputs, **quiet
-    )
-    w.rollouts.collapse(lambda v: {**v, "rollouts_open": False}, w.view, w.view)
-    # The picker's labels carry each run's status, which an abort or a resume changes; a resumed
-    # run's timer starts again.
-    w.abort.click(h.on_abort, w.run_pick, w.action).then(h.reload_runs, w.run_pick, w.run_pick).then(
-        h.tick, inputs, outputs, **quiet
-    )
-    w.resume.click(h.on_resume, w.run_pick, [w.action, w.state]).then(
-        h.reload_runs, w.run_pick, w.run_pick
-    ).then(h.tick, inputs, outputs, **quiet)
+    w.log_section.expand(_log_opened, w.view, w.view, **QUIET).then(h.on_news, inputs, outputs, **QUIET)
+    w.log_section.collapse(_log_closed, w.view, w.view, **QUIET)
+    # The picker's labels carry each run's status, which an abort or a resume changes; the page polls
+    # again at once (a resumed run is active again).
+    for button, handler, handler_outputs in (
+        (w.abort, h.on_abort, [w.action]),
+        (w.resume, h.on_resume, [w.action, w.state]),
+    ):
+        button.click(handler, w.run_pick, handler_outputs).then(h.reload_runs, w.run_pick, w.run_pick).then(
+            h.show_run, w.run_pick, w.live, **QUIET
+        )
 
 
-def wire_visibility(
-    w: MonitorWidgets, h: MonitorHandlers, monitor_tab: Any, other_tabs: Sequence[Any]
-) -> None:
-    """Ticks read and send only while the Monitor is the tab shown (a hidden tab does not poll)."""
-    inputs, outputs = _tick_io(w)
-    monitor_tab.select(h.show, [w.view, w.state], [w.view, w.state], show_progress="hidden").then(
-        h.tick, inputs, outputs, **QUIET
-    )
-    for tab in other_tabs:
-        tab.select(h.hide, w.view, w.view, show_progress="hidden").then(h.tick, inputs, outputs, **QUIET)
+def _log_opened(view: dict) -> dict:
+    return {**view, "log_open": True}
+
+
+def _log_closed(view: dict) -> dict:
+    return {**view, "log_open": False}
 
 
 def create_monitor_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, Any]:
-    """Build the tab in the current gr.Tab; returns key widgets (``run`` is the run dropdown) and
-    ``wire_visibility(monitor_tab, other_tabs)``, which app.py calls once every tab exists."""
-    w = build_layout()
+    """Build the tab in the current gr.Tab; returns key widgets (``run`` is the run dropdown)."""
     h = MonitorHandlers(ctx, supervisor)
+    w = build_layout(h)
     _wire_events(w, h)
     return {
         "run": w.run_pick,
         "reload_runs": h.reload_runs,
-        "timer": w.timer,
         "status": w.status,
         "state": w.state,
         "refresh": Refresh(h.reload_runs, [w.run_pick], [w.run_pick]),
-        "wire_visibility": lambda monitor_tab, others: wire_visibility(w, h, monitor_tab, others),
     }

@@ -175,13 +175,16 @@ def open_accordion(page: Any, elem_id: str) -> None:
 
 
 def wait_for_plot(page: Any, elem_id: str, min_traces: int = 1, min_points: int = 2) -> None:
-    """Wait until the Plotly figure in ``#elem_id`` draws ``min_traces`` traces of ``min_points``
-    points or more (read from the figure's data, not from pixels)."""
+    """Wait until the Plotly charts in ``#elem_id`` draw ``min_traces`` curves of ``min_points``
+    points or more (read from the figures' data, not from pixels). The Monitor draws a chart only
+    once it is on screen, so the element is scrolled into view first, as a person would."""
+    page.locator(f"#{elem_id}").first.scroll_into_view_if_needed()
     page.wait_for_function(
         """([id, minTraces, minPoints]) => {
-            const el = document.querySelector(`#${id} .js-plotly-plot`);
-            if (!el || !el.data) return false;
-            return el.data.filter(t => t.x && t.x.length >= minPoints).length >= minTraces;
+            const figures = document.querySelectorAll(`#${id} .js-plotly-plot`);
+            const curves = Array.from(figures).flatMap(el => el.data || [])
+                .filter(t => !(t.name || '').endsWith('(raw)'));
+            return curves.filter(t => t.x && t.x.length >= minPoints).length >= minTraces;
         }""",
         arg=[elem_id, min_traces, min_points],
     )

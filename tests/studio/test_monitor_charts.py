@@ -39,66 +39,51 @@ def test_a_10000_step_history_is_sent_in_at_most_the_budget() -> None:
     assert sent[0] == 1
 
 
-def test_first_delta_resets_with_layouts_then_only_new_points_are_sent() -> None:
+def test_a_reset_sends_every_panel_then_only_new_points_are_sent() -> None:
     first = {mk.TOTAL_REWARD: series(mk.TOTAL_REWARD, [1, 2], [0.1, 0.2])}
-    held, delta = monitor_charts.chart_delta({}, first, run_id=7, reset=True)
-    assert delta is not None and delta["reset"] is True and delta["run_id"] == 7
+    delta = monitor_charts.chart_delta(first, held=(), reset=True)
+    assert delta is not None and delta["reset"] is True
     assert list(delta["panels"]) == list(plots.PANELS)  # every panel, the empty ones say they wait
     grpo = delta["panels"]["GRPO"]
     assert [m["name"] for m in grpo["metrics"]] == [mk.TOTAL_REWARD]
-    assert (grpo["metrics"][0]["xaxis"], grpo["metrics"][0]["yaxis"]) == ("x", "y")
+    assert grpo["waiting"] is None and grpo["metrics"][0]["color"] == plots.PALETTE[0]
     waiting = delta["panels"]["Timings"]
-    assert (
-        waiting["metrics"] == []
-        and waiting["layout"]["annotations"][0]["text"] == monitor_charts.WAITING_TEXT
-    )
-    assert delta["points"] == {mk.TOTAL_REWARD: {"steps": [1, 2], "values": [0.1, 0.2], "replace": True}}
+    assert waiting["metrics"] == [] and waiting["waiting"] == monitor_charts.WAITING_TEXT
+    assert delta["points"] == {mk.TOTAL_REWARD: {"steps": [1, 2], "values": [0.1, 0.2]}}
 
-    # The same points again (the last held step is always re-read): nothing to send.
-    again, none = monitor_charts.chart_delta(
-        held, {mk.TOTAL_REWARD: series(mk.TOTAL_REWARD, [2], [0.2])}, 7, False
-    )
-    assert none is None and again == held
+    # Nothing fetched after the page's last step: nothing to send.
+    assert monitor_charts.chart_delta({}, held=[mk.TOTAL_REWARD], reset=False) is None
 
-    # Step 3 and a first KL point: the new points only, and the GRPO panel laid out again for kl.
+    # Step 3 and a first KL point: the points, and the GRPO panel laid out again for kl.
     more = {
         mk.TOTAL_REWARD: series(mk.TOTAL_REWARD, [2, 3], [0.2, 0.3]),
         mk.KL_DIV: series(mk.KL_DIV, [3], [0.01]),
     }
-    held2, delta2 = monitor_charts.chart_delta(held, more, 7, False)
+    delta2 = monitor_charts.chart_delta(more, held=[mk.TOTAL_REWARD], reset=False)
     assert delta2 is not None and delta2["reset"] is False
-    assert delta2["points"][mk.TOTAL_REWARD] == {"steps": [3], "values": [0.3], "replace": False}
-    assert delta2["points"][mk.KL_DIV] == {"steps": [3], "values": [0.01], "replace": False}
+    assert delta2["points"][mk.TOTAL_REWARD] == {"steps": [2, 3], "values": [0.2, 0.3]}
+    assert delta2["points"][mk.KL_DIV] == {"steps": [3], "values": [0.01]}
     assert list(delta2["panels"]) == ["GRPO"]
     names = [m["name"] for m in delta2["panels"]["GRPO"]["metrics"]]
     assert names == [mk.KL_DIV, mk.TOTAL_REWARD]  # the panel's order, not arrival order
-    assert [m["xaxis"] for m in delta2["panels"]["GRPO"]["metrics"]] == ["x", "x2"]
-    assert held[mk.TOTAL_REWARD][0] == [1, 2]  # the input is not mutated
-    assert held2[mk.TOTAL_REWARD][0] == [1, 2, 3]
+    assert [m["color"] for m in delta2["panels"]["GRPO"]["metrics"]] == list(plots.PALETTE[:2])
+    # Points of metrics the page holds already: no panel is laid out again.
+    delta3 = monitor_charts.chart_delta(more, held=[mk.TOTAL_REWARD, mk.KL_DIV], reset=False)
+    assert delta3 is not None and delta3["panels"] == {}
 
 
-def test_a_relogged_step_with_another_value_replaces_the_series() -> None:
-    held, _ = monitor_charts.chart_delta({}, {"a": series("a", [1, 2, 3], [1.0, 2.0, 3.0])}, 1, True)
-    # A resumed run logs step 3 again with another value, and step 4.
-    _, delta = monitor_charts.chart_delta(held, {"a": series("a", [3, 4], [3.5, 4.0])}, 1, False)
+def test_a_reset_thins_a_long_history_and_nan_is_sent_as_null() -> None:
+    steps = list(range(1, 4001))
+    long = {"a": series("a", steps, [math.nan] + [1.0] * 3999)}
+    delta = monitor_charts.chart_delta(long, held=(), reset=True)
     assert delta is not None
-    assert delta["points"]["a"] == {"steps": [1, 2, 3, 4], "values": [1.0, 2.0, 3.5, 4.0], "replace": True}
-    # A point inserted before the end (an eval written late for an older step) also replaces.
-    _, inserted = monitor_charts.chart_delta(held, {"a": series("a", [2, 3], [2.0, 3.0])}, 1, False)
-    assert inserted is None
-    held_gap, _ = monitor_charts.chart_delta({}, {"b": series("b", [1, 3], [1.0, 3.0])}, 1, True)
-    _, late = monitor_charts.chart_delta(held_gap, {"b": series("b", [2, 3], [2.0, 3.0])}, 1, False)
-    assert late is not None and late["points"]["b"]["steps"] == [1, 2, 3] and late["points"]["b"]["replace"]
+    sent = delta["points"]["a"]
+    assert len(sent["steps"]) <= monitor_charts.SENT_POINTS and sent["steps"][-1] == 4000
+    assert sent["values"][0] is None
+    json.dumps(delta, allow_nan=False)  # the page's JSON.parse takes it
 
 
-def test_nan_is_sent_as_null() -> None:
-    _, delta = monitor_charts.chart_delta({}, {"a": series("a", [1, 2], [math.nan, 1.0])}, 1, True)
-    assert delta is not None
-    text = monitor_charts.delta_json(delta)
-    assert json.loads(text)["points"]["a"]["values"] == [None, 1.0]
-
-
-# ---- the tick ----------------------------------------------------------------------------------
+# ---- the live component's poll, and the events its news fire -----------------------------------
 
 
 def is_skip(value: object) -> bool:
@@ -107,60 +92,58 @@ def is_skip(value: object) -> bool:
     return isinstance(value, type(gr.skip())) and value == gr.skip()
 
 
-def tick_outputs(out: tuple) -> dict:
-    keys = ("state", "status", "progress", "charts", "log", "rollout_steps", "picker", "timer")
-    return dict(zip(keys, out, strict=True))
-
-
-VISIBLE = {"visible": True, "log_open": False, "rollouts_open": True}
-
-
-def test_the_tick_sends_only_what_changed_and_stops_the_timer_when_the_run_ends(ctx: StudioContext) -> None:
-    run = ctx.store.create_run("r")
+def test_a_poll_sends_what_the_page_lacks_and_says_when_the_run_ends(ctx: StudioContext) -> None:
+    run = ctx.store.create_run("r", config={"optim": {"max_steps": 10}})
     ctx.store.claim_run(run.id)
     for step in (1, 2):
-        ctx.store.log_metrics(run.id, step, {mk.TOTAL_REWARD: step / 10})
+        ctx.store.log_metrics(run.id, step, {mk.TOTAL_REWARD: step / 10, mk.TIME_STEP_S: 2.0})
     h = monitor.MonitorHandlers(ctx, Supervisor(ctx))
 
-    first = tick_outputs(h.tick(run.id, monitor.empty_state(), VISIBLE))
-    delta = json.loads(first["charts"])
-    assert delta["reset"] is True and delta["seq"] == 1
-    assert delta["points"][mk.TOTAL_REWARD]["steps"] == [1, 2]
-    assert "running" in first["status"] and "step 2" in first["progress"]
-    assert first["timer"].active is True
-    assert is_skip(first["log"])  # the log section is closed: the log is not read
+    first = h.poll({"run_id": run.id, "attempt": None, "last_step": None, "metrics": []})
+    assert first["active"] is True and first["attempt"] == 1
+    assert first["delta"]["reset"] is True and first["delta"]["points"][mk.TOTAL_REWARD]["steps"] == [1, 2]
+    # 8 steps left at the median 2.0 s a step.
+    assert "step 2 / 10 (20 %) - ETA 16s" in first["progress"]
+    holds = {"run_id": run.id, "attempt": 1, "last_step": 2, "metrics": [mk.TOTAL_REWARD, mk.TIME_STEP_S]}
 
-    # Nothing new: the status and the charts are not sent again, the timer is left alone.
-    second = tick_outputs(h.tick(run.id, first["state"], VISIBLE))
-    assert is_skip(second["charts"]) and is_skip(second["status"]) and is_skip(second["timer"])
+    # Nothing new: the last held step is read again, nothing to append; the news are the same.
+    same = h.poll(holds)
+    assert same["delta"]["reset"] is False and same["delta"]["panels"] == {}
+    assert same["news"] == first["news"]
 
-    # The eval point of step 2, logged after a tick had seen step 2's training metrics, still arrives.
+    # The eval point of step 2, logged after the page had step 2's training metrics, still arrives.
     ctx.store.log_metrics(run.id, 2, {mk.EVAL_ACCURACY: 0.75})
-    third = tick_outputs(h.tick(run.id, second["state"], VISIBLE))
-    assert json.loads(third["charts"])["points"][mk.EVAL_ACCURACY]["steps"] == [2]
+    late = h.poll(holds)
+    assert late["delta"]["points"][mk.EVAL_ACCURACY] == {"steps": [2], "values": [0.75]}
+    assert list(late["delta"]["panels"]) == ["Timings"]
 
-    # The log, once its section is open.
-    opened = tick_outputs(h.tick(run.id, third["state"], {**VISIBLE, "log_open": True}))
-    assert isinstance(opened["log"], str)
+    # A page holding another attempt's points (a resume re-logs steps) gets everything again.
+    assert h.poll({**holds, "attempt": 2})["delta"]["reset"] is True
+
+    # The log's size is in the news only while the page has the log open.
+    assert h.poll({**holds, "log_open": True})["news"] != same["news"]
 
     ctx.store.end_run(run.id, Owner.current(), "finished")
-    ended = tick_outputs(h.tick(run.id, opened["state"], VISIBLE))
-    assert "finished" in ended["status"] and ended["timer"].active is False
+    ended = h.poll(holds)
+    assert ended["active"] is False and ended["news"] != same["news"]
+    assert "step 2 / 2 (100 %)" in ended["progress"]  # a finished run's last step is its whole run
+
+    assert "999" in h.poll({"run_id": 999})["error"]  # a run that cannot be read: the error, named
 
 
-def test_a_hidden_monitor_reads_nothing_and_showing_it_again_resets_the_charts(ctx: StudioContext) -> None:
+def test_news_update_the_status_rollouts_and_open_log_only_when_they_changed(ctx: StudioContext) -> None:
     run = ctx.store.create_run("r")
     ctx.store.claim_run(run.id)
-    ctx.store.log_metrics(run.id, 1, {mk.TOTAL_REWARD: 0.1})
     h = monitor.MonitorHandlers(ctx, Supervisor(ctx))
-    shown = tick_outputs(h.tick(run.id, monitor.empty_state(), VISIBLE))
-    view, st = h.hide(VISIBLE), shown["state"]
-    hidden = tick_outputs(h.tick(run.id, st, view))
-    assert all(is_skip(hidden[k]) for k in ("status", "progress", "charts", "log", "rollout_steps", "picker"))
-    assert hidden["timer"].active is False
-    view, st = h.show(view, hidden["state"])
-    again = tick_outputs(h.tick(run.id, st, view))
-    delta = json.loads(again["charts"])
-    assert delta["reset"] is True and delta["points"][mk.TOTAL_REWARD]["steps"] == [1]
-    assert delta["seq"] > json.loads(shown["charts"])["seq"]  # a new value: the page applies it
-    assert again["timer"].active is True and "running" in again["status"]
+    closed, opened = monitor.initial_view(), {"log_open": True}
+    st, status, log, steps, picker = h.on_news(run.id, monitor.empty_state(), closed)
+    assert "running" in status and is_skip(log)
+    assert picker.choices == [(f"#{run.id} r (running)", run.id)]
+    st2, status2, log2, steps2, picker2 = h.on_news(run.id, st, closed)
+    assert is_skip(status2) and is_skip(steps2) and is_skip(picker2)  # nothing changed, nothing sent
+    _, _, log3, _, _ = h.on_news(run.id, st2, opened)
+    assert isinstance(log3, str)
+    ctx.store.end_run(run.id, Owner.current(), "aborted", reason="stopped by the user")
+    _, status4, _, _, picker4 = h.on_news(run.id, st2, closed)
+    assert "aborted" in status4 and "stopped by the user" in status4
+    assert picker4.choices == [(f"#{run.id} r (aborted)", run.id)]
