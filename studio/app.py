@@ -64,27 +64,37 @@ def create_app(
 
     supervisor = supervisor or Supervisor(ctx)
     gr.set_static_paths([plotly_bundle_dir()])  # the Monitor's charts load plotly.min.js from it
+    tabs: dict[str, Any] = {}  # tab id -> gr.Tab
+    timers: dict[str, Any] = {}  # tab id -> the gr.Timer that polls for it
     with gr.Blocks(title=text.TITLE) as demo:
         gr.Markdown(f"# {text.TITLE}\n{text.SUBTITLE}", elem_id="studio-header")
         with gr.Tabs(elem_id="studio-tabs"):
             with gr.Tab(text.TAB_DATASETS, id="datasets", elem_id="tab-datasets") as tab:
+                tabs["datasets"] = tab
                 live.wire(demo, tab, create_datasets_tab(ctx, limits)["refresh"])
             with gr.Tab(text.TAB_TRAIN, id="train", elem_id="tab-train") as tab:
+                tabs["train"] = tab
                 train = create_train_tab(ctx, supervisor)
                 live.wire(demo, tab, train.get("refresh"))
             with gr.Tab(text.TAB_MONITOR, id="monitor", elem_id="tab-monitor") as tab:
+                tabs["monitor"] = tab
                 monitor = create_monitor_tab(ctx, supervisor)
                 live.wire(demo, tab, monitor["refresh"])
             with gr.Tab(text.TAB_RUNS, id="runs", elem_id="tab-runs") as tab:
+                tabs["runs"] = tab
                 live.wire(demo, tab, create_runs_tab(ctx, supervisor)["refresh"])
             for title, module_name, factory in OPTIONAL_TABS:
                 with gr.Tab(title, id=title.lower(), elem_id=f"tab-{title.lower()}") as tab:
+                    tabs[title.lower()] = tab
                     module = _optional_module(module_name)
                     if module is None:
                         gr.Markdown(text.PLACEHOLDER_TAB.format(module=module_name))
                     else:
                         widgets = getattr(module, factory)(ctx)
                         live.wire(demo, tab, _refresh_of(ctx, module, widgets))
+                        if isinstance(widgets, dict) and widgets.get("timer") is not None:
+                            timers[title.lower()] = widgets["timer"]
+        live.poll_only_when_shown(tabs, timers)
         # A launch shows the new run in the Monitor (every other list re-reads when its tab is shown).
         train["launch_event"].then(monitor["reload_runs"], train["last_run"], monitor["run"])
     return demo

@@ -8,7 +8,7 @@ it returns a :class:`Refresh` and :func:`wire` attaches it to ``demo.load`` and 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,3 +28,16 @@ def wire(demo: Any, tab: Any, refresh: Refresh | None) -> None:
         return
     for event in (demo.load, tab.select):
         event(refresh.fn, list(refresh.inputs), list(refresh.outputs), show_progress="hidden")
+
+
+def poll_only_when_shown(tabs: Mapping[str, Any], timers: Mapping[str, Any]) -> None:
+    """Each tab's gr.Timer ticks only while its tab is the one shown (``tabs``: id -> gr.Tab,
+    ``timers``: id -> gr.Timer, created inactive): a hidden tab's timer costs every open page a
+    Gradio event, and its main-thread bookkeeping, per tick."""
+    import gradio as gr
+
+    for shown_id, tab in tabs.items():
+        for timer_id, timer in timers.items():
+            tab.select(
+                lambda on=(timer_id == shown_id): gr.Timer(active=on), None, timer, show_progress="hidden"
+            )

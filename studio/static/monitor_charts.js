@@ -131,7 +131,6 @@ function layOut(title, panel) {
       const div = document.createElement("div");
       div.className = "vgrpo-chart";
       div.dataset.metric = m.name;
-      div.style.minHeight = CHART_HEIGHT + "px";
       chart = state.charts[m.name] = {div: div, color: m.color, drawn: null, stale: true};
       observer.observe(div);
     }

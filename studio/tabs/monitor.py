@@ -40,6 +40,8 @@ LIVE_TEMPLATE = '<div class="vgrpo-progress" id="monitor-progress"></div><div cl
 CHARTS_CSS = """
 .vgrpo-progress { margin: 4px 0 8px; }
 .vgrpo-grid { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 4px 12px; }
+/* A chart's redraw lays out and paints only itself, not the page around it. */
+.vgrpo-chart { height: 240px; contain: strict; }
 .vgrpo-panel-title { margin: 18px 0 4px 4px; font-size: 1.15em; font-weight: 600; }
 .vgrpo-waiting { color: #71717a; margin-left: 4px; }
 .vgrpo-waiting:empty { display: none; }
@@ -327,8 +329,10 @@ class MonitorHandlers:
         except OSError:
             return 0
 
-    def on_news(self, run_id: int | None, st: dict, view: dict) -> tuple:
-        """-> state, status, log, rollout steps, run picker; each skipped unless it changed."""
+    def on_news(self, run_id: int | None, st: dict, view: dict, shown_step: int | None = None) -> tuple:
+        """-> state, status, log, rollout steps, run picker; each skipped unless it changed.
+        A new rollout step is picked only when the page showed the newest one (or none): someone
+        reading an older step's rollouts is not moved."""
         import gradio as gr
 
         skip = gr.skip()
@@ -355,8 +359,9 @@ class MonitorHandlers:
         steps = self.ctx.store.rollout_steps(run_id)
         steps_update: Any = skip
         if steps != st["rollout_steps"]:
+            follow = shown_step is None or shown_step == (st["rollout_steps"] or [None])[-1]
             st["rollout_steps"] = steps
-            steps_update = gr.Dropdown(choices=steps, value=steps[-1] if steps else None)
+            steps_update = gr.Dropdown(choices=steps, value=steps[-1] if steps and follow else shown_step)
         log = (
             _if_changed(st, "log", self.supervisor.log_tail(run, LOG_LINES)) if view.get("log_open") else skip
         )
@@ -372,21 +377,25 @@ class MonitorHandlers:
         """The live component's value for ``run_id``, with a new nonce: the page polls at once."""
         return live_value(run_id, next(self._nonces))
 
-    def refresh(self, run_id: int | None, st: dict, view: dict) -> tuple:
-        """The Refresh button: the run picker re-read (runs launched elsewhere appear), a poll now,
-        the status and log read again. -> run picker, live value, state, status, log, rollout steps."""
-        picker = self.reload_runs(run_id)
-        st, status, log, steps, _ = self.on_news(picker.value, {**st, "shown": {}}, view)
-        return picker, self.show_run(picker.value), st, status, log, steps
+    def refresh(self, run_id: int | None) -> tuple[Any, str]:
+        """The Refresh button: the run picker re-read (runs launched elsewhere appear) and a new
+        live value (the page polls, the change event reads the status and log again)."""
+        import gradio as gr
+
+        items, value = self._runs_and_pick(run_id)
+        return gr.Dropdown(choices=items, value=value), self.show_run(value)
 
     def on_step(self, run_id: int | None, step: int | None) -> tuple:
+        """-> the step's rollouts, the prompt picker, the note, and the first prompt's video,
+        question and completions (one event: the prompt picker's own event is for the user's picks)."""
         import gradio as gr
 
         if run_id is None or step is None:
-            return [], gr.Dropdown(choices=[], value=None), text.NO_ROLLOUTS
+            return [], gr.Dropdown(choices=[], value=None), text.NO_ROLLOUTS, None, "", ""
         items = self.ctx.store.rollouts(run_id, int(step))
         prompts = list(dict.fromkeys(r.prompt_id for r in items))
-        return items, gr.Dropdown(choices=prompts, value=prompts[0] if prompts else None), ""
+        first = prompts[0] if prompts else None
+        return items, gr.Dropdown(choices=prompts, value=first), "", *self.on_prompt(items, first)
 
     def on_prompt(self, items: list[Rollout], prompt_id: str | None) -> tuple:
         group = [r for r in items if r.prompt_id == prompt_id]
@@ -412,12 +421,16 @@ class MonitorHandlers:
             return problems.error_markdown(exc), empty_state(run_id)
         return text.RESUMED.format(run_id=run_id, pid=launched.pid), empty_state(run_id)
 
+    def _runs_and_pick(self, current: int | None) -> tuple[list[tuple[str, int]], int | None]:
+        """The run picker's choices, and its value: ``current`` while it exists, else the newest."""
+        items = choices.run_choices(self.supervisor.runs())
+        ids = [v for _, v in items]
+        return items, current if current in ids else (ids[0] if ids else None)
+
     def reload_runs(self, current: int | None) -> Any:
         import gradio as gr
 
-        items = choices.run_choices(self.supervisor.runs())
-        ids = [v for _, v in items]
-        value = current if current in ids else (ids[0] if ids else None)
+        items, value = self._runs_and_pick(current)
         return gr.Dropdown(choices=items, value=value)
 
 
@@ -528,24 +541,28 @@ QUIET = {"show_progress": "hidden"}
 
 def _news_io(w: MonitorWidgets) -> tuple[list[Any], list[Any]]:
     """on_news's ``(inputs, outputs)``."""
-    return [w.run_pick, w.state, w.view], [w.state, w.status, w.log, w.step_pick, w.run_pick]
+    return [w.run_pick, w.state, w.view, w.step_pick], [w.state, w.status, w.log, w.step_pick, w.run_pick]
 
 
 def _wire_events(w: MonitorWidgets, h: MonitorHandlers) -> None:
     inputs, outputs = _news_io(w)
-    w.run_pick.change(h.show_run, w.run_pick, w.live, **QUIET).then(h.on_news, inputs, outputs, **QUIET)
-    # The page fires its change event when a poll's news changed (status, rollouts, open log).
+    # A new value of the live component (another run, Refresh, Abort, Resume) makes the page poll at
+    # once and fires the component's change event, as the page does when a poll's news changed
+    # (status, rollouts, the open log): both read the rest with on_news.
+    w.run_pick.change(h.show_run, w.run_pick, w.live, **QUIET)
     w.live.change(h.on_news, inputs, outputs, **QUIET)
     # Smoothing is the page's own: the slider never costs a request.
     w.smoothing.release(None, [w.smoothing], None, js=SET_SMOOTHING_JS)
     w.refresh.click(
-        h.refresh, inputs, [w.run_pick, w.live, w.state, w.status, w.log, w.step_pick],
-        js=POLL_NOW_JS, api_name="monitor_refresh", **QUIET,
-    )  # fmt: skip
-    w.step_pick.change(
-        h.on_step, [w.run_pick, w.step_pick], [w.rollouts_state, w.prompt_pick, w.rollout_note]
+        h.refresh, w.run_pick, [w.run_pick, w.live], js=POLL_NOW_JS, api_name="monitor_refresh", **QUIET
     )
-    w.prompt_pick.change(h.on_prompt, [w.rollouts_state, w.prompt_pick], [w.video, w.question, w.completions])
+    rollout_views = [w.video, w.question, w.completions]
+    w.step_pick.change(
+        h.on_step,
+        [w.run_pick, w.step_pick],
+        [w.rollouts_state, w.prompt_pick, w.rollout_note, *rollout_views],
+    )
+    w.prompt_pick.input(h.on_prompt, [w.rollouts_state, w.prompt_pick], rollout_views)
     # The log is read only while its section is open.
     w.log_section.expand(_log_opened, w.view, w.view, **QUIET).then(h.on_news, inputs, outputs, **QUIET)
     w.log_section.collapse(_log_closed, w.view, w.view, **QUIET)

@@ -147,3 +147,16 @@ def test_news_update_the_status_rollouts_and_open_log_only_when_they_changed(ctx
     _, status4, _, _, picker4 = h.on_news(run.id, st2, closed)
     assert "aborted" in status4 and "stopped by the user" in status4
     assert picker4.choices == [(f"#{run.id} r (aborted)", run.id)]
+
+
+def test_refresh_rereads_the_runs_and_asks_the_page_to_poll(ctx: StudioContext) -> None:
+    first = ctx.store.create_run("a")
+    h = monitor.MonitorHandlers(ctx, Supervisor(ctx))
+    picker, value = h.refresh(None)
+    assert (
+        picker.choices == [(f"#{first.id} a (queued)", first.id)] and json.loads(value)["run_id"] == first.id
+    )
+    second = ctx.store.create_run("b")
+    picker2, value2 = h.refresh(first.id)  # the picked run stays picked; the new one is listed
+    assert [v for _, v in picker2.choices] == [second.id, first.id]
+    assert json.loads(value2)["run_id"] == first.id and value2 != value  # a new nonce: the page polls

@@ -247,8 +247,10 @@ def build_layout(ctx: StudioContext) -> EvaluateWidgets:
     status, log_box, jobs_table = _jobs_section(ctx)
     summary, pick, head, plot, records = _results_section(first_view)
     section = create_compare_section(ctx, run, first_run, also_on=[head])
-    # Always on: the jobs live in the run database, so a reload or a studio restart shows them again.
-    timer = gr.Timer(POLL_S, active=True)
+    # Runs only while the tab is shown (app.py starts and stops it on tab selection): a hidden tab
+    # ticking every 2 s kept every open page's main thread busy. The jobs live in the run database,
+    # so showing the tab again (or a reload, a studio restart) shows them again.
+    timer = gr.Timer(POLL_S, active=False)
     return EvaluateWidgets(
         shown=shown, run=run, checkpoint=checkpoint, dataset=dataset, max_records=max_records,
         batch_size=batch_size, compare=compare, start=start, cancel=cancel, refresh=refresh, status=status,
