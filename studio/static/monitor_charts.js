@@ -98,7 +98,7 @@ const observer = new IntersectionObserver((entries) => {
     onScreen.add(name);
     if (state.charts[name] && state.charts[name].stale) draw(name);
   }
-}, {rootMargin: "300px"});
+}, {rootMargin: "0px"});
 
 function panelBox(title) {
   const id = PANEL_IDS[title] || ("monitor-plot-" + title.toLowerCase());
