@@ -4,12 +4,14 @@
 // Every REFRESH_MS, while the component is on screen, the page is visible and the run is queued or
 // running, it asks the server (studio/tabs/monitor.py MonitorHandlers.poll, a plain request) for what
 // it lacks, saying what it holds; a new value (another run, Refresh, Abort, Resume) asks at once.
-// When a poll's `news` changed (status, rollouts, the open log), it fires the component's change
-// event and the Gradio side reads those. The page holds each metric's points and applies the
-// server's deltas (studio/monitor_charts.py documents their shape). Each metric is a small Plotly chart of two traces (raw, faint; smoothed);
-// a tick's new points are appended with Plotly.extendTraces, and only to the charts on screen: a
+// When a poll's `news` changed (status, the open log) or new rollouts came (at most every
+// ROLLOUT_NEWS_MS), it fires the component's change event and the Gradio side reads those.
+//
+// The page holds each metric's points and applies the server's deltas (studio/monitor_charts.py
+// documents their shape). Each metric is a small Plotly chart of two traces (raw, faint; smoothed);
+// a poll's new points are appended with Plotly.extendTraces, and only to the charts on screen: a
 // chart scrolled out of view is drawn once, with all it missed, when it comes back (a Plotly
-// redraw is the main cost of a tick). Memory stays flat: once a series holds more than MAX_POINTS,
+// redraw is the main cost of a poll). Memory stays flat: once a series holds more than MAX_POINTS,
 // its older points are thinned and the newest RECENT_POINTS stay exact. Smoothing (a debiased EMA,
 // as studio/plots.ema) is computed here, so moving the slider costs no request.
 const MAX_POINTS = 3000;
@@ -20,12 +22,13 @@ const PANEL_IDS = {"GRPO": "monitor-plot-grpo", "Optimisation": "monitor-plot-op
                    "Timings": "monitor-plot-timings"};
 const CONFIG = {responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"]};
 
-const REFRESH_MS = Number(props.refresh_ms || 3000);
+const REFRESH_MS = Number(props.refresh_ms || 5000);
+const ROLLOUT_NEWS_MS = Number(props.rollout_news_ms || 15000);
 const root = element.querySelector(".vgrpo-charts") || element;
 const progress = element.querySelector(".vgrpo-progress");
 // series: name -> {x, y, smooth, acc, n, lo, hi}; charts: name -> {div, color, drawn, stale}.
-const state = {runId: null, attempt: null, active: true, news: null, smoothing: Number(props.smoothing ?? 0.6),
-               series: {}, charts: {}};
+const state = {runId: null, attempt: null, active: true, news: null, rollouts: null, rolloutsAt: 0,
+               smoothing: Number(props.smoothing ?? 0.6), series: {}, charts: {}};
 const onScreen = new Set();
 
 function emaFrom(values, weight, acc, n) {
@@ -223,7 +226,15 @@ async function poll(force) {
     state.active = answer.active;
     root.dataset.runId = String(runId);
     root.dataset.lastStep = String(lastStep() ?? -1);
-    if (answer.news !== state.news) { state.news = answer.news; trigger("change"); }
+    // The Gradio side reads the status, log and rollouts when they changed (new rollouts at most
+    // every ROLLOUT_NEWS_MS, and always with a status change).
+    const now = Date.now();
+    const newRollouts = answer.rollouts !== state.rollouts && now - state.rolloutsAt >= ROLLOUT_NEWS_MS;
+    if (answer.news !== state.news || newRollouts) {
+      if (answer.rollouts !== state.rollouts) { state.rollouts = answer.rollouts; state.rolloutsAt = now; }
+      state.news = answer.news;
+      trigger("change");
+    }
   } catch (err) {
     console.error("monitor: poll failed", err);
   } finally {
@@ -238,7 +249,7 @@ function show(value) {
   const runId = picked.run_id ?? null;
   if (runId !== state.runId) {
     clear();
-    Object.assign(state, {runId: runId, attempt: null, news: null});
+    Object.assign(state, {runId: runId, attempt: null, news: null, rollouts: null, rolloutsAt: 0});
     progress.innerHTML = props.empty_progress || "";
     delete root.dataset.lastStep;
   }

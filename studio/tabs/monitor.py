@@ -37,6 +37,9 @@ from trainer.score.rewards import extract_choice, parse_completion
 # under 10 %; Refresh asks at once.
 REFRESH_S = 5.0
 LOG_LINES = 60
+# A new rollout step updates the rollouts section (three Gradio events and a video) at most this
+# often: a fast run samples rollouts every few seconds, and each update costs the page ~0.3 s.
+ROLLOUT_NEWS_S = 15.0
 ETA_STEPS = 20  # the ETA is steps left x the median step time of the last ETA_STEPS steps
 CHARTS_JS = (Path(__file__).resolve().parent.parent / "static" / "monitor_charts.js").read_text()
 LIVE_TEMPLATE = '<div class="vgrpo-progress" id="monitor-progress"></div><div class="vgrpo-charts"></div>'
@@ -272,9 +275,10 @@ class MonitorHandlers:
         """The live component's server function: what a page holding ``request`` (see
         ``studio.monitor_charts``; plus ``log_open``) lacks of its run.
 
-        -> ``{"run_id", "attempt", "active", "progress" (html), "delta" (or None), "news"}``;
-        ``news`` changes when the status, the rollout steps or (while the log is open) the log do,
-        and the page then fires the component's change event (:meth:`on_news`). A run that cannot
+        -> ``{"run_id", "attempt", "active", "progress" (html), "delta" (or None), "news",
+        "rollouts"}``; ``news`` changes when the status or (while the log is open) the log do, and
+        the page then fires the component's change event (:meth:`on_news`); ``rollouts`` is the
+        newest step with rollouts, which fires it at most every ROLLOUT_NEWS_S seconds. A run that cannot
         be read answers ``{"run_id", "error"}`` (on_news shows the error). Stateless: nothing is kept
         per viewer.
         """
@@ -297,16 +301,10 @@ class MonitorHandlers:
             # A run may finish early (max_train_seconds, early_stop_accuracy): what it did is the whole run.
             total = last
         eta = self._eta_s(run_id, last, total) if run.is_active else 0.0
-        news = [
-            run.status,
-            run.attempt,
-            run.pid,
-            run.end_reason,
-            run.error,
-            self.ctx.store.rollout_steps(run_id)[-1:],
-        ]
+        news = [run.status, run.attempt, run.pid, run.end_reason, run.error]
         if request.get("log_open"):
             news.append(self._log_size(run))
+        rollouts = self.ctx.store.rollout_steps(run_id)[-1:]
         return {
             "run_id": run_id,
             "attempt": run.attempt,
@@ -314,6 +312,7 @@ class MonitorHandlers:
             "progress": progress_html(last, total, eta, elapsed_s(run)),
             "delta": delta,
             "news": json.dumps(news),
+            "rollouts": rollouts[0] if rollouts else None,
         }
 
     def _eta_s(self, run_id: int, last: int | None, total: int | None) -> float | None:
@@ -491,6 +490,7 @@ def _live_widget(smoothing: float, handlers: MonitorHandlers) -> Any:
         elem_id="monitor-live",
         smoothing=smoothing,
         refresh_ms=int(REFRESH_S * 1000),
+        rollout_news_ms=int(ROLLOUT_NEWS_S * 1000),
         empty_progress=progress_html(None, None, None),
     )
 

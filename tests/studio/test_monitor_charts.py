@@ -100,7 +100,7 @@ def test_a_poll_sends_what_the_page_lacks_and_says_when_the_run_ends(ctx: Studio
     h = monitor.MonitorHandlers(ctx, Supervisor(ctx))
 
     first = h.poll({"run_id": run.id, "attempt": None, "last_step": None, "metrics": []})
-    assert first["active"] is True and first["attempt"] == 1
+    assert first["active"] is True and first["attempt"] == 1 and first["rollouts"] is None
     assert first["delta"]["reset"] is True and first["delta"]["points"][mk.TOTAL_REWARD]["steps"] == [1, 2]
     # 8 steps left at the median 2.0 s a step.
     assert "step 2 / 10 (20 %) - ETA 16s" in first["progress"]
