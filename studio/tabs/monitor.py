@@ -361,9 +361,14 @@ class MonitorHandlers:
         steps = self.ctx.store.rollout_steps(run_id)
         steps_update: Any = skip
         if steps != st["rollout_steps"]:
-            follow = shown_step is None or shown_step == (st["rollout_steps"] or [None])[-1]
+            # Someone reading an older step of this run keeps it; otherwise (the newest step shown,
+            # none, or another run's) the newest is picked. The value is always one of the choices.
+            previous = st["rollout_steps"]
+            keep = bool(previous) and shown_step in steps and shown_step != previous[-1]
             st["rollout_steps"] = steps
-            steps_update = gr.Dropdown(choices=steps, value=steps[-1] if steps and follow else shown_step)
+            steps_update = gr.Dropdown(
+                choices=steps, value=shown_step if keep else (steps[-1] if steps else None)
+            )
         log = (
             _if_changed(st, "log", self.supervisor.log_tail(run, LOG_LINES)) if view.get("log_open") else skip
         )

@@ -160,3 +160,26 @@ def test_refresh_rereads_the_runs_and_asks_the_page_to_poll(ctx: StudioContext) 
     picker2, value2 = h.refresh(first.id)  # the picked run stays picked; the new one is listed
     assert [v for _, v in picker2.choices] == [second.id, first.id]
     assert json.loads(value2)["run_id"] == first.id and value2 != value  # a new nonce: the page polls
+
+
+def test_the_rollout_step_follows_the_newest_unless_an_older_one_is_read(ctx: StudioContext) -> None:
+    from trainer.rundb import Rollout
+
+    def log_rollout(run_id: int, step: int) -> None:
+        rollout = Rollout(step=step, prompt_id="q", group_index=0, question="?", completion="(A)")
+        ctx.store.log_rollouts(run_id, [rollout])
+
+    first, second = ctx.store.create_run("a"), ctx.store.create_run("b")
+    h = monitor.MonitorHandlers(ctx, Supervisor(ctx))
+    log_rollout(first.id, 8)
+    st, _, _, steps, _ = h.on_news(first.id, monitor.empty_state(), monitor.initial_view(), None)
+    assert steps.value == 8
+    log_rollout(first.id, 16)
+    st, _, _, newer, _ = h.on_news(first.id, st, monitor.initial_view(), 8)  # the newest was shown
+    assert newer.value == 16
+    log_rollout(first.id, 24)
+    _, _, _, kept, _ = h.on_news(first.id, st, monitor.initial_view(), 8)  # an older one is read
+    assert kept.value == 8
+    # Another run, with step 8 of the first still in the picker: never a value outside the choices.
+    _, _, _, other, _ = h.on_news(second.id, st, monitor.initial_view(), 8)
+    assert other.value is None and other.choices == []
