@@ -49,25 +49,28 @@ import math
 import os
 import re
 import shutil
-import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from studio.supervisor import Supervisor
-    from trainer.rundb import RunStore
+from studio_load_page import (  # bench/ is the script's folder, so its siblings import
+    PageCost,
+    median_or_nan,
+    page_cost,
+    refresh_latency_ms,
+    step_times_between,
+    wait_for_step,
+    wait_until,
+)
+from studio_load_setup import LiveRun, Studio, live_run, require_running, running_studio
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -82,8 +85,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 LIVE_ELEM_ID = "monitor-live"  # the Monitor's live component (progress and charts), which polls
-STEP_TEXT = re.compile(r"step (\d+)")  # in #monitor-progress: "step 12 / 1000000 (0 %) - ETA ..."
-MB = 1024 * 1024
 
 
 # ---- numbers ---------------------------------------------------------------------------------
@@ -118,183 +119,6 @@ def format_percent(fraction: float) -> str:
 
 def _ms(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.0f}"
-
-
-def median_or_nan(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else math.nan
-
-
-# ---- the run DB ------------------------------------------------------------------------------
-def step_times_between(store: RunStore, run_id: int, start: float, end: float) -> list[float]:
-    """``time/step_s`` of the steps whose metrics were logged between the wall times ``start`` and
-    ``end`` (``time.time()`` seconds), in step order."""
-    from trainer.core import metrics_keys as mk
-
-    series = store.metrics_since(run_id, names=[mk.TIME_STEP_S]).get(mk.TIME_STEP_S)
-    if series is None:
-        return []
-    return [v for v, wall in zip(series.values, series.wall_times, strict=True) if start <= wall <= end]
-
-
-def last_logged_step(store: RunStore, run_id: int) -> int:
-    """The newest step the trainer wrote to the run DB (0 before the first)."""
-    from trainer.core import metrics_keys as mk
-
-    series = store.metrics_since(run_id, names=[mk.TIME_STEP_S]).get(mk.TIME_STEP_S)
-    return series.steps[-1] if series and series.steps else 0
-
-
-def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> object:
-    """Poll ``condition`` until it returns something truthy; TimeoutError after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    pause = threading.Event()
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        pause.wait(0.1)
-    raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
-# ---- the studio and the run ------------------------------------------------------------------
-@dataclass
-class Studio:
-    """A running ``vgrpo studio`` subprocess."""
-
-    url: str
-    process: subprocess.Popen
-    log_path: Path
-
-    def log_tail(self, max_chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-max_chars:] if self.log_path.exists() else ""
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _is_serving(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
-
-
-@contextmanager
-def running_studio(workspace: Path, timeout_s: float = 120.0) -> Iterator[Studio]:
-    """``python -m trainer.cli studio`` on ``workspace`` and a free port (as the browser tests start
-    it); yields once it answers HTTP, terminates it after."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    log_path = workspace / "studio.log"
-    cmd = [sys.executable, "-m", "trainer.cli", "studio", "--workspace", str(workspace), "--port", str(port)]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    env.pop("VGRPO_DB", None)  # the studio's run DB is <workspace>/runs.db
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    studio = Studio(url, process, log_path)
-    try:
-        wait_until(lambda: process.poll() is not None or _is_serving(url), timeout_s, f"the studio at {url}")
-        if process.poll() is not None:
-            raise RuntimeError(f"the studio exited with {process.returncode}:\n{studio.log_tail()}")
-        yield studio
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-
-
-@dataclass
-class LiveRun:
-    """The training run the Monitor watches."""
-
-    run_id: int
-    pid: int
-    log_path: Path
-    store: RunStore
-    supervisor: Supervisor
-
-
-def bench_config(workspace: Path, batch: int, budget_s: float) -> Any:
-    """configs/tiny_cpu.yaml made steady for timing: no held-out evaluation or checkpoint during the
-    run; a learning rate too small to change the policy (at the preset's 1e-3 it learns the format in
-    minutes, its completions get shorter and a step ~25 % cheaper, which read as a speed-up under
-    load); no dynamic sampling (its refills make a step dearer as the policy grows sure); a small
-    batch (the trainer shares the cores with everything measured); ``budget_s`` as
-    max_train_seconds, so a trainer this script failed to stop ends on its own."""
-    from trainer.core.config import build_config, load_yaml, merge
-
-    preset = load_yaml(REPO_ROOT / "configs" / "tiny_cpu.yaml")
-    return build_config(
-        merge(
-            preset,
-            {
-                "workspace": str(workspace),
-                "run_name": "studio-load",
-                "max_steps": 1_000_000,
-                "max_train_seconds": budget_s,
-                "per_device_train_batch_size": batch,
-                "learning_rate": 1e-7,
-                "dynamic_sampling": False,
-                "eval_steps": 0,
-                "save_steps": 1_000_000,
-                "num_threads": 1,
-            },
-        )
-    )
-
-
-@contextmanager
-def live_run(workspace: Path, batch: int, budget_s: float) -> Iterator[LiveRun]:
-    """Launch one tiny training run through the studio's Supervisor; abort it after (SIGTERM, then
-    SIGKILL to its process group if it has not ended within a minute)."""
-    from studio.context import StudioContext
-    from studio.supervisor import Supervisor
-    from trainer.core.errors import StudioError
-
-    ctx = StudioContext(workspace)
-    supervisor = Supervisor(ctx, grace_s=60.0)
-    launched = supervisor.start(bench_config(workspace, batch, budget_s))
-    run = LiveRun(launched.run.id, launched.pid, launched.log_path, ctx.store, supervisor)
-    try:
-        yield run
-    finally:
-        try:
-            supervisor.abort(run.run_id)
-        except StudioError:
-            pass  # it ended already (finished, or failed: its log says why)
-        try:
-            wait_until(lambda: not _is_running(run.pid), 60.0, f"trainer pid {run.pid} to exit")
-        except TimeoutError:
-            os.killpg(run.pid, signal.SIGKILL)  # start_process made it a session (group) leader
-        ctx.store.close()
-
-
-def _is_running(pid: int) -> bool:
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def require_running(run: LiveRun) -> None:
-    """RuntimeError with the trainer's log tail when the run is no longer training."""
-    state = run.store.get_run(run.run_id)
-    if not state.is_active:
-        tail = run.log_path.read_text(errors="replace")[-3000:] if run.log_path.exists() else ""
-        raise RuntimeError(f"run {run.run_id} is {state.status}; its log ends:\n{tail}")
 
 
 # ---- part 1: headless viewers ----------------------------------------------------------------
@@ -444,99 +268,6 @@ def viewer_window(studio: Studio, run: LiveRun, viewers: int, seconds: float) ->
     return window
 
 
-# ---- part 2: one browser page ----------------------------------------------------------------
-@dataclass
-class PageCost:
-    """What an open Monitor page cost over ``seconds`` (Chrome's Performance metrics)."""
-
-    seconds: float
-    busy: float  # main-thread task seconds / wall seconds
-    heap_start_mb: float  # JS heap in use after a forced GC
-    heap_end_mb: float
-    start: float = math.nan  # the window's wall times (time.time())
-    end: float = math.nan
-    studio_cpu: float = math.nan
-    step_times_s: list[float] = field(default_factory=list)
-
-    @property
-    def heap_growth_mb(self) -> float:
-        return self.heap_end_mb - self.heap_start_mb
-
-    @property
-    def trainer_step_s(self) -> float:
-        return median_or_nan(self.step_times_s)
-
-
-def _metrics(cdp: Any) -> dict[str, float]:
-    return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
-
-
-def page_cost(page: Any, seconds: float) -> PageCost:
-    """Let ``page`` run ``seconds`` and read what it cost: busy = ΔTaskDuration / wall seconds, and
-    the JS heap after a forced GC at the start and at the end (the end's GC comes after the last
-    TaskDuration read, so it is not counted as the page's work). The server's side (studio_cpu,
-    step_times_s) is left for the caller, over ``start``..``end``."""
-    cdp = page.context.new_cdp_session(page)
-    try:
-        cdp.send("Performance.enable")
-        cdp.send("HeapProfiler.collectGarbage")
-        before, wall0, start = _metrics(cdp), time.perf_counter(), time.time()
-        page.wait_for_timeout(seconds * 1000)  # the page's own timer runs meanwhile
-        after, wall1, end = _metrics(cdp), time.perf_counter(), time.time()
-        cdp.send("HeapProfiler.collectGarbage")
-        heap_end = _metrics(cdp)["JSHeapUsedSize"]
-    finally:
-        cdp.detach()
-    return PageCost(
-        seconds=wall1 - wall0,
-        busy=(after["TaskDuration"] - before["TaskDuration"]) / (wall1 - wall0),
-        heap_start_mb=before["JSHeapUsedSize"] / MB,
-        heap_end_mb=heap_end / MB,
-        start=start,
-        end=end,
-    )
-
-
-def shown_step(page: Any) -> int:
-    """The step the Monitor's progress line shows (0 before the first)."""
-    match = STEP_TEXT.search(page.locator("#monitor-progress").inner_text())
-    return int(match.group(1)) if match else 0
-
-
-def _wait_for_step(page: Any, at_least: int, timeout_ms: float) -> None:
-    page.wait_for_function(
-        """(n) => {
-            const el = document.querySelector('#monitor-progress');
-            const m = el && el.innerText.match(/step (\\d+)/);
-            return m && Number(m[1]) >= n;
-        }""",
-        arg=at_least,
-        timeout=timeout_ms,
-        polling=10,
-    )
-
-
-def refresh_latency_ms(
-    page: Any, store: RunStore, run_id: int, n: int = 5, timeout_s: float = 60.0
-) -> list[float]:
-    """``n`` times: wait for the page's next timer update (so the 3 s timer is unlikely to beat the
-    click), wait until the run DB holds a step later than the page shows, click Refresh and time
-    until the page shows that step or a later one. Milliseconds, in order."""
-    latencies = []
-    for _ in range(n):
-        _wait_for_step(page, shown_step(page) + 1, timeout_s * 1000)
-        target = wait_until(
-            lambda: (step := last_logged_step(store, run_id)) > shown_step(page) and step,
-            timeout_s,
-            "a step later than the page shows",
-        )
-        start = time.perf_counter()
-        page.locator("#monitor-refresh").click()
-        _wait_for_step(page, int(target), timeout_s * 1000)
-        latencies.append(1000 * (time.perf_counter() - start))
-    return latencies
-
-
 @dataclass
 class PageResult:
     cost: PageCost
@@ -559,7 +290,7 @@ def open_monitor(page: Any, url: str, run_id: int, timeout_ms: float = 60_000) -
     page.get_by_role("tab", name="Monitor", exact=True).click(timeout=timeout_ms)
     page.locator("#monitor-run input").first.click()
     page.get_by_role("option", name=re.compile(rf"^#{run_id} ")).first.click()
-    _wait_for_step(page, 1, timeout_ms)
+    wait_for_step(page, 1, timeout_ms)
 
 
 def measure_page(

@@ -13,24 +13,29 @@ so a reload or a studio restart shows the same thing.
 
 from __future__ import annotations
 
-import html
 import itertools
 import json
-import statistics
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio import choices, monitor_charts, plots, problems, text
+from studio import choices, monitor_charts, problems, text
 from studio.context import StudioContext
 from studio.live import Refresh
 from studio.supervisor import Supervisor
+from studio.tabs.monitor_views import (
+    completions_html,
+    elapsed_s,
+    ended_early_message,
+    progress_html,
+    question_html,
+    run_eta_s,
+    status_markdown,
+    total_steps,
+)
 from trainer.core import metrics_keys as mk
 from trainer.core.errors import StudioError
-from trainer.rundb import ENDED_EARLY_EVENT, Rollout, Run
-from trainer.score.rewards import extract_choice, parse_completion
+from trainer.rundb import Rollout, Run
 
 # How often an open Monitor asks for news. Each ask redraws the charts on screen (~20 ms of the page's
 # main thread per chart on 2 cores): at 3 s a watching page kept its main thread ~15 % busy, at 5 s
@@ -52,13 +57,6 @@ CHARTS_CSS = """
 .vgrpo-waiting { color: #71717a; margin-left: 4px; }
 .vgrpo-waiting:empty { display: none; }
 """
-STATUS_COLORS = {
-    "queued": "#a1a1aa",
-    "running": "#2563eb",
-    "finished": "#16a34a",
-    "failed": "#dc2626",
-    "aborted": "#d97706",
-}
 
 
 def empty_state(run_id: int | None = None) -> dict[str, Any]:
@@ -81,150 +79,6 @@ def initial_view() -> dict[str, bool]:
 def live_value(run_id: int | None, nonce: int) -> str:
     """The live component's value: the run to show; a new ``nonce`` makes the page poll at once."""
     return json.dumps({"run_id": run_id, "nonce": nonce})
-
-
-def total_steps(supervisor: Supervisor, run_id: int) -> int | None:
-    """Planned steps: recorded at launch, else the stored config's max_steps."""
-    info = supervisor.launch_info(run_id)
-    if info is not None and info.total_steps:
-        return int(info.total_steps)
-    stored = supervisor.ctx.store.get_config(run_id)
-    max_steps = (stored.config.get("optim", {}) if stored else {}).get("max_steps", -1)
-    return int(max_steps) if max_steps and max_steps > 0 else None
-
-
-def run_eta_s(series: plots.Series, total: int | None) -> float | None:
-    """Steps left x the median of the last 20 ``time/step_s`` (wall clock when not logged)."""
-    if total is None:
-        return None
-    step_times = series.get(mk.TIME_STEP_S)
-    last = plots.last_step(series)
-    if step_times and step_times[1] and last is not None:
-        return max(0, total - last) * statistics.median(step_times[1][-20:])
-    longest = max(series.values(), key=lambda s: len(s[0]), default=None)
-    return None if longest is None else plots.eta_s(longest[0], longest[2], total)
-
-
-def progress_html(
-    step: int | None, total: int | None, eta: float | None, elapsed_s: float | None = None
-) -> str:
-    """The bar and its line: step of total, ETA, and the time the run has run (it changes every
-    tick, so it lives here rather than in the status, which is sent only when the run row changes)."""
-    step = step or 0
-    if total:
-        pct = min(100.0, 100.0 * step / total)
-        label = f"step {step} / {total} ({pct:.0f} %) - ETA {plots.format_duration(eta)}"
-    else:
-        pct, label = 0.0, f"step {step}"
-    if elapsed_s is not None:
-        label += f" - elapsed {plots.format_duration(elapsed_s)}"
-    return (
-        '<div id="monitor-progress-bar" '
-        'style="background:#e4e4e7;border-radius:6px;height:14px;overflow:hidden">'
-        f'<div style="width:{pct:.1f}%;height:100%;background:#2563eb"></div></div>'
-        f'<div style="font-size:0.9em;margin-top:4px">{label}</div>'
-    )
-
-
-def elapsed_s(run: Run, now: float | None = None) -> float | None:
-    if not run.started_at:
-        return None
-    return (run.ended_at or (time.time() if now is None else now)) - run.started_at
-
-
-def status_markdown(run: Run, ended_early: str | None = None) -> str:
-    """The run's headline: status, owner, attempt, start, folder; why it stopped or failed, and
-    ``ended_early`` (its ENDED_EARLY_EVENT message) when a limit ended it before its last step.
-    Only the run row's fields: the text changes when the row does."""
-    color = STATUS_COLORS.get(run.status, "#71717a")
-    parts = [f'### #{run.id} {html.escape(run.name)} <span style="color:{color}">{run.status}</span>']
-    facts = []
-    if run.pid:
-        facts.append(f"pid {run.pid} on {run.host or '?'}")
-    if run.attempt > 1:
-        facts.append(f"attempt {run.attempt}")
-    if run.started_at:
-        facts.append("started " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at)))
-    if run.output_dir:
-        facts.append(f"output `{run.output_dir}`")
-    parts.append(" - ".join(facts))
-    if run.end_reason:  # e.g. the user's abort: a reason, not an error
-        parts.append(f"**Stopped:** {html.escape(run.end_reason)}")
-    if ended_early:
-        parts.append(f"**Ended early:** {html.escape(ended_early)}")
-    if run.error or run.traceback:
-        problem = problems.problem_from_text(run.error or "", run.traceback or "")
-        parts.append(problems.problem_markdown(problem, "Error"))
-    return "\n\n".join(p for p in parts if p)
-
-
-def ended_early_message(ctx: StudioContext, run: Run) -> str | None:
-    """Why a finished run ended before its last step (max_train_seconds, early_stop_accuracy)."""
-    if run.status != "finished":
-        return None
-    ended = [e.message for e in ctx.store.events(run.id) if e.kind == ENDED_EARLY_EVENT]
-    return ended[-1] if ended else None
-
-
-def is_correct(rollout: Rollout) -> bool:
-    """The completion's answer names the correct option (the accuracy reward when not decidable)."""
-    if rollout.correct_letter and rollout.options:
-        answer = rollout.answer if rollout.answer is not None else parse_completion(rollout.completion).answer
-        if answer is not None:
-            return extract_choice(answer, rollout.options) == rollout.correct_letter
-        return False
-    return (rollout.accuracy_reward or 0) > 0
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.3f}" if value < 0 else f"{value:.3f}"
-
-
-def completions_html(rollouts: Sequence[Rollout]) -> str:
-    """The G completions of one prompt side by side: reasoning, answer, rewards, advantage."""
-    cards = []
-    for r in sorted(rollouts, key=lambda r: r.group_index):
-        parsed = parse_completion(r.completion)
-        think = r.think if r.think is not None else parsed.think
-        answer = r.answer if r.answer is not None else parsed.answer
-        ok = is_correct(r)
-        border = "#16a34a" if ok else "#dc2626"
-        badge = "&#10003; correct" if ok else "&#10007; wrong"
-        body = (
-            f'<div class="vgrpo-think" style="color:#52525b;font-style:italic;white-space:pre-wrap">'
-            f"{html.escape(think) if think else '<em>(no &lt;think&gt; block)</em>'}</div>"
-            f'<div class="vgrpo-answer" style="margin-top:6px;font-weight:600;white-space:pre-wrap">answer: '
-            f"{html.escape(answer) if answer else '<em>(no &lt;answer&gt; block)</em>'}</div>"
-        )
-        if think is None and answer is None:
-            body += f'<pre style="white-space:pre-wrap;font-size:0.85em">{html.escape(r.completion)}</pre>'
-        scores = (
-            f"format {_num(r.format_reward)} - accuracy {_num(r.accuracy_reward)} - "
-            f"total {_num(r.total_reward)} - <b>advantage {_num(r.advantage)}</b>"
-        )
-        cards.append(
-            '<div class="vgrpo-completion" '
-            f'style="flex:1 1 220px;border:2px solid {border};border-radius:8px;padding:8px">'
-            f'<div style="display:flex;justify-content:space-between;font-size:0.85em">'
-            f'<span class="vgrpo-index">#{r.group_index}</span>'
-            f'<span style="color:{border}">{badge}</span></div>'
-            f'{body}<div style="font-size:0.8em;margin-top:6px;color:#3f3f46">{scores}</div></div>'
-        )
-    return f'<div style="display:flex;flex-wrap:wrap;gap:8px">{"".join(cards)}</div>'
-
-
-def question_html(rollout: Rollout) -> str:
-    good = "font-weight:700;color:#15803d"
-    options = "".join(
-        f'<li style="list-style:none;{good if k == rollout.correct_letter else ""}">'
-        f"({k}) {html.escape(v)}{' &#10003;' if k == rollout.correct_letter else ''}</li>"
-        for k, v in rollout.options.items()
-    )
-    return (
-        f'<div style="color:#71717a;font-size:0.85em">{html.escape(rollout.prompt_id)} - '
-        f"step {rollout.step}</div>"
-        f'<p>{html.escape(rollout.question)}</p><ul style="padding:0">{options}</ul>'
-    )
 
 
 def _if_changed(st: dict, name: str, value: str) -> Any:

@@ -11,7 +11,7 @@ import pytest
 
 from studio import choices
 from studio.context import StudioContext
-from studio.tabs import monitor, runs
+from studio.tabs import monitor_views, runs
 from trainer.core import metrics_keys as mk
 from trainer.core.errors import StudioError
 from trainer.rundb import ENDED_EARLY_EVENT, Owner, Rollout
@@ -128,8 +128,8 @@ def test_completions_are_shown_side_by_side_with_think_answer_and_scores() -> No
         rollout(0, "<think>moves right</think> <answer>(B) right</answer>", 1.0),
         rollout(2, "no tags at all", 0.0),
     ]
-    assert [monitor.is_correct(r) for r in group] == [False, True, False]
-    page = monitor.completions_html(group)
+    assert [monitor_views.is_correct(r) for r in group] == [False, True, False]
+    page = monitor_views.completions_html(group)
     order = [page.index(f'vgrpo-index">#{g}<') for g in (0, 1, 2)]
     assert order == sorted(order)
     assert page.count("&#10003; correct") == 1 and page.count("&#10007; wrong") == 2
@@ -139,17 +139,17 @@ def test_completions_are_shown_side_by_side_with_think_answer_and_scores() -> No
 
 
 def test_progress_status_and_eta(ctx: StudioContext) -> None:
-    assert "step 30 / 120 (25 %) - ETA 3m 00s" in monitor.progress_html(30, 120, 180.0)
-    assert "step 3</div>" in monitor.progress_html(3, None, None)
+    assert "step 30 / 120 (25 %) - ETA 3m 00s" in monitor_views.progress_html(30, 120, 180.0)
+    assert "step 3</div>" in monitor_views.progress_html(3, None, None)
     series = {mk.TIME_STEP_S: ([1, 2, 3], [2.0, 4.0, 3.0], [0.0, 1.0, 2.0])}
-    assert monitor.run_eta_s(series, 10) == pytest.approx(7 * 3.0)
+    assert monitor_views.run_eta_s(series, 10) == pytest.approx(7 * 3.0)
     run = ctx.store.create_run("r")
     ctx.store.claim_run(run.id)
     ctx.store.end_run(
         run.id, Owner.current(), "failed", error="trainer process died", traceback="Traceback\nValueError: x"
     )
     failed = ctx.store.get_run(run.id)
-    text = monitor.status_markdown(failed)
+    text = monitor_views.status_markdown(failed)
     assert "failed" in text and "**Error:** trainer process died" in text and "ValueError: x" in text
     assert choices.run_choices(ctx.store.list_runs()) == [(f"#{run.id} r (failed)", run.id)]
 
@@ -159,12 +159,12 @@ def test_a_run_a_limit_ended_early_says_so_once_finished(ctx: StudioContext) -> 
     ctx.store.claim_run(run.id)
     ctx.store.add_event(run.id, ENDED_EARLY_EVENT, "mean accuracy reward 0.812 ... at step 57")
     running = ctx.store.get_run(run.id)
-    assert monitor.ended_early_message(ctx, running) is None  # not while it still runs
+    assert monitor_views.ended_early_message(ctx, running) is None  # not while it still runs
     ctx.store.end_run(run.id, Owner.current(), "finished")
     finished = ctx.store.get_run(run.id)
-    message = monitor.ended_early_message(ctx, finished)
+    message = monitor_views.ended_early_message(ctx, finished)
     assert message == "mean accuracy reward 0.812 ... at step 57"
-    text = monitor.status_markdown(finished, ended_early=message)
+    text = monitor_views.status_markdown(finished, ended_early=message)
     assert "finished" in text and "**Ended early:** mean accuracy reward 0.812 ... at step 57" in text
 
 
@@ -172,6 +172,6 @@ def test_total_steps_falls_back_to_the_stored_max_steps(ctx: StudioContext) -> N
     from studio.supervisor import Supervisor
 
     run = ctx.store.create_run("r", config={"optim": {"max_steps": 40}})
-    assert monitor.total_steps(Supervisor(ctx), run.id) == 40
+    assert monitor_views.total_steps(Supervisor(ctx), run.id) == 40
     other = ctx.store.create_run("s", config={"optim": {"max_steps": -1}})
-    assert monitor.total_steps(Supervisor(ctx), other.id) is None
+    assert monitor_views.total_steps(Supervisor(ctx), other.id) is None

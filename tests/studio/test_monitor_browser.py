@@ -2,7 +2,7 @@
 
 - for 2 minutes the page keeps its main thread busy under 15 % of the time and its JS heap grows
   under 50 MB (Chrome's own Performance metrics over CDP, measured by bench/studio_load.py's
-  ``page_cost``, the bench's numbers in the README come from the same code);
+  ``page_cost`` in bench/studio_load_page.py; the bench's numbers in the README come from the same code);
 - a Refresh click shows a step the run database holds in under 1 s (median of 5);
 - a chart scrolled into view is drawn then, with every point it missed;
 - the page asks the server nothing while another tab is shown, and nothing once the run has ended.
@@ -38,8 +38,10 @@ POLL_PATH = "/component_server"
 
 
 def load_bench() -> Any:
-    """bench/studio_load.py as a module (bench/ is scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("studio_load", REPO_ROOT / "bench" / "studio_load.py")
+    """bench/studio_load_page.py, the bench's page measurement (bench/ is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        "studio_load_page", REPO_ROOT / "bench" / "studio_load_page.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up
