@@ -96,6 +96,7 @@ def delete_runs(ctx: StudioContext, run_ids: Sequence[int], delete_files: bool) 
             raise StudioError(text.DELETE_ACTIVE.format(run_id=run.id, status=run.status))
     deleted = []
     for run in runs:
+        # Refused by the store if the run became active since the check above (a Resume elsewhere).
         ctx.store.delete_run(run.id)
         if (
             delete_files

@@ -13,7 +13,7 @@ from rundb_helpers import metrics_for, rollouts_for
 
 from trainer.cli import main
 from trainer.core.metrics_keys import KL_DIV
-from trainer.rundb import Owner, RunStore
+from trainer.rundb import Lease, MetricPoint, Owner, RunStore
 
 
 @pytest.fixture
@@ -22,10 +22,11 @@ def filled(store: RunStore, tmp_path: Path) -> RunStore:
     out.mkdir(parents=True)
     (out / "adapter.bin").write_bytes(b"x")
     done = store.create_run("motion", config={"grpo_beta": 0.1}, output_dir=str(out))
+    lease = Lease(done.id, store.claim_run(done.id).attempt, Owner.current())
     for step in (1, 2, 3):
-        store.log_metrics(done.id, step, metrics_for(step), wall_time=1000.0 + step)
-    store.log_rollouts(done.id, rollouts_for(2))
-    store.claim_run(done.id)
+        points = [MetricPoint(step, n, v, 1000.0 + step) for n, v in metrics_for(step).items()]
+        store.write_rows(done.id, points, [], lease=lease)
+    store.write_rows(done.id, [], rollouts_for(2), lease=lease)
     store.end_run(done.id, Owner.current(), "finished")
     store.create_run("queued-one")
     return store
@@ -103,7 +104,7 @@ def test_export_metrics_round_trip(filled: RunStore, db_url: str, tmp_path: Path
     ]
     frame = read(out)
     expected = pd.DataFrame([p.__dict__ for p in filled.metric_points(1)])
-    assert list(frame.columns) == ["step", "name", "value", "wall_time"]
+    assert list(frame.columns) == ["step", "name", "value", "wall_time", "attempt"]
     assert len(frame) == 36
     pd.testing.assert_frame_equal(frame, expected, check_dtype=False)
 
@@ -138,7 +139,8 @@ def test_export_rollouts_round_trip(filled: RunStore, db_url: str, tmp_path: Pat
 def test_export_csv_to_stdout(filled: RunStore, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["runs", "export", "motion", "--format", "csv", "--db", db_url]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "step,name,value,wall_time"
+    assert lines[0] == "step,name,value,wall_time,attempt"
+    assert lines[1].endswith(",1")  # written by attempt 1
     assert len(lines) == 37
 
 

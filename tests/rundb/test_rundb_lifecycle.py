@@ -18,7 +18,8 @@ from trainer.rundb.liveness import DIED_MESSAGE
 def test_clean_exit_marks_finished(store: RunStore) -> None:
     run = store.create_run("r")
     with run_lifecycle(store, run.id) as running:
-        assert (running.status, running.pid) == ("running", os.getpid())
+        assert (running.run.status, running.run.pid) == ("running", os.getpid())
+        assert (running.lease.run_id, running.lease.attempt, running.is_lost) == (run.id, 1, False)
     done = store.get_run(run.id)
     assert (done.status, done.error, done.traceback) == ("finished", None, None)
     assert done.ended_at is not None and done.ended_at >= done.started_at  # type: ignore[operator]

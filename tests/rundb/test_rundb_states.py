@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import subprocess
 import sys
 
@@ -71,8 +72,8 @@ def test_abort_is_a_status_with_a_reason_and_a_stale_request_does_not_leak(store
     # A new attempt does not inherit the old request...
     assert store.claim_run(run.id).stop_requested_at is None
     store.end_run(run.id, Owner.current(), "aborted", reason="stopped by SIGTERM")
-    # ...but a stop asked for while queued holds when the trainer claims.
-    store.request_resume(run.id, gone)
+    # ...but a stop asked for while queued holds when the trainer (its launcher's) claims.
+    store.request_resume(run.id, Owner.current())
     store.request_stop(run.id)
     assert store.claim_run(run.id).stop_requested_at is not None
 
@@ -115,7 +116,11 @@ def test_two_processes_at_once_exactly_one_wins(db_url: str, action: str) -> Non
         assert f"owned by pid {winner} on " in message
     with RunStore(db_url) as store:
         assert store.get_run(run.id).pid == winner
-        assert len(store.attempts(run.id)) == (1 if action == "claim" else 1)
+        # A claim is the winner's attempt 1; a resume queues the run for the winner and adds no
+        # attempt until its trainer claims (the one attempt is this test's finished one).
+        want = [(1, winner, "running")] if action == "claim" else [(1, os.getpid(), "finished")]
+        assert [(a.number, a.pid, a.status) for a in store.attempts(run.id)] == want
+        assert store.get_run(run.id).status == ("running" if action == "claim" else "queued")
 
 
 def test_processes_opening_a_new_database_at_once_migrate_it_once(db_url: str) -> None:

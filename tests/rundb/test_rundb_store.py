@@ -106,6 +106,14 @@ def test_resolve_run_by_id_or_unique_name(store: RunStore) -> None:
 def test_delete_run_removes_all_its_rows_and_nothing_else(store: RunStore) -> None:
     keep, gone = store.create_run("keep"), store.create_run("gone", config={"x": 1})
     resumed = store.create_run("resumed", resumed_from=gone.id)
+    with pytest.raises(
+        RunDBError, match=f"run {gone.id} is queued: abort it, or let it end, before deleting"
+    ):
+        store.delete_run(gone.id)
+    store.claim_run(gone.id)
+    with pytest.raises(RunDBError, match=f"run {gone.id} is running: abort it"):
+        store.delete_run(gone.id)
+    store.end_run(gone.id, Owner.current(), "aborted", reason="stopped")
     for run in (keep, gone):
         store.log_metrics(run.id, 1, metrics_for(1))
         store.log_rollouts(run.id, rollouts_for(1))
@@ -115,7 +123,7 @@ def test_delete_run_removes_all_its_rows_and_nothing_else(store: RunStore) -> No
     )
     deleted = store.delete_run(gone.id)
     assert (deleted.runs, deleted.metrics, deleted.rollouts, deleted.checkpoints) == (1, 12, 2, 1)
-    assert deleted.events == 1  # the checkpoint event
+    assert deleted.events == 3  # started, aborted, the checkpoint
     assert [r.name for r in store.list_runs()] == ["resumed", "keep"]
     assert store.get_run(resumed.id).resumed_from is None
     assert store.count_rows(keep.id) == {"metrics": 12, "rollouts": 2}

@@ -57,7 +57,9 @@ class _StuckStore:
         self.entered = threading.Event()
         self.batches: list[tuple[int, int]] = []
 
-    def write_rows(self, run_id: int, metrics: Sequence[MetricPoint], rollouts: Sequence[Rollout]) -> None:
+    def write_rows(
+        self, run_id: int, metrics: Sequence[MetricPoint], rollouts: Sequence[Rollout], lease: object = None
+    ) -> None:
         self.entered.set()
         assert self.release.wait(30)
         self.batches.append((len(metrics), len(rollouts)))

@@ -181,8 +181,8 @@ def _confirm(question: str) -> bool:
 def cmd_delete(args: argparse.Namespace) -> int:
     with RunStore(args.db) as store:
         run = store.resolve_run(args.run)
-        if run.status == "running":
-            raise RunDBError(f"run {run.id} ({run.name}) is running; abort it before deleting it")
+        if run.is_active:  # said early, before the prompt; the guarantee is delete_run's condition
+            raise RunDBError(f"run {run.id} ({run.name}) is {run.status}; abort it before deleting it")
         counts = store.count_rows(run.id)
         output_dir = Path(run.output_dir) if args.files and run.output_dir else None
         what = f"run {run.id} ({run.name}): {counts['metrics']} metric points, {counts['rollouts']} rollouts"
@@ -191,10 +191,14 @@ def cmd_delete(args: argparse.Namespace) -> int:
         if not args.yes and not _confirm(f"Delete {what}?"):
             print("nothing deleted")
             return 1
-        if output_dir is not None and output_dir.exists():
-            if output_dir.resolve() in (Path.home().resolve(), Path(output_dir.resolve().anchor)):
-                raise ConfigError(f"run {run.id}: refusing to delete output dir {output_dir}")
-            shutil.rmtree(output_dir)
+        if output_dir is not None and output_dir.resolve() in (
+            Path.home().resolve(),
+            Path(output_dir.resolve().anchor),
+        ):
+            raise ConfigError(f"run {run.id}: refusing to delete output dir {output_dir}")
+        # Rows first: refused (nothing deleted) if a resume queued the run while the prompt waited.
         store.delete_run(run.id)
+        if output_dir is not None and output_dir.exists():
+            shutil.rmtree(output_dir)
     print(f"deleted {what}")
     return 0

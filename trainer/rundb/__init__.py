@@ -9,7 +9,9 @@ states.py     the one state machine of runs and jobs (queued -> running -> finis
 owned.py      its compare-and-set writes (claim, beat, end, stop, reap) for runs and jobs
 runs.py       a run's claims, attempts, resumes and reaping, mixed into RunStore
 jobs.py       background jobs (evaluations), mixed into RunStore
-lifecycle.py  run_lifecycle / job_lifecycle: claim, beat, and always write how it ended
+artifacts.py  checkpoints, evaluations and events of runs, mixed into RunStore
+lifecycle.py  run_lifecycle / job_lifecycle: claim, beat, and always write how it ended; the
+              RunHandle whose lease fences every write of a trainer
 liveness.py   owner identity (pid + start time + host) and when an owner is dead
 export.py     csv / jsonl / parquet export of a run's metrics or rollouts
 """
@@ -24,15 +26,16 @@ from trainer.rundb.entities import (
     Evaluation,
     Event,
     Job,
+    Lease,
     MetricPoint,
     MetricSeries,
     Rollout,
     Run,
     RunConfig,
 )
-from trainer.rundb.lifecycle import Heartbeat, JobHandle, RunAborted, job_lifecycle, run_lifecycle
+from trainer.rundb.lifecycle import Heartbeat, JobHandle, RunAborted, RunHandle, job_lifecycle, run_lifecycle
 from trainer.rundb.liveness import Owner
-from trainer.rundb.states import OwnerAlive
+from trainer.rundb.states import OwnerAlive, RunLost
 from trainer.rundb.store import RunStore
 from trainer.rundb.writer import MetricsWriter
 
@@ -46,6 +49,7 @@ __all__ = [
     "Heartbeat",
     "Job",
     "JobHandle",
+    "Lease",
     "MetricPoint",
     "MetricSeries",
     "MetricsWriter",
@@ -55,6 +59,8 @@ __all__ = [
     "Run",
     "RunAborted",
     "RunConfig",
+    "RunHandle",
+    "RunLost",
     "RunStore",
     "job_lifecycle",
     "run_lifecycle",

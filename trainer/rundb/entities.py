@@ -42,6 +42,22 @@ class Run:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """A trainer's hold on one attempt of one run: what every write it makes carries.
+
+    The store accepts a write with a lease only while the run is ``running`` in that attempt, held by
+    that very process (``owned.OwnedRows._fence``): a trainer that lost its run (reaped after a stall,
+    taken over by a resume) cannot write into the run its successor now holds."""
+
+    run_id: int
+    attempt: int
+    owner: Owner
+
+    def describe(self) -> str:
+        return f"run {self.run_id} attempt {self.attempt} ({self.owner.describe()})"
+
+
+@dataclass(frozen=True)
 class Attempt:
     """One trainer process's stint on a run, from its claim to its end."""
 
@@ -114,6 +130,7 @@ class MetricPoint:
     name: str
     value: float
     wall_time: float
+    attempt: int | None = None  # the attempt that wrote it (None: written without a lease)
 
 
 @dataclass(frozen=True)
@@ -149,6 +166,7 @@ class Rollout:
     total_reward: float | None = None
     advantage: float | None = None
     log_prob: float | None = None
+    attempt: int | None = None  # the attempt that wrote it (set by the store from the lease)
 
 
 @dataclass(frozen=True)
@@ -160,6 +178,7 @@ class Checkpoint:
     created_at: float
     metrics: Mapping[str, float]
     deleted_at: float | None = None  # removed from disk by save_total_limit
+    attempt: int | None = None  # the attempt that saved it (None: registered without a lease)
 
     @property
     def is_deleted(self) -> bool:

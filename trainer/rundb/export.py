@@ -1,7 +1,8 @@
 """A run's metrics or rollouts as CSV, JSON lines or Parquet, with one flat row per point/rollout.
 
-Metrics rows: ``step, name, value, wall_time``. Rollout rows: every ``Rollout`` field, ``options`` as a
-JSON object (a JSON string in CSV and Parquet, which have no nested objects here).
+Metrics rows: ``step, name, value, wall_time, attempt`` (the attempt that wrote the point). Rollout
+rows: every ``Rollout`` field, ``options`` as a JSON object (a JSON string in CSV and Parquet, which
+have no nested objects here).
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from trainer.core.errors import ConfigError
-from trainer.rundb.entities import Rollout
+from trainer.rundb.entities import MetricPoint, Rollout
 from trainer.rundb.store import RunStore
 
 FORMATS = ("csv", "jsonl", "parquet")
 WHATS = ("metrics", "rollouts")
-METRIC_COLUMNS = ("step", "name", "value", "wall_time")
+METRIC_COLUMNS = tuple(MetricPoint.__dataclass_fields__)
 ROLLOUT_COLUMNS = tuple(Rollout.__dataclass_fields__)
 
 

@@ -82,8 +82,10 @@ class JobRows(OwnedRows):
         *,
         heartbeat_interval_s: float = liveness.DEFAULT_HEARTBEAT_INTERVAL_S,
     ) -> Job:
-        """queued -> running for ``owner`` (this process by default); ``OwnerAlive`` if another holds it."""
-        self._claim(SqlJob, job_id, owner or Owner.current(), heartbeat_interval_s)
+        """queued -> running for ``owner`` (this process by default): the process holding it or one it
+        launched (see ``OwnedRows._claim``); ``OwnerAlive`` if another live process holds it."""
+        launchers = Owner.lineage() if owner is None else []
+        self._claim(SqlJob, job_id, owner or Owner.current(), heartbeat_interval_s, launchers)
         return self.get_job(job_id)
 
     def beat_job(self, job_id: int, owner: Owner) -> bool:

@@ -1,14 +1,17 @@
 """A run's (or job's) lifetime as its owner process sees it: claim it, beat, and always write how it ended.
 
-    with run_lifecycle(store, run.id, heartbeat_interval_s=5.0):
-        train(...)
+    with run_lifecycle(store, run.id, heartbeat_interval_s=5.0) as handle:
+        train(..., lease=handle.lease)       # every write carries the lease
+        handle.raise_if_lost()               # at each step boundary
 
 claims the run for this process (a new attempt; refused with ``OwnerAlive`` while another live
 process holds it) and ends it ``finished`` when the block returns, ``aborted`` (with the reason, not
 an error) on Ctrl-C or SIGTERM (the studio's abort), and ``failed`` with the traceback on any other
-exception, which is then re-raised. Every write is a compare-and-set on this process's identity, so
-a process that lost the run (reaped, taken over) never overwrites its new owner. A process killed
-outright (SIGKILL, OOM killer, power) cannot write anything: the reaper ends it (``liveness.py``).
+exception, which is then re-raised. Every write is a compare-and-set on this process's identity and
+attempt, so a process that lost the run (reaped after a stall, taken over) never overwrites its new
+owner: its writes are refused (``RunLost``), and the handle says it lost the run (a refused beat or
+write marks it), so the body stops at its next check. A process killed outright (SIGKILL, OOM
+killer, power) cannot write anything: the reaper ends it (``liveness.py``).
 
 ``job_lifecycle`` does the same for a job and lets the body report progress and a result.
 """
@@ -28,7 +31,7 @@ from typing import Any
 
 from trainer.core.errors import RunDBError
 from trainer.rundb import states
-from trainer.rundb.entities import Job, Run
+from trainer.rundb.entities import Job, Lease, Run
 from trainer.rundb.liveness import DEFAULT_HEARTBEAT_INTERVAL_S, Owner
 from trainer.rundb.store import RunStore
 
@@ -45,7 +48,8 @@ class Heartbeat:
 
     ``stop_requested()`` is asked after each beat; the first time it says yes, this process sends
     itself SIGTERM, so an abort recorded in the database (from another host, or before the trainer
-    had a pid anyone could signal) stops it the same way the studio's signal does."""
+    had a pid anyone could signal) stops it the same way the studio's signal does. ``on_lost()`` is
+    called once, the first time a beat finds the row no longer held."""
 
     def __init__(
         self,
@@ -53,6 +57,7 @@ class Heartbeat:
         label: str,
         interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
         stop_requested: Callable[[], bool] | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         if interval_s <= 0:
             raise RunDBError(f"{label}: heartbeat interval must be > 0 s, got {interval_s}")
@@ -60,6 +65,7 @@ class Heartbeat:
         self.label = label
         self.interval_s = interval_s
         self.stop_requested = stop_requested
+        self.on_lost = on_lost
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"rundb-heartbeat-{label}", daemon=True)
 
@@ -88,6 +94,8 @@ class Heartbeat:
             if not held and not warned:
                 warned = True
                 logger.warning("%s is no longer held by this process in the run database", self.label)
+                if self.on_lost is not None:
+                    self.on_lost()
 
 
 class _SigtermAbort:
@@ -138,6 +146,7 @@ def _owned(
     *,
     heartbeat_interval_s: float,
     handle_sigterm: bool,
+    on_lost: Callable[[Any], None] | None = None,
 ) -> Iterator[Any]:
     """Claim (``claim()``'s value is yielded), beat while the block runs, then write how it ended
     through ``end(claimed, ending)``.
@@ -151,7 +160,8 @@ def _owned(
     previous = signal.signal(signal.SIGTERM, on_sigterm) if use_signal else None
     try:
         claimed = claim()
-        heartbeat = Heartbeat(beat, label, heartbeat_interval_s, stop_requested).start()
+        lost = None if on_lost is None else (lambda: on_lost(claimed))
+        heartbeat = Heartbeat(beat, label, heartbeat_interval_s, stop_requested, lost).start()
     except BaseException:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -193,6 +203,31 @@ def _owned(
                 raise
 
 
+class RunHandle:
+    """What an owned run's body holds: the run as claimed, the lease every write of it carries, and
+    whether this process lost the run (a beat or a fenced write was refused). Thread-safe: the
+    heartbeat and the metrics writer mark it, the training loop asks."""
+
+    def __init__(self, run: Run, lease: Lease) -> None:
+        self.run = run
+        self.lease = lease
+        self._lost = threading.Event()
+        self._reason = ""
+
+    def lose(self, reason: str) -> None:
+        if not self._lost.is_set():
+            self._reason = reason
+            self._lost.set()
+
+    @property
+    def is_lost(self) -> bool:
+        return self._lost.is_set()
+
+    def raise_if_lost(self) -> None:
+        if self._lost.is_set():
+            raise states.RunLost(f"{self.lease.describe()} lost the run: {self._reason}; stopping")
+
+
 @contextmanager
 def run_lifecycle(
     store: RunStore,
@@ -200,23 +235,41 @@ def run_lifecycle(
     *,
     heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
     handle_sigterm: bool = True,
-) -> Iterator[Run]:
+) -> Iterator[RunHandle]:
     """Claim the run for this process (a new attempt) and beat; on exit end it finished, aborted or failed."""
     owner = Owner.current()
+    claimed: list[Lease] = []  # set once the claim won: the beats match its attempt
 
-    def end(_run: Run, e: _Ending) -> bool:
-        return store.end_run(run_id, owner, e.status, reason=e.reason, error=e.error, traceback=e.traceback)
+    def claim() -> RunHandle:
+        run = store.claim_run(run_id, heartbeat_interval_s=heartbeat_interval_s)
+        claimed.append(Lease(run_id, run.attempt, owner))
+        return RunHandle(run, claimed[0])
+
+    def end(handle: RunHandle, e: _Ending) -> bool:
+        return store.end_run(
+            run_id,
+            owner,
+            e.status,
+            reason=e.reason,
+            error=e.error,
+            traceback=e.traceback,
+            attempt=handle.lease.attempt,
+        )
+
+    def lost(handle: RunHandle) -> None:
+        handle.lose("the run database says another process holds it now, or that it ended")
 
     with _owned(
         f"run {run_id}",
-        lambda: store.claim_run(run_id, owner, heartbeat_interval_s=heartbeat_interval_s),
-        lambda: store.beat(run_id, owner),
+        claim,
+        lambda: store.beat(run_id, owner, claimed[0].attempt),
         end,
         lambda: store.get_run(run_id).stop_requested_at is not None,
         heartbeat_interval_s=heartbeat_interval_s,
         handle_sigterm=handle_sigterm,
-    ) as run:
-        yield run
+        on_lost=lost,
+    ) as handle:
+        yield handle
 
 
 @dataclass

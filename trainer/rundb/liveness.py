@@ -19,6 +19,7 @@ taking over from it would mean two trainers on one run.
 from __future__ import annotations
 
 import datetime
+import os
 import socket
 from dataclasses import dataclass
 
@@ -31,8 +32,13 @@ DIED_MESSAGE = "trainer process died"
 CREATE_TIME_TOLERANCE_S = 0.05
 
 
+# The name this process records as its host. Set it where several machines share one host name
+# (containers started from one image, pods), so that their owners are told apart.
+HOST_ENV = "VGRPO_HOST"
+
+
 def this_host() -> str:
-    return socket.gethostname()
+    return os.environ.get(HOST_ENV) or socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,22 @@ class Owner:
     @classmethod
     def current(cls) -> Owner:
         return cls.of(psutil.Process().pid)
+
+    @classmethod
+    def lineage(cls) -> list[Owner]:
+        """This process's ancestors, parent first (a trainer's launcher: the studio, ``accelerate
+        launch``); those that cannot be read are left out."""
+        found = []
+        try:
+            parents = psutil.Process().parents()
+        except psutil.Error:
+            return []
+        for proc in parents:
+            try:
+                found.append(cls(proc.pid, proc.create_time(), this_host()))
+            except psutil.Error:
+                continue
+        return found
 
     def describe(self, started_at: float | None = None) -> str:
         when = f", started {_clock(started_at)}" if started_at else ""

@@ -89,6 +89,9 @@ class SqlMetric(Base):
     # Nullable because SQLite stores NaN as NULL; a NaN loss is worth recording, it reads back as NaN.
     value: Mapped[float | None] = mapped_column(Float)
     wall_time: Mapped[float] = mapped_column(Float)
+    # Added by revision 0005: the attempt that wrote the point (a resumed attempt overwriting a step
+    # takes it over), so a drill can tell a resume from a restart. NULL: written without a lease.
+    attempt: Mapped[int | None] = mapped_column(Integer)
     # The primary key (run_id, step, name) serves "since step N" for live plots; this one serves
     # "these names across runs" (comparison, latest value per name).
     __table_args__ = (Index("ix_metrics_run_id_name_step", "run_id", "name", "step"),)
@@ -113,6 +116,7 @@ class SqlRollout(Base):
     total_reward: Mapped[float | None] = mapped_column(Float)
     advantage: Mapped[float | None] = mapped_column(Float)
     log_prob: Mapped[float | None] = mapped_column(Float)
+    attempt: Mapped[int | None] = mapped_column(Integer)  # revision 0005, as for metrics
     # Unique per sample, so a resumed run that re-logs a step replaces it instead of doubling it.
     __table_args__ = (UniqueConstraint("run_id", "step", "prompt_id", "group_index"),)
 
@@ -127,6 +131,7 @@ class SqlCheckpoint(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     # Added by revision 0003: when save_total_limit rotation removed the folder (None: on disk).
     deleted_at: Mapped[float | None] = mapped_column(Float)
+    attempt: Mapped[int | None] = mapped_column(Integer)  # revision 0005: the attempt that saved it
     __table_args__ = (UniqueConstraint("run_id", "step"),)
 
 

@@ -3,6 +3,9 @@
 Every method here is one ``UPDATE ... WHERE id = ? AND status IN (sources) [AND owner = ?]``; its
 row count says whether this caller won. Nothing outside this module writes a ``status`` column
 (the transitions themselves are in ``states.py``, the death rules in ``liveness.py``).
+
+``_fence`` is the same idea for a trainer's data writes: the first statement of their transaction
+matches the run only while the writer's lease (run, attempt, process) still holds it.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from trainer.core.errors import RunDBError
 from trainer.rundb import liveness, states
+from trainer.rundb.entities import Lease
 from trainer.rundb.liveness import Owner
 from trainer.rundb.models import SqlAttempt, SqlEvent, SqlJob, SqlRun
 
@@ -33,6 +37,22 @@ def _kind(model: Model) -> str:
 def owned_by(model: Model, owner: Owner) -> list[Any]:
     """WHERE clauses matching exactly this process instance."""
     return [model.pid == owner.pid, model.pid_create_time == owner.create_time, model.host == owner.host]
+
+
+def launched_by(model: Model, launchers: Iterable[Owner]) -> Any:
+    """WHERE clause: the row is held by one of ``launchers`` (start times compared with psutil's
+    margin: a process's start time computed in another process may differ in the last digits)."""
+    tol = liveness.CREATE_TIME_TOLERANCE_S
+    return or_(
+        *(
+            and_(
+                model.pid == o.pid,
+                model.host == o.host,
+                model.pid_create_time.between(o.create_time - tol, o.create_time + tol),
+            )
+            for o in launchers
+        )
+    )
 
 
 def _owner_of(row: Any) -> Owner | None:
@@ -51,9 +71,22 @@ class OwnedRows:
 
     # ---- the owner's own writes ----------------------------------------------------------------
 
-    def _claim(self, model: Model, row_id: int, owner: Owner, interval_s: float) -> Any:
-        """``-> running`` for ``owner``; takes over from a dead owner; OwnerAlive while one lives."""
+    def _claim(
+        self, model: Model, row_id: int, owner: Owner, interval_s: float, launchers: Iterable[Owner] = ()
+    ) -> Any:
+        """``-> running`` for ``owner``; takes over from a dead owner; OwnerAlive while one lives.
+
+        A queued row is taken only by the process that holds it (``owner`` after a hand-over) or by
+        one that process launched (``launchers``: the claimant's ancestors, so a trainer started by
+        the studio claims before the studio has handed the row over); a row queued without an owner
+        by anyone. Another process (``vgrpo train --attach_run`` typed while the studio starts a
+        trainer) is refused while that launcher lives. An ended row is claimed by whoever comes first.
+        """
         kind = _kind(model)
+        claimants = [owner, *launchers]
+        queued = and_(model.status == states.QUEUED, or_(model.pid.is_(None), launched_by(model, claimants)))
+        ended = [s for s in states.sources(kind, states.RUNNING) if s != states.QUEUED]
+        claimable = or_(queued, model.status.in_(ended)) if ended else queued
         for _ in range(2):
             now = time.time()
             values: dict[str, Any] = {
@@ -78,7 +111,7 @@ class OwnedRows:
             with self.session(write=True) as s:
                 won = s.execute(
                     update(model)
-                    .where(model.id == row_id, model.status.in_(states.sources(kind, states.RUNNING)))
+                    .where(model.id == row_id, claimable)
                     .values(**values)
                     .execution_options(synchronize_session=False)
                 ).rowcount
@@ -128,18 +161,60 @@ class OwnedRows:
             f"{kind} {row_id} is {status}, owned by {who}; abort it first or wait for it to end"
         )
 
-    def _beat(self, model: Model, row_id: int, owner: Owner) -> bool:
-        """Refresh the heartbeat; False when ``owner`` no longer holds a running row (e.g. reaped)."""
+    def _beat(self, model: Model, row_id: int, owner: Owner, attempt: int | None = None) -> bool:
+        """Refresh the heartbeat; False when ``owner`` (in ``attempt``, for a run) no longer holds a
+        running row (reaped, taken over)."""
+        conditions = [model.id == row_id, model.status == states.RUNNING, *owned_by(model, owner)]
+        if attempt is not None:
+            conditions.append(SqlRun.attempt == attempt)
         with self.session(write=True) as s:
             return (
                 s.execute(
                     update(model)
-                    .where(model.id == row_id, model.status == states.RUNNING, *owned_by(model, owner))
+                    .where(*conditions)
                     .values(heartbeat_at=time.time())
                     .execution_options(synchronize_session=False)
                 ).rowcount
                 == 1
             )
+
+    def _fence(self, s: Session, lease: Lease) -> None:
+        """First statement of a trainer's write transaction: RunLost unless ``lease`` still holds the run.
+
+        An UPDATE that changes nothing, matched on the run, its current attempt, ``running`` and the
+        owner process: it takes the run row's write lock (PostgreSQL's row lock; SQLite's database
+        lock, held since BEGIN IMMEDIATE) until the transaction commits. A claim or reap that ends the
+        lease therefore either commits before (then this matches no row and nothing is written) or
+        waits for this transaction: no row of a lost attempt lands after its successor took over."""
+        held = s.execute(
+            update(SqlRun)
+            .where(
+                SqlRun.id == lease.run_id,
+                SqlRun.attempt == lease.attempt,
+                SqlRun.status == states.RUNNING,
+                *owned_by(SqlRun, lease.owner),
+            )
+            .values(attempt=SqlRun.attempt)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if held != 1:
+            row = s.get(SqlRun, lease.run_id)
+            now = "deleted" if row is None else f"{row.status} in attempt {row.attempt}"
+            raise states.RunLost(f"{lease.describe()} no longer holds the run (it is {now}): write refused")
+
+    def _hold_in(self, s: Session, model: Model, row_id: int, statuses: Iterable[str]) -> bool:
+        """Lock the row for the rest of ``s``'s transaction if it is in one of ``statuses`` (an UPDATE
+        that changes nothing, as ``_fence``): a delete conditioned on an ended status cannot
+        interleave with a resume that queues it again."""
+        return (
+            s.execute(
+                update(model)
+                .where(model.id == row_id, model.status.in_(list(statuses)))
+                .values(id=model.id)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            == 1
+        )
 
     def _end(
         self,
@@ -153,8 +228,10 @@ class OwnedRows:
         traceback: str | None = None,
         extra: dict[str, Any] | None = None,
         where: Iterable[Any] = (),
+        attempt: int | None = None,
     ) -> bool:
-        """``-> status`` (an end) if the row is still in a source state (and held by ``owner``)."""
+        """``-> status`` (an end) if the row is still in a source state (and held by ``owner``, in
+        ``attempt`` for a run)."""
         kind = _kind(model)
         if status not in states.ENDED:
             raise RunDBError(f"{kind} {row_id}: cannot end with status {status!r}; use one of {states.ENDED}")
@@ -162,6 +239,8 @@ class OwnedRows:
         conditions = [model.id == row_id, model.status.in_(states.sources(kind, status)), *where]
         if owner is not None:
             conditions += owned_by(model, owner)
+        if attempt is not None:
+            conditions.append(SqlRun.attempt == attempt)
         values = {"status": status, "ended_at": now, "error": error, "traceback": traceback}
         values |= {"end_reason": reason, **(extra or {})}
         with self.session(write=True) as s:
@@ -204,6 +283,45 @@ class OwnedRows:
             if not won:
                 raise RunDBError(f"{kind} {row_id} is {row.status}: nothing to abort")
             return row
+
+    def _requeue(self, row_id: int, launcher: Owner) -> Any:
+        """An ended run is queued for a new attempt, held by ``launcher`` until the trainer it starts
+        claims it. Takes over from a dead owner; ``OwnerAlive`` while one lives, so of two resumes at
+        once exactly one wins."""
+        for _ in range(2):
+            with self.session(write=True) as s:
+                won = s.execute(
+                    update(SqlRun)
+                    .where(SqlRun.id == row_id, SqlRun.status.in_(states.sources(states.RUN, states.QUEUED)))
+                    .values(
+                        status=states.QUEUED,
+                        pid=launcher.pid,
+                        pid_create_time=launcher.create_time,
+                        host=launcher.host,
+                        heartbeat_at=None,
+                        ended_at=None,
+                        stop_requested_at=None,
+                        # How the last attempt ended stays in its attempts row.
+                        end_reason=None,
+                        error=None,
+                        traceback=None,
+                    )
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if won:
+                    message = f"by {launcher.describe()}"
+                    s.add(
+                        SqlEvent(
+                            run_id=row_id,
+                            time=time.time(),
+                            level="info",
+                            kind="resume_requested",
+                            message=message,
+                        )
+                    )
+                    return s.get(SqlRun, row_id)
+            self._take_over_if_dead(SqlRun, row_id)
+        raise RunDBError(f"run {row_id} could not be queued for resuming")
 
     def _hand_over(self, model: Model, row_id: int, expected: Owner | None, new: Owner) -> bool:
         """A queued row's owner becomes ``new`` (the subprocess started for it) if still ``expected``."""

@@ -50,7 +50,14 @@ def to_run(row: SqlRun) -> Run:
 
 def to_checkpoint(row: SqlCheckpoint) -> Checkpoint:
     return Checkpoint(
-        row.id, row.run_id, row.step, row.path, row.created_at, dict(row.metrics), row.deleted_at
+        row.id,
+        row.run_id,
+        row.step,
+        row.path,
+        row.created_at,
+        dict(row.metrics),
+        row.deleted_at,
+        row.attempt,
     )
 
 

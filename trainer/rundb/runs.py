@@ -6,16 +6,14 @@ each one compare-and-set write of ``owned.py`` following ``states.py``; plus the
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from trainer.core.errors import RunDBError
 from trainer.rundb import liveness, rows, states
-from trainer.rundb.entities import Attempt, Run
+from trainer.rundb.entities import Attempt, Lease, Run
 from trainer.rundb.liveness import Owner
-from trainer.rundb.models import SqlAttempt, SqlEvent, SqlRun
+from trainer.rundb.models import SqlAttempt, SqlRun
 from trainer.rundb.owned import OwnedRows
 
 
@@ -32,14 +30,18 @@ class RunRows(OwnedRows):
     ) -> Run:
         """``owner`` (this process by default) starts a new attempt: queued/ended -> running.
 
-        Takes over from a dead owner; raises ``OwnerAlive`` (naming it) while the owner lives.
+        A queued run is taken only by the process holding it or one it launched (this process's
+        ancestors are its possible launchers); takes over from a dead owner; raises ``OwnerAlive``
+        (naming it) while the owner lives.
         """
-        row = self._claim(SqlRun, run_id, owner or Owner.current(), heartbeat_interval_s)
+        launchers = Owner.lineage() if owner is None else []
+        row = self._claim(SqlRun, run_id, owner or Owner.current(), heartbeat_interval_s, launchers)
         return self.get_run(row.id)
 
-    def beat(self, run_id: int, owner: Owner) -> bool:
-        """Refresh the heartbeat; False when ``owner`` no longer holds the run (e.g. it was reaped)."""
-        return self._beat(SqlRun, run_id, owner)
+    def beat(self, run_id: int, owner: Owner, attempt: int | None = None) -> bool:
+        """Refresh the heartbeat; False when ``owner`` (in ``attempt``) no longer holds the run (e.g.
+        it was reaped, or taken over)."""
+        return self._beat(SqlRun, run_id, owner, attempt)
 
     def end_run(
         self,
@@ -50,49 +52,25 @@ class RunRows(OwnedRows):
         reason: str | None = None,
         error: str | None = None,
         traceback: str | None = None,
+        attempt: int | None = None,
     ) -> bool:
         """The owner ends its attempt: ``finished``, ``aborted`` (``reason``) or ``failed`` (error,
         traceback). False when it no longer holds the run (reaped, taken over)."""
-        return self._end(SqlRun, run_id, owner, status, reason=reason, error=error, traceback=traceback)
+        return self._end(
+            SqlRun, run_id, owner, status, reason=reason, error=error, traceback=traceback, attempt=attempt
+        )
 
     def request_resume(self, run_id: int, launcher: Owner | None = None) -> Run:
         """An ended run is queued for a new attempt, held by ``launcher`` (this process by default)
         until the trainer it starts claims it. Takes over from a dead owner; ``OwnerAlive`` while
         one lives, so of two resumes at once exactly one wins."""
-        launcher = launcher or Owner.current()
-        for _ in range(2):
-            with self.session(write=True) as s:
-                won = s.execute(
-                    update(SqlRun)
-                    .where(SqlRun.id == run_id, SqlRun.status.in_(states.sources(states.RUN, states.QUEUED)))
-                    .values(
-                        status=states.QUEUED,
-                        pid=launcher.pid,
-                        pid_create_time=launcher.create_time,
-                        host=launcher.host,
-                        heartbeat_at=None,
-                        ended_at=None,
-                        stop_requested_at=None,
-                        # How the last attempt ended stays in its attempts row.
-                        end_reason=None,
-                        error=None,
-                        traceback=None,
-                    )
-                    .execution_options(synchronize_session=False)
-                ).rowcount
-                if won:
-                    s.add(
-                        SqlEvent(
-                            run_id=run_id,
-                            time=time.time(),
-                            level="info",
-                            kind="resume_requested",
-                            message=f"by {launcher.describe()}",
-                        )
-                    )
-                    return rows.to_run(s.get(SqlRun, run_id))
-            self._take_over_if_dead(SqlRun, run_id)
-        raise RunDBError(f"run {run_id} could not be queued for resuming")
+        return rows.to_run(self._requeue(run_id, launcher or Owner.current()))
+
+    def check_lease(self, lease: Lease) -> None:
+        """RunLost unless ``lease`` still holds its run (asked before writing files the run's
+        successor would own, e.g. a checkpoint)."""
+        with self.session(write=True) as s:
+            self._fence(s, lease)
 
     def refuse_live_owner(self, run_id: int) -> Run:
         """The run, after ending a dead owner's attempt; ``OwnerAlive`` (naming the process) while a

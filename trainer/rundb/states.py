@@ -75,3 +75,8 @@ def check_initial(kind: str, status: str) -> None:
 
 class OwnerAlive(RunDBError):
     """A run or job is held by a live process; a second owner is refused. Names that process."""
+
+
+class RunLost(RunDBError):
+    """A trainer's write or beat was refused: its attempt no longer holds the run (reaped after a
+    stall, taken over by a resume, deleted). The trainer stops without writing anything more."""

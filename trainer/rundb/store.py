@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
@@ -29,11 +29,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from trainer.core.errors import RunDBError
 from trainer.core.paths import default_db_url
 from trainer.rundb import rows, schema, states
+from trainer.rundb.artifacts import ArtifactRows
 from trainer.rundb.entities import (
-    Checkpoint,
     DeletedRows,
-    Evaluation,
-    Event,
+    Lease,
     MetricPoint,
     MetricSeries,
     Rollout,
@@ -43,7 +42,6 @@ from trainer.rundb.entities import (
 from trainer.rundb.jobs import JobRows
 from trainer.rundb.liveness import Owner
 from trainer.rundb.models import (
-    EVENT_LEVELS,
     SqlAttempt,
     SqlCheckpoint,
     SqlEvaluation,
@@ -64,7 +62,7 @@ _ROLLOUTS = SqlRollout.__table__
 _ROLLOUT_FIELDS = [name for name in Rollout.__dataclass_fields__ if name != "step"]
 
 
-class RunStore(RunRows, JobRows):
+class RunStore(RunRows, JobRows, ArtifactRows):
     """Runs, metrics, rollouts, checkpoints, evaluations and events in one SQLAlchemy database.
 
     ``url`` defaults to ``trainer.core.paths.default_db_url()``. Safe to share between threads; open one
@@ -161,10 +159,15 @@ class RunStore(RunRows, JobRows):
             return rows.to_run(row)
 
     def set_config(
-        self, run_id: int, config: Mapping[str, Any], dataset_fingerprints: Mapping[str, Any] | None = None
+        self,
+        run_id: int,
+        config: Mapping[str, Any],
+        dataset_fingerprints: Mapping[str, Any] | None = None,
+        *,
+        lease: Lease | None = None,
     ) -> None:
         with self.session(write=True) as s:
-            self._require(s, run_id)
+            self._fence_or_require(s, run_id, lease)
             s.merge(
                 SqlRunConfig(
                     run_id=run_id, config=dict(config), dataset_fingerprints=dict(dataset_fingerprints or {})
@@ -205,9 +208,23 @@ class RunStore(RunRows, JobRows):
         return self.get_run(found)
 
     def delete_run(self, run_id: int) -> DeletedRows:
-        """Delete a run and every row that belongs to it (not its files)."""
+        """Delete an ended run and every row that belongs to it (not its files).
+
+        Refused (RunDBError naming the status) while the run is queued or running, or an evaluation
+        of it runs. The status condition is part of the transaction's first statement, which holds
+        the row until the delete commits: a Resume pressed between a caller's own check and this
+        delete either queues the run first (and the delete is refused) or finds it gone."""
         with self.session(write=True) as s:
-            self._require(s, run_id)
+            if not self._hold_in(s, SqlRun, run_id, states.ENDED):
+                row = self._require(s, run_id)
+                raise RunDBError(f"run {run_id} is {row.status}: abort it, or let it end, before deleting it")
+            busy = s.scalar(
+                select(SqlJob.id).where(SqlJob.run_id == run_id, SqlJob.status.in_(states.ACTIVE))
+            )
+            if busy is not None:
+                raise RunDBError(
+                    f"run {run_id}: job {busy} (an evaluation of it) is still active; cancel it first"
+                )
             ckpts = select(SqlCheckpoint.id).where(SqlCheckpoint.run_id == run_id)
             s.execute(delete(SqlEvaluation).where(SqlEvaluation.checkpoint_id.in_(ckpts)))
             counts = {
@@ -223,7 +240,9 @@ class RunStore(RunRows, JobRows):
             s.execute(delete(SqlAttempt).where(SqlAttempt.run_id == run_id))
             s.execute(delete(SqlJob).where(SqlJob.run_id == run_id))
             s.execute(update(SqlRun).where(SqlRun.resumed_from == run_id).values(resumed_from=None))
-            runs = s.execute(delete(SqlRun).where(SqlRun.id == run_id)).rowcount
+            runs = s.execute(
+                delete(SqlRun).where(SqlRun.id == run_id, SqlRun.status.in_(states.ENDED))
+            ).rowcount
             return DeletedRows(runs=runs, **counts)
 
     # ---- metrics and rollouts -----------------------------------------------------------------
@@ -238,8 +257,19 @@ class RunStore(RunRows, JobRows):
     def log_rollouts(self, run_id: int, rollouts: Sequence[Rollout]) -> None:
         self.write_rows(run_id, [], rollouts)
 
-    def write_rows(self, run_id: int, metrics: Sequence[MetricPoint], rollouts: Sequence[Rollout]) -> None:
-        """Upsert metric points and rollouts of one run in one transaction (the writer's flush)."""
+    def write_rows(
+        self,
+        run_id: int,
+        metrics: Sequence[MetricPoint],
+        rollouts: Sequence[Rollout],
+        *,
+        lease: Lease | None = None,
+    ) -> None:
+        """Upsert metric points and rollouts of one run in one transaction (the writer's flush).
+
+        With a ``lease`` (a trainer's writes) the rows carry its attempt and are refused with
+        ``RunLost`` when that attempt no longer holds the run: nothing of the batch is written."""
+        attempt = None if lease is None else lease.attempt
         metric_rows = [
             {
                 "run_id": run_id,
@@ -248,13 +278,23 @@ class RunStore(RunRows, JobRows):
                 # SQLite turns NaN into NULL anyway; say so explicitly so every backend agrees.
                 "value": None if math.isnan(p.value) else p.value,
                 "wall_time": p.wall_time,
+                "attempt": p.attempt if lease is None else attempt,
             }
             for p in metrics
         ]
-        rollout_rows = [{"run_id": run_id, **asdict(r), "options": dict(r.options)} for r in rollouts]
+        rollout_rows = [
+            {"run_id": run_id, **asdict(r), "options": dict(r.options)}
+            | ({} if lease is None else {"attempt": attempt})
+            for r in rollouts
+        ]
+        if lease is not None and lease.run_id != run_id:
+            raise RunDBError(f"rows of run {run_id} written with the lease of {lease.describe()}")
         with self.session(write=True) as s:
+            if lease is not None:
+                self._fence(s, lease)
             if metric_rows:
-                rows.upsert(s, _METRICS, metric_rows, ["run_id", "step", "name"], ["value", "wall_time"])
+                updated = ["value", "wall_time", "attempt"]
+                rows.upsert(s, _METRICS, metric_rows, ["run_id", "step", "name"], updated)
             if rollout_rows:
                 keys = ["run_id", "step", "prompt_id", "group_index"]
                 rows.upsert(s, _ROLLOUTS, rollout_rows, keys, [f for f in _ROLLOUT_FIELDS if f not in keys])
@@ -293,10 +333,10 @@ class RunStore(RunRows, JobRows):
     def metric_points(self, run_id: int) -> list[MetricPoint]:
         """Every point of a run, ordered by step then name (exports)."""
         t = _METRICS
-        query = select(t.c.step, t.c.name, t.c.value, t.c.wall_time).where(t.c.run_id == run_id)
+        query = select(t.c.step, t.c.name, t.c.value, t.c.wall_time, t.c.attempt).where(t.c.run_id == run_id)
         with self.session() as s:
             result = s.connection().execute(query.order_by(t.c.step, t.c.name))
-            return [MetricPoint(st, n, math.nan if v is None else v, w) for st, n, v, w in result]
+            return [MetricPoint(st, n, math.nan if v is None else v, w, a) for st, n, v, w, a in result]
 
     def latest_metrics(self, run_ids: Sequence[int] | None = None) -> dict[int, dict[str, MetricPoint]]:
         """The newest point of every metric of each run: ``{run_id: {name: point}}``."""
@@ -345,121 +385,14 @@ class RunStore(RunRows, JobRows):
                 "rollouts": s.scalar(select(func.count()).where(SqlRollout.run_id == run_id)) or 0,
             }
 
-    # ---- checkpoints, evaluations, events ------------------------------------------------------
-
-    def add_checkpoint(self, run_id: int, step: int, path: str, metrics: Mapping[str, float]) -> Checkpoint:
-        """Record the checkpoint of ``step``; a resumed attempt saving that step again updates the row
-        (same id, so its evaluations stay attached)."""
-        now = time.time()
-        with self.session(write=True) as s:
+    def _fence_or_require(self, s: Session, run_id: int, lease: Lease | None) -> None:
+        """The lease's fence when there is one (it must be this run's), else: the run must exist."""
+        if lease is None:
             self._require(s, run_id)
-            row = s.scalar(
-                select(SqlCheckpoint).where(SqlCheckpoint.run_id == run_id, SqlCheckpoint.step == step)
-            )
-            if row is None:
-                row = SqlCheckpoint(
-                    run_id=run_id, step=step, path=path, created_at=now, metrics=dict(metrics)
-                )
-                s.add(row)
-            else:
-                row.path, row.created_at, row.metrics, row.deleted_at = path, now, dict(metrics), None
-            s.add(
-                SqlEvent(
-                    run_id=run_id, time=now, level="info", kind="checkpoint", message=f"step {step}: {path}"
-                )
-            )
-            s.flush()
-            return rows.to_checkpoint(row)
-
-    def mark_checkpoints_deleted(self, run_id: int, paths: Iterable[str]) -> int:
-        """Checkpoints of ``run_id`` at ``paths`` were removed from disk (``save_total_limit``)."""
-        paths = [str(p) for p in paths]
-        if not paths:
-            return 0
-        with self.session(write=True) as s:
-            return s.execute(
-                update(SqlCheckpoint)
-                .where(
-                    SqlCheckpoint.run_id == run_id,
-                    SqlCheckpoint.path.in_(paths),
-                    SqlCheckpoint.deleted_at.is_(None),
-                )
-                .values(deleted_at=time.time())
-                .execution_options(synchronize_session=False)
-            ).rowcount
-
-    def checkpoints(self, run_id: int, *, include_deleted: bool = False) -> list[Checkpoint]:
-        """A run's checkpoints by step; those removed from disk only with ``include_deleted``."""
-        query = select(SqlCheckpoint).where(SqlCheckpoint.run_id == run_id)
-        if not include_deleted:
-            query = query.where(SqlCheckpoint.deleted_at.is_(None))
-        with self.session() as s:
-            return [rows.to_checkpoint(row) for row in s.scalars(query.order_by(SqlCheckpoint.step))]
-
-    def add_evaluation(
-        self,
-        checkpoint_id: int,
-        dataset: str,
-        *,
-        accuracy: float,
-        format_rate: float,
-        results: Sequence[Mapping[str, Any]] = (),
-        eval_key: str | None = None,
-        dataset_fingerprint: str | None = None,
-        settings: Mapping[str, Any] | None = None,
-        summary: Mapping[str, Any] | None = None,
-    ) -> Evaluation:
-        with self.session(write=True) as s:
-            if s.get(SqlCheckpoint, checkpoint_id) is None:
-                raise RunDBError(f"no checkpoint {checkpoint_id} in {self.url}")
-            row = SqlEvaluation(
-                checkpoint_id=checkpoint_id,
-                dataset=dataset,
-                created_at=time.time(),
-                accuracy=accuracy,
-                format_rate=format_rate,
-                results=[dict(r) for r in results],
-                eval_key=eval_key,
-                dataset_fingerprint=dataset_fingerprint,
-                settings=None if settings is None else dict(settings),
-                summary=None if summary is None else dict(summary),
-            )
-            s.add(row)
-            s.flush()
-            return rows.to_evaluation(row)
-
-    def find_evaluation(self, checkpoint_id: int, eval_key: str) -> Evaluation | None:
-        """The latest evaluation of this checkpoint with this key (same records, same decoding)."""
-        query = (
-            select(SqlEvaluation)
-            .where(SqlEvaluation.checkpoint_id == checkpoint_id, SqlEvaluation.eval_key == eval_key)
-            .order_by(SqlEvaluation.id.desc())
-            .limit(1)
-        )
-        with self.session() as s:
-            row = s.scalars(query).first()
-            return None if row is None else rows.to_evaluation(row)
-
-    def evaluations(self, run_id: int) -> list[Evaluation]:
-        query = (
-            select(SqlEvaluation)
-            .join(SqlCheckpoint, SqlCheckpoint.id == SqlEvaluation.checkpoint_id)
-            .where(SqlCheckpoint.run_id == run_id)
-            .order_by(SqlCheckpoint.step, SqlEvaluation.id)
-        )
-        with self.session() as s:
-            return [rows.to_evaluation(row) for row in s.scalars(query)]
-
-    def add_event(self, run_id: int, kind: str, message: str, level: str = "info") -> None:
-        if level not in EVENT_LEVELS:
-            raise RunDBError(f"run {run_id} event {kind!r}: level {level!r} not in {EVENT_LEVELS}")
-        with self.session(write=True) as s:
-            s.add(SqlEvent(run_id=run_id, time=time.time(), level=level, kind=kind, message=message))
-
-    def events(self, run_id: int) -> list[Event]:
-        with self.session() as s:
-            query = select(SqlEvent).where(SqlEvent.run_id == run_id).order_by(SqlEvent.time, SqlEvent.id)
-            return [Event(e.id, e.run_id, e.time, e.level, e.kind, e.message) for e in s.scalars(query)]
+            return
+        if lease.run_id != run_id:
+            raise RunDBError(f"a write to run {run_id} with the lease of {lease.describe()}")
+        self._fence(s, lease)
 
     def _require(self, s: Session, run_id: int) -> SqlRun:
         row = s.get(SqlRun, run_id)

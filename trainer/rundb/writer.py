@@ -5,10 +5,13 @@ thread drains everything queued so far and writes it in one transaction, so a st
 however many metrics it logs, and a slow disk or a busy database never stalls the training step
 (up to the queue bound; past it, rows are dropped with a warning rather than blocking training).
 
-    with MetricsWriter(store, run.id) as writer:
+    with MetricsWriter(store, run.id, lease=handle.lease, on_lost=handle.lose) as writer:
         writer.log_metrics(step, {KL_DIV: 0.01, LOSS: 0.3})
         writer.log_rollouts([Rollout(step=step, ...), ...])
     # leaving the block flushes and stops the thread
+
+With a lease, every batch is fenced (``RunStore.write_rows``): once one is refused (the attempt lost
+the run) nothing more is written, and ``on_lost`` tells the trainer, which stops at its next step.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from trainer.core.errors import RunDBError
-from trainer.rundb.entities import MetricPoint, Rollout
+from trainer.rundb.entities import Lease, MetricPoint, Rollout
+from trainer.rundb.states import RunLost
 from trainer.rundb.store import RunStore
 
 logger = logging.getLogger(__name__)
@@ -32,7 +36,9 @@ class MetricsWriter:
     """Buffered, idempotent writes of one run's metrics and rollouts.
 
     ``max_pending``: queued items (one per ``log_*`` call) before ``log_*`` waits; ``put_timeout_s``:
-    how long it waits for room before dropping the item; ``max_batch_rows``: rows per transaction.
+    how long it waits for room before dropping the item; ``max_batch_rows``: rows per transaction;
+    ``lease``: the trainer's hold on the run, carried by every write; ``on_lost(reason)``: called
+    once when a write is refused because that lease no longer holds the run.
     """
 
     def __init__(
@@ -43,9 +49,14 @@ class MetricsWriter:
         max_pending: int = 1024,
         put_timeout_s: float = 1.0,
         max_batch_rows: int = 5000,
+        lease: Lease | None = None,
+        on_lost: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
+        self.lease = lease
+        self.on_lost = on_lost
+        self.lost: str | None = None  # why the lease's writes were refused; nothing is written after
         self.put_timeout_s = put_timeout_s
         self.max_batch_rows = max_batch_rows
         self.dropped_items = 0
@@ -142,9 +153,18 @@ class MetricsWriter:
     def _write(self, metrics: list[MetricPoint], rollouts: list[Rollout]) -> None:
         if not metrics and not rollouts:
             return
+        if self.lost is not None:
+            self.dropped_items += 1
+            return
         try:
-            self.store.write_rows(self.run_id, metrics, rollouts)
+            self.store.write_rows(self.run_id, metrics, rollouts, lease=self.lease)
             self.written_rows += len(metrics) + len(rollouts)
+        except RunLost as exc:
+            # Not an error to raise at close: the trainer stops on on_lost at its next step.
+            logger.warning("run %d: %s; writing nothing more", self.run_id, exc)
+            self.lost = str(exc)
+            if self.on_lost is not None:
+                self.on_lost(self.lost)
         except RunDBError as exc:
             # Keep the thread alive (training goes on); the error surfaces on flush/close.
             logger.error(
