@@ -122,6 +122,12 @@ def launch_app(
     removed = clean_stale_staging(ctx.datasets_dir)
     if removed:
         logger.info("removed %d abandoned upload(s) from %s", len(removed), removed[0].parent)
+    # A studio killed outright (SIGKILL, a crash) leaves the rows it had queued for a trainer or an
+    # evaluation it never started, held by its dead process: end them now, not when a list is opened.
+    # Trainers and evaluations it did start outlive it (their own sessions) and are left running.
+    reaped = Supervisor(ctx).reap()
+    if reaped:
+        logger.warning("ended run(s) %s: their trainer or the studio that launched it is gone", reaped)
     demo = demo or create_app(ctx)
     _, local_url, _ = demo.launch(
         server_name=host,

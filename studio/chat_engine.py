@@ -29,7 +29,7 @@ from trainer.core.video_config import DEFAULT_MAX_PIXELS, VideoConfig
 from trainer.data.prompts import NO_THINK, THINK, chat_messages, format_options
 from trainer.data.records import MCQRecord, split_options
 from trainer.model.families import FAMILIES, family_of_model
-from trainer.score.rewards import extract_choice, format_reward
+from trainer.score.rewards import format_reward, read_choice, split_completion
 
 logger = logging.getLogger(__name__)
 
@@ -400,59 +400,18 @@ def stream_answers(
 # ---- rendering ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SplitAnswer:
-    """A completion cut into its parts, also while it is still streaming (a tag not yet closed)."""
-
-    think: str | None  # inside <think>…(</think> or end of text so far)
-    answer: str | None  # inside <answer>…(</answer> or end of text so far)
-    other: str  # text outside both blocks
-    is_think_closed: bool
-    is_answer_closed: bool
-
-
-def split_answer(text: str) -> SplitAnswer:
-    """Split a (possibly partial) completion at its first ``<think>`` and ``<answer>`` blocks.
-
-    >>> split_answer("<think>it moves</think> <answer>(A) left")
-    SplitAnswer(think='it moves', answer='(A) left', other='', is_think_closed=True, is_answer_closed=False)
-    """
-    think = answer = None
-    think_closed = answer_closed = False
-    rest = text
-    other: list[str] = []
-    if "<think>" in rest:
-        before, _, after = rest.partition("<think>")
-        other.append(before)
-        think, sep, rest = after.partition("</think>")
-        think_closed = bool(sep)
-        if not think_closed:
-            # Still thinking: an <answer> tag inside an open think block belongs to the think.
-            rest = ""
-    if "<answer>" in rest:
-        before, _, after = rest.partition("<answer>")
-        other.append(before)
-        answer, sep, rest = after.partition("</answer>")
-        answer_closed = bool(sep)
-    other.append(rest)
-    return SplitAnswer(
-        think=think.strip() if think is not None else None,
-        answer=answer.strip() if answer is not None else None,
-        other=" ".join(part.strip() for part in other if part.strip()),
-        is_think_closed=think_closed,
-        is_answer_closed=answer_closed,
-    )
-
-
 def verdict(text: str, options: Mapping[str, str], mode: str, correct: str | None) -> str:
-    """One line under a finished answer: format ok?, the chosen option, right or wrong."""
+    """One line under a finished answer: format ok?, the chosen option (or why none), right or wrong.
+
+    The choice is the accuracy reward's (``trainer.score.rewards.read_choice``), so the chat calls
+    an answer correct exactly when training would have paid it.
+    """
     parts = ["format ✓" if format_reward(text, mode) else "format ✗"]
-    answer = split_answer(text).answer
-    choice = extract_choice(answer, options) if answer and options else None
     if options:
-        parts.append(f"chose {choice}" if choice else "no option chosen")
-    if correct and options:
-        parts.append("correct ✓" if choice == correct else f"wrong ✗ (answer {correct})")
+        choice = read_choice(text, options)
+        parts.append(f"chose {choice.letter}" if choice.letter else f"no option chosen ({choice.why_none})")
+        if correct:
+            parts.append("correct ✓" if choice.letter == correct else f"wrong ✗ (answer {correct})")
     return " · ".join(parts)
 
 
@@ -463,7 +422,7 @@ def answer_messages(state: AnswerState, footer: str | None = None) -> list[dict[
         return [{"role": "assistant", "content": f"**Error:** {html.escape(state.error)}"}]
     if state.status in ("waiting", "loading") and not state.text:
         return [{"role": "assistant", "content": "_loading model…_" if state.status == "loading" else "…"}]
-    parts = split_answer(state.text)
+    parts = split_completion(state.text)
     messages: list[dict[str, Any]] = []
     if parts.think is not None:
         metadata: dict[str, Any] = {"title": "think"}

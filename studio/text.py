@@ -96,6 +96,22 @@ ROLLOUT_STEP_LABEL = "Step"
 ROLLOUT_PROMPT_LABEL = "Prompt"
 NO_ROLLOUTS = "No rollouts stored for this run yet (they are stored at step 1 and every grpo_logging_steps)."
 LOG_HEADING = "Trainer log (tail)"
+METRIC_HELP_HEADING = "What the GRPO charts show"
+# One line per chart of the GRPO panel, exactly what the trainer logs (trainer.step.grpo_step).
+METRIC_HELP = {
+    "grpo/policy_seq_log_prob": "mean over completions of their summed token log-probs under the policy "
+    "being trained.",
+    "grpo/kl_div": "mean per-token KL (k3) between the policy and the reference model over completion "
+    "tokens.",
+    "grpo/format_reward": "mean format reward (1: the think/answer shape the prompt asks for) over every "
+    "completion sampled in the step.",
+    "grpo/accuracy_reward": "mean accuracy reward (1: the closed `<answer>` block names the right option) "
+    "over every completion sampled in the step.",
+    "grpo/total_reward": "mean of format_reward_weight x format + accuracy_reward_weight x accuracy.",
+    "grpo/advantage": "mean |A| over the step's trained completions, where A is the group-relative "
+    "advantage each rollout card shows (before grpo_alpha scales it in the loss). Its mean is 0 by "
+    "construction; its size says how strong the learning signal is.",
+}
 ABORT_SENT = "Sent SIGTERM to run #{run_id} (pid {pid}); it stops after the current step."
 ABORT_NOT_ACTIVE = "Run #{run_id} is {status}: nothing to abort."
 RESUMED = "Resuming run #{run_id} from its latest checkpoint (pid {pid})."

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.ci import skip_or_fail
 from trainer.core.paths import REPO_ROOT, SYNTHETIC_DIR, TINY_MODEL_DIR
 
 # The team's real material lives beside the checkout (../shared/realdata); a user's clone has none.
@@ -16,9 +17,7 @@ REALDATA_DIR = Path(os.environ.get("VGRPO_REALDATA", REPO_ROOT.parent / "shared"
 def _require(path: Path, what: str) -> Path:
     if path.exists():
         return path
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{what} missing at {path}: CI must run beside ../shared")
-    pytest.skip(f"{what} not found at {path} (only the team checkout has ../shared)")
+    skip_or_fail(f"{what} not found at {path} (only the team checkout has ../shared; CI runs beside it)")
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,9 @@ from studio.tabs.monitor_views import (
     question_html,
     run_eta_s,
     status_markdown,
+    time_budget_s,
     total_steps,
+    train_s,
 )
 from trainer.core import metrics_keys as mk
 from trainer.core.errors import StudioError
@@ -154,7 +157,6 @@ class MonitorHandlers:
         if run.status == "finished" and last:
             # A run may finish early (max_train_seconds, early_stop_accuracy): what it did is the whole run.
             total = last
-        eta = self._eta_s(run_id, last, total) if run.is_active else 0.0
         news = [run.status, run.attempt, run.pid, run.end_reason, run.error]
         if request.get("log_open"):
             news.append(self._log_size(run))
@@ -163,20 +165,24 @@ class MonitorHandlers:
             "run_id": run_id,
             "attempt": run.attempt,
             "active": run.is_active,
-            "progress": progress_html(last, total, eta, elapsed_s(run)),
+            "progress": self._progress_html(run, last, total),
             "delta": delta,
             "news": json.dumps(news),
             "rollouts": rollouts[0] if rollouts else None,
         }
 
-    def _eta_s(self, run_id: int, last: int | None, total: int | None) -> float | None:
-        if last is None or total is None:
-            return None
-        recent = self.ctx.store.metrics_since(
-            run_id, after_step=last - ETA_STEPS, names=[mk.TIME_STEP_S, mk.TOTAL_REWARD]
-        )
-        series = {name: (list(s.steps), list(s.values), list(s.wall_times)) for name, s in recent.items()}
-        return run_eta_s(series, total)
+    def _progress_html(self, run: Run, last: int | None, total: int | None) -> str:
+        """The progress line: the steps and, with a time budget (max_train_seconds), the share of it
+        trained, whichever is further along; the ETA while the run is active (0 once it is not)."""
+        budget_s = time_budget_s(self.supervisor, run.id)
+        series = {}
+        if last is not None:
+            names = [mk.TIME_STEP_S, mk.TIME_TRAIN_S, mk.TOTAL_REWARD]
+            recent = self.ctx.store.metrics_since(run.id, after_step=last - ETA_STEPS, names=names)
+            series = {name: (list(s.steps), list(s.values), list(s.wall_times)) for name, s in recent.items()}
+        now = time.time() if run.is_active else None  # a live run has trained since its last point
+        eta = run_eta_s(series, total, budget_s, now) if run.is_active else 0.0
+        return progress_html(last, total, eta, elapsed_s(run), budget_s, train_s(series, now))
 
     def _log_size(self, run: Run) -> int:
         path = self.supervisor.log_path(run)
@@ -361,6 +367,11 @@ def plotly_bundle_dir() -> str:
     return str(Path(plotly.__file__).resolve().parent / "package_data")
 
 
+def metric_help_markdown() -> str:
+    """The GRPO panel's charts, each with what it plots (``text.METRIC_HELP``), in the panel's order."""
+    return "\n".join(f"- **{name}**: {text.METRIC_HELP[name]}" for name in mk.SEED_GRPO_METRICS)
+
+
 def build_layout(handlers: MonitorHandlers) -> MonitorWidgets:
     """The tab's widgets: run bar, status, smoothing, progress and metric plots, rollouts, log."""
     import gradio as gr
@@ -375,6 +386,8 @@ def build_layout(handlers: MonitorHandlers) -> MonitorWidgets:
         0, 0.99, value=0.6, step=0.01, label=text.SMOOTHING_LABEL, elem_id="monitor-smoothing"
     )
     live = _live_widget(smoothing.value, handlers)
+    with gr.Accordion(text.METRIC_HELP_HEADING, open=False, elem_id="monitor-metric-help"):
+        gr.Markdown(metric_help_markdown())
     rollouts, step_pick, prompt_pick, rollout_note, video, question, completions = _rollouts_section()
     rollouts_state = gr.State([])
     with gr.Accordion(text.LOG_HEADING, open=False, elem_id="monitor-log-section") as log_section:

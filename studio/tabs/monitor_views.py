@@ -34,8 +34,38 @@ def total_steps(supervisor: Supervisor, run_id: int) -> int | None:
     return int(max_steps) if max_steps and max_steps > 0 else None
 
 
-def run_eta_s(series: plots.Series, total: int | None) -> float | None:
-    """Steps left x the median of the last 20 ``time/step_s`` (wall clock when not logged)."""
+def time_budget_s(supervisor: Supervisor, run_id: int) -> float:
+    """The run's time budget, the stored config's max_train_seconds (0: none)."""
+    stored = supervisor.ctx.store.get_config(run_id)
+    budget = (stored.config.get("run", {}) if stored else {}).get("max_train_seconds", 0)
+    return float(budget or 0)
+
+
+def train_s(series: plots.Series, now: float | None = None) -> float | None:
+    """Seconds the run has trained, on the clock its time budget counts (from this attempt's first
+    step): the last ``time/train_s`` logged, plus the time since it was logged when ``now`` (a
+    wall-clock time, for a run still running) is given. None before the first step logs it."""
+    points = series.get(mk.TIME_TRAIN_S)
+    if not points or not points[1]:
+        return None
+    return points[1][-1] + (max(0.0, now - points[2][-1]) if now is not None else 0.0)
+
+
+def run_eta_s(
+    series: plots.Series, total: int | None, budget_s: float = 0.0, now: float | None = None
+) -> float | None:
+    """Steps left x the median of the last 20 ``time/step_s`` (wall clock when not logged); with a
+    time budget (``budget_s``, max_train_seconds) at most the budget left, ``budget_s - train_s``:
+    the run ends then, however many steps it planned."""
+    eta = _steps_eta_s(series, total)
+    trained = train_s(series, now) if budget_s else None
+    if trained is None:
+        return eta
+    left = max(0.0, budget_s - trained)
+    return left if eta is None else min(eta, left)
+
+
+def _steps_eta_s(series: plots.Series, total: int | None) -> float | None:
     if total is None:
         return None
     step_times = series.get(mk.TIME_STEP_S)
@@ -47,14 +77,30 @@ def run_eta_s(series: plots.Series, total: int | None) -> float | None:
 
 
 def progress_html(
-    step: int | None, total: int | None, eta: float | None, elapsed_s: float | None = None
+    step: int | None,
+    total: int | None,
+    eta: float | None,
+    elapsed_s: float | None = None,
+    budget_s: float = 0.0,
+    trained_s: float | None = None,
 ) -> str:
     """The bar and its line: step of total, ETA, and the time the run has run (it changes every
-    tick, so it lives here rather than in the status, which is sent only when the run row changes)."""
+    tick, so it lives here rather than in the status, which is sent only when the run row changes).
+
+    With a time budget (``budget_s`` seconds, ``trained_s`` of them trained) the bar is the further
+    along of steps and time: a run with only a time budget (max_steps 1,000,000) shows the share of
+    its budget, not 0 % of its steps."""
     step = step or 0
-    if total:
-        pct = min(100.0, 100.0 * step / total)
-        label = f"step {step} / {total} ({pct:.0f} %) - ETA {plots.format_duration(eta)}"
+    steps_done = min(1.0, step / total) if total else None
+    time_done = min(1.0, trained_s / budget_s) if budget_s and trained_s is not None else None
+    eta_text = f" - ETA {plots.format_duration(eta)}"
+    if time_done is not None and (steps_done is None or time_done > steps_done):
+        pct = 100.0 * time_done
+        budget = plots.format_duration(budget_s)
+        label = f"step {step} ({pct:.0f} % of the {budget} time budget){eta_text}"
+    elif total and steps_done is not None:
+        pct = 100.0 * steps_done
+        label = f"step {step} / {total} ({pct:.0f} %){eta_text}"
     else:
         pct, label = 0.0, f"step {step}"
     if elapsed_s is not None:

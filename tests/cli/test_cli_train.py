@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from trainer.cli import main
-from trainer.cli.train import EXIT_ABORTED
+from trainer.cli.train import EXIT_ABORTED, _progress_bar, budget_steps
 from trainer.core import metrics_keys as mk
 from trainer.core.paths import REPO_ROOT, TINY_MODEL_DIR
 from trainer.rundb import RunStore
@@ -135,3 +135,26 @@ def test_help_lists_every_knob_with_its_documentation(capsys) -> None:
         main(["train", "--help"])
     out = capsys.readouterr().out
     assert "--grpo_alpha" in out and "Reward scale" in out and "(default: 0.5)" in out
+
+
+def test_budget_steps_scales_this_attempts_pace_to_the_time_budget() -> None:
+    # 12 steps in 20 s of a 60 s budget: 12 x 60 / 20 = 36.
+    assert budget_steps(12, 1, 20.0, 60.0, 1_000_000) == 36
+    assert budget_steps(12, 1, 20.0, 60.0, 30) == 30  # the planned steps come first
+    # Resumed after step 10: steps 11 and 12 in 1 s -> 2 x 60 / 1 = 120 more.
+    assert budget_steps(12, 11, 1.0, 60.0, 1_000_000) == 130
+    # The step that crosses the budget: never fewer than the steps done.
+    assert budget_steps(32, 1, 64.0, 60.0, 1_000_000) == 32
+
+
+def test_a_time_budgeted_bar_ends_at_the_step_the_run_ended(capsys) -> None:
+    bar = _progress_bar(60.0)
+    for step in range(1, 11):  # 2 s a step
+        bar(step, 1_000_000, {mk.TIME_TRAIN_S: 2.0 * step})
+    assert bar._bar.total == 30  # 10 x 60 / 20
+    for step in range(11, 33):
+        bar(step, 1_000_000, {mk.TIME_TRAIN_S: 2.0 * step})
+    bar.finish(32)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "32/32" in err and "1000000" not in err

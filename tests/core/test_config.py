@@ -69,6 +69,7 @@ def test_flags_override_yaml() -> None:
         ({"grpo": {"bf16": True}}, "unknown config key grpo.bf16"),
         ({"grpo_sample_size": 1}, "grpo_sample_size must be >= 2"),
         ({"scale_rewards": "median"}, "scale_rewards must be group, batch or none"),
+        ({"lr_scheduler_type": "polynomial"}, "lr_scheduler_type must be one of constant, constant_with"),
         ({"bf16": "maybe"}, "bf16: not a boolean"),
         ({"max_steps": "ten"}, "max_steps"),
         ({"max_pixels": 100, "min_pixels": 3136}, "max_pixels (100) must be >= min_pixels (3136)"),

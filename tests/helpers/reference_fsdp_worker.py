@@ -27,6 +27,7 @@ from accelerate.utils import FullyShardedDataParallelPlugin
 from torch.distributed.fsdp import FSDPModule
 from torch.distributed.tensor import DTensor
 
+from tests.helpers.exactness import relative_errors
 from trainer.core.paths import REPO_ROOT, SYNTHETIC_DIR, TINY_MODEL_DIR
 from trainer.core.video_config import VideoConfig
 from trainer.data.inputs import build_inputs
@@ -97,7 +98,8 @@ def policy_grad_diff(model: torch.nn.Module, processor, rank: int) -> dict[str, 
     """The trainable policy as accelerate's FSDP2 preparation wraps it, plus the trainer's
     ``register_vision_methods``: two accumulated per-sample backwards (the second one starts with
     the root resharded by the first backward) give the full model's gradients averaged over ranks.
-    Returns the largest difference and the largest gradient."""
+    Returns each parameter's relative gradient error (``tests.helpers.exactness``) and the largest
+    gradient element."""
     from accelerate.utils.fsdp_utils import fsdp2_prepare_model
 
     full = copy.deepcopy(model).train()
@@ -114,14 +116,14 @@ def policy_grad_diff(model: torch.nn.Module, processor, rank: int) -> dict[str, 
         batch = rollout(processor, "video", seed=100 + 10 * rank + micro)
         for m in (full, policy):
             completion_logprobs(m, batch, 0.9, shared_prefix=False).sum().backward()
-    diff = scale = 0.0
-    for want, got in zip(full.parameters(), policy.parameters(), strict=True):
+    wanted, gotten = {}, {}
+    for (name, want), got in zip(full.named_parameters(), policy.parameters(), strict=True):
         grad = want.grad.clone()
         dist.all_reduce(grad)
-        grad /= dist.get_world_size()
-        diff = max(diff, (got.grad.full_tensor() - grad).abs().max().item())
-        scale = max(scale, grad.abs().max().item())
-    return {"max_diff": diff, "max_grad": scale}
+        wanted[name] = grad / dist.get_world_size()
+        gotten[name] = got.grad.full_tensor()
+    scale = max(grad.abs().max().item() for grad in wanted.values())
+    return {"rel": relative_errors(gotten, wanted), "max_grad": scale}
 
 
 def reference_report(model: torch.nn.Module, processor, rank: int) -> dict:

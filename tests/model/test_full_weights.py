@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from tests.helpers.ci import import_or_skip
 from tests.helpers.launch import cpu_launch_env, two_cpu_processes
 from trainer.core.errors import ConfigError
 from trainer.core.paths import REPO_ROOT, TINY_MODEL_DIR
@@ -75,7 +76,7 @@ def test_lora_weights_come_merged_under_plain_names_and_are_unmerged_after() -> 
 
 @pytest.mark.slow
 def test_zero3_shards_are_gathered_whole_plain_and_lora(tmp_path: Path) -> None:
-    pytest.importorskip("deepspeed", reason="pip install deepspeed (in the dev extra)")
+    import_or_skip("deepspeed", "pip install -e .[dev] (deepspeed is in the dev extra)")
     worker = [str(REPO_ROOT / "tests" / "helpers" / "full_weights_zero3_worker.py"), str(tmp_path)]
     proc = subprocess.run(
         two_cpu_processes("zero3", worker), capture_output=True, text=True, timeout=300,

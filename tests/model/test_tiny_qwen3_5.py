@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers.exactness import assert_tensors_close, shared_prefix_calls
 from tests.model.test_shared_prefix import fresh_policy, loss_and_grads, prompt_batch, random_rollout
 from tests.model.test_tiny_model import load_eval_set
 from trainer.core.config import ModelConfig
@@ -26,7 +27,6 @@ from trainer.core.errors import ConfigError
 from trainer.core.paths import TINY_QWEN3_5_DIR
 from trainer.core.video_config import VideoConfig
 from trainer.data.prompts import NO_THINK, THINK
-from trainer.model import prefix
 from trainer.model.families import FAMILIES, family_of_model, family_of_path
 from trainer.model.loading import generation_kwargs, load_policy
 from trainer.model.trainable import lora_targets
@@ -125,13 +125,7 @@ def _assert_close_to_per_sample(model, rollout, logp_ref, adv) -> dict:
     torch.testing.assert_close(logp_b[mask], logp_a[mask], rtol=0, atol=LOGP_ATOL)
     torch.testing.assert_close(ent_b[mask], ent_a[mask], rtol=0, atol=LOGP_ATOL)
     torch.testing.assert_close(loss_b, loss_a, rtol=1e-5, atol=1e-5)
-    assert grads_a.keys() == grads_b.keys()
-    for name, grad in grads_a.items():
-        if grad is None or not grad.abs().sum():
-            assert grads_b[name] is None or not grads_b[name].abs().sum(), name
-            continue
-        rel = ((grads_b[name] - grad).norm() / grad.norm()).item()
-        assert rel <= GRAD_REL, f"{name}: relative gradient error {rel:.2e}"
+    assert_tensors_close(grads_b, grads_a, GRAD_REL)
     return grads_b
 
 
@@ -140,11 +134,8 @@ def _assert_close_to_per_sample(model, rollout, logp_ref, adv) -> dict:
     [("video", 1, False), ("video", 8, False), ("image", 4, False), ("text", 4, False), ("video", 4, True)],
 )
 def test_shared_prefix_matches_the_per_sample_path(
-    tiny_qwen3_5_dir: Path, synthetic_dir: Path, monkeypatch, media: str, group_size: int, lora: bool
+    tiny_qwen3_5_dir: Path, synthetic_dir: Path, media: str, group_size: int, lora: bool
 ) -> None:
-    calls = []
-    real = prefix.shared_prefix_logits
-    monkeypatch.setattr(prefix, "shared_prefix_logits", lambda *a: calls.append(1) or real(*a))
     torch.manual_seed(0)
     model, processor = fresh_policy(tiny_qwen3_5_dir, lora)
     config = IMAGE if media == "image" else VIDEO
@@ -154,8 +145,7 @@ def test_shared_prefix_matches_the_per_sample_path(
     with torch.no_grad():
         logp_ref = completion_logprobs(model, rollout, 0.7, shared_prefix=False) + 0.05
     adv = torch.linspace(-1.0, 1.0, rollout.completion_ids.shape[0])
-    grads = _assert_close_to_per_sample(model, rollout, logp_ref, adv)
-    assert calls, "the shared-prefix path did not run (it fell back to per-sample)"
+    grads = _assert_close_to_per_sample(model, rollout, logp_ref, adv)  # loss_and_grads checks the path
     touched = {n for n, g in grads.items() if g is not None and g.abs().sum() > 0}
     # The linear layer's prompt states carry gradient back into its projections.
     linear = "lora_B" if lora else "weight"  # lora_B starts at zero: lora_A gets no gradient yet
@@ -175,7 +165,10 @@ def test_greedy_rollouts_from_the_expanded_hybrid_cache_match_per_sample(
     if penalty is not None:
         greedy["repetition_penalty"] = penalty
     one = generate_rollouts(model, processor, prompt, 1, greedy, shared_prefix=False)
-    four = generate_rollouts(model, processor, prompt, 4, greedy, shared_prefix=True)
+    with shared_prefix_calls() as calls:
+        four = generate_rollouts(model, processor, prompt, 4, greedy, shared_prefix=True)
+    # That path really ran: no silent fall-back to per-sample sampling.
+    assert calls == {"generate_from_shared_prefix" if penalty else "decode_shared_prefix": 1}
     assert torch.equal(four.completion_ids, one.completion_ids.repeat_interleave(4, 0))
     assert four.texts == [t for t in one.texts for _ in range(4)]
 

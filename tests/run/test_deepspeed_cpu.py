@@ -19,11 +19,12 @@ import pytest
 import torch
 from transformers import Qwen2_5_VLForConditionalGeneration
 
+from tests.helpers.ci import import_or_skip
 from tests.helpers.launch import cpu_launch_env, two_cpu_processes
 from trainer.core import metrics_keys as mk
 from trainer.core.paths import REPO_ROOT, TINY_MODEL_DIR
 
-pytest.importorskip("deepspeed", reason="pip install deepspeed (in the dev extra)")
+import_or_skip("deepspeed", "pip install -e .[dev] (deepspeed is in the dev extra)")
 pytestmark = pytest.mark.slow
 
 # 3 eval batches of B*G = 4 records: the processes answer 2 and 1, and under ZeRO-3 (synced_gpus)

@@ -183,3 +183,23 @@ def test_early_stop_ends_at_the_first_window_that_reaches_the_accuracy_then_save
     assert f"at step {outcome.steps}" in event.message and f"early_stop_accuracy {bar}" in event.message
     assert outcome.final_checkpoint == tmp_path / "out" / f"checkpoint-{outcome.steps}"
     assert [e.accuracy for e in store.evaluations(run.id)] == [outcome.eval.accuracy]
+
+
+def test_a_time_budget_runs_the_warmup_over_the_budget_and_reaches_the_full_rate(tmp_path) -> None:
+    # Only a time budget ends the run (max_steps 1000 would take minutes): the 0.2 warmup lasts
+    # 0.2 x 4 s = 0.8 s of training, not 200 steps, so the later steps train at the full rate.
+    budget_s, peak = 4.0, 1e-3
+    cfg = tiny_config(
+        tmp_path, max_steps=1000, save_steps=1000, max_train_seconds=budget_s, warmup_ratio=0.2,
+        lr_scheduler_type="constant_with_warmup", learning_rate=peak,
+    )  # fmt: skip
+    outcome = train(cfg)
+    lrs = [h[mk.LEARNING_RATE] for h in outcome.history]
+    assert 2 <= outcome.steps < 1000 and outcome.history[-1][mk.TIME_TRAIN_S] >= budget_s
+    # The first update is at t ~ 0 (the clock starts at the first step): the warmup's start.
+    assert lrs[0] == pytest.approx(0.0, abs=1e-3 * peak) and lrs == sorted(lrs)
+    assert lrs[-1] == pytest.approx(peak)
+    store = RunStore(f"sqlite:///{tmp_path / 'ws' / 'runs.db'}")
+    [event] = [e for e in store.events(outcome.run_id) if e.kind == ENDED_EARLY_EVENT]
+    assert f"max_train_seconds 4 reached at step {outcome.steps}" in event.message
+    assert [c.step for c in store.checkpoints(outcome.run_id)] == [outcome.steps]

@@ -7,36 +7,13 @@ Without the URL the postgres variants skip, except under ``CI=true``, where they
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
+from tests.helpers.pg import postgres_database
 from trainer.rundb import RunStore
-
-PG_URL_ENV = "VGRPO_TEST_PG_URL"
-
-
-def _postgres_database() -> Iterator[str]:
-    admin_url = os.environ.get(PG_URL_ENV)
-    if not admin_url:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{PG_URL_ENV} is not set: CI runs the run-database tests on PostgreSQL too")
-        pytest.skip(f"{PG_URL_ENV} not set (scripts/test.sh starts a server): PostgreSQL variant skipped")
-    name = f"vgrpo_t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -45,7 +22,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'runs.db'}"
     else:
-        yield from _postgres_database()
+        yield from postgres_database()
 
 
 @pytest.fixture

@@ -14,13 +14,17 @@ from trainer.data.prompts import answer_text
 from trainer.score.rewards import (
     NO_THINK,
     THINK,
+    AnswerChoice,
+    CompletionParts,
     ParsedCompletion,
     RewardBreakdown,
     accuracy_reward,
     extract_choice,
     format_reward,
     parse_completion,
+    read_choice,
     score_completion,
+    split_completion,
 )
 
 OPTIONS = {"A": "Rolls left", "B": "Collision", "C": "Stays still", "D": "Rolls right"}
@@ -28,7 +32,7 @@ OPTIONS = {"A": "Rolls left", "B": "Collision", "C": "Stays still", "D": "Rolls 
 
 def test_doctests_pass() -> None:
     result = doctest.testmod(rewards)
-    assert (result.failed, result.attempted) == (0, 16)
+    assert (result.failed, result.attempted) == (0, 22)
 
 
 # --- parse_completion -------------------------------------------------------------------------------
@@ -43,12 +47,66 @@ PARSE_CASES = [
     ("<answer>unterminated", None, None),
     ("<ANSWER>B</ANSWER>", None, None),
     ("<think>multi\nline\n</think>\n<answer>\nC\n</answer>", "multi\nline", "C"),
+    # Blocks never nest and a block never closed runs to the end (issue 21: one rule for chat and rewards).
+    ("<think>hmm <answer>(B)</answer>", None, None),
+    ("<think>r <answer>B</answer></think>", "r <answer>B</answer>", None),
+    ("<answer>(B)</answer><think>x</think>", "x", "(B)"),
+    ("<think>r</think> <answer>(B) x", "r", None),
 ]
 
 
 @pytest.mark.parametrize(("completion", "think", "answer"), PARSE_CASES)
 def test_parse_completion(completion: str, think: str | None, answer: str | None) -> None:
     assert parse_completion(completion) == ParsedCompletion(think=think, answer=answer)
+
+
+def test_split_completion_while_streaming_and_after() -> None:
+    assert split_completion("<think>it goes le") == CompletionParts(
+        think="it goes le", answer=None, other="", is_think_closed=False, is_answer_closed=False
+    )
+    full = split_completion("<think> it goes left </think>\n<answer>(A) left</answer> extra")
+    assert full == CompletionParts(
+        think="it goes left", answer="(A) left", other="extra", is_think_closed=True, is_answer_closed=True
+    )
+    assert split_completion("The answer is B") == CompletionParts(
+        think=None, answer=None, other="The answer is B", is_think_closed=False, is_answer_closed=False
+    )
+    # An <answer> typed inside an unfinished think block is still thinking.
+    assert split_completion("<think>maybe <answer>(A)") == CompletionParts(
+        think="maybe <answer>(A)", answer=None, other="", is_think_closed=False, is_answer_closed=False
+    )
+    # Repeated blocks and stray closing tags are text outside the blocks, tags included.
+    stray = split_completion("x </think> <answer>A</answer> <answer>B</answer>")
+    assert stray == CompletionParts(
+        think=None,
+        answer="A",
+        other="x </think> <answer>B</answer>",
+        is_think_closed=False,
+        is_answer_closed=True,
+    )
+
+
+WHY_NONE_CASES = [
+    ("<think>r</think> <answer>(B) right", "<answer> not closed"),
+    ("<think>hmm <answer>(B)</answer>", "<think> not closed"),
+    ("<think>still thinking", "<think> not closed"),
+    ("<think>maybe <answer>(B)</answer></think>", "<answer> only inside <think>"),
+    ("<think>r</think> B", "no <answer> tag"),
+    ("<answer> </answer>", "the answer is empty"),
+    ("<answer>A or B</answer>", "the answer names no option, or more than one"),
+]
+
+
+@pytest.mark.parametrize(("completion", "why"), WHY_NONE_CASES)
+def test_read_choice_says_why_nothing_was_chosen(completion: str, why: str) -> None:
+    got = read_choice(completion, OPTIONS)
+    assert (got.letter, got.why_none) == (None, why)
+
+
+def test_read_choice_of_a_closed_answer() -> None:
+    assert read_choice("<answer>(B)</answer><think>x</think>", OPTIONS) == AnswerChoice(
+        answer="(B)", letter="B", why_none=None
+    )
 
 
 # --- format_reward ----------------------------------------------------------------------------------
@@ -193,6 +251,10 @@ ACCURACY_CASES = [
     ("<think>it collides</think>\nB", 0.0),
     ("(B) Collision", 0.0),
     ("<answer>B", 0.0),
+    # Inside an unclosed think block the answer is still reasoning (issue 21; this used to score 1.0).
+    ("<think>hmm <answer>(B)</answer>", 0.0),
+    ("<think>r <answer>B</answer></think>", 0.0),
+    ("<answer>(B)</answer><think>x</think>", 1.0),  # wrong order: the format reward's business
 ]
 
 

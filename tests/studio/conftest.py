@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from studio.context import StudioContext
+from tests.helpers.ci import skip_or_fail
 
 
 @pytest.fixture
@@ -56,8 +56,5 @@ def chromium() -> Path:
     if importlib.util.find_spec("playwright") is None:
         missing.append("the playwright package is not installed (pip install -e .[dev])")
     if missing:
-        reason = "the browser test needs " + "; ".join(missing)
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail("the browser test needs " + "; ".join(missing))
     return CHROMIUM

@@ -154,6 +154,39 @@ def test_progress_status_and_eta(ctx: StudioContext) -> None:
     assert choices.run_choices(ctx.store.list_runs()) == [(f"#{run.id} r (failed)", run.id)]
 
 
+def test_a_time_budget_drives_the_bar_and_the_eta_when_it_is_further_along() -> None:
+    # 60 s budget, max_steps 100000, 32 steps at 1.1 s a step, the last logged at 35.2 s (wall 1000.0).
+    steps = list(range(13, 33))
+    series = {
+        mk.TIME_STEP_S: (steps, [1.1] * 20, [1000.0] * 20),
+        mk.TIME_TRAIN_S: ([31, 32], [34.1, 35.2], [998.9, 1000.0]),
+    }
+    # Steps alone: 99968 x 1.1 s (about 30 h); the budget ends the run 60 - 35.2 = 24.8 s from the
+    # last point, 20.8 s at wall 1004.0 (4 s trained since).
+    assert monitor_views.run_eta_s(series, 100_000) == pytest.approx(99_968 * 1.1)
+    assert monitor_views.run_eta_s(series, 100_000, budget_s=60.0) == pytest.approx(24.8)
+    assert monitor_views.run_eta_s(series, 100_000, budget_s=60.0, now=1004.0) == pytest.approx(20.8)
+    assert monitor_views.train_s(series, now=1004.0) == pytest.approx(39.2)
+    # Steps further along than time: the steps' ETA (8 x 1.1 s) is the nearer end.
+    assert monitor_views.run_eta_s(series, 40, budget_s=600.0) == pytest.approx(8 * 1.1)
+    # Percent: the further along; 39.2 / 60 = 65 % of the budget against 0.03 % of the steps.
+    page = monitor_views.progress_html(32, 100_000, 20.8, budget_s=60.0, trained_s=39.2)
+    assert "step 32 (65 % of the 1m 00s time budget) - ETA 21s" in page and "width:65.3%" in page
+    # 30 of 40 steps (75 %) beats 39.2 / 600 s (7 %): the steps' line.
+    assert "step 30 / 40 (75 %) - ETA 11s" in monitor_views.progress_html(30, 40, 11.0, None, 600.0, 39.2)
+    # Finished early at step 32 (the Monitor makes the total the last step): 32 / 32.
+    assert "step 32 / 32 (100 %)" in monitor_views.progress_html(32, 32, 0.0, None, 60.0, 60.4)
+
+
+def test_the_time_budget_is_the_stored_max_train_seconds(ctx: StudioContext) -> None:
+    from studio.supervisor import Supervisor
+
+    run = ctx.store.create_run("r", config={"run": {"max_train_seconds": 60.0}})
+    assert monitor_views.time_budget_s(Supervisor(ctx), run.id) == 60.0
+    other = ctx.store.create_run("s", config={"optim": {"max_steps": 40}})
+    assert monitor_views.time_budget_s(Supervisor(ctx), other.id) == 0.0
+
+
 def test_a_run_a_limit_ended_early_says_so_once_finished(ctx: StudioContext) -> None:
     run = ctx.store.create_run("r")
     ctx.store.claim_run(run.id)

@@ -16,7 +16,6 @@ from studio.chat_engine import (
     chat_conversation,
     parse_question,
     sample_question,
-    split_answer,
     stream_answers,
     verdict,
 )
@@ -154,19 +153,6 @@ def test_image_media_uses_the_image_element(tmp_path):
     )
 
 
-def test_split_answer_while_streaming_and_after():
-    assert split_answer("<think>it goes le") == split_answer("<think>it goes le")
-    partial = split_answer("<think>it goes le")
-    assert (partial.think, partial.answer, partial.is_think_closed) == ("it goes le", None, False)
-    full = split_answer("<think> it goes left </think>\n<answer>(A) left</answer> extra")
-    assert (full.think, full.answer, full.other) == ("it goes left", "(A) left", "extra")
-    assert full.is_think_closed and full.is_answer_closed
-    no_tags = split_answer("The answer is B")
-    assert (no_tags.think, no_tags.answer, no_tags.other) == (None, None, "The answer is B")
-    # An <answer> typed inside an unfinished think block is still thinking.
-    assert split_answer("<think>maybe <answer>(A)").answer is None
-
-
 def test_answer_messages_put_think_in_a_thought_and_answer_in_bold():
     streaming = AnswerState(text="<think>it goes <b>", status="generating")
     assert answer_messages(streaming) == [
@@ -190,12 +176,41 @@ def test_answer_messages_put_think_in_a_thought_and_answer_in_bold():
     ]
 
 
+def test_answer_messages_show_what_the_verdict_read():
+    # The think block never closed: its <answer> is reasoning, shown in the thought, not in bold,
+    # as the verdict says (trainer.score.rewards.split_completion renders and scores both).
+    unclosed = AnswerState(text="<think>hmm <answer>(B)</answer>", status="done", seconds=2.0)
+    footer = verdict(unclosed.text, {"A": "left", "B": "right"}, "think", "B")
+    assert footer == "format ✗ · no option chosen (<think> not closed) · wrong ✗ (answer B)"
+    assert answer_messages(unclosed, footer=footer) == [
+        {
+            "role": "assistant",
+            "content": "hmm &lt;answer&gt;(B)&lt;/answer&gt;",
+            "metadata": {"title": "think", "duration": 2.0},
+        },
+        {
+            "role": "assistant",
+            "content": (
+                "<sub>format ✗ · no option chosen (&lt;think&gt; not closed) · wrong ✗ (answer B)</sub>"
+            ),
+        },
+    ]
+    # Answer before the reasoning: the answer is read (and shown in bold) all the same.
+    first = AnswerState(text="<answer>(B)</answer><think>x</think>", status="done", seconds=1.0)
+    assert answer_messages(first) == [
+        {"role": "assistant", "content": "x", "metadata": {"title": "think", "duration": 1.0}},
+        {"role": "assistant", "content": "**(B)**"},
+    ]
+
+
 def test_verdict_names_format_choice_and_correctness():
     options = {"A": "left", "B": "right"}
     good = "<think>x</think> <answer>(A) left</answer>"
     assert verdict(good, options, "think", "A") == "format ✓ · chose A · correct ✓"
     assert verdict(good, options, "think", "B") == "format ✓ · chose A · wrong ✗ (answer B)"
-    assert verdict("(B) right", options, "think", "B") == "format ✗ · no option chosen · wrong ✗ (answer B)"
+    assert verdict("(B) right", options, "think", "B") == (
+        "format ✗ · no option chosen (no <answer> tag) · wrong ✗ (answer B)"
+    )
     assert verdict("hello", {}, "think", None) == "format ✗"
 
 

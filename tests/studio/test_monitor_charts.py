@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 
@@ -129,6 +130,25 @@ def test_a_poll_sends_what_the_page_lacks_and_says_when_the_run_ends(ctx: Studio
     assert "step 2 / 2 (100 %)" in ended["progress"]  # a finished run's last step is its whole run
 
     assert "999" in h.poll({"run_id": 999})["error"]  # a run that cannot be read: the error, named
+
+
+def test_a_poll_of_a_time_budgeted_run_counts_down_its_budget(ctx: StudioContext) -> None:
+    # Only a time budget: 60 s, max_steps 100000. 32 steps at 1.1 s, 35.2 s trained at the last one
+    # (logged with a wall time ahead of the clock, so no time has passed since: exact numbers).
+    config = {"optim": {"max_steps": 100_000}, "run": {"max_train_seconds": 60.0}}
+    run = ctx.store.create_run("r", config=config)
+    ctx.store.claim_run(run.id)
+    ahead = time.time() + 3600
+    for step in range(1, 33):
+        values = {mk.TOTAL_REWARD: 0.5, mk.TIME_STEP_S: 1.1, mk.TIME_TRAIN_S: 1.1 * step}
+        ctx.store.log_metrics(run.id, step, values, wall_time=ahead)
+    h = monitor.MonitorHandlers(ctx, Supervisor(ctx))
+    request = {"run_id": run.id, "attempt": None, "last_step": None, "metrics": []}
+    # 35.2 / 60 = 59 % of the budget, 60 - 35.2 = 24.8 s left (not 99968 x 1.1 s).
+    assert "step 32 (59 % of the 1m 00s time budget) - ETA 25s" in h.poll(request)["progress"]
+
+    ctx.store.end_run(run.id, Owner.current(), "finished")
+    assert "step 32 / 32 (100 %)" in h.poll(request)["progress"]  # ended by its budget at step 32
 
 
 def test_news_update_the_status_rollouts_and_open_log_only_when_they_changed(ctx: StudioContext) -> None:

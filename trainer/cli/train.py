@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from typing import Any
 
+from trainer.core import metrics_keys as mk
 from trainer.core.config import SECTIONS, TrainConfig, build_config, field_index, load_yaml, merge
 from trainer.core.errors import StudioError
 from trainer.run.preflight import LaunchCheck, check_launch, format_report, run_preflight
@@ -103,10 +105,11 @@ def train_run(cfg: TrainConfig, attach_run: int | None) -> int:
     from trainer.run.loop import train  # torch and transformers: only once we know we will train
     from trainer.rundb import RunAborted
 
-    bar = _progress_bar()
+    bar = _progress_bar(cfg.run.max_train_seconds)
     try:
         try:
             outcome = train(cfg, progress=bar, attach_run_id=attach_run)
+            bar.finish(outcome.steps)  # a run a limit ended early: 32/32, not 32/1000000
         finally:
             bar.close()
     except RunAborted as exc:
@@ -135,17 +138,40 @@ def _refuse_second_owner(cfg: Any, run_id: int) -> None:
         store.refuse_live_owner(run_id)
 
 
-class _progress_bar:  # noqa: N801 - reads as a function at the call site
-    """A tqdm bar showing reward, accuracy and KL, created on the first step (when the total is known)."""
+def budget_steps(step: int, first_step: int, train_s: float, budget_s: float, planned: int) -> int:
+    """The steps a run will have taken when its time budget ``budget_s`` runs out, at this attempt's
+    pace so far: the ``first_step - 1`` it resumed after, plus its ``step - first_step + 1`` steps in
+    ``train_s`` seconds scaled to the budget; at least ``step``, at most the ``planned`` steps.
 
-    def __init__(self) -> None:
+    Step 12 of a fresh run after 20 s of a 60 s budget: 12 x 60 / 20 = 36 steps."""
+    if train_s <= 0:
+        return planned
+    estimate = first_step - 1 + math.ceil((step - first_step + 1) * budget_s / train_s)
+    return max(step, min(planned, estimate))
+
+
+class _progress_bar:  # noqa: N801 - reads as a function at the call site
+    """A tqdm bar showing reward, accuracy and KL, created on the first step (when the total is known).
+
+    With a time budget (``budget_s``, max_train_seconds) the total is the steps the budget holds at
+    the pace so far (:func:`budget_steps`), so the bar's ETA is about the budget left rather than
+    the pace times the planned steps (max_steps 1,000,000 made it days)."""
+
+    def __init__(self, budget_s: float = 0.0) -> None:
         self._bar: Any = None
+        self._budget_s = budget_s
+        self._first_step = 1
 
     def __call__(self, step: int, total: int, metrics: dict[str, float]) -> None:
         from tqdm import tqdm
 
         if self._bar is None:
+            self._first_step = step
+        if self._budget_s and mk.TIME_TRAIN_S in metrics:
+            total = budget_steps(step, self._first_step, metrics[mk.TIME_TRAIN_S], self._budget_s, total)
+        if self._bar is None:
             self._bar = tqdm(total=total, initial=step - 1, desc="grpo", unit="step", file=sys.stderr)
+        self._bar.total = total
         self._bar.set_postfix(
             reward=f"{metrics.get('grpo/total_reward', 0):.3f}",
             acc=f"{metrics.get('grpo/accuracy_reward', 0):.2f}",
@@ -154,6 +180,12 @@ class _progress_bar:  # noqa: N801 - reads as a function at the call site
             refresh=False,
         )
         self._bar.update(1)
+
+    def finish(self, steps: int) -> None:
+        """The run is done after ``steps`` (fewer than planned when a limit ended it): the bar's end."""
+        if self._bar is not None:
+            self._bar.total = steps
+            self._bar.refresh()
 
     def close(self) -> None:
         if self._bar is not None:

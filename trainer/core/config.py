@@ -29,6 +29,11 @@ def _help(text: str, **extra: Any) -> dict[str, Any]:
     return {"help": text, **extra}
 
 
+# The learning-rate schedules trainer.update.schedule computes (the curves of transformers' schedulers
+# of these names, run over the steps or the time budget, whichever is further along).
+LR_SCHEDULER_TYPES: tuple[str, ...] = ("constant", "constant_with_warmup", "linear", "cosine")
+
+
 @dataclass
 class ModelConfig:
     """Which model is trained and which of its parts learn."""
@@ -288,9 +293,19 @@ class OptimConfig:
         default=1, metadata=_help("Micro-batches accumulated before each optimiser step.")
     )
     lr_scheduler_type: str = field(
-        default="cosine", metadata=_help("transformers scheduler name: constant, linear, cosine, ...")
+        default="cosine",
+        metadata=_help(
+            "Learning-rate schedule: constant (no warmup), constant_with_warmup, linear or cosine "
+            "(decay to 0 at the last step, or at the end of max_train_seconds if that comes first)."
+        ),
     )
-    warmup_ratio: float = field(default=0.0, metadata=_help("Fraction of steps with linear warmup."))
+    warmup_ratio: float = field(
+        default=0.0,
+        metadata=_help(
+            "Fraction of the run with linear warmup: of the steps, or of max_train_seconds when "
+            "the time budget is further along."
+        ),
+    )
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay."))
     adam_beta1: float = field(default=0.9, metadata=_help("AdamW beta1."))
     adam_beta2: float = field(default=0.999, metadata=_help("AdamW beta2."))
@@ -308,6 +323,11 @@ class OptimConfig:
             raise ConfigError("per_device_train_batch_size and gradient_accumulation_steps must be >= 1")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.lr_scheduler_type not in LR_SCHEDULER_TYPES:
+            raise ConfigError(
+                f"lr_scheduler_type must be one of {', '.join(LR_SCHEDULER_TYPES)}, "
+                f"got {self.lr_scheduler_type!r}"
+            )
         if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1):
             raise ConfigError(
                 f"adam_beta1 and adam_beta2 must be in [0, 1), got {self.adam_beta1}, {self.adam_beta2}"
@@ -342,7 +362,10 @@ class RunConfig:
     num_threads: int = field(default=0, metadata=_help("CPU threads for torch (0: torch's default)."))
     max_train_seconds: float = field(
         default=0.0,
-        metadata=_help("Stop (save, evaluate, finish) once training has run this long (0: no limit)."),
+        metadata=_help(
+            "Stop (save, evaluate, finish) once training has run this many seconds, counted from the first "
+            "step (0: no limit); warmup and decay follow it when it ends the run before max_steps."
+        ),
     )
     early_stop_accuracy: float = field(
         default=0.0,

@@ -11,6 +11,7 @@ KL_DIV = "grpo/kl_div"
 FORMAT_REWARD = "grpo/format_reward"
 ACCURACY_REWARD = "grpo/accuracy_reward"
 TOTAL_REWARD = "grpo/total_reward"
+# Mean |A| over the step's trained completions: the raw A the rollout cards show (grpo_alpha not applied).
 ADVANTAGE = "grpo/advantage"
 
 # Optimisation and sampling health.
@@ -36,6 +37,9 @@ TIME_GENERATE_S = "time/generate_s"
 TIME_SCORE_S = "time/score_s"
 TIME_BACKWARD_S = "time/backward_s"
 TIME_STEP_S = "time/step_s"
+# Seconds of training at the end of the step, counted from this attempt's first step: the clock
+# max_train_seconds and the learning-rate schedule read (a resumed run starts it again).
+TIME_TRAIN_S = "time/train_s"
 TOKENS_PER_S = "time/tokens_per_s"
 PEAK_MEMORY_GB = "time/peak_memory_gb"
 
@@ -80,6 +84,7 @@ TIMING_METRICS: tuple[str, ...] = (
     TIME_SCORE_S,
     TIME_BACKWARD_S,
     TIME_STEP_S,
+    TIME_TRAIN_S,
     TOKENS_PER_S,
     PEAK_MEMORY_GB,
     VISION_ITEMS,

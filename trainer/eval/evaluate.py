@@ -62,7 +62,9 @@ def _answer(
     return list(rollout.texts)
 
 
-def _score(record: Any, text: str) -> dict[str, Any]:
+def score_record(record: Any, text: str) -> dict[str, Any]:
+    """One answered record as the result lists it: the letter it chose and whether that is right, read
+    by the rewards' parser (``score_completion``), so eval and training agree on every answer."""
     b = score_completion(text, record.answer, record.options, mode=record.mode)
     return {
         "id": record.id,
@@ -104,7 +106,7 @@ def evaluate(
     for lo, hi in mine:
         chunk = list(records[lo:hi])
         texts = _answer(model, processor, chunk, video_cfg, generation_kwargs, cache)
-        local.extend(_score(r, t) for r, t in zip(chunk, texts, strict=True))
+        local.extend(score_record(r, t) for r, t in zip(chunk, texts, strict=True))
         if on_progress is not None:
             on_progress(min(len(records), len(local) * world))
     if generation_kwargs.get("synced_gpus") and batches:

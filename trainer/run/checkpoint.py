@@ -5,12 +5,13 @@ Layout of ``<output_dir>/checkpoint-<step>/``::
     config.json, generation_config.json, model.safetensors   the policy, HF format (full training)
     adapter_config.json, adapter_model.safetensors           or: LoRA adapters + modules_to_save (peft)
     tokenizer*, preprocessor_config.json, chat_template*      the processor
-    trainer_state.json                                       step, epoch, data position, run id
+    trainer_state.json                                       step, epoch, data position, run id,
+                                                             learning-rate schedule progress
     train_config.yaml                                        the resolved TrainConfig
-    accelerate_state/                                        optimizer, scheduler, RNG of every process
+    accelerate_state/                                        optimizer, RNG of every process
 
 The weights are stored once, in the HF (or peft) files: ``accelerator.save_state`` keeps only the
-optimizer, scheduler and RNG (a save hook drops its own copy of the model), and resuming loads the
+optimizer and RNG (a save hook drops its own copy of the model), and resuming loads the
 weights back from the HF files. Under DeepSpeed and FSDP the engine writes and reads its own
 (sharded) model and optimizer states, which it needs to resume; there the HF files are the
 gathered export next to them.
@@ -45,6 +46,9 @@ class TrainerState:
     position: int = 0  # index into this epoch's shuffled order of the next record
     run_id: str = ""
     total_steps: int = 0
+    # How far along the learning-rate schedule the next update is (trainer.update.schedule): a resumed
+    # run with a time budget continues the schedule from here over its own budget.
+    schedule_progress: float = 0.0
 
 
 def checkpoint_dirs(output_dir: str | Path) -> list[Path]:
@@ -132,8 +136,8 @@ def read_state(path: str | Path) -> TrainerState:
 
 
 def load_checkpoint(accelerator: Any, path: str | Path, model: Any) -> TrainerState:
-    """Restore the weights of ``model`` (prepared by ``accelerator``), optimizer, scheduler and RNG
-    from checkpoint ``path``; returns its TrainerState."""
+    """Restore the weights of ``model`` (prepared by ``accelerator``), optimizer and RNG from
+    checkpoint ``path``; returns its TrainerState (the learning-rate schedule resumes from it)."""
     path = Path(path)
     engine_owns_weights = accelerator.distributed_type.name in ("DEEPSPEED", "FSDP")
     if not engine_owns_weights:
@@ -189,5 +193,6 @@ def start_state(
     if resume_path is not None:
         resumed = load_checkpoint(accelerator, resume_path, model)
         state.step, state.epoch, state.position = resumed.step, resumed.epoch, resumed.position
+        state.schedule_progress = resumed.schedule_progress
         logger.info("resumed from %s at step %d", resume_path, state.step)
     return state

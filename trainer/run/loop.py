@@ -9,7 +9,6 @@ Everything distributed goes through accelerate (DDP, DeepSpeed, FSDP from ``acce
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import signal
 import time
@@ -29,20 +28,21 @@ from trainer.data.sampler import next_batch
 from trainer.data.video import DecodeCache
 from trainer.eval.evaluate import EvalResult, evaluate
 from trainer.rollout.vllm_engine import attach_sampler
-from trainer.run.checkpoint import TrainerState, read_state, resolve_resume, save_checkpoint, start_state
+from trainer.run.checkpoint import TrainerState, resolve_resume, save_checkpoint, start_state
 from trainer.run.reporting import make_reporter
+from trainer.run.run_row import dataset_fingerprints, metrics_writer, open_run, stop_if_lost
 from trainer.run.startup import build_step_context, load_records, make_accelerator, planned_steps
 from trainer.run.startup import check_reference_loading as _check_reference_loading  # noqa: F401  (tests)
 from trainer.rundb import (
     ENDED_EARLY_EVENT,
     MetricsWriter,
-    OwnerAlive,
     Rollout,
     RunAborted,
+    RunHandle,
     RunStore,
     run_lifecycle,
 )
-from trainer.step.context import MicroBatch, all_agree
+from trainer.step.context import MicroBatch, all_agree, max_over_processes
 from trainer.step.grpo_step import grpo_step
 from trainer.step.update_phase import backward as _backward  # noqa: F401  (tests import it from here)
 
@@ -97,17 +97,6 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def dataset_fingerprints(spec: str, workspace: Path) -> dict[str, str]:
-    """sha256 of each annotation file the run reads, so a run records exactly what it saw."""
-    from trainer.data import resolve_dataset_use
-
-    out = {}
-    for entry, percent in resolve_dataset_use(spec, workspace):
-        digest = hashlib.sha256(Path(entry.annotation_path).read_bytes()).hexdigest()
-        out[f"{entry.name}%{percent:g}"] = digest
-    return out
-
-
 def train(
     cfg: TrainConfig,
     progress: ProgressFn | None = None,
@@ -122,56 +111,25 @@ def train(
     resume_path = resolve_resume(cfg.run.resume_from_checkpoint, output_dir)
 
     store: RunStore | None = None
-    run_id: int | None = None
+    held: RunHandle | None = None
     with ExitStack() as stack:
         if accelerator.is_main_process:
             output_dir.mkdir(parents=True, exist_ok=True)
             (output_dir / "train_config.yaml").write_text(cfg.to_yaml())
             store = stack.enter_context(RunStore(cfg.run.db or default_db_url(workspace)))
-            run_id = _open_run(store, cfg, run_name, output_dir, workspace, attach_run_id, resume_path)
+            run_id = open_run(store, cfg, run_name, output_dir, workspace, attach_run_id, resume_path)
             # SIGTERM is handled by StopRequested (stop at a step boundary, save, then abort).
-            stack.enter_context(run_lifecycle(store, run_id, handle_sigterm=False))
-            if attach_run_id is not None:
-                store.set_config(run_id, cfg.to_dict(), dataset_fingerprints(cfg.data.dataset_use, workspace))
+            held = stack.enter_context(run_lifecycle(store, run_id, handle_sigterm=False))
+            fingerprints = dataset_fingerprints(cfg.data.dataset_use, workspace)
+            store.set_config(run_id, cfg.to_dict(), fingerprints, lease=held.lease)
+            if resume_path is not None:
+                store.add_event(run_id, "resumed", f"from {resume_path}", lease=held.lease)
         # Installed before the model and data load, so an abort while loading also ends cleanly.
         stop = stack.enter_context(StopRequested())
         try:
-            return _train(accelerator, cfg, workspace, output_dir, store, run_id, resume_path, progress, stop)
+            return _train(accelerator, cfg, workspace, output_dir, store, held, resume_path, progress, stop)
         except torch.OutOfMemoryError as exc:
             raise StudioError(f"{OOM_HINT} ({exc})") from exc
-
-
-def _open_run(
-    store: RunStore,
-    cfg: TrainConfig,
-    run_name: str,
-    output_dir: Path,
-    workspace: Path,
-    attach_run_id: int | None,
-    resume_path: Path | None,
-) -> int:
-    fingerprints = dataset_fingerprints(cfg.data.dataset_use, workspace)
-    if attach_run_id is not None:  # its config is written once the lifecycle has claimed it
-        return attach_run_id
-    if resume_path is not None:
-        # A resumed run keeps writing into the run it came from (metric writes are idempotent).
-        state = read_state(resume_path)
-        if state.run_id:
-            try:
-                store.refuse_live_owner(int(state.run_id))  # OwnerAlive while a trainer holds it
-                store.set_config(int(state.run_id), cfg.to_dict(), fingerprints)
-                store.add_event(int(state.run_id), "resumed", f"from {resume_path}")
-                return int(state.run_id)
-            except OwnerAlive:
-                raise
-            except StudioError:
-                logger.warning(
-                    "run %s of %s is not in this database: starting a new run", state.run_id, resume_path
-                )
-    run = store.create_run(
-        run_name, config=cfg.to_dict(), dataset_fingerprints=fingerprints, output_dir=str(output_dir)
-    )
-    return run.id
 
 
 def _train(
@@ -180,21 +138,24 @@ def _train(
     workspace: Path,
     output_dir: Path,
     store: RunStore | None,
-    run_id: int | None,
+    held: RunHandle | None,
     resume_path: Path | None,
     progress: ProgressFn | None,
     stop: StopRequested,
 ) -> TrainOutcome:
+    """The loop. ``store`` and ``held`` (the run this process claimed, whose lease fences every
+    write) exist on the main process only."""
+    run_id = held.run.id if held is not None else None
     cache = DecodeCache(cfg.data.video_cache_mb) if cfg.data.video_cache_mb else None
     records, eval_records = load_records(cfg, workspace)
     world = accelerator.num_processes
     steps = planned_steps(cfg, len(records), world)
-    ctx, greedy_kwargs = build_step_context(accelerator, cfg, steps, cache)
+    ctx, greedy_kwargs = build_step_context(accelerator, cfg, steps, cache, resume_path)
     model, processor = ctx.model, ctx.processor
 
     state = start_state(accelerator, model, str(run_id or ""), steps, resume_path)
     sync_sampler = attach_sampler(accelerator, ctx, cfg)
-    writer = MetricsWriter(store, run_id) if store is not None and run_id is not None else None
+    writer = metrics_writer(store, held)
     reporter = _reporter(accelerator, cfg, output_dir)
     history: list[dict[str, float]] = []
     final_ckpt: Path | None = None
@@ -213,6 +174,7 @@ def _train(
         if all_agree(accelerator, stop.requested):
             raise RunAborted("stopped by SIGTERM before the first step")
         while state.step < steps:
+            stop_if_lost(accelerator, store, held)
             step_start = time.perf_counter()
             micro_records = [draw() for _ in range(cfg.optim.gradient_accumulation_steps)]
             metrics, micro = grpo_step(ctx, micro_records)
@@ -220,35 +182,51 @@ def _train(
                 sync_sampler(accelerator.unwrap_model(model))
             state.step += 1
             metrics[mk.TIME_STEP_S] = time.perf_counter() - step_start
-            metrics[mk.LEARNING_RATE] = ctx.scheduler.get_last_lr()[0]
+            _clock_schedule(accelerator, ctx.scheduler, state, metrics, started)
             history.append({"step": state.step, **metrics})
             _log_step(cfg, state.step, steps, metrics, micro, writer, reporter)
             if progress is not None and accelerator.is_main_process:
                 progress(state.step, steps, metrics)
 
             should_stop = all_agree(accelerator, stop.requested)
-            ended_early = _early_end_reason(accelerator, cfg, history, started, state.step)
-            if ended_early and state.step < steps:
-                logger.info("%s: finishing", ended_early)
-                if store is not None and run_id is not None and accelerator.is_main_process:
-                    store.add_event(run_id, ENDED_EARLY_EVENT, ended_early)
-                steps = state.step
+            steps = _end_early(accelerator, cfg, history, started, state.step, steps, store, held)
             if cfg.run.eval_steps and state.step % cfg.run.eval_steps == 0 and state.step < steps:
                 _record_evaluation(evaluate_policy(), history[-1], writer, state.step)
             if state.step % cfg.run.save_steps == 0 or state.step == steps or should_stop:
+                stop_if_lost(accelerator, store, held, ask_database=True)
                 final_ckpt = _save(
-                    accelerator, model, processor, state, cfg, output_dir, store, run_id, metrics
+                    accelerator, model, processor, state, cfg, output_dir, store, held, metrics
                 )
             if should_stop:
                 raise RunAborted("stopped by SIGTERM after saving a checkpoint")
         eval_result = evaluate_policy()
-        if eval_result is not None and store is not None and run_id is not None and final_ckpt is not None:
-            _store_final_evaluation(store, run_id, cfg, eval_result, writer, state.step)
+        if eval_result is not None and store is not None and held is not None and final_ckpt is not None:
+            _store_final_evaluation(store, held, cfg, eval_result, writer, state.step)
     finally:  # the vLLM engine (with a sync_sampler) is shut down after the last collective
         _close(writer, reporter, ctx.sampler if sync_sampler is not None else None)
     return TrainOutcome(
         run_id, output_dir, state.step, final_ckpt, eval_result, history, accelerator.unwrap_model(model)
     )
+
+
+def _end_early(
+    accelerator: Any,
+    cfg: TrainConfig,
+    history: list[dict[str, float]],
+    started: float,
+    step: int,
+    steps: int,
+    store: RunStore | None,
+    held: RunHandle | None,
+) -> int:
+    """The run's last step: ``step`` when it ends early here (recorded as an event), else ``steps``."""
+    ended_early = _early_end_reason(accelerator, cfg, history, started, step)
+    if not ended_early or step >= steps:
+        return steps
+    logger.info("%s: finishing", ended_early)
+    if store is not None and held is not None:
+        store.add_event(held.run.id, ENDED_EARLY_EVENT, ended_early, lease=held.lease)
+    return step
 
 
 def _close(writer: MetricsWriter | None, reporter: Any, sampler: Any) -> None:
@@ -281,6 +259,19 @@ def accuracy_plateau(history: list[dict[str, float]], run: RunConfig) -> float |
         return None
     mean = sum(h[mk.ACCURACY_REWARD] for h in window) / len(window)
     return mean if mean >= run.early_stop_accuracy else None
+
+
+def _clock_schedule(
+    accelerator: Any, scheduler: Any, state: TrainerState, metrics: dict[str, float], started: float
+) -> None:
+    """After a step: the training time so far, the largest over processes (every process's rate,
+    and so its weights, must agree), schedules the next step's updates (``max_train_seconds``) and
+    goes into the step's ``metrics`` with the rate this step used; the schedule's progress goes
+    into ``state``, for a checkpoint to resume it from."""
+    train_s = max_over_processes(accelerator, time.perf_counter() - started)
+    metrics[mk.TIME_TRAIN_S], metrics[mk.LEARNING_RATE] = train_s, scheduler.last_update_lr
+    scheduler.set_train_seconds(train_s)
+    state.schedule_progress = scheduler.progress()
 
 
 def _out_of_time(accelerator: Any, cfg: TrainConfig, started: float) -> bool:
@@ -402,17 +393,18 @@ def _record_evaluation(
 
 def _store_final_evaluation(
     store: RunStore,
-    run_id: int,
+    held: RunHandle,
     cfg: TrainConfig,
     result: EvalResult,
     writer: MetricsWriter | None,
     step: int,
 ) -> None:
     """The final evaluation, attached to the last checkpoint and logged at the last step."""
-    ckpt = store.checkpoints(run_id)[-1]
+    ckpt = store.checkpoints(held.run.id)[-1]
     store.add_evaluation(
         ckpt.id,
         cfg.data.eval_dataset_use,
+        lease=held.lease,
         accuracy=result.accuracy,
         format_rate=result.format_rate,
         results=result.records,
@@ -433,15 +425,16 @@ def _save(
     cfg: TrainConfig,
     output_dir: Path,
     store: RunStore | None,
-    run_id: int | None,
+    held: RunHandle | None,
     metrics: dict[str, float],
 ) -> Path:
     on_removed = None
-    if store is not None and run_id is not None:
-        on_removed = lambda paths: store.mark_checkpoints_deleted(run_id, map(str, paths))  # noqa: E731
+    if store is not None and held is not None:
+        run_id, lease = held.run.id, held.lease
+        on_removed = lambda paths: store.mark_checkpoints_deleted(run_id, map(str, paths), lease=lease)  # noqa: E731
     path = save_checkpoint(
         accelerator, model, processor, state, cfg.to_yaml(), output_dir, cfg.run.save_total_limit, on_removed
     )
-    if store is not None and run_id is not None:
-        store.add_checkpoint(run_id, state.step, str(path), metrics)
+    if store is not None and held is not None:
+        store.add_checkpoint(held.run.id, state.step, str(path), metrics, lease=held.lease)
     return path

@@ -49,6 +49,7 @@ class _WandB:
             import wandb
         except ImportError as exc:
             raise ConfigError("report_to=wandb needs the wandb package: pip install wandb") from exc
+        self._wandb = wandb
         self._run = wandb.init(name=run_name, dir=str(output_dir), config=config)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
@@ -56,6 +57,9 @@ class _WandB:
 
     def close(self) -> None:
         self._run.finish()
+        # finish() leaves wandb's service process (wandb-core) running until the interpreter exits;
+        # end it with the run, so a train() called in-process (a test, a notebook) leaves none behind.
+        self._wandb.teardown()
 
 
 def make_reporter(report_to: str, run_name: str, output_dir: Path, config: dict[str, Any]) -> Reporter:

@@ -2,8 +2,8 @@
 
 ``trainer.run.loop`` calls these in order: ``make_accelerator`` (mixed precision, the engine's
 checks, seed, threads), ``load_records`` and ``planned_steps`` (the data and how many steps it makes),
-then ``build_step_context`` (policy, frozen reference, optimiser and scheduler, prepared by
-accelerate, with the sampling and greedy generation settings).
+then ``build_step_context`` (policy, frozen reference and optimiser, prepared by accelerate, the
+learning-rate schedule, the sampling and greedy generation settings).
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from trainer.model.reference import (
     register_vision_methods,
 )
 from trainer.model.trainable import set_trainable, trainable_parameters
+from trainer.run.checkpoint import read_state
 from trainer.step.context import StepContext
+from trainer.step.lr_schedule import BudgetScheduler
 
 
 def make_accelerator(cfg: TrainConfig) -> Any:
@@ -70,12 +72,11 @@ def planned_steps(cfg: TrainConfig, num_records: int, world: int) -> int:
 
 
 def build_step_context(
-    accelerator: Any, cfg: TrainConfig, steps: int, cache: DecodeCache | None
+    accelerator: Any, cfg: TrainConfig, steps: int, cache: DecodeCache | None, resume_path: Path | None = None
 ) -> tuple[StepContext, dict[str, Any]]:
-    """Policy, reference, optimiser and scheduler, prepared by accelerate, as the steps' context;
-    and the greedy generation settings evaluation uses."""
-    from transformers import get_scheduler
-
+    """Policy, reference and optimiser, prepared by accelerate, and the learning-rate schedule over
+    ``steps`` (and ``max_train_seconds``; carried on from the checkpoint at ``resume_path``), as the
+    steps' context; and the greedy generation settings evaluation uses."""
     g = cfg.grpo
     check_reference_loading(g.grpo_beta > 0 and not cfg.model.lora_enable)
     dtype = "bf16" if cfg.model.bf16 else None
@@ -102,14 +103,13 @@ def build_step_context(
         # torch 2.8); DeepSpeed wraps the optimiser in its own partitioned update, so not there.
         fused=accelerator.distributed_type.name != "DEEPSPEED",
     )
-    updates = steps * g.num_iterations
-    scheduler = get_scheduler(
-        cfg.optim.lr_scheduler_type,
-        optimizer,
-        num_warmup_steps=int(cfg.optim.warmup_ratio * updates),
-        num_training_steps=updates,
-    )
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # Set on the prepared optimiser: under DeepSpeed it is the engine's, which may hold a copy
+    # (an offloaded optimiser) rather than the torch AdamW above.
+    scheduler = BudgetScheduler(optimizer, cfg.optim, steps * g.num_iterations, cfg.run.max_train_seconds)
+    if resume_path is not None:
+        resumed = read_state(resume_path)
+        scheduler.resume(resumed.step * g.num_iterations, resumed.schedule_progress)
     register_vision_methods(model)
     sample_kwargs = generation_kwargs(
         processor, g.generation_max_length, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Execution option set on the engine that write sessions use (see _begin).
 WRITE_OPTION = "vgrpo_write"
+# PostgreSQL: how long a session may sit inside a transaction without a statement (see make_engine).
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 30_000
 # pg_advisory_xact_lock key serialising migrations of one PostgreSQL database (any fixed bigint).
 MIGRATION_LOCK_KEY = 0x76677270_6F6D6967  # "vgrpomig"
 
@@ -38,6 +40,12 @@ def make_engine(url: str, busy_timeout_s: float = 30.0) -> Engine:
     except ArgumentError as exc:
         raise RunDBError(f"run database URL {url!r} is not a SQLAlchemy URL: {exc}") from exc
     if not parsed.drivername.startswith("sqlite"):
+        if parsed.drivername.startswith("postgresql"):
+            # A process frozen inside a transaction (SIGSTOP, swap, a debugger) holds its row locks;
+            # a trainer's fenced write holds its run's row. The server ends such a session after
+            # this long, so a takeover by Resume waits at most this, not for ever.
+            options = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+            return create_engine(url, pool_pre_ping=True, connect_args={"options": options})
         return create_engine(url, pool_pre_ping=True)
 
     is_memory = parsed.database in (None, "", ":memory:")

@@ -9,11 +9,23 @@ studio's chat score a completion the same way. The shapes follow ``trainer.data.
 Choices made here (tests pin each one):
 
 - Tags are matched exactly and case-sensitively (``<Answer>`` is plain text).
+- One parser, :func:`split_completion`, cuts every completion into its blocks, and
+  :func:`read_choice` reads the chosen letter from it; the accuracy reward, the evaluator (through
+  :func:`score_completion`) and the studio's chat verdict all call these two, so they never
+  disagree about what a completion chose.
+- Blocks are read left to right and never nest: the first ``<think>`` or ``<answer>`` tag opens a
+  block that runs to its own closing tag, or to the end of the text when that never comes; tags
+  inside a block are its text. The chosen letter comes from the first answer block outside the think
+  block, and only when its ``</answer>`` is there: the tags the format reward asks for. So
+  ``<think>r</think> <answer>(B) x`` (cut off) chooses nothing, ``<think>hmm <answer>(B)</answer>``
+  (think never closed) chooses nothing (the answer is still reasoning), and
+  ``<answer>(B)</answer><think>r</think>`` chooses B.
 - The format reward is strict (see :func:`format_reward`); the accuracy reward is not: it reads the
-  first ``<answer>`` block even when the format is wrong, so the two signals stay separate.
-- Without an ``<answer>…</answer>`` block the accuracy is 0.0. We do NOT fall back to the last line
-  of the completion: a fallback would pay the policy for skipping the tag the format reward asks for,
-  and would read letters out of the reasoning.
+  answer block even when the order or the text around the blocks is wrong, so the two signals stay
+  separate.
+- Without a closed ``<answer>…</answer>`` block the accuracy is 0.0. We do NOT fall back to the last
+  line of the completion: a fallback would pay the policy for skipping the tag the format reward asks
+  for, and would read letters out of the reasoning.
 - An answer naming two different options (``A or B``, ``(A) and (B)``, text shared by two options)
   is ambiguous and scores 0.0, so hedging never pays.
 """
@@ -29,18 +41,21 @@ from trainer.data.prompts import NO_THINK, THINK
 __all__ = [
     "NO_THINK",
     "THINK",
+    "AnswerChoice",
+    "CompletionParts",
     "ParsedCompletion",
     "RewardBreakdown",
     "accuracy_reward",
     "extract_choice",
     "format_reward",
     "parse_completion",
+    "read_choice",
     "score_completion",
+    "split_completion",
 ]
 
 _TAGS = ("<think>", "</think>", "<answer>", "</answer>")
-_THINK_BLOCK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
-_ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_OPENING_TAG = re.compile(r"<(think|answer)>")
 # Whole-completion shapes; tag counts are checked separately so nested or repeated tags cannot hide
 # inside a group.
 _THINK_SHAPE = re.compile(r"\s*<think>.*</think>\s*<answer>(.*)</answer>\s*", re.DOTALL)
@@ -50,11 +65,36 @@ _NON_WORD = re.compile(r"[\W_]+")
 
 
 @dataclass(frozen=True)
+class CompletionParts:
+    """A completion cut at its first think block and its first answer block (:func:`split_completion`).
+
+    Also for a completion still streaming: a block whose closing tag has not come runs to the end of
+    the text, and ``is_think_closed`` / ``is_answer_closed`` say whether it closed.
+    """
+
+    think: str | None  # inside the first think block, stripped (None: no think block)
+    answer: str | None  # inside the first answer block outside the think block, stripped
+    other: str  # the text outside both blocks (repeated blocks, stray tags), pieces joined by a space
+    is_think_closed: bool
+    is_answer_closed: bool
+
+
+@dataclass(frozen=True)
 class ParsedCompletion:
-    """The inner texts of the first ``<think>`` and ``<answer>`` blocks, stripped (None: no such block)."""
+    """The inner texts of the first closed ``<think>`` and ``<answer>`` blocks, stripped (None: no
+    such closed block)."""
 
     think: str | None
     answer: str | None
+
+
+@dataclass(frozen=True)
+class AnswerChoice:
+    """What a completion chose (:func:`read_choice`), and why not when it chose nothing."""
+
+    answer: str | None  # the closed answer block's text, stripped (None: no closed answer block)
+    letter: str | None  # the option the answer names (None: none, or more than one)
+    why_none: str | None  # for people: why ``letter`` is None ("<answer> not closed"); None with a letter
 
 
 @dataclass(frozen=True)
@@ -74,22 +114,64 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"mode must be {THINK!r} or {NO_THINK!r}, got {mode!r}")
 
 
-def parse_completion(completion: str) -> ParsedCompletion:
-    """Split a completion into its reasoning and its answer.
+def split_completion(text: str) -> CompletionParts:
+    """Cut a (possibly still streaming) completion into its think block, answer block and the rest.
 
-    The first complete block of each tag is taken (the Video-R1/EasyR1 ``re.search`` convention);
-    the format reward, not this parser, is what punishes repeated blocks.
+    Read left to right, blocks never nest: the first ``<think>`` or ``<answer>`` tag opens a block that
+    runs to its own closing tag, or to the end of the text when that never comes (still streaming,
+    cut off at the token limit, or ended without it). Tags inside a block are its text, so an
+    ``<answer>`` written inside the reasoning is reasoning. After a block closes the next opening tag
+    starts the next block; only the first block of each kind counts (the Video-R1/EasyR1 ``re.search``
+    convention), later ones are ``other`` text, and the format reward, not this parser, punishes them.
+
+    >>> parts = split_completion("<think>it moves</think> <answer>(A) left")
+    >>> parts.think, parts.answer, parts.is_think_closed, parts.is_answer_closed
+    ('it moves', '(A) left', True, False)
+    >>> split_completion("<think>hmm <answer>(A)</answer>").answer is None
+    True
+    """
+    blocks: dict[str, tuple[str, bool]] = {}
+    other: list[str] = []
+    pos = 0
+    while (opening := _OPENING_TAG.search(text, pos)) is not None:
+        other.append(text[pos : opening.start()])
+        kind, closing = opening.group(1), f"</{opening.group(1)}>"
+        close_at = text.find(closing, opening.end())
+        is_closed = close_at >= 0
+        end = close_at + len(closing) if is_closed else len(text)
+        if kind in blocks:
+            other.append(text[opening.start() : end])
+        else:
+            blocks[kind] = (text[opening.end() : close_at if is_closed else end], is_closed)
+        pos = end
+    other.append(text[pos:])
+    think, is_think_closed = blocks.get("think", (None, False))
+    answer, is_answer_closed = blocks.get("answer", (None, False))
+    return CompletionParts(
+        think=think.strip() if think is not None else None,
+        answer=answer.strip() if answer is not None else None,
+        other=" ".join(part.strip() for part in other if part.strip()),
+        is_think_closed=is_think_closed,
+        is_answer_closed=is_answer_closed,
+    )
+
+
+def parse_completion(completion: str) -> ParsedCompletion:
+    """The reasoning and the answer of a finished completion: the closed blocks of
+    :func:`split_completion` (a block never closed is None).
 
     >>> parse_completion("<think> it moves left </think>\\n<answer>(B) left</answer>")
     ParsedCompletion(think='it moves left', answer='(B) left')
     >>> parse_completion("The answer is B")
     ParsedCompletion(think=None, answer=None)
     """
-    think = _THINK_BLOCK.search(completion)
-    answer = _ANSWER_BLOCK.search(completion)
+    return _closed_blocks(split_completion(completion))
+
+
+def _closed_blocks(parts: CompletionParts) -> ParsedCompletion:
     return ParsedCompletion(
-        think=think.group(1).strip() if think else None,
-        answer=answer.group(1).strip() if answer else None,
+        think=parts.think if parts.is_think_closed else None,
+        answer=parts.answer if parts.is_answer_closed else None,
     )
 
 
@@ -210,11 +292,46 @@ def _names_another_letter(text: str, others: list[str]) -> bool:
     return marker.search(text) is not None
 
 
-def accuracy_reward(completion: str, correct: str, options: Mapping[str, str]) -> float:
-    """1.0 when the first ``<answer>`` block names exactly the ``correct`` option, else 0.0.
+def read_choice(completion: str, options: Mapping[str, str]) -> AnswerChoice:
+    """The option a completion chose: its closed answer block (:func:`split_completion`) read by
+    :func:`extract_choice`, and, when it chose none, why, in words a person reads under the answer.
 
-    No ``<answer>`` block scores 0.0: the last line is deliberately not used as a fallback (see the
-    module docstring). ``correct`` must be one of the option letters.
+    >>> options = {"A": "left", "B": "right"}
+    >>> read_choice("<think>r</think> <answer>(B) right</answer>", options)
+    AnswerChoice(answer='(B) right', letter='B', why_none=None)
+    >>> read_choice("<think>it moves right</think> <answer>(B) right", options).why_none
+    '<answer> not closed'
+    """
+    return _choice_of(split_completion(completion), options)
+
+
+def _choice_of(parts: CompletionParts, options: Mapping[str, str]) -> AnswerChoice:
+    if parts.is_answer_closed:
+        letter = extract_choice(parts.answer or "", options)
+        if letter is not None:
+            why = None
+        elif not parts.answer:
+            why = "the answer is empty"
+        else:
+            why = "the answer names no option, or more than one"
+        return AnswerChoice(answer=parts.answer, letter=letter, why_none=why)
+    if parts.answer is not None:
+        why = "<answer> not closed"
+    elif parts.think is not None and not parts.is_think_closed:
+        # Whatever followed the open <think> (an <answer> block too) is still reasoning.
+        why = "<think> not closed"
+    elif "<answer>" in (parts.think or "") + parts.other:
+        why = "<answer> only inside <think>"
+    else:
+        why = "no <answer> tag"
+    return AnswerChoice(answer=None, letter=None, why_none=why)
+
+
+def accuracy_reward(completion: str, correct: str, options: Mapping[str, str]) -> float:
+    """1.0 when the completion's choice (:func:`read_choice`) is exactly the ``correct`` option, else 0.0.
+
+    No closed ``<answer>`` block scores 0.0: the last line is deliberately not used as a fallback (see
+    the module docstring). ``correct`` must be one of the option letters.
 
     >>> options = {"A": "left", "B": "right"}
     >>> accuracy_reward("<think>…</think> <answer>(B) right</answer>", "B", options)
@@ -224,10 +341,7 @@ def accuracy_reward(completion: str, correct: str, options: Mapping[str, str]) -
     """
     if correct not in options:
         raise ValueError(f"correct answer {correct!r} is not one of the options {', '.join(options)}")
-    answer = parse_completion(completion).answer
-    if answer is None:
-        return 0.0
-    return 1.0 if extract_choice(answer, options) == correct else 0.0
+    return 1.0 if read_choice(completion, options).letter == correct else 0.0
 
 
 def score_completion(
@@ -247,15 +361,15 @@ def score_completion(
     _check_mode(mode)
     if correct not in options:
         raise ValueError(f"correct answer {correct!r} is not one of the options {', '.join(options)}")
-    parsed = parse_completion(completion)
-    choice = extract_choice(parsed.answer, options) if parsed.answer is not None else None
+    parts = split_completion(completion)
+    choice = _choice_of(parts, options)
     fmt = format_reward(completion, mode)
-    acc = 1.0 if choice == correct else 0.0
+    acc = 1.0 if choice.letter == correct else 0.0
     return RewardBreakdown(
         format_reward=fmt,
         accuracy_reward=acc,
         total_reward=format_weight * fmt + accuracy_weight * acc,
-        think=parsed.think,
-        answer=parsed.answer,
-        choice=choice,
+        think=_closed_blocks(parts).think,
+        answer=choice.answer,
+        choice=choice.letter,
     )

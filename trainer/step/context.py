@@ -52,7 +52,7 @@ class MicroBatch:
 
     rollout: RolloutBatch
     scores: Scores
-    advantages: torch.Tensor  # (B*G,), already scaled by grpo_alpha inside the loss
+    advantages: torch.Tensor  # (B*G,) group-relative A, not scaled: grpo_loss multiplies by grpo_alpha
     logp_old: torch.Tensor | None  # (B*G, T) when num_iterations > 1
     logp_ref: torch.Tensor | None  # (B*G, T) when grpo_beta > 0
 
@@ -88,6 +88,14 @@ def all_agree(accelerator: Any, flag: bool) -> bool:
         return flag
     t = torch.tensor([1.0 if flag else 0.0], device=accelerator.device)
     return bool(accelerator.reduce(t, reduction="sum").item() > 0)
+
+
+def max_over_processes(accelerator: Any, value: float) -> float:
+    """The largest ``value`` of any process, on every process (e.g. a clock reading that must agree)."""
+    if accelerator.num_processes == 1:
+        return value
+    t = torch.tensor([value], device=accelerator.device, dtype=torch.float64)
+    return float(accelerator.gather(t).max().item())
 
 
 def mean_over_processes(accelerator: Any, values: dict[str, float]) -> dict[str, float]:

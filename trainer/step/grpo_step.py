@@ -54,8 +54,10 @@ def step_metrics(
         mk.FORMAT_REWARD: float(fmt.mean()),
         mk.ACCURACY_REWARD: float(acc.mean()),
         mk.TOTAL_REWARD: float(total.mean()),
-        # The mean advantage is 0 by construction; its mean size says how strong the signal is.
-        mk.ADVANTAGE: float((g.grpo_alpha * adv).abs().mean()),
+        # The mean advantage is 0 by construction; its mean size says how strong the signal is. The
+        # raw A the rollout cards show (trainer.run.loop.rollout_rows), not alpha*A: one meaning for
+        # "advantage" on the Monitor (grpo_loss applies grpo_alpha).
+        mk.ADVANTAGE: float(adv.abs().mean()),
         mk.REWARD_STD: float(total.view(-1, g.grpo_sample_size).std(dim=1).mean()),
         # Over every group sampled, before dynamic sampling drops the flat ones.
         mk.ZERO_STD_FRACTION: grpo.zero_std_fraction(total, g.grpo_sample_size),
