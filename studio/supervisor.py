@@ -147,6 +147,14 @@ class Supervisor:
         from trainer.run.checkpoint import checkpoint_dirs
 
         run = self.ctx.store.get_run(run_id)
+        if run.status == "finished":
+            # It did all it was asked; a new attempt would only re-save its last step (and could turn
+            # "finished" into "aborted", losing its "ended early" note).
+            raise StudioError(
+                f"run {run_id} finished: there is nothing to resume. To train it further, run "
+                f"`vgrpo train --config {self.ctx.configs_dir / run.name}.yaml --resume_from_checkpoint "
+                "latest --max_steps N` with N above its last step: a new attempt of the same run"
+            )
         if run.is_active and not self.reap([run_id]):
             # Said early, for a clear message; the guarantee is request_resume's compare-and-set.
             who = run.owner.describe(run.started_at) if run.owner else "a trainer that is starting"

@@ -130,7 +130,11 @@ def test_a_queued_run_is_claimed_only_by_its_launcher_or_what_it_launched(
         studio.wait()
     # Its launcher died before starting a trainer: the queued row is ended, then claimable again.
     claimed = store.claim_run(run.id)
-    assert (claimed.status, claimed.pid, claimed.attempt) == ("running", Owner.current().pid, 1)
+    assert (claimed.status, claimed.pid, claimed.attempt) == ("running", Owner.current().pid, 2)
+    assert [(a.number, a.pid, a.status) for a in store.attempts(run.id)] == [
+        (1, studio.pid, "failed"),  # the launch that never started a trainer
+        (2, Owner.current().pid, "running"),
+    ]
     # A run this process queued is claimed by a trainer it started, before any hand-over.
     mine = store.create_run("mine", owner=Owner.current())
     child = subprocess.run(
@@ -176,8 +180,8 @@ def test_delete_and_resume_at_once_exactly_one_wins(store: RunStore) -> None:
     # Which one wins is up to the scheduler; never both (a queued run without its rows), never neither.
     for _ in range(20):
         run = store.create_run("r")
-        with run_lifecycle(store, run.id, handle_sigterm=False):
-            pass
+        with pytest.raises(KeyboardInterrupt), run_lifecycle(store, run.id, handle_sigterm=False):
+            raise KeyboardInterrupt  # aborted: a run Resume may queue again, and Delete may delete
         won = _delete_and_resume_at_once(store, run.id)
         assert won["delete"] != won["resume"], won
         exists = run.id in {r.id for r in store.list_runs()}

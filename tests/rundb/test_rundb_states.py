@@ -26,6 +26,9 @@ def test_transition_table() -> None:
     states.check(states.RUN, 1, "queued", "running")
     states.check(states.RUN, 1, "aborted", "running")  # `vgrpo train` resuming: a new attempt
     states.check(states.RUN, 1, "failed", "queued")  # the studio's Resume
+    with pytest.raises(RunDBError, match="run 1 is finished: it cannot become queued"):
+        states.check(states.RUN, 1, "finished", "queued")  # nothing left to resume
+    states.check(states.RUN, 1, "finished", "running")  # `vgrpo train` continuing it, with more steps
     with pytest.raises(RunDBError, match="run 1 is running: it cannot become queued"):
         states.check(states.RUN, 1, "running", "queued")
     with pytest.raises(RunDBError, match="job 2 is finished: it cannot become running"):
@@ -86,7 +89,16 @@ def test_queued_run_is_handed_to_its_trainer_and_reaped_when_that_dies(store: Ru
     assert store.hand_over_run(run.id, me, child) is False  # no longer ours to hand over
     assert store.reap_dead_runs(exited=child, detail="trainer exited with code 3: boom") == [run.id]
     failed = store.get_run(run.id)
-    assert (failed.status, failed.error, failed.attempt) == ("failed", "trainer exited with code 3: boom", 0)
+    assert (failed.status, failed.error, failed.attempt) == ("failed", "trainer exited with code 3: boom", 1)
+    # The launch that never trained is still an attempt, with the process that was started.
+    [launch] = store.attempts(run.id)
+    assert (launch.number, launch.pid, launch.status, launch.end_reason) == (
+        1,
+        child.pid,
+        "failed",
+        failed.error,
+    )
+    assert launch.started_at == child.create_time
 
 
 @pytest.mark.parametrize("action", ["claim", "resume"])
@@ -94,8 +106,8 @@ def test_two_processes_at_once_exactly_one_wins(db_url: str, action: str) -> Non
     with RunStore(db_url) as store:
         run = store.create_run("contended")
         if action == "resume":
-            with run_lifecycle(store, run.id):
-                pass
+            with pytest.raises(KeyboardInterrupt), run_lifecycle(store, run.id):
+                raise KeyboardInterrupt  # aborted: a run Resume may queue again
     ctx = multiprocessing.get_context("spawn")
     go, done, results = ctx.Event(), ctx.Event(), ctx.Queue()
     procs = [
@@ -117,8 +129,8 @@ def test_two_processes_at_once_exactly_one_wins(db_url: str, action: str) -> Non
     with RunStore(db_url) as store:
         assert store.get_run(run.id).pid == winner
         # A claim is the winner's attempt 1; a resume queues the run for the winner and adds no
-        # attempt until its trainer claims (the one attempt is this test's finished one).
-        want = [(1, winner, "running")] if action == "claim" else [(1, os.getpid(), "finished")]
+        # attempt until its trainer claims (the one attempt is this test's aborted one).
+        want = [(1, winner, "running")] if action == "claim" else [(1, os.getpid(), "aborted")]
         assert [(a.number, a.pid, a.status) for a in store.attempts(run.id)] == want
         assert store.get_run(run.id).status == ("running" if action == "claim" else "queued")
 

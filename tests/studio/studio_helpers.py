@@ -20,6 +20,9 @@ db, run_id, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 if mode == "crash":
     print("boom: the model folder is missing", flush=True)
     sys.exit(3)
+if mode == "slow-start":  # still importing torch when the user aborts
+    print("INFO  [alembic.runtime.migration] Will assume transactional DDL.", flush=True)
+    time.sleep(120)
 store = RunStore(db)
 with run_lifecycle(store, run_id, heartbeat_interval_s=0.2):
     if mode == "stubborn":

@@ -18,7 +18,7 @@ from studio.processes import start_process, tail_text
 from studio.supervisor import Supervisor, unique_name
 from trainer.core.config import build_config
 from trainer.core.errors import StudioError
-from trainer.rundb import Owner
+from trainer.rundb import Owner, run_lifecycle
 
 CFG = build_config({"max_steps": 5, "run_name": "fake"})
 
@@ -99,6 +99,33 @@ def test_trainer_that_exits_before_starting_is_failed_with_its_last_line(ctx: St
     wait_for(lambda: status(ctx, run_id) == "failed", what="failed")
     run = ctx.store.get_run(run_id)
     assert run.error == "trainer exited with code 3: boom: the model folder is missing"
+
+
+def test_abort_while_the_trainer_starts_says_so_and_lists_that_attempt(ctx: StudioContext) -> None:
+    sup = fake_supervisor(ctx, mode="slow-start")
+    launched = sup.start(CFG)
+    wait_for(lambda: "alembic" in launched.log_path.read_text() if launched.log_path.exists() else False)
+    assert status(ctx, launched.run.id) == "queued"  # it has not claimed the run yet
+    sup.abort(launched.run.id)
+    wait_for(lambda: status(ctx, launched.run.id) == "aborted", what="aborted")
+    run = ctx.store.get_run(launched.run.id)
+    # The stop is the reason, not the exit code and the last log line of a process still importing.
+    assert (run.end_reason, run.error, run.attempt) == ("stopped while the trainer was starting", None, 1)
+    [attempt] = ctx.store.attempts(launched.run.id)
+    assert (attempt.number, attempt.pid, attempt.status) == (1, launched.pid, "aborted")
+    assert attempt.end_reason == run.end_reason
+
+
+def test_resume_refuses_a_finished_run_saying_how_to_train_it_further(ctx: StudioContext) -> None:
+    run = ctx.store.create_run("done", config=CFG.to_dict(), output_dir=str(ctx.runs_dir / "done"))
+    with run_lifecycle(ctx.store, run.id, handle_sigterm=False):
+        pass
+    with pytest.raises(
+        StudioError, match=rf"run {run.id} finished: there is nothing to resume.*--max_steps N"
+    ):
+        Supervisor(ctx).resume(run.id)
+    assert ctx.store.get_run(run.id).status == "finished"
+    assert [a.status for a in ctx.store.attempts(run.id)] == ["finished"]
 
 
 def test_restart_finds_running_run_and_reports_killed_trainer_failed(ctx: StudioContext) -> None:

@@ -254,16 +254,42 @@ class OwnedRows:
                 == 1
             )
             if won and model is SqlRun:
-                s.execute(
+                closed = s.execute(
                     update(SqlAttempt)
                     .where(SqlAttempt.run_id == row_id, SqlAttempt.ended_at.is_(None))
                     .values(ended_at=now, status=status, end_reason=reason or error)
                     .execution_options(synchronize_session=False)
-                )
+                ).rowcount
+                if not closed:
+                    self._record_unstarted_attempt(s, row_id, now, status, reason or error)
                 level = {"finished": "info", "failed": "error"}.get(status, "warning")
                 message = error or reason or status
                 s.add(SqlEvent(run_id=row_id, time=now, level=level, kind=status, message=message))
             return won
+
+    def _record_unstarted_attempt(
+        self, s: Session, row_id: int, now: float, status: str, why: str | None
+    ) -> None:
+        """A queued run ended before its trainer claimed it (aborted while starting, the trainer or
+        its launcher died): that launch is still an attempt, numbered and listed with its process,
+        so `runs show` has one line per Resume. Its start is the process's own start time."""
+        row = s.get(SqlRun, row_id)
+        if row is None or row.pid is None or row.pid_create_time is None or row.host is None:
+            return  # queued without a process: nothing was launched
+        row.attempt += 1
+        s.add(
+            SqlAttempt(
+                run_id=row_id,
+                number=row.attempt,
+                pid=row.pid,
+                pid_create_time=row.pid_create_time,
+                host=row.host,
+                started_at=row.pid_create_time,
+                ended_at=now,
+                status=status,
+                end_reason=why,
+            )
+        )
 
     # ---- everybody else's --------------------------------------------------------------------
 
@@ -391,9 +417,14 @@ class OwnedRows:
             # Only the owner we judged, and only if no beat arrived since: a live owner is never ended.
             same = [model.status == status, model.heartbeat_at.is_not_distinct_from(beat_at)]
             if stop_at is not None:
-                ended = self._end(
-                    model, row_id, owner, states.ABORTED, reason=f"stopped: {reason}", where=same
+                # A trainer stopped while still starting dies of the signal before it can say
+                # anything: its exit code and last log line (an import, a migration) explain nothing.
+                why = (
+                    "stopped while the trainer was starting"
+                    if status == states.QUEUED
+                    else f"stopped: {reason}"
                 )
+                ended = self._end(model, row_id, owner, states.ABORTED, reason=why, where=same)
             else:
                 ended = self._end(model, row_id, owner, states.FAILED, error=reason, traceback=tb, where=same)
             if ended:

@@ -3,15 +3,18 @@
 ::
 
     queued ──claim──> running ──end──> finished | failed | aborted
-      ^                                     │
-      └────────── resume (new attempt) ─────┘
+      ^                                              │
+      └────────── resume (new attempt) ──────────────┘  (failed | aborted only)
 
 * ``queued``: a trainer (or evaluation) was asked for. Its owner is the process that will run it
   (the studio records the subprocess it started); nobody trains yet.
 * ``running``: exactly one owner process (pid + process start time + host) holds it and beats.
 * ``finished | failed | aborted``: ended. ``aborted`` is the user's stop, with a reason, not an error.
-* A run that ended can be queued again or claimed directly (``vgrpo train`` resuming from a
-  checkpoint): that starts a new *attempt* of the same run. Jobs are not resumed.
+* A run that failed or was aborted can be queued again (the studio's Resume); any ended run can be
+  claimed directly (``vgrpo train`` resuming from a checkpoint, e.g. with more steps): that starts a
+  new *attempt* of the same run. A finished run is not re-queued: it did all it was asked, and a
+  Resume would only re-save its last step and turn "finished" into whatever ends the new attempt.
+  Jobs are not resumed.
 * A ``running`` or ``queued`` row whose owner is dead (``liveness.py``) is ended by the reaper
   (``failed``, or ``aborted`` when a stop had been requested), after which it can be taken over.
 
@@ -35,7 +38,7 @@ RUN, JOB = "run", "job"
 # target status -> the statuses it may be reached from, per kind of row.
 TRANSITIONS: dict[str, dict[str, tuple[str, ...]]] = {
     RUN: {
-        QUEUED: ENDED,  # resume requested: a new attempt is on its way
+        QUEUED: (FAILED, ABORTED),  # resume requested: a new attempt is on its way
         RUNNING: (QUEUED, *ENDED),  # claimed by a trainer (directly from ENDED: `vgrpo train` resuming)
         FINISHED: (RUNNING,),
         FAILED: ACTIVE,
