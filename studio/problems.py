@@ -119,7 +119,9 @@ def _headline(exc: BaseException) -> str:
 def _details(exc: BaseException) -> str:
     """The SQL of a database error, and the traceback, except for a plain user mistake (a
     StudioError raised on purpose with nothing under it), whose message says it all."""
-    if isinstance(exc, StudioError) and exc.__cause__ is None and exc.__context__ is None:
+    # ``raise ... from None`` sets __suppress_context__: the error it replaced is no explanation.
+    has_cause = exc.__cause__ is not None or (exc.__context__ is not None and not exc.__suppress_context__)
+    if isinstance(exc, StudioError) and not has_cause:
         raw = str(exc).strip()
         return raw if raw != one_line(clean(raw)) else ""
     parts = []

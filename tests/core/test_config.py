@@ -172,3 +172,26 @@ def test_the_dataclasses_themselves_reject_wrong_types() -> None:
         GRPOConfig(grpo_alpha=True)
     with pytest.raises(ConfigError, match="max_pixels must be an integer"):
         VideoConfig(max_pixels="3136")  # type: ignore[arg-type]
+
+
+def test_every_wrong_value_of_a_form_is_reported_at_once() -> None:
+    values = forms.field_values(forms.load_preset()) | {
+        "max_steps": "abc",
+        "grpo_beta": "0.1.2",
+        "gradient_checkpointing": "maybe",
+    }
+    with pytest.raises(ConfigError) as caught:
+        forms.config_from_values(values)
+    message = str(caught.value)
+    assert message.startswith("3 values are wrong: ")
+    for part in (
+        "max_steps: expected an integer, got 'abc'",
+        "grpo_beta: expected a number, got '0.1.2'",
+        "gradient_checkpointing: not a boolean: 'maybe' (use true or false)",
+    ):
+        assert part in message
+    # A lone typo is said as it is, with nothing under it to unfold.
+    with pytest.raises(ConfigError) as one:
+        forms.config_from_values(forms.field_values(forms.load_preset()) | {"max_steps": "1e3.5"})
+    assert str(one.value) == "max_steps: expected an integer, got '1e3.5'"
+    assert one.value.__cause__ is None and one.value.__suppress_context__

@@ -140,3 +140,15 @@ def test_markdown_folds_the_details_and_escapes_html() -> None:
     assert head.startswith("**Not registered:** Unexpected error (ValueError")
     assert details.startswith("<details><summary>Details</summary>") and details.endswith("</details>")
     assert "Traceback" in details and "\n" not in head
+
+
+def test_a_typo_in_the_form_has_no_traceback_to_unfold() -> None:
+    from studio import forms
+    from trainer.core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        forms.config_from_values({"max_steps": "ten"})
+    problem = describe(caught.value)
+    assert problem.headline == "max_steps: expected an integer, got 'ten'"
+    assert problem.details == ""
+    assert "<details>" not in error_markdown(caught.value, "Check")

@@ -457,19 +457,45 @@ def flatten(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_config(values: dict[str, Any]) -> TrainConfig:
-    """Build a TrainConfig from a flat or sectioned mapping (later keys win)."""
+    """Build a TrainConfig from a flat or sectioned mapping (later keys win).
+
+    Every wrong value is reported, not only the first: a form with three typos says all three at
+    once (one ConfigError, the problems joined by "; "), then each section's own checks run."""
     index = field_index()
     kwargs: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    problems: list[str] = []
     for key, value in flatten(values).items():
         section, f = index[key]
         cls = SECTIONS[section]
-        kwargs[section][key] = parse_value(key, value, field_type(f, cls), is_optional(f, cls))
+        try:
+            kwargs[section][key] = parse_value(key, value, field_type(f, cls), is_optional(f, cls))
+        except ConfigError as exc:
+            problems.append(str(exc))
+    _raise_all(problems)
+    sections: dict[str, Any] = {}
+    for section, kw in kwargs.items():
+        try:
+            sections[section] = SECTIONS[section](**kw)
+        except ConfigError as exc:
+            problems.append(str(exc))
+        except (TypeError, ValueError) as exc:  # a validator outside ConfigError (e.g. a library's)
+            problems.append(str(exc))
+    _raise_all(problems)
     try:
-        return TrainConfig(**{section: SECTIONS[section](**kw) for section, kw in kwargs.items()})
+        return TrainConfig(**sections)
     except ConfigError:
         raise
-    except (TypeError, ValueError) as exc:  # a validator outside ConfigError (e.g. a library's)
-        raise ConfigError(str(exc)) from exc
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _raise_all(problems: list[str]) -> None:
+    """One ConfigError saying every problem (none: nothing raised). Raised from None: each message
+    already names its field, and a traceback under a typo only hides it."""
+    if len(problems) == 1:
+        raise ConfigError(problems[0]) from None
+    if problems:
+        raise ConfigError(f"{len(problems)} values are wrong: " + "; ".join(problems)) from None
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
