@@ -31,6 +31,7 @@ PANELS: dict[str, tuple[str, ...]] = {
         mk.ENTROPY,
         mk.ZERO_STD_FRACTION,
         mk.SAMPLING_ROUNDS,
+        *mk.SAMPLER_METRICS,  # vLLM runs only: a chart appears once the metric has points
     ),
     "Timings": (
         mk.TIME_GENERATE_S,

@@ -42,3 +42,13 @@ def test_overlay_figure_one_line_per_run_per_metric(ctx) -> None:
     lines = [(t.name, t.showlegend, list(t.y)) for t in fig.data]
     assert lines == [("#1 a", True, [0.1]), ("#1 a", False, [0.0]), ("#2 b", True, [0.2])]
     assert plots.metric_names(data.values()) == [mk.KL_DIV, mk.TOTAL_REWARD]
+
+
+def test_the_vllm_sampler_mismatch_is_charted_and_comparable_once_logged() -> None:
+    from studio.monitor_charts import present_by_panel
+
+    logged = [mk.LOSS, mk.SAMPLER_LOGP_DIFF, mk.IS_WEIGHT]
+    assert present_by_panel(logged)["Optimisation"] == [mk.LOSS, mk.SAMPLER_LOGP_DIFF, mk.IS_WEIGHT]
+    assert mk.SAMPLER_LOGP_DIFF not in present_by_panel([mk.LOSS])["Optimisation"]  # hf runs: no chart
+    assert {mk.SAMPLER_LOGP_DIFF, mk.IS_WEIGHT} <= set(mk.ALL_METRICS)  # the Runs compare list
+    assert plots.metric_names([{mk.SAMPLER_LOGP_DIFF: None, mk.LOSS: None}]) == [mk.LOSS, mk.SAMPLER_LOGP_DIFF]

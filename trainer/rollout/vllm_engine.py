@@ -32,6 +32,7 @@ import torch
 from trainer.core.errors import ConfigError
 from trainer.model.families import ModelFamily, family_for
 from trainer.model.full_weights import full_weights, weight_sharding
+from trainer.rollout.engine_memory import cpu_kv_cache_bytes, kv_bytes_per_token, kv_counts
 from trainer.rollout.hf import PromptBatch, RolloutBatch, completion_texts
 
 logger = logging.getLogger(__name__)
@@ -134,17 +135,23 @@ _NOTICE_FILTER = _DropRepeatedNotices()
 _NOISY_LOGGERS = ("vllm.v1.worker.cpu_worker", "vllm.model_executor.model_loader.reload.layerwise")
 
 
-def _cpu_engine_settings(memory_fraction: float) -> dict[str, Any]:
+def _cpu_engine_settings(
+    memory_fraction: float, text_config: Any, dtype: str, sequences: int
+) -> dict[str, Any]:
     """Engine memory on vLLM's CPU build, where training and engine share one process.
 
     There ``gpu_memory_utilization`` caps the whole process's memory (training included), so the
-    KV cache is sized explicitly instead: ``memory_fraction`` of host memory. vLLM also drops torch
-    to one thread for serving unless OMP_NUM_THREADS says otherwise; in-process that would slow
-    the training side too, so the trainer's thread count is kept."""
+    KV cache is sized explicitly instead: what ``sequences`` sequences at the model's full context
+    need, at most ``memory_fraction`` of host memory (``engine_memory.cpu_kv_cache_bytes``). vLLM
+    also drops torch to one thread for serving unless OMP_NUM_THREADS says otherwise; in-process
+    that would slow the training side too, so the trainer's thread count is kept."""
     import psutil
 
     os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
-    return {"kv_cache_memory_bytes": int(memory_fraction * psutil.virtual_memory().total)}
+    layers, kv_heads, head_dim, context = kv_counts(text_config)
+    per_token = kv_bytes_per_token(layers, kv_heads, head_dim, 2 if dtype == "bfloat16" else 4)
+    host = psutil.virtual_memory().total
+    return {"kv_cache_memory_bytes": cpu_kv_cache_bytes(per_token, context, sequences, memory_fraction, host)}
 
 
 def sampling_params(generation_kwargs: dict[str, Any], group_size: int, seed: int | None) -> Any:
@@ -182,16 +189,20 @@ class VLLMRollouts:
         max_model_len: int | None = None,
         process: tuple[int, int, int] | None = None,
         sharding: str = "none",
+        sequences: int = 1,
     ) -> None:
         """``process``: (rank, local rank, world size) when the run has several training processes,
         each with an engine of its own inside their process group (:func:`_external_launcher`);
         ``sharding``: how the training engine holds the policy's weights, which
-        :meth:`load_weights` gathers (:func:`trainer.model.full_weights.weight_sharding`)."""
+        :meth:`load_weights` gathers (:func:`trainer.model.full_weights.weight_sharding`);
+        ``sequences``: completions one call samples (prompts x G), which the CPU build's KV cache is
+        sized for."""
         vllm = require_vllm()
         from transformers import AutoConfig
 
         on_cuda = torch.cuda.is_available()
-        family = check_servable(AutoConfig.from_pretrained(model_path), on_cuda, dtype)
+        config = AutoConfig.from_pretrained(model_path)
+        family = check_servable(config, on_cuda, dtype)
         self.processor = processor
         self.family = family
         self._seed = seed
@@ -199,7 +210,8 @@ class VLLMRollouts:
         self._calls = 0
         memory: dict[str, Any] = {"gpu_memory_utilization": gpu_memory_utilization}
         if not on_cuda:
-            memory = _cpu_engine_settings(gpu_memory_utilization)
+            text_config = getattr(config, "text_config", config)
+            memory = _cpu_engine_settings(gpu_memory_utilization, text_config, dtype, sequences)
         if os.path.isdir(model_path):
             # A local folder: nothing to fetch, and vLLM's hub look-ups would wait on the network.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -389,6 +401,7 @@ def make_sampler(cfg: Any, processor: Any, accelerator: Any) -> Any:
         dtype="bfloat16" if cfg.model.bf16 else "float32",
         process=(accelerator.process_index, accelerator.local_process_index, world) if world > 1 else None,
         sharding=sharding,
+        sequences=cfg.optim.per_device_train_batch_size * g.grpo_sample_size,
     )
 
 

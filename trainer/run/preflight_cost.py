@@ -14,14 +14,18 @@ The arithmetic is :mod:`trainer.step.cost`'s; :func:`memory_text` writes it for 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from trainer.core.config import TrainConfig
+from trainer.rollout.engine_memory import kv_bytes_per_token, kv_counts
 from trainer.step.cost import (
+    GIB,
     MemoryEstimate,
     ModelShape,
+    engine_gib,
     memory_estimate,
     prompt_tokens_at_most,
     sequences_per_step,
@@ -46,12 +50,15 @@ class StepCost:
 def model_shape(model: Any) -> ModelShape:
     """The counts the memory estimate needs, from a model (loaded, or built on the meta device)."""
     text_cfg = getattr(model.config, "text_config", model.config)
+    layers, kv_heads, head_dim, positions = kv_counts(text_cfg)
     return ModelShape(
         parameters=sum(p.numel() for p in model.parameters()),
         trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
         hidden_size=int(text_cfg.hidden_size),
         num_layers=int(text_cfg.num_hidden_layers),
         vocab_size=int(text_cfg.vocab_size),
+        kv_bytes_per_token_fp32=kv_bytes_per_token(layers, kv_heads, head_dim, 4),
+        max_positions=positions,
     )
 
 
@@ -94,9 +101,10 @@ def cost_of(
     """The step cost of a model of ``shape`` on prompts of ``prompt_tokens`` tokens; ``lengths`` are
     sampled completion lengths (none: the estimate assumes generation_max_length, as it always does)."""
     g, o = cfg.grpo, cfg.optim
+    bytes_per_param = 2 if cfg.model.bf16 else 4
     memory = memory_estimate(
         shape,
-        bytes_per_param=2 if cfg.model.bf16 else 4,
+        bytes_per_param=bytes_per_param,
         has_reference=g.grpo_beta > 0 and not cfg.model.lora_enable,
         sequences_per_micro_batch=o.per_device_train_batch_size * g.grpo_sample_size,
         tokens_per_sequence=int(round(prompt_tokens)) + g.generation_max_length,
@@ -104,6 +112,13 @@ def cost_of(
         gradient_checkpointing=cfg.model.gradient_checkpointing,
     )
     device, available = _device()
+    if g.rollout_backend == "vllm":
+        device_bytes = int(available * GIB) if available else None
+        sequences = o.per_device_train_batch_size * g.grpo_sample_size
+        engine = engine_gib(
+            shape, bytes_per_param, g.vllm_gpu_memory_utilization, device_bytes, device != "CPU", sequences
+        )
+        memory = dataclasses.replace(memory, engine_gib=engine)
     return StepCost(
         prompt_tokens=prompt_tokens,
         video_tokens=video_tokens,
@@ -137,8 +152,9 @@ def _device() -> tuple[str, float | None]:
 MEMORY_NOTE = (
     "exact: weights, gradients and AdamW states of the trainable parameters, the reference copy "
     "when grpo_beta > 0; estimated: activations of one micro-batch (34 x hidden bytes per token "
-    "per layer, 2 with gradient_checkpointing) and float32 logits; not counted: the generation "
-    "KV cache, vision-tower activations, allocator overhead"
+    "per layer, 2 with gradient_checkpointing) and float32 logits; with rollout_backend vllm the "
+    "engine's weights and KV cache; not counted: transformers' generation KV cache, vision-tower "
+    "activations, allocator overhead"
 )
 
 
@@ -155,6 +171,7 @@ def memory_text(cost: StepCost) -> str:
         f"on {cost.device}: {format_size(m.total_gib)}{of} = weights {format_size(m.weights_gib)} + "
         f"gradients {format_size(m.gradients_gib)} + AdamW states {format_size(m.optimizer_gib)} + "
         f"reference copy {format_size(m.reference_gib)} + activations ~{format_size(m.activations_gib)}"
+        + (f" + vLLM engine {format_size(m.engine_gib)}" if m.engine_gib else "")
     )
 
 

@@ -6,7 +6,8 @@ byte counts; activations follow Korthikanti et al. (2022, "Reducing Activation R
 Large Transformer Models"): about 34 x hidden bytes per token per layer in 16-bit with a fused
 attention kernel, of which only the layer input (2 x hidden bytes) stays with gradient
 checkpointing; the float32 logits of the completion tokens come on top. The generation KV cache,
-the vision tower's activations and allocator overhead are not counted.
+the vision tower's activations and allocator overhead are not counted. A colocated vLLM engine
+(``rollout_backend: vllm``) is: its copy of the weights and its KV cache (:func:`engine_gib`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class ModelShape:
     hidden_size: int
     num_layers: int
     vocab_size: int
+    # For a vLLM engine's KV cache (trainer.rollout.engine_memory): per token, K and V per layer.
+    kv_bytes_per_token_fp32: int = 0
+    max_positions: int = 0
 
 
 @dataclass(frozen=True)
@@ -46,11 +50,12 @@ class MemoryEstimate:
     optimizer_gib: float
     reference_gib: float
     activations_gib: float
+    engine_gib: float = 0.0  # rollout_backend vllm: the engine's own weights and KV cache
 
     @property
     def total_gib(self) -> float:
         parts = (self.weights_gib, self.gradients_gib, self.optimizer_gib, self.reference_gib)
-        return sum(parts) + self.activations_gib
+        return sum(parts) + self.activations_gib + self.engine_gib
 
 
 def sequences_per_step(questions_per_micro_batch: int, accumulation_steps: int, group_size: int) -> int:
@@ -112,3 +117,29 @@ def memory_estimate(
         reference_gib=shape.parameters * bytes_per_param / GIB if has_reference else 0.0,
         activations_gib=(layer_bytes + logit_bytes) / GIB,
     )
+
+
+def engine_gib(
+    shape: ModelShape,
+    bytes_per_param: int,
+    memory_fraction: float,
+    device_bytes: int | None,
+    on_gpu: bool,
+    sequences: int,
+) -> float:
+    """A colocated vLLM engine's memory (GiB): on a GPU vLLM takes ``memory_fraction`` of the device
+    (weights and KV cache); on the CPU build its own weight copy plus the KV cache
+    ``trainer.rollout.engine_memory.cpu_kv_cache_bytes`` sizes for ``sequences`` sequences.
+
+    >>> tiny = ModelShape(1_600_000, 1_600_000, 64, 2, 151_936, 512, max_positions=4096)
+    >>> round(engine_gib(tiny, 4, 0.3, 24 * GIB, on_gpu=False, sequences=64) * 1024, 1)  # MiB
+    166.1
+    """
+    from trainer.rollout.engine_memory import cpu_kv_cache_bytes
+
+    if on_gpu:
+        return memory_fraction * device_bytes / GIB if device_bytes else 0.0
+    per_token = shape.kv_bytes_per_token_fp32 * bytes_per_param // 4
+    host = device_bytes or 0
+    kv = cpu_kv_cache_bytes(per_token, shape.max_positions, sequences, memory_fraction, host) if host else 0
+    return (shape.parameters * bytes_per_param + kv) / GIB
