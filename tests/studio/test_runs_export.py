@@ -60,9 +60,10 @@ def test_downloaded_file_equals_the_cli_export(
 def test_csv_export_holds_every_point(ctx: StudioContext, run_id: int) -> None:
     (path,) = export_runs(ctx, [run_id], "metrics", "csv")
     lines = path.read_text().splitlines()
-    assert lines[0] == "step,name,value,wall_time"
-    assert lines[1:] == ["1,grpo/kl_div,nan,10.0", "1,reward/total,0.25,10.0", "2,grpo/kl_div,0.01,11.5",
-                         "2,reward/total,0.75,11.5"]  # fmt: skip
+    assert lines[0] == "step,name,value,wall_time,attempt"
+    # Written without a trainer's lease here, so no attempt (an empty column).
+    assert lines[1:] == ["1,grpo/kl_div,nan,10.0,", "1,reward/total,0.25,10.0,", "2,grpo/kl_div,0.01,11.5,",
+                         "2,reward/total,0.75,11.5,"]  # fmt: skip
 
 
 def test_file_names_are_safe() -> None:

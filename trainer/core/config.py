@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from trainer.core.config_types import check_field_types, field_type, is_optional, parse_value
+from trainer.core.config_types import (
+    check_field_types,
+    field_type,
+    is_optional,
+    load_yaml,  # noqa: F401 - part of this module's API (configs are read with it)
+    parse_value,
+    raise_all,
+)
 from trainer.core.errors import ConfigError
 from trainer.core.paths import TINY_MODEL_DIR
 from trainer.core.video_config import VideoConfig
@@ -471,7 +477,7 @@ def build_config(values: dict[str, Any]) -> TrainConfig:
             kwargs[section][key] = parse_value(key, value, field_type(f, cls), is_optional(f, cls))
         except ConfigError as exc:
             problems.append(str(exc))
-    _raise_all(problems)
+    raise_all(problems)
     sections: dict[str, Any] = {}
     for section, kw in kwargs.items():
         try:
@@ -480,36 +486,13 @@ def build_config(values: dict[str, Any]) -> TrainConfig:
             problems.append(str(exc))
         except (TypeError, ValueError) as exc:  # a validator outside ConfigError (e.g. a library's)
             problems.append(str(exc))
-    _raise_all(problems)
+    raise_all(problems)
     try:
         return TrainConfig(**sections)
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
-
-
-def _raise_all(problems: list[str]) -> None:
-    """One ConfigError saying every problem (none: nothing raised). Raised from None: each message
-    already names its field, and a traceback under a typo only hides it."""
-    if len(problems) == 1:
-        raise ConfigError(problems[0]) from None
-    if problems:
-        raise ConfigError(f"{len(problems)} values are wrong: " + "; ".join(problems)) from None
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a config YAML as a mapping (not yet validated)."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file not found: {path}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
-    return data
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,10 @@ import dataclasses
 import math
 import types
 import typing
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from trainer.core.errors import ConfigError
 
@@ -120,3 +123,26 @@ def check_field_types(obj: Any) -> None:
             ok = isinstance(value, typ)
         if not ok:
             raise ConfigError(f"{f.name} must be {_TYPE_WORDS.get(typ, typ.__name__)}, got {value!r}")
+
+
+def raise_all(problems: list[str]) -> None:
+    """One ConfigError saying every problem (none: nothing raised). Raised from None: each message
+    already names its field, and a traceback under a typo only hides it."""
+    if len(problems) == 1:
+        raise ConfigError(problems[0]) from None
+    if problems:
+        raise ConfigError(f"{len(problems)} values are wrong: " + "; ".join(problems)) from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a config YAML as a mapping (not yet validated)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
