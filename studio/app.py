@@ -29,7 +29,44 @@ CSS = """
 .gradio-container { max-width: 1400px !important; margin: 0 auto; }
 #studio-header h1 { margin-bottom: 0; }
 #studio-header p { color: #52525b; margin-top: 4px; }
+/* A table's column titles stay on one line ("duration" wrapped as "durati" / "on"). */
+#runs-table th, #runs-table th * { white-space: nowrap; }
+#monitor-log textarea { font-family: var(--font-mono); font-size: 0.85em; }
+/* A single-choice dropdown draws its caret (an absolutely placed div.icon-wrap) over the right end of
+   its text box: a long value (a model's path) ran under it. Keep the text clear of the caret. */
+.secondary-wrap:has(> div.icon-wrap) > input { padding-right: calc(var(--size-5) + var(--size-3)); }
 """
+
+# The system's own fonts, nothing to download. Gradio's default theme serves Source Sans Pro from its
+# package, whose 5 KB SemiBold file lacks most glyphs: bold text fell back to a synthesized face that
+# drew capitals like small caps. A web font would not load offline at all.
+SANS_FONTS = (
+    "system-ui",
+    "-apple-system",
+    "Segoe UI",
+    "Roboto",
+    "Noto Sans",
+    "Liberation Sans",
+    "Arial",
+    "sans-serif",
+)
+MONO_FONTS = (
+    "ui-monospace",
+    "SFMono-Regular",
+    "Menlo",
+    "Consolas",
+    "Liberation Mono",
+    "DejaVu Sans Mono",
+    "monospace",
+)
+
+
+def studio_theme() -> Any:
+    """Gradio's default theme with system font stacks (``SANS_FONTS``, ``MONO_FONTS``)."""
+    import gradio as gr
+
+    return gr.themes.Default(font=SANS_FONTS, font_mono=MONO_FONTS)
+
 
 # Tabs written by another module owner: (title, module, factory name).
 OPTIONAL_TABS = (
@@ -136,6 +173,7 @@ def launch_app(
         prevent_thread_lock=prevent_thread_lock,
         allowed_paths=allowed_paths(ctx),
         css=CSS,
+        theme=studio_theme(),
         footer_links=[],
         quiet=True,
     )

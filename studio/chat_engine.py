@@ -25,6 +25,7 @@ from typing import Any
 from studio.models import for_token_size
 from studio.problems import describe
 from trainer.core.errors import ConfigError, DataError, StudioError
+from trainer.core.paths import resolve_repo_path
 from trainer.core.video_config import DEFAULT_MAX_PIXELS, VideoConfig
 from trainer.data.prompts import NO_THINK, THINK, chat_messages, format_options
 from trainer.data.records import MCQRecord, split_options
@@ -54,12 +55,14 @@ def base_model_of(config: Mapping[str, Any] | None) -> str | None:
 
 
 def check_model_path(path: str) -> str:
-    """A local folder must hold a ``config.json`` (or, for a LoRA checkpoint, the
-    ``adapter_config.json`` load_policy merges onto its base model); anything without a path
-    separator is left to transformers as a hub id. Raises ConfigError naming the path."""
+    """The cache key of a model pick: a local folder (relative to the project too) must hold a
+    ``config.json`` or, for a LoRA checkpoint, the ``adapter_config.json`` load_policy merges onto
+    its base model; a hub id (``owner/name``) is left to transformers. Raises ConfigError naming
+    the path."""
     path = (path or "").strip()
     if not path:
         raise ConfigError("no model chosen: pick a checkpoint or type a model path")
+    path = resolve_repo_path(path)  # `assets/tiny-qwen2.5-vl` as the presets spell it, from any folder
     local = Path(path).expanduser()
     looks_local = local.is_absolute() or path.startswith((".", "~")) or local.exists()
     if looks_local or path.count("/") > 1:

@@ -83,7 +83,8 @@ def read_datasets(workspace: Path) -> list[DatasetEntry]:
 
 
 def run_label(run: Run) -> str:
-    return f"#{run.id} {run.name} ({run.status})"
+    """``#3 motion-grpo (running)``; a model registered for evaluation says so instead of "finished"."""
+    return f"#{run.id} {run.name} ({'model' if run.is_model else run.status})"
 
 
 def run_choices(runs: Sequence[Run]) -> list[tuple[str, int]]:
@@ -155,11 +156,17 @@ def read_run_models(store: RunStore, run: Run, exists: PathExists = is_model_fol
     )
 
 
+def read_chat_runs(store: RunStore, exists: PathExists = is_model_folder) -> list[RunModels]:
+    """What every run in the database can answer with, newest run first (Chat's list)."""
+    runs = store.list_runs(kind=None)  # a model registered for evaluation can be chatted with too
+    return [read_run_models(store, r, exists) for r in runs]
+
+
 def read_model_choices(
     store: RunStore, tiny_dir: str | Path = TINY_MODEL_DIR, exists: PathExists = is_model_folder
 ) -> Choices:
     """Chat's model list from every run in the database (newest run first)."""
-    return model_choices([read_run_models(store, r, exists) for r in store.list_runs()], tiny_dir)
+    return model_choices(read_chat_runs(store, exists), tiny_dir)
 
 
 def read_checkpoint_choices(

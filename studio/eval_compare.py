@@ -61,7 +61,7 @@ def base_evaluations(store: RunStore, run_id: int) -> list[Evaluation]:
     if not base:
         return []
     found = []
-    for run in store.list_runs():
+    for run in store.list_runs(kind=None):  # a registered model's run, or a run that trained it
         ids = {c.id for c in store.checkpoints(run.id, include_deleted=True) if _same_path(c.path, base)}
         if ids:
             found.extend(e for e in store.evaluations(run.id) if e.checkpoint_id in ids)
@@ -106,35 +106,60 @@ def comparison_choices(store: RunStore, run_id: int) -> list[tuple[str, str]]:
 
 
 TASK_HEADERS = ["task", "model", "n", "accuracy", "95% CI", "Δ vs base", "format rate", "unparseable"]
+# The CSV export's columns: numbers a spreadsheet or pandas reads as numbers (the table's "95% CI"
+# is one text cell, "0.512–0.730"; here its ends are two columns). Empty delta: the base itself.
+CSV_HEADERS = [
+    "task", "model", "n", "accuracy", "ci_low", "ci_high", "delta_vs_base", "format_rate",
+    "unparseable_rate", "evaluation_id",
+]  # fmt: skip
 
 
-def task_rows(comp: Comparison) -> list[list[Any]]:
-    """One row per (task, model), "overall" last; Δ is the accuracy difference to the base model."""
+def task_stats(comp: Comparison) -> list[dict[str, Any]]:
+    """One dict per (task, model), "overall" last, keyed by CSV_HEADERS; ``delta_vs_base`` is the
+    accuracy difference to the base model (None for the base, or without one)."""
     base = comp.base.summary if comp.base else None
     base_acc = {t["task"]: t["accuracy"] for t in base["per_task"]} if base else {}
     if base:
         base_acc["overall"] = base["overall"]["accuracy"]
-    rows = []
-    tasks = _tasks(comp) + ["overall"]
-    for task in tasks:
+    found = []
+    for task in _tasks(comp) + ["overall"]:
         for m in comp.models:
             stats = _stats(m.summary, task)
             if stats is None:
                 continue
             delta = stats["accuracy"] - base_acc[task] if task in base_acc and m.label != BASE else None
-            rows.append(
-                [
-                    task,
-                    m.label,
-                    stats["n"],
-                    round(stats["accuracy"], 4),
-                    f"{stats['ci_low']:.3f}–{stats['ci_high']:.3f}",
-                    "" if delta is None else f"{delta:+.3f}",
-                    round(stats["format_rate"], 4),
-                    round(stats.get("unparseable_rate", 0.0), 4),
-                ]
+            found.append(
+                {
+                    "task": task,
+                    "model": m.label,
+                    "n": stats["n"],
+                    "accuracy": stats["accuracy"],
+                    "ci_low": stats["ci_low"],
+                    "ci_high": stats["ci_high"],
+                    "delta_vs_base": delta,
+                    "format_rate": stats["format_rate"],
+                    "unparseable_rate": stats.get("unparseable_rate", 0.0),
+                    "evaluation_id": m.evaluation.id,
+                }
             )
-    return rows
+    return found
+
+
+def task_rows(comp: Comparison) -> list[list[Any]]:
+    """The table's rows (TASK_HEADERS): :func:`task_stats` rounded, the interval and Δ as text."""
+    return [
+        [
+            s["task"],
+            s["model"],
+            s["n"],
+            round(s["accuracy"], 4),
+            f"{s['ci_low']:.3f}–{s['ci_high']:.3f}",
+            "" if s["delta_vs_base"] is None else f"{s['delta_vs_base']:+.3f}",
+            round(s["format_rate"], 4),
+            round(s["unparseable_rate"], 4),
+        ]
+        for s in task_stats(comp)
+    ]
 
 
 def _tasks(comp: Comparison) -> list[str]:
@@ -176,12 +201,12 @@ def failures(comp: Comparison, label: str) -> list[dict[str, Any]]:
 
 
 def export_csv(comp: Comparison) -> str:
+    """:func:`task_stats` as CSV (CSV_HEADERS): full-precision numbers, an empty delta for the base."""
     out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(TASK_HEADERS + ["evaluation"])
-    ids = {m.label: m.evaluation.id for m in comp.models}
-    for row in task_rows(comp):
-        writer.writerow([*row, ids[row[1]]])
+    writer = csv.DictWriter(out, fieldnames=CSV_HEADERS)
+    writer.writeheader()
+    for stats in task_stats(comp):
+        writer.writerow({k: "" if v is None else v for k, v in stats.items()})
     return out.getvalue()
 
 

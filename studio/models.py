@@ -57,6 +57,30 @@ def model_label(value: str, family: ModelFamily | None = None) -> str:
     return f"{label} — {family.name}" if family is not None else label
 
 
+def embedded_origin(value: str | None, assets_dir: Path = ASSETS_DIR) -> tuple[str, bool] | None:
+    """The embedded tiny model a pick is, or a checkpoint was trained from (the ``train_config.yaml``
+    it carries, through a run started from another run's checkpoint too): ``(that model's folder,
+    is the pick a checkpoint)``. None for any other model, a hub id or a folder that is not there.
+
+    The tiny models learned their tokenizer and answer format on the synthetic motion clips alone,
+    so the Chat tab says so wherever one is picked."""
+    from trainer.model.loading import run_base_model
+
+    embedded = {os.path.realpath(path) for path, _ in embedded_models(assets_dir)}
+    path = resolve_repo_path((value or "").strip())
+    is_checkpoint = False
+    for _ in range(8):  # a chain of runs, each from the one before's checkpoint
+        if not path or not os.path.isdir(path):
+            return None
+        if os.path.realpath(path) in embedded:
+            return path, is_checkpoint
+        base = run_base_model(Path(path))
+        if base is None:
+            return None
+        path, is_checkpoint = resolve_repo_path(base), True
+    return None
+
+
 def model_choices(value: str, assets_dir: Path = ASSETS_DIR) -> list[tuple[str, str]]:
     """The Model box: the embedded models with their family, the form's value, then the hub ids."""
     embedded = embedded_models(assets_dir)

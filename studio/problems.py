@@ -18,6 +18,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import PurePath
 
+from studio import text
 from trainer.core.errors import RunDBError, StudioError
 
 MAX_HEADLINE = 300
@@ -149,7 +150,7 @@ def problem_from_text(message: str, details: str = "") -> Problem:
 
 def problem_markdown(problem: Problem, action: str | None = None) -> str:
     """``**Action:** headline`` and, when there are details, a folded ``<details>`` block."""
-    head = html.escape(problem.headline, quote=False)
+    head = text.literal(problem.headline)
     out = f"**{action}:** {head}" if action else head
     if problem.details:
         out += (

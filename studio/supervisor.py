@@ -114,7 +114,7 @@ class Supervisor:
 
     def prepare(self, cfg: TrainConfig) -> TrainConfig:
         """The config as it will run: a unique run name, output_dir, this workspace and run DB."""
-        taken = {r.name for r in self.ctx.store.list_runs()}
+        taken = {r.name for r in self.ctx.store.list_runs(kind=None)}  # a registered model's too
         name = unique_name(cfg.run.run_name or time.strftime("grpo-%Y%m%d-%H%M%S"), taken)
         output_dir = cfg.run.output_dir or str(self.ctx.runs_dir / name)
         return build_config(
@@ -147,6 +147,11 @@ class Supervisor:
         from trainer.run.checkpoint import checkpoint_dirs
 
         run = self.ctx.store.get_run(run_id)
+        if run.is_model:
+            raise StudioError(
+                f"#{run_id} {run.name} is a model registered for evaluation, not a training run: "
+                "there is nothing to resume (its evaluations are in the Evaluate tab)"
+            )
         if run.status == "finished":
             # It did all it was asked; a new attempt would only re-save its last step (and could turn
             # "finished" into "aborted", losing its "ended early" note).
@@ -273,7 +278,8 @@ class Supervisor:
         return reaped
 
     def runs(self) -> list[Run]:
-        """Every run, newest first, after ending those whose trainer is gone."""
+        """Every training run (no registered model), newest first, after ending those whose trainer
+        is gone: the Monitor's and the Runs tab's list."""
         self.reap()
         return self.ctx.store.list_runs()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 TITLE = "Video GRPO Studio"
 SUBTITLE = (
     "Turn a Qwen vision-language model into a better video reasoner with GRPO: bring a video multiple-choice "
@@ -175,3 +177,15 @@ YAML_IO_LABEL = "Config YAML: paste one and press Load, or edit and download it"
 LOAD_YAML_BUTTON = "Load YAML into the form"
 DOWNLOAD_YAML_BUTTON = "Download config YAML"
 YAML_LOADED = "Loaded the pasted YAML into the form (keys it does not name keep the preset's value)."
+
+
+def literal(message: object) -> str:
+    """``message`` (a plain-text warning or error from the trainer) as Markdown or HTML that shows it
+    character for character: ``<answer>`` and ``</answer>`` are escaped, not taken for HTML tags.
+
+    gr.Markdown renders HTML and drops tags it does not know, with what they hold: the pre-flight's
+    "cut ... before </answer>, so" read "cut ... before , so", and "(answers as <think>…</think>
+    <answer>…</answer>) but" read "answers as ) but". Every message put into a gr.Markdown or gr.HTML
+    goes through here (``problems.problem_markdown`` does it for errors); the trainer's own text
+    stays plain for the terminal."""
+    return html.escape(str(message), quote=False)

@@ -10,7 +10,7 @@ module only wires widgets to it. Every failure becomes a message in the pane tha
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,9 @@ from studio.chat_engine import (
 )
 from studio.context import StudioContext
 from studio.live import Refresh
+from studio.models import embedded_origin, model_label
 from trainer.core.errors import StudioError
+from trainer.core.paths import TINY_MODEL_DIR
 from trainer.data import MCQRecord
 from trainer.data.prompts import NO_THINK, THINK
 from trainer.data.registry import load_dataset_use
@@ -47,6 +49,18 @@ INTRO = (
 )
 MODEL_INFO = "A run's checkpoint or base model, the tiny model, or type a local model folder."
 NO_QUESTION = "Type a question (or load a dataset sample) first."
+# Under the pickers whenever a pane holds an embedded tiny model, or a checkpoint trained from one.
+TINY_NOTE = (
+    "**{panes}** {what} `{model}`: a tiny model trained only on the synthetic motion task; "
+    "it writes nonsense on real videos."
+)
+# (is a checkpoint, both panes) -> what the note says the pane holds.
+TINY_WHAT = {
+    (False, False): "is the embedded tiny model",
+    (True, False): "was trained from the embedded tiny model",
+    (False, True): "are the embedded tiny model",
+    (True, True): "were trained from the embedded tiny model",
+}
 DEFAULTS = ChatSettings()
 CACHE_SIZE = 2
 
@@ -68,6 +82,56 @@ def _default_dataset(names: list[str]) -> str | None:
     return (evals or names or [None])[0]
 
 
+def chat_defaults(
+    runs: Sequence[choices.RunModels], tiny_dir: str | Path = TINY_MODEL_DIR
+) -> tuple[str, str]:
+    """What the panes start on (and fall back to when their pick is gone): B the newest checkpoint
+    of the newest training run that has one, A that run's base model (before vs after training).
+    Without a checkpoint: A the tiny model, B the newest run's base model, else the tiny model too."""
+    tiny = str(tiny_dir)
+    trained = [m for m in runs if not m.run.is_model]
+    for models in trained:  # newest run first
+        if models.checkpoints:
+            return models.base_model or tiny, models.checkpoints[-1].path
+    newest_base = trained[0].base_model if trained else None
+    return tiny, newest_base or tiny
+
+
+def keep_pick(
+    offered: choices.Choices,
+    current: str | None,
+    default: str,
+    shown: Collection[str],
+    shown_default: str | None,
+) -> str:
+    """A pane's pick after the model list is read again. ``default`` (:func:`chat_defaults`, as
+    now) when the pane still shows the default it was given (``shown_default``: a run trained
+    since moves it on) or when its pick is gone: a checkpoint removed, or a value the list
+    ``shown`` before and no longer offers (its run deleted: no checkpoint row names it any more).
+    Anything else, a pick or a typed folder or hub id, is kept."""
+    is_gone = current in shown and current not in offered.values
+    if current == shown_default or is_gone:
+        current = None
+    return offered.keep(current, default=default)
+
+
+def model_note(path_a: str | None, path_b: str | None) -> str:
+    """A line per pane whose model is an embedded tiny model or was trained from one (one line
+    for both when they say the same)."""
+    said: dict[tuple[bool, str], list[str]] = {}
+    for pane, value in (("A", path_a), ("B", path_b)):
+        origin = embedded_origin(value)
+        if origin is not None:
+            model, is_checkpoint = origin
+            said.setdefault((is_checkpoint, model_label(model)), []).append(pane)
+    lines = []
+    for (is_checkpoint, model), panes in said.items():
+        both = len(panes) > 1
+        names = "Models A and B" if both else f"Model {panes[0]}"
+        lines.append(TINY_NOTE.format(panes=names, what=TINY_WHAT[is_checkpoint, both], model=model))
+    return "\n\n".join(lines)
+
+
 def user_message(question: str, media: str | None) -> dict[str, Any]:
     name = f"*video* `{Path(media).name}`\n\n" if media else ""
     return {"role": "user", "content": f"{name}{question.strip()}"}
@@ -79,8 +143,12 @@ class ChatWidgets:
 
     # gr.State {"question": text as loaded, "answer": letter}: answers are judged while the text is unchanged.
     sample: Any
+    # gr.State {"values": the models the pickers offered last, "defaults": [A's, B's] then}: a pick
+    # that left the list is replaced, a pane still on its default follows the newest checkpoint.
+    offered: Any
     model_a: Any
     model_b: Any
+    model_note: Any
     refresh: Any
     video: Any
     image: Any
@@ -105,34 +173,52 @@ class ChatHandlers:
         self.ctx = ctx
         self.cache = cache
 
-    def models(self) -> choices.Choices:
+    def models(self) -> tuple[choices.Choices, tuple[str, str]]:
+        """The pickers' choices and the panes' defaults (:func:`chat_defaults`), read now."""
         try:
-            return choices.read_model_choices(self.ctx.store)
+            runs = choices.read_chat_runs(self.ctx.store)
         except StudioError as exc:  # an unreadable run DB still leaves the tiny model and typed paths
             logger.warning("chat: cannot list runs: %s", exc)
-            return choices.model_choices([])
+            runs = []
+        return choices.model_choices(runs), chat_defaults(runs)
 
     def dataset_names(self) -> list[str]:
         return choices.dataset_names(choices.read_datasets(self.ctx.workspace))
 
-    def on_refresh(self, a: str | None, b: str | None) -> tuple[Any, Any]:
-        """Both model lists as the run DB and the disk are now; a pick that is gone is replaced
-        (A by the tiny model, B by the last choice), a typed folder or hub id is kept."""
+    def shown(self) -> tuple[choices.Choices, dict[str, Any]]:
+        """The choices and defaults as now, and the pickers' state that records them."""
+        offered, defaults = self.models()
+        return offered, {"values": offered.values, "defaults": list(defaults)}
+
+    def on_refresh(self, a: str | None, b: str | None, before: dict | None = None) -> tuple[Any, Any, dict]:
+        """Both model lists as the run DB and the disk are now, and the new pickers' state (what
+        they offered and defaulted to, the next refresh's ``before``). Each pane goes through
+        :func:`keep_pick`: on to the newest checkpoint while it showed the default, back to the
+        default when its pick is gone, else kept."""
         import gradio as gr
 
-        offered = self.models()
-        last = offered.values[-1]
+        offered, state = self.shown()
+        before = before or {}
+        shown, old_defaults = before.get("values", []), before.get("defaults", [None, None])
+        picks = [
+            keep_pick(offered, current, default, shown, old_default)
+            for current, default, old_default in zip((a, b), state["defaults"], old_defaults, strict=True)
+        ]
         return (
-            gr.Dropdown(choices=offered.items, value=offered.keep(a), allow_custom_value=True),
-            gr.Dropdown(choices=offered.items, value=offered.keep(b, default=last), allow_custom_value=True),
+            gr.Dropdown(choices=offered.items, value=picks[0], allow_custom_value=True),
+            gr.Dropdown(choices=offered.items, value=picks[1], allow_custom_value=True),
+            state,
         )
 
-    def on_show(self, a: str | None, b: str | None, dataset: str | None) -> tuple[Any, Any, Any]:
+    def on_show(
+        self, a: str | None, b: str | None, dataset: str | None, before: dict | None = None
+    ) -> tuple[Any, Any, Any, dict]:
         import gradio as gr
 
         names = self.dataset_names()
         value = dataset if dataset in names else _default_dataset(names)
-        return (*self.on_refresh(a, b), gr.Dropdown(choices=names, value=value))
+        model_a, model_b, state = self.on_refresh(a, b, before)
+        return model_a, model_b, gr.Dropdown(choices=names, value=value), state
 
     def on_load_sample(self, dataset: str | None, index: float | None) -> tuple:
         import gradio as gr
@@ -201,21 +287,23 @@ class ChatHandlers:
             yield history_a, history_b, problems.error_markdown(exc, "Error")
 
 
-def _model_pickers(initial: list[tuple[str, str]]) -> tuple[Any, Any, Any]:
-    """Model A (the tiny model first), Model B (the newest choice) and the list's refresh button."""
+def _model_pickers(initial: list[tuple[str, str]], defaults: list[str]) -> tuple[Any, Any, Any, Any]:
+    """Model A and Model B on their defaults (:func:`chat_defaults`), the note on a tiny model
+    under them and the list's refresh button."""
     import gradio as gr
 
     with gr.Row():
         model_a = gr.Dropdown(
-            initial, value=initial[0][1], label="Model A", info=MODEL_INFO,
+            initial, value=defaults[0], label="Model A", info=MODEL_INFO,
             allow_custom_value=True, elem_id="chat-model-a", scale=4,
         )  # fmt: skip
         model_b = gr.Dropdown(
-            initial, value=initial[-1][1], label="Model B", info=MODEL_INFO,
+            initial, value=defaults[1], label="Model B", info=MODEL_INFO,
             allow_custom_value=True, elem_id="chat-model-b", scale=4,
         )  # fmt: skip
+    note = gr.Markdown(model_note(*defaults), elem_id="chat-model-note")
     refresh = gr.Button("↻ Refresh model list", size="sm", elem_id="chat-refresh-models")
-    return model_a, model_b, refresh
+    return model_a, model_b, note, refresh
 
 
 def _sample_accordion(dataset_names: list[str]) -> tuple[Any, Any, Any, Any]:
@@ -274,11 +362,12 @@ def build_layout(h: ChatHandlers) -> ChatWidgets:
     import gradio as gr
 
     sample = gr.State(None)
-    initial = h.models().items
+    offered_choices, state = h.shown()
+    offered = gr.State(state)
     gr.Markdown(INTRO)
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
-            model_a, model_b, refresh = _model_pickers(initial)
+            model_a, model_b, note, refresh = _model_pickers(offered_choices.items, state["defaults"])
             video = gr.Video(label="Video", sources=["upload"], height=220, elem_id="chat-video")
             image = gr.Image(label="Image", type="filepath", visible=False, height=220, elem_id="chat-image")
             sample_dataset, sample_index, load_sample, sample_info = _sample_accordion(h.dataset_names())
@@ -302,7 +391,8 @@ def build_layout(h: ChatHandlers) -> ChatWidgets:
                 pane_b = gr.Chatbot(label="Model B", height=520, elem_id="chat-answer-b", buttons=["copy"])
             status = gr.Markdown(elem_id="chat-status")
     return ChatWidgets(
-        sample=sample, model_a=model_a, model_b=model_b, refresh=refresh, video=video, image=image,
+        sample=sample, offered=offered, model_a=model_a, model_b=model_b, model_note=note,
+        refresh=refresh, video=video, image=image,
         sample_dataset=sample_dataset, sample_index=sample_index, load_sample=load_sample,
         sample_info=sample_info, question=question, mode=mode, ask=ask, clear=clear, settings=settings,
         pane_a=pane_a, pane_b=pane_b, status=status,
@@ -312,7 +402,10 @@ def build_layout(h: ChatHandlers) -> ChatWidgets:
 def _wire_events(w: ChatWidgets, h: ChatHandlers) -> None:
     import gradio as gr
 
-    w.refresh.click(h.on_refresh, [w.model_a, w.model_b], [w.model_a, w.model_b])
+    w.refresh.click(h.on_refresh, [w.model_a, w.model_b, w.offered], [w.model_a, w.model_b, w.offered])
+    # .change also fires when a refresh replaces a pick, so the note follows both.
+    for picker in (w.model_a, w.model_b):
+        picker.change(model_note, [w.model_a, w.model_b], w.model_note, show_progress="hidden")
     w.load_sample.click(
         h.on_load_sample,
         [w.sample_dataset, w.sample_index],
@@ -336,6 +429,7 @@ def create_chat_tab(ctx: StudioContext, cache: ModelCache | None = None) -> dict
     return {
         "model_a": w.model_a,
         "model_b": w.model_b,
+        "model_note": w.model_note,
         "video": w.video,
         "question": w.question,
         "ask": w.ask,
@@ -344,7 +438,9 @@ def create_chat_tab(ctx: StudioContext, cache: ModelCache | None = None) -> dict
         "status": w.status,
         "cache": h.cache,
         "refresh": Refresh(
-            h.on_show, [w.model_a, w.model_b, w.sample_dataset], [w.model_a, w.model_b, w.sample_dataset]
+            h.on_show,
+            [w.model_a, w.model_b, w.sample_dataset, w.offered],
+            [w.model_a, w.model_b, w.sample_dataset, w.offered],
         ),
     }
 

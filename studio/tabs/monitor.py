@@ -44,7 +44,8 @@ from trainer.rundb import Rollout, Run
 # main thread per chart on 2 cores): at 3 s a watching page kept its main thread ~15 % busy, at 5 s
 # under 10 %; Refresh asks at once.
 REFRESH_S = 5.0
-LOG_LINES = 60
+LOG_LINES = 60  # the log's tail, shown in a box of LOG_BOX_LINES scrolled to its newest line
+LOG_BOX_LINES = 20
 # A new rollout step updates the rollouts section (three Gradio events and a video) at most this
 # often: a fast run samples rollouts every few seconds, and each update costs the page ~0.3 s.
 ROLLOUT_NEWS_S = 15.0
@@ -391,7 +392,11 @@ def build_layout(handlers: MonitorHandlers) -> MonitorWidgets:
     rollouts, step_pick, prompt_pick, rollout_note, video, question, completions = _rollouts_section()
     rollouts_state = gr.State([])
     with gr.Accordion(text.LOG_HEADING, open=False, elem_id="monitor-log-section") as log_section:
-        log = gr.Code(language=None, interactive=False, max_lines=30, elem_id="monitor-log")
+        # Scrolled to its newest line by LOG_TO_END_JS (a gr.Code opened at the tail's oldest line).
+        log = gr.Textbox(
+            lines=LOG_BOX_LINES, max_lines=LOG_BOX_LINES, interactive=False, autoscroll=False,
+            show_label=False, elem_id="monitor-log", buttons=["copy"],
+        )  # fmt: skip
     return MonitorWidgets(
         state=state, view=view, run_pick=run_pick, refresh=refresh, abort=abort, resume=resume,
         action=action, status=status, smoothing=smoothing, live=live, rollouts=rollouts,
@@ -410,6 +415,20 @@ POLL_NOW_JS = """(...args) => {
     const charts = document.querySelector('#monitor-live .vgrpo-charts');
     if (charts && charts.vgrpoCharts) charts.vgrpoCharts.poll(true);
     return args;
+}"""
+# The log box shows its newest line when its text changes, unless the reader scrolled up to read:
+# Gradio's autoscroll left a tail that arrived while the section opened at its oldest line.
+LOG_TO_END_JS = """() => {
+    const box = document.querySelector('#monitor-log textarea');
+    if (!box) return;
+    if (!box.dataset.vgrpoTail) {
+        box.dataset.vgrpoTail = 'end';
+        box.addEventListener('scroll', () => {
+            const atEnd = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+            box.dataset.vgrpoTail = atEnd ? 'end' : 'reading';
+        });
+    }
+    if (box.dataset.vgrpoTail === 'end') requestAnimationFrame(() => { box.scrollTop = box.scrollHeight; });
 }"""
 QUIET = {"show_progress": "hidden"}
 
@@ -441,6 +460,7 @@ def _wire_events(w: MonitorWidgets, h: MonitorHandlers) -> None:
     # The log is read only while its section is open.
     w.log_section.expand(_log_opened, w.view, w.view, **QUIET).then(h.on_news, inputs, outputs, **QUIET)
     w.log_section.collapse(_log_closed, w.view, w.view, **QUIET)
+    w.log.change(None, None, None, js=LOG_TO_END_JS)
     # The picker's labels carry each run's status, which an abort or a resume changes; the page polls
     # again at once (a resumed run is active again).
     for button, handler, handler_outputs in (

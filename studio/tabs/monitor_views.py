@@ -8,7 +8,7 @@ import statistics
 import time
 from collections.abc import Sequence
 
-from studio import plots, problems
+from studio import plots, problems, text
 from studio.context import StudioContext
 from studio.supervisor import Supervisor
 from trainer.core import metrics_keys as mk
@@ -124,7 +124,7 @@ def status_markdown(run: Run, ended_early: str | None = None) -> str:
     ``ended_early`` (its ENDED_EARLY_EVENT message) when a limit ended it before its last step.
     Only the run row's fields: the text changes when the row does."""
     color = STATUS_COLORS.get(run.status, "#71717a")
-    parts = [f'### #{run.id} {html.escape(run.name)} <span style="color:{color}">{run.status}</span>']
+    parts = [f'### #{run.id} {text.literal(run.name)} <span style="color:{color}">{run.status}</span>']
     facts = []
     if run.pid:
         facts.append(f"pid {run.pid} on {run.host or '?'}")
@@ -136,9 +136,9 @@ def status_markdown(run: Run, ended_early: str | None = None) -> str:
         facts.append(f"output `{run.output_dir}`")
     parts.append(" - ".join(facts))
     if run.end_reason:  # e.g. the user's abort: a reason, not an error
-        parts.append(f"**Stopped:** {html.escape(run.end_reason)}")
+        parts.append(f"**Stopped:** {text.literal(run.end_reason)}")
     if ended_early:
-        parts.append(f"**Ended early:** {html.escape(ended_early)}")
+        parts.append(f"**Ended early:** {text.literal(ended_early)}")
     if run.error or run.traceback:
         problem = problems.problem_from_text(run.error or "", run.traceback or "")
         parts.append(problems.problem_markdown(problem, "Error"))

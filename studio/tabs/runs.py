@@ -16,7 +16,7 @@ from studio.live import Refresh
 from studio.supervisor import Supervisor
 from trainer.core import metrics_keys as mk
 from trainer.core.errors import StudioError
-from trainer.rundb import Evaluation, MetricSeries, Run
+from trainer.rundb import Evaluation, MetricSeries, Run, run_duration_s
 from trainer.rundb.export import FORMATS, WHATS, export_rows, write_export
 
 TABLE_HEADERS = ["id", "name", "status", "created", "duration", "last step", "best eval acc", "error"]
@@ -32,17 +32,13 @@ def best_eval_accuracy(evaluations: Sequence[Evaluation], series: MetricSeries |
     return max(values) if values else None
 
 
-def run_duration_s(run: Run, now: float) -> float | None:
-    if run.started_at is None:
-        return None
-    return (run.ended_at or now) - run.started_at
-
-
 def run_rows(ctx: StudioContext, runs: Sequence[Run], now: float | None = None) -> list[list[Any]]:
-    """The table: one row per run (two queries for all metrics, one per run for evaluations)."""
+    """The table: one row per run (three queries for all metrics and attempts, one per run for
+    evaluations). The duration is the time its attempts trained (``run_duration_s``), as everywhere."""
     now = time.time() if now is None else now
     ids = [r.id for r in runs]
     latest = ctx.store.latest_metrics(ids) if ids else {}
+    attempts = ctx.store.attempts_of(ids)
     eval_series = ctx.store.compare_runs(ids, [mk.EVAL_ACCURACY]) if ids else {}
     out = []
     for r in runs:
@@ -56,7 +52,7 @@ def run_rows(ctx: StudioContext, runs: Sequence[Run], now: float | None = None) 
                 r.name,
                 r.status,
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)),
-                plots.format_duration(run_duration_s(r, now)),
+                plots.format_duration(run_duration_s(r, attempts.get(r.id, []), now)),
                 max(steps) if steps else _MISSING,
                 _MISSING if best is None else f"{best:.3f}",
                 problems.problem_from_text(r.error).headline[:120] if r.error else "",

@@ -87,6 +87,16 @@ def cost_markdown(report: PreflightReport, family: ModelFamily | None = None) ->
     )
 
 
+def preflight_problem(exc: BaseException) -> str:
+    """Why the pre-flight could not sample: the headline, and the whole message folded under it when
+    the headline is cut (a model the hub cannot give also carries its published size estimate)."""
+    problem = problems.describe(exc)
+    full = problems.clean(str(exc)).strip()
+    if isinstance(exc, StudioError) and full != problem.headline:
+        problem = problems.Problem(problem.headline, full)
+    return problems.problem_markdown(problem)
+
+
 def report_status(report: PreflightReport) -> str:
     if report.warnings:
         items = "\n".join(f"- **{w.knob}**: {w.message}" for w in report.warnings)
@@ -123,8 +133,8 @@ class TrainHandlers:
             return (error, gr.Column(visible=False), *[gr.skip()] * 5)
         try:
             report = run_preflight(prepared)
-        except StudioError as exc:
-            status = text.PREFLIGHT_FAILED.format(error=problems.describe(exc).headline)
+        except (StudioError, OSError) as exc:  # never a bare "Error" over the last Check's status
+            status = text.PREFLIGHT_FAILED.format(error=preflight_problem(exc))
             return (
                 status,
                 gr.Column(visible=False),

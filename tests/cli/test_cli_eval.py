@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,15 @@ import pytest
 from trainer.cli import main
 from trainer.core.errors import ConfigError, RunDBError
 from trainer.eval.answering import video_config_for
-from trainer.eval.checkpoints import check_checkpoint, checkpoint_row_for, checkpoint_step, trained_settings
+from trainer.eval.checkpoints import (
+    TrainedOn,
+    check_checkpoint,
+    check_trained_mode,
+    checkpoint_row_for,
+    checkpoint_step,
+    trained_on,
+    trained_settings,
+)
 from trainer.rundb import RunStore
 
 
@@ -29,7 +39,8 @@ def test_eval_tiny_model_stores_evaluation_and_json(tiny_model_dir, synthetic_di
     assert main(argv) == 0
 
     with RunStore(db) as store:
-        (run,) = store.list_runs()
+        assert store.list_runs() == []  # no training run: the model is registered apart
+        (run,) = store.list_runs(kind="model")
         (ckpt,) = store.checkpoints(run.id)
         (evaluation,) = store.evaluations(run.id)
         events = [e.kind for e in store.events(run.id)]
@@ -52,7 +63,7 @@ def test_eval_tiny_model_stores_evaluation_and_json(tiny_model_dir, synthetic_di
     }
     # A base model outside any run gets a run of its own, named after its folder, already ended.
     assert run.name == "eval-tiny-qwen2.5-vl"
-    assert run.status == "finished"
+    assert (run.status, run.kind) == ("finished", "model")
     assert (ckpt.step, ckpt.path) == (0, str(tiny_model_dir.resolve()))
     assert evaluation.checkpoint_id == ckpt.id
     assert evaluation.dataset == "synthetic_motion_eval"
@@ -119,7 +130,10 @@ def test_checkpoint_row_found_registered_or_given_own_run(tmp_path, db):
         again = checkpoint_row_for(store, str(tmp_path / "base-model"), None)
         assert again.id == first.id
         assert store.get_run(first.run_id).name == "eval-base-model"
-        assert len(store.list_runs()) == 2
+        assert [(r.name, r.kind) for r in store.list_runs(kind=None)] == [
+            ("eval-base-model", "model"),
+            ("grpo-a", "train"),
+        ]
         with pytest.raises(RunDBError, match="no run with id or name 'nope'"):
             checkpoint_row_for(store, str(tmp_path / "x"), "nope")
 
@@ -133,3 +147,65 @@ def test_video_settings_come_from_train_config_then_flags(tmp_path):
     args = argparse.Namespace(fps=None, max_frames=6, max_pixels=784)
     cfg = video_config_for(args, video)
     assert (cfg.fps, cfg.max_frames, cfg.max_pixels, cfg.min_pixels) == (4.0, 6, 784, 784)
+
+
+NO_THINK_RUN = """\
+data:
+  dataset_use: synthetic_motion_no_think_train
+  eval_dataset_use: synthetic_motion_no_think_eval
+"""
+MODE_REFUSAL = (
+    "dataset_use 'synthetic_motion_eval' is think but {whose}'s dataset_use "
+    "'synthetic_motion_no_think_train' is no_think: evaluate on a set with the same answer format "
+    "(a name with no_think expects <answer> only)"
+)
+
+
+def no_think_checkpoint(root: Path, tiny_model_dir: Path) -> Path:
+    """A checkpoint of a no_think run: the tiny model's files and the train_config.yaml runs save."""
+    ckpt = root / "out" / "checkpoint-40"
+    shutil.copytree(tiny_model_dir, ckpt)
+    (ckpt / "train_config.yaml").write_text(NO_THINK_RUN)
+    return ckpt
+
+
+def test_a_no_think_checkpoint_is_not_asked_think_questions(tiny_model_dir, tmp_path, db, capsys):
+    """It scored accuracy 0.000 and format 0.000 with no warning; now it is refused before loading."""
+    ckpt = no_think_checkpoint(tmp_path, tiny_model_dir)
+    argv = ["eval", "--checkpoint", str(ckpt), "--dataset_use", "synthetic_motion_eval"]
+    assert main([*argv, "--db", db, "--workspace", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "vgrpo: error: " + MODE_REFUSAL.format(whose="checkpoint-40")
+    with RunStore(db) as store:
+        assert store.list_runs(kind=None) == [] and store.jobs() == []  # nothing ran, nothing stored
+
+
+def test_a_runs_base_model_is_judged_in_the_runs_mode(tiny_model_dir, tmp_path, db, capsys):
+    with RunStore(db) as store:
+        config = {
+            "model": {"model_name_or_path": str(tiny_model_dir)},
+            "data": {"dataset_use": "synthetic_motion_no_think_train"},
+        }
+        store.create_run("grpo-nt", config=config)
+    argv = ["eval", "--run", "grpo-nt", "--base", "--dataset_use", "synthetic_motion_eval"]
+    assert main([*argv, "--db", db, "--workspace", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == "vgrpo: error: " + MODE_REFUSAL.format(whose="run grpo-nt")
+
+
+def test_what_a_checkpoint_was_trained_on_and_when_its_mode_is_kept(tmp_path, caplog):
+    (tmp_path / "train_config.yaml").write_text(NO_THINK_RUN)
+    trained = trained_on(str(tmp_path))
+    assert trained == TrainedOn("synthetic_motion_no_think_train", None)
+    assert (
+        trained_on(str(tmp_path / "elsewhere")) is None and trained_on("Qwen/Qwen2.5-VL-3B-Instruct") is None
+    )
+    # Same mode: no refusal; a plain model folder (no train_config.yaml) has no mode to keep.
+    check_trained_mode("synthetic_motion_no_think_eval%50", ["no_think"], "checkpoint-40", trained, tmp_path)
+    with pytest.raises(ConfigError, match=r"is no_think\+think but checkpoint-40's dataset_use"):
+        check_trained_mode("a,b", ["think", "no_think"], "checkpoint-40", trained, tmp_path)
+    # A training set this workspace does not know cannot be judged: logged, not refused.
+    with caplog.at_level(logging.WARNING, logger="trainer.eval.checkpoints"):
+        check_trained_mode(
+            "synthetic_motion_eval", ["think"], "checkpoint-9", TrainedOn("gone_train"), tmp_path
+        )
+    assert "checkpoint-9 was trained on dataset_use 'gone_train', which is not known here" in caplog.text

@@ -102,7 +102,8 @@ def test_base_and_checkpoints_stored_once_then_reused(tiny_model_dir, tmp_path, 
     assert steps == [("tiny-qwen2.5-vl", 0, False), ("checkpoint-2", 2, False), ("checkpoint-4", 4, False)]
     with RunStore(db) as store:
         stored = store.evaluations(run.id)
-        base_run = next(r for r in store.list_runs() if r.name == "eval-tiny-qwen2.5-vl")
+        (base_run,) = store.list_runs(kind="model")
+        assert base_run.name == "eval-tiny-qwen2.5-vl"
         base_evals = store.evaluations(base_run.id)
         (job,) = store.jobs(run_id=run.id)
     # The base model is filed under a run of its own, never as a checkpoint of the trained run.

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.hub import HINT, HUB_ID, offline_hub
 from trainer.cli import main
 from trainer.cli.train import EXIT_ABORTED, _progress_bar, budget_steps
 from trainer.core import metrics_keys as mk
@@ -128,6 +129,41 @@ def test_check_flags_the_think_dataset_with_the_no_think_budget(tmp_path, capsys
     )
     assert "WARNING (grpo_sample_size): every reward within each of the 4 sampled groups is equal" in out
     assert not (tmp_path / "runs.db").exists()  # --check trains nothing
+
+
+def test_a_dataset_smaller_than_a_batch_checks_and_trains(tmp_path, capsys) -> None:
+    """8 records at per_device_train_batch_size 16 passed Check, then Launch died with a traceback
+    ("batch of 16 records from a dataset of 8"): now Check notes the repeats and the run trains."""
+    argv = ["train", "--config", str(PRESETS["no_think"]), "--workspace", str(tmp_path),
+            "--dataset_use", "synthetic_motion_no_think_train%0.4", "--eval_dataset_use", "",
+            "--per_device_train_batch_size", "16", "--grpo_sample_size", "4", "--dynamic_sampling", "false",
+            "--max_steps", "2", "--save_steps", "2", "--output_dir", str(tmp_path / "out")]  # fmt: skip
+    assert main([*argv, "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "config: valid; 8 training records (no_think)" in out
+    assert "dataset_use has 8 records, fewer than per_device_train_batch_size 16" in out
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "run 1: 2 steps" in out and "Traceback" not in err
+    assert (tmp_path / "out" / "checkpoint-2" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("cached", ["nothing", "config only"])
+def test_check_of_a_hub_model_that_cannot_be_downloaded_ends_in_one_line(
+    tmp_path, monkeypatch, capsys, cached
+) -> None:
+    """Offline, with the model's config.json cached but not its weights, --check printed
+    transformers' OSError as a traceback; now one line says which model and why."""
+    offline_hub(monkeypatch, tmp_path / "hub", cached)
+    argv = ["train", "--config", str(PRESETS["no_think"]), "--workspace", str(tmp_path / "ws"),
+            "--model_name_or_path", HUB_ID, "--check"]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"vgrpo: error: model_name_or_path: {HUB_ID} could not be downloaded: HF_HUB_OFFLINE is set and "
+        f"the local cache lacks it; {HINT}; from its published architecture: 3.75B parameters" in err
+    )
+    assert "Traceback" not in err
 
 
 def test_help_lists_every_knob_with_its_documentation(capsys) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from trainer.cli import main
-from trainer.data.registry import BUILTIN_FILES
+from trainer.data.registry import BUILTIN_FILES, file_sha256
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_register_list_unregister(
     assert "registered motion (2 records, mode think)" in capsys.readouterr().out
     assert main(["data", "register", "partly", str(bad), "--workspace", str(ws), "--mode", "no_think"]) == 0
     assert (
-        "registered partly (1 records, mode no_think); 3 bad records will be skipped"
+        "registered partly (1 records, mode no_think); 3 bad records are left out of training and evaluation"
         in capsys.readouterr().out
     )
     assert main(["data", "register", "motion", str(good), "--workspace", str(ws)]) == 1
@@ -90,9 +90,14 @@ def test_register_list_unregister(
         "video_root": str(good.parent),
         "mode": "think",
         "builtin": False,
+        "sha256": file_sha256(good),
         "exists": True,
     }
     assert rows["partly"]["mode"] == "no_think"
+    # What registration refused is listed, and never trained or evaluated.
+    assert [(r["index"], r["record_id"]) for r in rows["partly"]["rejected"]] == [
+        (2, "q_wrong"), (3, "q_corrupt"), (4, "bad:4"),
+    ]  # fmt: skip
 
     monkeypatch.setenv("VGRPO_WORKSPACE", str(ws))
     assert main(["data", "unregister", "motion"]) == 0

@@ -21,7 +21,9 @@ from trainer.data.registry import (
     resolve_dataset_use,
     sample_percent,
     unregister_dataset,
+    validate_entry,
 )
+from trainer.data.validate import validate_file
 
 
 @pytest.fixture
@@ -215,3 +217,103 @@ def test_builtin_synthetic_dataset_loads(synthetic_dir: Path, tmp_path: Path) ->
     assert all(r.video is not None and r.video.startswith(str(synthetic_dir / "videos")) for r in think)
     assert all(r.image is not None and r.video is None for r in image)
     assert {len(r.options) for r in records} == {4}
+
+
+@pytest.fixture
+def with_bad_videos(tmp_path: Path, put_video: Any, write_jsonl: Any, seed_record: Any) -> Path:
+    """Three usable records and two whose videos exist but are bad: corrupt (line 2), empty (line 4)."""
+    data = tmp_path / "mixed"
+    put_video("mixed/videos/a.mp4")
+    (data / "videos" / "x.mp4").write_bytes(b"\x00garbage, not a video" * 50)
+    (data / "videos" / "empty.mp4").touch()
+    rows = [
+        seed_record(rid="q_good"),
+        seed_record(video="videos/x.mp4", rid="q_corrupt"),
+        seed_record(rid="q_good2"),
+        seed_record(video="videos/empty.mp4", rid="q_empty"),
+        seed_record(rid="q_good3"),
+    ]
+    return write_jsonl(data / "mixed.jsonl", rows)
+
+
+def _register_checked(name: str, annotation: Path, ws: Path) -> registry.DatasetEntry:
+    """As the Datasets tab and `vgrpo data register` do: validate (decoding), then register."""
+    return register_dataset(name, annotation, ws, report=validate_file(annotation))
+
+
+def test_a_registered_dataset_never_yields_what_its_validation_rejected(
+    tmp_path: Path, with_bad_videos: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 23: registered as 3 usable records, then Check and Evaluate (which only check that
+    videos exist) read the corrupt video's record too and failed on it."""
+    ws = tmp_path / "ws"
+    original = with_bad_videos.read_bytes()
+    entry = _register_checked("mixed", with_bad_videos, ws)
+    assert [(r.index, r.record_id) for r in entry.rejected] == [(2, "q_corrupt"), (4, "q_empty")]
+    stored = json.loads((ws / "datasets.json").read_text())["datasets"]["mixed"]
+    assert stored["sha256"] == registry.file_sha256(with_bad_videos)
+    assert [r["record_id"] for r in stored["rejected"]] == ["q_corrupt", "q_empty"]
+    assert (
+        stored["rejected"][1]["reason"]
+        == f"empty file (0 bytes): {with_bad_videos.parent / 'videos/empty.mp4'}"
+    )
+
+    usable = ["q_good", "q_good2", "q_good3"]
+    for check_videos in (False, True):  # Check / evaluation, and training
+        with caplog.at_level("WARNING", logger="trainer.data.registry"):
+            records = load_dataset_use("mixed", ws, seed=0, check_videos=check_videos)
+        assert [r.id for r in records] == usable
+    assert "dataset mixed: skipped 2 bad records of 5" in caplog.text
+    report = validate_entry(get_dataset("mixed", ws), check_videos=False)  # the tab's preview
+    assert (report.valid, [e.record_id for e in report.errors]) == (3, ["q_corrupt", "q_empty"])
+    assert report.errors[0].reason.startswith("undecodable video: cannot decode video")
+    assert with_bad_videos.read_bytes() == original  # the user's file is never rewritten
+
+
+def test_evaluation_of_a_registered_dataset_leaves_its_rejected_records_out(
+    tmp_path: Path, with_bad_videos: Path
+) -> None:
+    from trainer.eval.benchmark_data import load_benchmark
+
+    ws = tmp_path / "ws"
+    _register_checked("mixed", with_bad_videos, ws)
+    bench = load_benchmark("mixed", ws)
+    assert [item.record.id for item in bench.items] == ["q_good", "q_good2", "q_good3"]
+    assert bench.invalid == 2
+
+
+@pytest.mark.parametrize("how", ["file changed", "registered without a report", "schema-only report"])
+def test_an_unverified_registration_decodes_every_video_again(
+    tmp_path: Path, with_bad_videos: Path, seed_record: Any, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """The stored verdicts hold only for the file they were made on: after an edit (or without a
+    report at all) even a read that would only check existence decodes, so nothing bad slips in."""
+    ws = tmp_path / "ws"
+    if how == "file changed":
+        _register_checked("mixed", with_bad_videos, ws)
+        with with_bad_videos.open("a") as f:  # one more record on the corrupt video, line 6
+            f.write(json.dumps(seed_record(video="videos/x.mp4", rid="q_corrupt2")) + "\n")
+    elif how == "schema-only report":  # `vgrpo data register --schema-only`: videos never looked at
+        register_dataset(
+            "mixed", with_bad_videos, ws, report=validate_file(with_bad_videos, schema_only=True)
+        )
+    else:
+        register_dataset("mixed", with_bad_videos, ws)
+    with caplog.at_level("WARNING", logger="trainer.data.registry"):
+        records = load_dataset_use("mixed", ws, seed=0, check_videos=False)
+    assert [r.id for r in records] == ["q_good", "q_good2", "q_good3"]
+    said = (
+        "changed since it was registered"
+        if how == "file changed"
+        else "was registered without its videos checked"
+    )
+    assert f"dataset mixed: {with_bad_videos} {said}; decoding every video" in caplog.text
+
+
+def test_register_with_a_report_refuses_a_file_with_no_usable_record(
+    tmp_path: Path, write_jsonl: Any, seed_record: Any
+) -> None:
+    bad = write_jsonl(tmp_path / "bad.jsonl", [seed_record(video="videos/missing.mp4")])
+    with pytest.raises(DataError, match="not registering bad: none of the 1 records"):
+        register_dataset("bad", bad, tmp_path / "ws", report=validate_file(bad))
+    assert not (tmp_path / "ws" / "datasets.json").exists()

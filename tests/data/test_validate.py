@@ -184,3 +184,33 @@ def test_load_records_warns_with_count(mixed: Path, caplog: pytest.LogCaptureFix
         records = load_records(mixed)
     assert [r.id for r in records] == ["q_good", "q_img", "q_good2"]
     assert f"{mixed}: skipped 8 bad records of 11" in caplog.text
+
+
+@pytest.mark.parametrize("check_videos", [True, False])
+def test_an_empty_video_is_named_empty_not_invalid_data(
+    tmp_path: Path, put_video: Any, write_jsonl: Any, seed_record: Any, check_videos: bool
+) -> None:
+    """A 0-byte upload: FFmpeg calls it "Invalid data found when processing input"; the report
+    names the record and says the file is empty, even when videos are only checked to exist."""
+    put_video("videos/a.mp4")
+    (tmp_path / "videos" / "empty.mp4").touch()
+    path = write_jsonl(
+        tmp_path / "t.jsonl", [seed_record(rid="q_ok"), seed_record(video="videos/empty.mp4", rid="q_empty")]
+    )
+    report = validate_file(path, check_videos=check_videos)
+    assert [r.id for r in report.records] == ["q_ok"]
+    (error,) = report.errors
+    assert str(error) == f"{path} line 2 (q_empty): empty file (0 bytes): {tmp_path / 'videos/empty.mp4'}"
+
+
+def test_records_rejected_before_are_reported_again_without_reading_their_media(mixed: Path) -> None:
+    """What a registered dataset's later reads do (trainer.data.registry.validate_entry): the
+    corrupt video's record stays out even where videos are only checked to exist."""
+    first = validate_file(mixed)
+    rejected = {(e.index, e.record_id): e.reason for e in first.errors}
+    again = validate_file(mixed, check_videos=False, rejected=rejected)
+    assert [r.id for r in again.records] == [r.id for r in first.records] == ["q_good", "q_img", "q_good2"]
+    assert [(e.index, e.reason) for e in again.errors] == [(e.index, e.reason) for e in first.errors]
+    # Keyed by position and id: another record at that line is not refused for it.
+    moved = validate_file(mixed, check_videos=False, rejected={(1, "q_other"): "was bad"})
+    assert "q_good" in [r.id for r in moved.records]

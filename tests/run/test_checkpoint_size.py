@@ -3,6 +3,7 @@ its size is the weights plus AdamW's two moments, not the weights twice."""
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,8 @@ def test_checkpoint_is_weights_once_plus_optimizer(tmp_path) -> None:
         f.stat().st_size for f in ckpt.iterdir() if f.name.startswith(("tokenizer", "chat_template"))
     )
     assert _size(ckpt) - processor <= weight_bytes + optimizer_bytes + 96 * KIB
+    # Readable as any new file here (safetensors' own write left model.safetensors 0600).
+    (tmp_path / "new.txt").write_text("")
+    default = stat.S_IMODE((tmp_path / "new.txt").stat().st_mode)
+    modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in ckpt.rglob("*") if f.is_file()}
+    assert modes["model.safetensors"] == default and set(modes.values()) == {default}, modes

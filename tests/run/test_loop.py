@@ -203,3 +203,39 @@ def test_a_time_budget_runs_the_warmup_over_the_budget_and_reaches_the_full_rate
     [event] = [e for e in store.events(outcome.run_id) if e.kind == ENDED_EARLY_EVENT]
     assert f"max_train_seconds 4 reached at step {outcome.steps}" in event.message
     assert [c.step for c in store.checkpoints(outcome.run_id)] == [outcome.steps]
+
+
+def test_a_budget_used_up_by_an_evaluation_ends_at_its_step_with_one_checkpoint_and_one_evaluation(
+    tmp_path, monkeypatch
+) -> None:
+    # max_train_seconds runs out during the step-2 evaluation (eval_steps 2): the run ends at step 2,
+    # saving once and storing that evaluation as its final one. It used to train step 3, save
+    # again and evaluate a second time: two checkpoints and two evaluations a second apart.
+    import trainer.run.loop as loop
+
+    evaluated_at: list[int] = []
+    real_evaluate = loop._evaluate
+
+    def evaluate(*args, **kwargs):
+        evaluated_at.append(len(evaluated_at))
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_evaluate", evaluate)
+    monkeypatch.setattr(loop, "_out_of_time", lambda *_: bool(evaluated_at))  # the evaluation took it all
+    cfg = tiny_config(
+        tmp_path, max_steps=4, save_steps=2, eval_steps=2, max_train_seconds=3600,
+        eval_dataset_use="synthetic_motion_eval", eval_max_records=2,
+    )  # fmt: skip
+    outcome = train(cfg)
+    assert outcome.steps == 2 and len(evaluated_at) == 1
+    store = RunStore(f"sqlite:///{tmp_path / 'ws' / 'runs.db'}")
+    assert store.get_run(outcome.run_id).status == "finished"
+    [ckpt] = store.checkpoints(outcome.run_id)
+    assert ckpt.step == 2 and outcome.final_checkpoint == tmp_path / "out" / "checkpoint-2"
+    [evaluation] = store.evaluations(outcome.run_id)
+    assert evaluation.checkpoint_id == ckpt.id and evaluation.accuracy == outcome.eval.accuracy
+    acc = store.metrics_since(outcome.run_id)[mk.EVAL_ACCURACY]
+    assert list(acc.steps) == [2] and list(acc.values) == [outcome.eval.accuracy]  # logged once
+    [event] = [e for e in store.events(outcome.run_id) if e.kind == ENDED_EARLY_EVENT]
+    assert "max_train_seconds 3600 reached at step 2" in event.message
+    assert sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-2"]

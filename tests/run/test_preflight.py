@@ -15,6 +15,7 @@ from trainer.run.preflight import (
     check_launch,
     check_model_path,
     learning_warnings,
+    small_dataset_notes,
 )
 from trainer.step.cost import GIB, ModelShape, memory_estimate, sequences_per_step
 
@@ -122,3 +123,13 @@ def test_a_hub_id_is_left_to_transformers_and_a_missing_local_path_is_not(tmp_pa
     for local in ("./models/qwen", "/abs/models/qwen", "models/qwen/v2"):
         with pytest.raises(ConfigError, match="no such folder"):
             check_model_path(local)
+
+
+def test_a_training_set_smaller_than_a_batch_gets_a_note_not_an_error() -> None:
+    # 8 records at 16 a step: each record twice per batch, an epoch is half a step; 12: 1.5 times.
+    assert small_dataset_notes(8, 16) == [
+        "dataset_use has 8 records, fewer than per_device_train_batch_size 16: each batch holds every "
+        "record 2 times on average (an epoch is 0.5 steps)"
+    ]
+    assert "every record 1.5 times on average (an epoch is 0.667 steps)" in small_dataset_notes(8, 12)[0]
+    assert small_dataset_notes(16, 16) == [] and small_dataset_notes(2000, 16) == []

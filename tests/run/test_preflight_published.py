@@ -128,6 +128,7 @@ def test_vgrpo_check_of_an_uncached_hub_model_prints_the_estimate(tmp_path) -> N
     )  # fmt: skip
     assert out.returncode == 1, out.stderr[-2000:]
     assert (
-        "vgrpo: error: model_name_or_path: cannot read the config of Qwen/Qwen3-VL-4B-Instruct" in out.stderr
+        "vgrpo: error: model_name_or_path: Qwen/Qwen3-VL-4B-Instruct could not be downloaded: "
+        "HF_HUB_OFFLINE is set and the local cache lacks it" in out.stderr
     )
     assert "from its published architecture: 4.44B parameters" in out.stderr

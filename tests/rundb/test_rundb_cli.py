@@ -10,10 +10,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from rundb_helpers import metrics_for, rollouts_for
+from sqlalchemy import select, update
 
 from trainer.cli import main
 from trainer.core.metrics_keys import KL_DIV
-from trainer.rundb import Lease, MetricPoint, Owner, RunStore
+from trainer.rundb import MODEL_RUN, RESUMED_EVENT, Lease, MetricPoint, Owner, RunStore
+from trainer.rundb.models import SqlAttempt, SqlEvent, SqlRun
 
 
 @pytest.fixture
@@ -86,6 +88,75 @@ def test_show_lists_every_attempt_and_the_stop_reason(
     )
     assert lines[lines.index("attempts:") + 2].endswith("finished")
     assert "error" not in out.lower()
+
+
+def _resumed_twice(store: RunStore) -> int:
+    """A run trained in three attempts, the 2nd and 3rd resumed from checkpoints (the trainer's
+    "resumed" events), with the times of the issue: 60 s, 90 s and 30 s, hours apart."""
+    run = store.create_run("resumed-twice")
+    me = Owner.current()
+    for number, resumed_from in ((1, None), (2, "/out/r/checkpoint-4"), (3, "/out/r/checkpoint-8")):
+        claimed = store.claim_run(run.id, me)
+        if resumed_from is not None:
+            lease = Lease(run.id, claimed.attempt, me)
+            store.add_event(run.id, RESUMED_EVENT, f"from {resumed_from}", lease=lease)
+        store.end_run(run.id, me, "aborted" if number < 3 else "finished", reason=f"stop {number}")
+    spans = {1: (1000.0, 1060.0), 2: (5000.0, 5090.0), 3: (9000.0, 9030.0)}
+    with store.session(write=True) as s:
+        for number, (start, end) in spans.items():
+            s.execute(
+                update(SqlAttempt)
+                .where(SqlAttempt.run_id == run.id, SqlAttempt.number == number)
+                .values(started_at=start, ended_at=end)
+            )
+        resumes = s.scalars(select(SqlEvent).where(SqlEvent.kind == RESUMED_EVENT).order_by(SqlEvent.id))
+        for event, number in zip(resumes, (2, 3), strict=True):
+            event.time = spans[number][0] + 1.0
+        s.execute(update(SqlRun).where(SqlRun.id == run.id).values(started_at=9000.0, ended_at=9030.0))
+    return run.id
+
+
+def test_show_sums_the_attempts_and_says_what_each_resumed_from(
+    store: RunStore, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The issue: the Runs table said 0m 30s (the last attempt), the Monitor counted the hours
+    # between attempts, and `runs show` said "resumed from -" after two resumes.
+    run_id = _resumed_twice(store)
+    assert main(["runs", "show", str(run_id), "--json", "--db", db_url]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["trained_s"] == pytest.approx(180.0)
+    assert [(a["number"], a["resumed_from"]) for a in doc["attempts"]] == [
+        (1, None),
+        (2, "/out/r/checkpoint-4"),
+        (3, "/out/r/checkpoint-8"),
+    ]
+    assert main(["runs", "show", str(run_id), "--db", db_url]) == 0
+    out = capsys.readouterr().out
+    lines = [line.strip() for line in out.splitlines()]
+    assert "trained for   3m00s" in lines
+    first = lines.index("attempts:") + 1
+    assert lines[first].endswith("1m00s  from scratch  aborted  stop 1")
+    assert lines[first + 1].endswith("1m30s  resumed from /out/r/checkpoint-4  aborted  stop 2")
+    assert lines[first + 2].endswith("0m30s  resumed from /out/r/checkpoint-8  finished  stop 3")
+    assert "resumed from -" not in out and "forked from" not in out
+
+
+def test_list_leaves_registered_models_out_unless_asked(
+    filled: RunStore, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = filled.create_run("eval-tiny-qwen2.5-vl", kind=MODEL_RUN)
+    assert main(["runs", "list", "--json", "--db", db_url]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)] == ["queued-one", "motion"]
+    assert main(["runs", "list", "--json", "--kind", "model", "--db", db_url]) == 0
+    assert [(r["id"], r["kind"]) for r in json.loads(capsys.readouterr().out)] == [(model.id, "model")]
+    assert main(["runs", "list", "--json", "--kind", "all", "--db", db_url]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
+    assert main(["runs", "show", "eval-tiny-qwen2.5-vl", "--db", db_url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        lines[0] == f"run {model.id}: eval-tiny-qwen2.5-vl  [finished]  (a model registered for evaluation)"
+    )
+    assert "  trained for   -" in lines
 
 
 def test_unknown_run_is_one_line_error(

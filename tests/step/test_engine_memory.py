@@ -34,7 +34,9 @@ def test_the_tiny_models_cpu_cache_is_what_its_sequences_need() -> None:
     got = engine_memory.cpu_kv_cache_bytes(per_token, positions, 64, 0.3, 24 * GIB)
     assert got == 160 * MIB
     # A fraction below the need is the ceiling; a tiny need gets the floor.
-    assert engine_memory.cpu_kv_cache_bytes(per_token, positions, 64, 0.001, 24 * GIB) == int(0.001 * 24 * GIB)
+    assert engine_memory.cpu_kv_cache_bytes(per_token, positions, 64, 0.001, 24 * GIB) == int(
+        0.001 * 24 * GIB
+    )
     assert engine_memory.cpu_kv_cache_bytes(per_token, 16, 1, 0.3, 24 * GIB) == engine_memory.KV_FLOOR_BYTES
 
 

@@ -119,15 +119,102 @@ def test_errors_show_in_their_pane_and_the_other_pane_answers(cache, record, tin
     ]
 
 
-def test_corrupt_video_is_an_error_not_a_crash(cache, tiny_model_dir, tmp_path):
+@pytest.mark.parametrize(
+    "content, says",
+    [(b"\x00not a video" * 50, "cannot decode video {video}: "), (b"", "empty file (0 bytes): {video}")],
+)
+def test_corrupt_video_is_an_error_not_a_crash(cache, tiny_model_dir, tmp_path, content, says):
+    """The pane says what is wrong with the file, not that torchvision lacks read_video (what
+    qwen-vl-utils' fallback reader raised on torchvision 0.29)."""
     video = tmp_path / "broken.mp4"
-    video.write_bytes(b"\x00not a video" * 50)
+    video.write_bytes(content)
     messages = chat_conversation(
         str(video), "Which way?\n(A) left\n(B) right", "think", SETTINGS.video_config()
     )
     final = list(stream_answers(cache, [str(tiny_model_dir)], messages, SETTINGS))[-1]
     assert final[0].status == "error"
-    assert final[0].error.startswith(f"cannot decode {video}")
+    assert final[0].error.startswith(says.format(video=video))
+    assert "read_video" not in final[0].error
+
+
+# ---- LoRA checkpoints ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lora_checkpoint(tmp_path_factory) -> tuple[Path, object]:
+    """A LoRA checkpoint as a run saves it (adapters + merger, processor, train_config.yaml), made
+    from the tiny model loaded the way the studio's trainer loads it: from the repository folder,
+    by the presets' relative path. Also the trained model, merged, to compare answers with."""
+    import os
+
+    import torch
+
+    from tests.helpers.lora import trained_lora
+    from trainer.core.paths import REPO_ROOT
+    from trainer.model.loading import load_policy
+
+    torch.manual_seed(0)
+    cwd = os.getcwd()
+    os.chdir(REPO_ROOT)  # contextlib.chdir is Python 3.11+
+    try:
+        base, processor = load_policy("assets/tiny-qwen2.5-vl")
+    finally:
+        os.chdir(cwd)
+    lora = trained_lora(base)
+    checkpoint = tmp_path_factory.mktemp("lora-run") / "out" / "checkpoint-2"
+    lora.save_pretrained(str(checkpoint))
+    processor.save_pretrained(str(checkpoint))
+    (checkpoint / "train_config.yaml").write_text("model:\n  model_name_or_path: assets/tiny-qwen2.5-vl\n")
+    return checkpoint, lora.merge_and_unload().eval()
+
+
+def test_a_lora_checkpoint_answers_in_chat_as_the_trained_model(
+    cache, record, lora_checkpoint, tmp_path, monkeypatch
+):
+    """Issue 23: a LoRA run's checkpoint (no config.json) loads in Chat onto its base model and
+    answers; the studio's working folder is not the trainer's."""
+    import json
+    from types import SimpleNamespace
+
+    checkpoint, trained = lora_checkpoint
+    assert not (checkpoint / "config.json").exists()
+    base = json.loads((checkpoint / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert Path(base).is_absolute()  # peft wrote where the model was loaded from, from any folder
+    monkeypatch.chdir(tmp_path)
+    messages = chat_conversation(record.video, sample_question(record), record.mode, SETTINGS.video_config())
+    final = list(stream_answers(cache, [str(checkpoint)], messages, SETTINGS))[-1]
+    assert (final[0].status, final[0].error) == ("done", None)
+    loaded = cache.get(str(checkpoint))
+    assert final[0].text == _greedy_reference(
+        SimpleNamespace(model=trained, processor=loaded.processor), messages
+    )
+
+
+def test_a_lora_checkpoint_whose_base_folder_is_no_model_loads_from_its_run_config(
+    cache, record, lora_checkpoint, tmp_path
+):
+    """The base model named in adapter_config.json is a folder without config.json (the error the
+    user saw): the run config saved beside the adapters names it; without that, the error says
+    which checkpoint and what each file names."""
+    import json
+
+    checkpoint = Path(shutil.copytree(lora_checkpoint[0], tmp_path / "run" / "checkpoint-2"))
+    not_a_model = tmp_path / "assets" / "tiny-qwen2.5-vl"
+    not_a_model.mkdir(parents=True)
+    adapter = json.loads((checkpoint / "adapter_config.json").read_text())
+    adapter["base_model_name_or_path"] = str(not_a_model)
+    (checkpoint / "adapter_config.json").write_text(json.dumps(adapter))
+    messages = chat_conversation(record.video, sample_question(record), record.mode, SETTINGS.video_config())
+    final = list(stream_answers(cache, [str(checkpoint)], messages, SETTINGS))[-1]
+    assert (final[0].status, final[0].error) == ("done", None) and final[0].text
+
+    orphan = Path(shutil.copytree(checkpoint, tmp_path / "orphan" / "checkpoint-2"))
+    (orphan / "train_config.yaml").unlink()
+    final = list(stream_answers(cache, [str(orphan)], messages, SETTINGS))[-1]
+    assert final[0].error == (
+        f"LoRA checkpoint {orphan}: no base model to load it onto: adapter_config.json "
+        f"base_model_name_or_path {not_a_model} is not a model folder (no config.json)"
+    )
 
 
 def test_free_question_and_missing_video():

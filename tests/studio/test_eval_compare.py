@@ -44,7 +44,7 @@ def _seed(ctx: StudioContext, tmp_path: Path) -> int:
     store = ctx.store
     base = str(tmp_path / "base-model")
     run = store.create_run("grpo-a", config={"model": {"model_name_or_path": base}})
-    base_run = store.create_run("eval-base-model", status="finished")
+    base_run = store.create_run("eval-base-model", kind="model")
     base_ckpt = store.add_checkpoint(base_run.id, 0, base, {})
     c2 = store.add_checkpoint(run.id, 2, str(tmp_path / "out" / "checkpoint-2"), {})
     c4 = store.add_checkpoint(run.id, 4, str(tmp_path / "out" / "checkpoint-4"), {})
@@ -88,9 +88,17 @@ def test_failures_and_exports(ctx: StudioContext, tmp_path: Path) -> None:
         and "**B.** right" in text
         and "<answer>(A)</answer>" in text
     )
-    rows = list(csv.reader(io.StringIO(ec.export_csv(comp))))
-    assert rows[0] == [*ec.TASK_HEADERS, "evaluation"]
-    assert len(rows) == 1 + 3 * 3
+    rows = list(csv.DictReader(io.StringIO(ec.export_csv(comp))))
+    assert len(rows) == 3 * 3
+    assert list(rows[0]) == ec.CSV_HEADERS
+    # Numbers in their own columns, as a spreadsheet reads them (it once wrote "95% CI" as the text
+    # "0.xxx–0.yyy" and the delta as "+0.500").
+    by_model = {(r["task"], r["model"]): r for r in rows}
+    base, step2 = by_model[("horizontal", "base")], by_model[("horizontal", "step 2")]
+    assert float(base["accuracy"]) == 0.5 and base["delta_vs_base"] == ""
+    assert 0.0 < float(base["ci_low"]) < 0.5 < float(base["ci_high"]) < 1.0
+    assert float(step2["delta_vs_base"]) == 0.5 and int(step2["n"]) == 2
+    assert int(by_model[("overall", "step 4")]["evaluation_id"]) == comp.models[2].evaluation.id
     doc = json.loads(ec.export_json(comp))
     assert [m["label"] for m in doc["models"]] == ["base", "step 2", "step 4"]
     assert doc["models"][0]["answer_distribution"] == {"A": 4}

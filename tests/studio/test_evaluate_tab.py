@@ -7,9 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from studio_helpers import wait_for
 
 from studio.context import StudioContext
+from studio.supervisor import Supervisor
 from studio.tabs.evaluate import (
     checkpoint_choices,
     confusion_counts,
@@ -21,6 +23,8 @@ from studio.tabs.evaluate import (
     record_rows,
     start_evaluation,
 )
+from studio.tabs.evaluate.datasets import dataset_for_run
+from studio.tabs.evaluate.tab import EvaluateHandlers
 from trainer.core.errors import ConfigError
 from trainer.core.paths import TINY_MODEL_DIR, TINY_QWEN3_VL_DIR
 from trainer.rundb import Owner
@@ -98,6 +102,76 @@ def test_start_evaluation_starts_a_job_through_the_supervisor(ctx):
 def test_start_evaluation_names_the_missing_field(ctx, checkpoint, dataset, batch, message):
     with pytest.raises(ConfigError, match=message):
         start_evaluation(ctx, checkpoint, dataset, None, 0, batch)
+
+
+NO_THINK_RUN = {
+    "model": {"model_name_or_path": str(TINY_MODEL_DIR)},
+    "data": {
+        "dataset_use": "synthetic_motion_no_think_train",
+        "eval_dataset_use": "synthetic_motion_no_think_eval",
+    },
+}
+
+
+def recording(ctx: StudioContext, calls: list) -> Supervisor:
+    """A supervisor that records the jobs it is asked to start instead of starting them."""
+
+    class Recording(Supervisor):
+        def start_job(self, kind, command, params, log_path, *, run_id=None):
+            calls.append(command)
+            return ctx.store.create_job(kind, params, run_id=run_id, log_path=str(log_path))
+
+    return Recording(ctx)
+
+
+def test_a_no_think_checkpoint_is_not_started_on_a_think_set(ctx, tmp_path):
+    """Evaluate picked the think eval set for a no_think run (accuracy 0.000, format 0.000, no
+    warning) where the Train tab refuses the pairing: now refused before a job starts, in its words."""
+    run = ctx.store.create_run("grpo-nt", config=NO_THINK_RUN)
+    ckpt = tmp_path / "out" / "checkpoint-40"
+    ckpt.mkdir(parents=True)
+    (ckpt / "train_config.yaml").write_text(yaml.safe_dump(NO_THINK_RUN))
+    calls: list = []
+    handlers = EvaluateHandlers(ctx, recording(ctx, calls))
+    status = handlers.on_start(run.id, str(ckpt), "synthetic_motion_eval", 8, 2, False)
+    assert status == (
+        "**Not started:** dataset_use 'synthetic_motion_eval' is think but checkpoint-40's dataset_use "
+        "'synthetic_motion_no_think_train' is no_think: evaluate on a set with the same answer format "
+        "(a name with no_think expects <answer> only)"
+    )
+    with pytest.raises(
+        ConfigError, match="is think but run grpo-nt's dataset_use 'synthetic_motion_no_think_train'"
+    ):
+        start_evaluation(ctx, "", "synthetic_motion_eval", run.id, 8, 2, recording(ctx, calls), compare=True)
+    assert calls == [] and ctx.store.jobs() == []
+    # Its own format starts; a plain model folder (no run config in it) is not refused either.
+    assert handlers.on_start(run.id, str(ckpt), "synthetic_motion_no_think_eval%50", 8, 2, False).startswith(
+        "Evaluation job #"
+    )
+    start_evaluation(ctx, str(TINY_MODEL_DIR), "synthetic_motion_eval", run.id, 8, 2, recording(ctx, calls))
+    assert len(calls) == 2
+
+
+def test_picking_a_run_offers_the_eval_set_of_its_answer_format(ctx):
+    no_think = ctx.store.create_run("nt", config=NO_THINK_RUN).id
+    without_eval = {**NO_THINK_RUN, "data": {"dataset_use": "synthetic_motion_no_think_train%10"}}
+    no_eval_set = ctx.store.create_run("nt-no-eval", config=without_eval).id
+    think = ctx.store.create_run("t", config={"data": {"dataset_use": "synthetic_motion_train"}}).id
+    model = ctx.store.create_run("eval-m", config={"model": {"model_name_or_path": "/m"}}).id
+    assert dataset_for_run(ctx, no_think, "synthetic_motion_eval") == "synthetic_motion_no_think_eval"
+    assert dataset_for_run(ctx, no_eval_set, "synthetic_motion_eval") == "synthetic_motion_no_think_eval"
+    # A set already in the run's format stays (a user's pick); no run or no trained format: as is.
+    assert (
+        dataset_for_run(ctx, no_think, "synthetic_motion_no_think_eval%50")
+        == "synthetic_motion_no_think_eval%50"
+    )
+    assert dataset_for_run(ctx, think, "synthetic_motion_eval") == "synthetic_motion_eval"
+    assert dataset_for_run(ctx, model, "synthetic_motion_eval") == "synthetic_motion_eval"
+    assert dataset_for_run(ctx, None, None) is None
+    # The handler behind the run picker: checkpoint list, then the dataset.
+    assert EvaluateHandlers(ctx, Supervisor(ctx)).on_run(no_think, "synthetic_motion_eval")[1] == (
+        "synthetic_motion_no_think_eval"
+    )
 
 
 def test_confusion_counts_by_hand():
@@ -197,7 +271,7 @@ def test_launched_evaluation_is_a_job_that_lands_in_the_run_db(ctx, tiny_model_d
     assert (done.status, done.progress_done, done.progress_total) == ("finished", 4, 4)
     assert done.result["evaluation_id"] == evaluation.id
     assert job_status(done).startswith(
-        f"Evaluation #{job.id} **finished** · tiny-qwen2.5-vl on synthetic_motion_eval"
+        f"Evaluation job #{job.id} **finished** · tiny-qwen2.5-vl on synthetic_motion_eval"
     )
     assert len(evaluation.results) == 4
     view = evaluation_view(ctx, run.id)
@@ -227,7 +301,7 @@ def test_evaluation_job_on_a_qwen3_vl_checkpoint(ctx, tmp_path):
     )
     assert (done.status, done.progress_done) == ("finished", 4), Path(job.log_path).read_text()
     assert job_status(done).startswith(
-        f"Evaluation #{job.id} **finished** · checkpoint-4 on synthetic_motion_eval"
+        f"Evaluation job #{job.id} **finished** · checkpoint-4 on synthetic_motion_eval"
     )
     (evaluation,) = ctx.store.evaluations(run.id)
     assert evaluation.format_rate == 1.0 and len(evaluation.results) == 4
@@ -237,7 +311,7 @@ def test_evaluation_job_on_a_qwen3_vl_checkpoint(ctx, tmp_path):
 def test_job_status_reads_progress_result_or_error(ctx):
     run = ctx.store.create_run("r")
     job = ctx.store.create_job("evaluate", {"checkpoint": "/m/checkpoint-8", "dataset": "d"}, run_id=run.id)
-    assert job_status(job) == f"Evaluation #{job.id} **starting** · checkpoint-8 on d · `starting`"
+    assert job_status(job) == f"Evaluation job #{job.id} **starting** · checkpoint-8 on d · `starting`"
     owner = Owner.current()
     ctx.store.claim_job(job.id, owner)
     ctx.store.set_job_progress(job.id, owner, 3, 8)

@@ -51,4 +51,7 @@ def test_the_vllm_sampler_mismatch_is_charted_and_comparable_once_logged() -> No
     assert present_by_panel(logged)["Optimisation"] == [mk.LOSS, mk.SAMPLER_LOGP_DIFF, mk.IS_WEIGHT]
     assert mk.SAMPLER_LOGP_DIFF not in present_by_panel([mk.LOSS])["Optimisation"]  # hf runs: no chart
     assert {mk.SAMPLER_LOGP_DIFF, mk.IS_WEIGHT} <= set(mk.ALL_METRICS)  # the Runs compare list
-    assert plots.metric_names([{mk.SAMPLER_LOGP_DIFF: None, mk.LOSS: None}]) == [mk.LOSS, mk.SAMPLER_LOGP_DIFF]
+    assert plots.metric_names([{mk.SAMPLER_LOGP_DIFF: None, mk.LOSS: None}]) == [
+        mk.LOSS,
+        mk.SAMPLER_LOGP_DIFF,
+    ]

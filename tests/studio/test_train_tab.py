@@ -1,5 +1,6 @@
 """The Train tab's handlers without a browser: Check and Launch refuse the same configs with the
-same message, Check on a preset shows the pre-flight, Use switches the answer-format knobs."""
+same message, Check on a preset shows the pre-flight, Use switches the answer-format knobs, a model
+that cannot be downloaded replaces the status with why, a dataset smaller than a batch is noted."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from studio_helpers import fake_supervisor
 from studio import forms
 from studio.models import model_label
 from studio.tabs.train import TrainHandlers
+from tests.helpers.hub import HINT, HUB_ID, offline_hub
 from trainer.core.paths import TINY_MODEL_DIR
 from trainer.model.families import FAMILIES
 
@@ -72,3 +74,33 @@ def test_the_tiny_model_is_labelled_as_the_presets_spell_it() -> None:
     assert model_label(str(TINY_MODEL_DIR), FAMILIES["qwen2_5_vl"]) == "assets/tiny-qwen2.5-vl — Qwen2.5-VL"
     assert model_label("Qwen/Qwen2.5-VL-3B-Instruct") == "Qwen/Qwen2.5-VL-3B-Instruct"
     assert model_label("/models/base") == "/models/base"
+
+
+@pytest.mark.parametrize("cached", ["nothing", "config only"])
+def test_check_of_a_hub_model_that_cannot_be_downloaded_says_why(
+    handlers: TrainHandlers, monkeypatch, tmp_path, cached
+) -> None:
+    """No network, HF_HUB_OFFLINE: the status said a bare red "Error" (transformers' OSError left the
+    handler) over the previous status; it is replaced by the reason, the pre-flight box hidden."""
+    offline_hub(monkeypatch, tmp_path / "hub", cached)
+    status, box, *_ = handlers.check(*args_for(handlers, model_name_or_path=HUB_ID))
+    headline = html.unescape(status.split("\n")[0])
+    assert headline.startswith(
+        f"**Config is valid**, but the pre-flight could not sample: model_name_or_path: {HUB_ID} could "
+        f"not be downloaded: HF_HUB_OFFLINE is set and the local cache lacks it; {HINT}"
+    ), status
+    assert "from its published architecture: 3.75B parameters" in html.unescape(status)  # folded details
+    assert box.visible is False
+
+
+def test_check_of_a_dataset_smaller_than_a_batch_notes_the_repeats(handlers: TrainHandlers) -> None:
+    """8 records at 16 a step: Check passed and Launch failed; now the run trains and Check says how."""
+    args = args_for(handlers, dataset_use="synthetic_motion_no_think_train%0.4", eval_dataset_use="",
+                    per_device_train_batch_size=16)  # fmt: skip
+    status, box, rows, cost, *_ = handlers.check(*args)
+    assert status.startswith("**Config is valid**"), status
+    assert box.visible is True and len(rows) == 16  # 4 of the 8 questions x grpo_sample_size 4
+    assert (
+        "- dataset_use has 8 records, fewer than per_device_train_batch_size 16: each batch holds every "
+        "record 2 times on average (an epoch is 0.5 steps)" in cost
+    )

@@ -180,3 +180,45 @@ def test_only_staging_folders_older_than_a_day_are_cleaned(tmp_path: Path) -> No
     assert sorted(p.name for p in removed) == ["abandoned", "just_over"]
     assert sorted(p.name for p in staging.iterdir()) == ["fresh", "stray.txt"]
     assert clean_stale_staging(tmp_path / "nothing_here", now=now) == []
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # gradio's loops
+def test_registering_says_what_is_left_out_and_nothing_reads_it_again(
+    tmp_path: Path, video_bytes: bytes
+) -> None:
+    """Issue 23: `mixed.jsonl` registered as "3 usable records", then Check and Evaluate (which
+    only check that videos exist) failed on its corrupt video. The Register button's message says
+    the bad records are left out; the preview, Check's loading and the file agree."""
+    from studio.context import StudioContext
+    from studio.tabs.datasets.tab import LEFT_OUT, DatasetsHandlers
+    from trainer.data import load_dataset_use
+
+    up = tmp_path / "up"
+    up.mkdir()
+    (up / "good.mp4").write_bytes(video_bytes)
+    (up / "corrupt.mp4").write_bytes(b"\x00garbage, not a video" * 50)
+    (up / "empty.mp4").touch()
+    lines = [record("q1", "good.mp4"), record("q_bad", "corrupt.mp4"), record("q2", "good.mp4"),
+             record("q_empty", "empty.mp4"), record("q3", "good.mp4")]  # fmt: skip
+    annotation = write_jsonl(up / "mixed.jsonl", lines)
+    original = annotation.read_bytes()
+    ctx = StudioContext(tmp_path / "ws", f"sqlite:///{tmp_path / 'runs.db'}")
+    handlers = DatasetsHandlers(ctx, UploadLimits())
+    files = [str(annotation), *(str(up / n) for n in ("good.mp4", "corrupt.mp4", "empty.mp4"))]
+    note, state, report_md, *_ = handlers.on_validate(files, "mixed", None)
+    assert report_md.startswith("**5 records: 3 usable, 2 with errors**")
+
+    message, *_ = handlers.on_register("mixed", state)
+    assert "3 usable records" in message and LEFT_OUT.format(count=2) in message
+    status, report_md, errors, items, *_ = handlers.on_preview("mixed")
+    assert report_md.startswith("**5 records: 3 usable, 2 with errors**")
+    assert [row[1] for row in errors] == ["q_bad", "q_empty"]
+    assert errors[1][2].startswith("empty file (0 bytes):")
+    assert [i["id"] for i in items] == ["q1", "q2", "q3"]
+    # What Check reads (videos checked to exist only) is what was registered.
+    assert [r.id for r in load_dataset_use("mixed", ctx.workspace, seed=0, check_videos=False)] == [
+        "q1",
+        "q2",
+        "q3",
+    ]
+    assert (ctx.datasets_dir / "mixed" / "mixed.jsonl").read_bytes() == original

@@ -59,8 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # qwen-vl-utils logs every decoded video at INFO; keep the terminal for our own progress.
-    logging.getLogger("qwen_vl_utils").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    # qwen-vl-utils logs every decoded video at INFO, and alembic two lines ("Context impl
+    # SQLiteImpl", "Will assume transactional DDL") each time a process opens the run DB; keep the
+    # terminal and the run's log (the Monitor shows its tail) for our own progress.
+    for noisy in ("qwen_vl_utils", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

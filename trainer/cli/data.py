@@ -93,9 +93,17 @@ def run_register(args: argparse.Namespace) -> int:
         )
     mode = args.mode or (NO_THINK if "no_think" in name.lower() else report.mode)
     entry = register_dataset(
-        name, args.file, _workspace(args), video_root=args.video_root, mode=mode, overwrite=args.force
+        name,
+        args.file,
+        _workspace(args),
+        video_root=args.video_root,
+        mode=mode,
+        overwrite=args.force,
+        report=report,
     )
-    skipped = f"; {report.invalid} bad records will be skipped" if report.invalid else ""
+    skipped = (
+        f"; {report.invalid} bad records are left out of training and evaluation" if report.invalid else ""
+    )
     print(f"registered {entry.name} ({report.valid} records, mode {entry.mode}){skipped}")
     return 0
 

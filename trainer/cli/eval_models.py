@@ -26,7 +26,14 @@ from typing import Any
 from trainer.core.errors import ConfigError
 from trainer.eval import answering
 from trainer.eval.answering import DEFAULT_MAX_NEW_TOKENS, processes_state, recorded_job, video_config_for
-from trainer.eval.checkpoints import check_checkpoint, checkpoint_row_for, trained_settings
+from trainer.eval.checkpoints import (
+    check_checkpoint,
+    check_trained_mode,
+    checkpoint_row_for,
+    trained_on,
+    trained_on_config,
+    trained_settings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -306,6 +313,7 @@ def run(args: argparse.Namespace) -> int:
         shared: list[Any] = [None, None]
         if processes.is_main_process:
             shared = [model_paths(store, args), getattr(args, "base_path", None)]
+            check_answer_format(store, args, shared[0], shared[1], bench, workspace)
         if processes.num_processes > 1:  # the run's checkpoints are read by the main process only
             from accelerate.utils import broadcast_object_list
 
@@ -354,6 +362,25 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         write_json(args, docs)
     return 0
+
+
+def check_answer_format(
+    store: Any, args: argparse.Namespace, paths: list[str], base_path: str | None, bench: Any, workspace: Path
+) -> None:
+    """Refuse, before anything loads, an eval set whose think/no_think mode is not the one a model
+    was trained in (accuracy and format would be 0.000 on every record): a checkpoint's by its
+    train_config.yaml, a run's base model (``--base``) by the run's config. A model trained
+    elsewhere has no mode to keep."""
+    eval_modes = sorted({item.record.mode for item in bench.items})
+    for path in paths:
+        if path == base_path:
+            run = store.resolve_run(args.run)
+            config = store.get_config(run.id)
+            trained, whose = trained_on_config(config.config if config else None), f"run {run.name}"
+        else:
+            trained, whose = trained_on(path), Path(path).name
+        if trained is not None:
+            check_trained_mode(args.dataset_use, eval_modes, whose, trained, workspace)
 
 
 def checkpoint_row_for_first(store: Any, args: argparse.Namespace) -> Any:

@@ -1,11 +1,12 @@
 """`vgrpo runs`: list, show, export and delete runs in the run database.
 
-    vgrpo runs list [--json] [--status running]
+    vgrpo runs list [--json] [--status running] [--kind train|model|all]
     vgrpo runs show RUN [--json]                 RUN is an id or a unique name
     vgrpo runs export RUN --format csv|jsonl|parquet [--what metrics|rollouts] [-o FILE]
     vgrpo runs delete RUN [--yes] [--files]
 
-Every command takes ``--db URL`` (default: $VGRPO_DB or the workspace's runs.db).
+Every command takes ``--db URL`` (default: $VGRPO_DB or the workspace's runs.db). ``list`` lists the
+training runs; ``--kind model`` the models ``vgrpo eval`` registered to file their evaluations under.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from datetime import datetime
 from pathlib import Path
 
 from trainer.core.errors import ConfigError, RunDBError
+from trainer.rundb import RUN_KINDS, TRAIN_RUN, RunStore, resumed_checkpoints, run_duration_s
 from trainer.rundb.export import FORMATS, WHATS, export_rows, write_export
 from trainer.rundb.models import RUN_STATUSES
-from trainer.rundb.store import RunStore
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +37,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", parents=[common], help="all runs, newest first")
     p.add_argument("--json", action="store_true", help="print a JSON list of runs")
     p.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
+    p.add_argument(
+        "--kind",
+        choices=(*RUN_KINDS, "all"),
+        default=TRAIN_RUN,
+        help="training runs (default), models registered for evaluation, or all",
+    )
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("show", parents=[common], help="one run: status, config, latest metrics, events")
@@ -72,7 +79,7 @@ def _duration(seconds: float) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     with RunStore(args.db) as store:
         store.reap_dead_runs()  # the one explicit place where dead owners are ended (reads never write)
-        runs = store.list_runs(status=args.status)
+        runs = store.list_runs(status=args.status, kind=None if args.kind == "all" else args.kind)
     if args.json:
         print(json.dumps([asdict(r) for r in runs], indent=2))
         return 0
@@ -98,6 +105,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         checkpoints = store.checkpoints(run.id, include_deleted=True)
         attempts = store.attempts(run.id)
         events = store.events(run.id)
+    trained_s = run_duration_s(run, attempts)
+    resumed = resumed_checkpoints(attempts, events)
     if args.json:
         doc = {
             **asdict(run),
@@ -106,23 +115,26 @@ def cmd_show(args: argparse.Namespace) -> int:
             "latest_metrics": {name: {"step": p.step, "value": p.value} for name, p in latest.items()},
             "counts": counts,
             "checkpoints": [asdict(c) for c in checkpoints],
-            "attempts": [asdict(a) for a in attempts],
+            "trained_s": trained_s,
+            "attempts": [asdict(a) | {"resumed_from": resumed.get(a.number)} for a in attempts],
             "events": [asdict(e) for e in events],
         }
         print(json.dumps(doc, indent=2))
         return 0
-    print(f"run {run.id}: {run.name}  [{run.status}]")
+    kind = "  (a model registered for evaluation)" if run.is_model else ""
+    print(f"run {run.id}: {run.name}  [{run.status}]{kind}")
     for label, value in (
         ("created", _when(run.created_at)),
         ("started", _when(run.started_at)),
         ("ended", _when(run.ended_at)),
         ("pid@host", f"{run.pid}@{run.host}" if run.pid else "-"),
-        ("trained for", _duration(sum(a.duration_s or 0.0 for a in attempts)) if attempts else "-"),
+        ("trained for", "-" if trained_s is None else _duration(trained_s)),
         ("output dir", run.output_dir or "-"),
-        ("resumed from", run.resumed_from or "-"),
         ("rows", f"{counts['metrics']} metric points, {counts['rollouts']} rollouts"),
     ):
         print(f"  {label:<13} {value}")
+    if run.resumed_from is not None:  # a new run started from another run's checkpoint
+        print(f"  {'forked from':<13} run {run.resumed_from}")
     if run.end_reason:
         print(f"  {'reason':<13} {run.end_reason}")
     if run.error:
@@ -132,9 +144,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         for a in attempts:
             took = _duration(a.duration_s) if a.duration_s is not None else "running"
             why = f"  {a.end_reason.splitlines()[0]}" if a.end_reason else ""
+            start = f"resumed from {resumed[a.number]}" if a.number in resumed else "from scratch"
             print(
                 f"  #{a.number:<3} pid {a.pid}@{a.host}  {_when(a.started_at)} -> {_when(a.ended_at)}"
-                f"  {took:>9}  {a.status}{why}"
+                f"  {took:>9}  {start}  {a.status}{why}"
             )
     if latest:
         print("latest metrics:")

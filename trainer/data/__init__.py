@@ -12,6 +12,7 @@ from trainer.data.registry import (
     register_dataset,
     resolve_dataset_use,
     unregister_dataset,
+    validate_entry,
 )
 from trainer.data.validate import ValidationReport, load_records, validate_file
 
@@ -26,5 +27,6 @@ __all__ = [
     "register_dataset",
     "resolve_dataset_use",
     "unregister_dataset",
+    "validate_entry",
     "validate_file",
 ]

@@ -4,11 +4,18 @@
 Built-in entries point at the embedded synthetic dataset; user entries live in
 ``<workspace>/datasets.json``, rewritten atomically (temp file + rename) under a lock, so a crash
 or a second process never loses what was stored.
+
+Registered means usable: registering with the validation report stores the records that
+validation refused (and the annotation file's SHA-256), and every later read of the dataset
+(:func:`validate_entry`: training, Check, evaluation, previews) leaves those out with the reason
+found then, even where it only checks that videos exist. The user's file is never rewritten. When
+the file changed since (or the entry was stored without a report), each video is decoded again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -24,7 +31,7 @@ from trainer.core.errors import DataError
 from trainer.core.paths import SYNTHETIC_DIR
 from trainer.data.prompts import NO_THINK, THINK, mode_for_dataset
 from trainer.data.records import MCQRecord
-from trainer.data.validate import validate_file
+from trainer.data.validate import ValidationReport, validate_file
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +52,19 @@ BUILTIN_FILES = {
 
 
 @dataclass(frozen=True)
+class RejectedRecord:
+    """A record validation refused when its dataset was registered: never trained or evaluated."""
+
+    unit: str  # "line" (JSONL/CSV, 1-based) or "index" (JSON list, 0-based)
+    index: int
+    record_id: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"unit": self.unit, "index": self.index, "record_id": self.record_id, "reason": self.reason}
+
+
+@dataclass(frozen=True)
 class DatasetEntry:
     """A dataset the trainer can be pointed at by name."""
 
@@ -54,15 +74,27 @@ class DatasetEntry:
     # think/no_think; None for an ad-hoc file path, whose mode is inferred when it is loaded.
     mode: str | None = None
     builtin: bool = False
+    # Stored in the workspace registry (not built in, not an ad-hoc path in a dataset_use spec).
+    registered: bool = False
+    # SHA-256 of the annotation file when it was validated for registration (None: never validated).
+    sha256: str | None = None
+    rejected: tuple[RejectedRecord, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The entry as ``datasets.json`` and ``vgrpo data list --json`` show it (the checksum and
+        the rejected records only for an entry registered with a validation report)."""
+        data: dict[str, Any] = {
             "name": self.name,
             "annotation": str(self.annotation_path),
             "video_root": str(self.video_root),
             "mode": self.mode,
             "builtin": self.builtin,
         }
+        if self.sha256 is not None:
+            data["sha256"] = self.sha256
+        if self.rejected:
+            data["rejected"] = [r.to_dict() for r in self.rejected]
+        return data
 
 
 def check_name(name: str) -> str:
@@ -102,6 +134,9 @@ def user_entries(workspace: str | os.PathLike) -> dict[str, DatasetEntry]:
                 annotation_path=Path(item["annotation"]),
                 video_root=Path(item["video_root"]),
                 mode=item.get("mode"),
+                registered=True,
+                sha256=item.get("sha256"),
+                rejected=tuple(RejectedRecord(**r) for r in item.get("rejected") or ()),
             )
             for name, item in data["datasets"].items()
         }
@@ -129,11 +164,15 @@ def register_dataset(
     video_root: str | os.PathLike | None = None,
     mode: str | None = None,
     overwrite: bool = False,
+    report: ValidationReport | None = None,
 ) -> DatasetEntry:
     """Store a named entry in the workspace registry and return it.
 
-    Only checks the name and that the paths exist; call ``validate_file`` first to look at the
-    records. ``mode`` defaults to no_think for names containing ``no_think``, else think.
+    ``report``: ``validate_file``'s report on this file (the Datasets tab and ``vgrpo data register``
+    pass theirs): the records it refused are stored, and no later read uses them. Without one (or
+    with a schema-only one) only the name and the paths are checked here, and every read decodes
+    each video to find the bad ones.
+    ``mode`` defaults to no_think for names containing ``no_think``, else think.
     """
     check_name(name)
     if name in BUILTIN_FILES:
@@ -148,15 +187,75 @@ def register_dataset(
         mode = mode_for_dataset(name)
     if mode not in (THINK, NO_THINK):
         raise DataError(f"mode must be {THINK!r} or {NO_THINK!r}, got {mode!r}")
-    entry = DatasetEntry(name=name, annotation_path=annotation_path, video_root=root, mode=mode)
+    sha256, rejected = None, ()
+    if report is not None:
+        if not report.records:
+            raise DataError(
+                f"not registering {name}: none of the {report.total} records in {annotation_path} is usable"
+            )
+        # A schema-only report never looked at the videos: later reads must decode them.
+        sha256 = None if report.schema_only else file_sha256(annotation_path)
+        rejected = tuple(RejectedRecord(e.unit, e.index, e.record_id or "", e.reason) for e in report.errors)
+    entry = DatasetEntry(
+        name=name, annotation_path=annotation_path, video_root=root, mode=mode, registered=True,
+        sha256=sha256, rejected=rejected,
+    )  # fmt: skip
     with _locked(workspace):
         entries = user_entries(workspace)
         if name in entries and not overwrite:
             raise DataError(f"dataset {name!r} is already registered ({entries[name].annotation_path})")
         entries[name] = entry
         _write(workspace, entries)
-    logger.info("registered dataset %s -> %s", name, annotation_path)
+    logger.info("registered dataset %s -> %s (%d records left out)", name, annotation_path, len(rejected))
     return entry
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:  # hashlib.file_digest is Python 3.11+; we support 3.10
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def validate_entry(
+    entry: DatasetEntry,
+    schema_only: bool = False,
+    check_videos: bool = True,
+    video_root: str | os.PathLike | None = None,
+) -> ValidationReport:
+    """``validate_file`` on a dataset entry, leaving out what its registration refused.
+
+    A registered entry whose file is unchanged since its report reports those records again with
+    their reasons, without reading their media. One whose file changed, or that was stored
+    without a report, gets each video decoded (``check_videos`` is forced on): checking only that
+    files exist would let a corrupt video through. ``schema_only`` (media not wanted: scoring
+    given completions) and a ``video_root`` other than the entry's (an evaluation's own root)
+    make the stored verdicts moot; the arguments then apply as given.
+    """
+    root = Path(video_root) if video_root is not None else entry.video_root
+    rejected = None
+    if entry.registered and not schema_only and Path(root).resolve() == entry.video_root.resolve():
+        if entry.sha256 is not None and entry.sha256 == file_sha256(entry.annotation_path):
+            rejected = {(r.index, r.record_id): r.reason for r in entry.rejected}
+        elif not check_videos:
+            logger.warning(
+                "dataset %s: %s %s; decoding every video to leave the bad ones out",
+                entry.name,
+                entry.annotation_path,
+                "changed since it was registered"
+                if entry.sha256
+                else "was registered without its videos checked",
+            )
+            check_videos = True
+    return validate_file(
+        entry.annotation_path,
+        video_root=root,
+        schema_only=schema_only,
+        mode=entry.mode,
+        check_videos=check_videos,
+        rejected=rejected,
+    )
 
 
 def unregister_dataset(name: str, workspace: str | os.PathLike) -> DatasetEntry:
@@ -218,13 +317,7 @@ def load_dataset_use(
         if not entry.annotation_path.is_file():
             hint = " (run scripts/make_synthetic_dataset.py)" if entry.builtin else ""
             raise DataError(f"dataset {entry.name}: annotation file not found: {entry.annotation_path}{hint}")
-        report = validate_file(
-            entry.annotation_path,
-            video_root=entry.video_root,
-            schema_only=schema_only,
-            mode=entry.mode,
-            check_videos=check_videos,
-        )
+        report = validate_entry(entry, schema_only=schema_only, check_videos=check_videos)
         if not report.records:
             raise DataError(
                 f"dataset {entry.name}: none of {report.total} records is usable "

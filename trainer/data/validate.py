@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,14 +148,18 @@ def validate_file(
     schema_only: bool = False,
     mode: str | None = None,
     check_videos: bool = True,
+    rejected: Mapping[tuple[int, str], str] | None = None,
 ) -> ValidationReport:
     """Check every record of an annotation file.
 
     ``video_root``: where relative media paths start (default: the file's folder); nothing may
     point outside it. ``schema_only``: skip the media files entirely (benchmark annotations whose
     videos live elsewhere). ``check_videos``: decode each video's first frame (and open each image)
-    rather than only checking that the file exists. ``mode``: force think/no_think instead of
-    inferring it (see :func:`infer_mode`). Raises DataError only for file-level problems.
+    rather than only checking that the file exists and is not empty. ``mode``: force think/no_think
+    instead of inferring it (see :func:`infer_mode`). ``rejected``: ``(index, record id) -> reason``
+    of records an earlier full check refused (a registered dataset's, see
+    :func:`trainer.data.registry.validate_entry`): they are reported with that reason again, their
+    media not read. Raises DataError only for file-level problems.
     """
     if mode is not None and mode not in (THINK, NO_THINK):
         raise DataError(f"mode must be {THINK!r} or {NO_THINK!r}, got {mode!r}")
@@ -167,7 +172,9 @@ def validate_file(
         if isinstance(item, RecordError):
             errors.append(item)
             continue
-        reason = None if schema_only else _media_problem(item, check_videos, probes)
+        reason = (rejected or {}).get((item.index, item.record_id))
+        if reason is None and not schema_only:
+            reason = _media_problem(item, check_videos, probes)
         if reason is not None:
             errors.append(RecordError(str(path), item.index, item.record_id, reason, unit=item.unit))
             continue
@@ -216,6 +223,8 @@ def _media_problem(
     kind = item.draft.media_kind
     if not item.media.is_file():
         return f"{kind} not found: {item.media}"
+    if item.media.stat().st_size == 0:  # FFmpeg would call it "Invalid data", hiding the cause
+        return f"empty file (0 bytes): {item.media}"
     if not check_videos:
         return None
     if item.media not in probes:

@@ -4,6 +4,14 @@ qwen-vl-utils owns frame sampling (``fps`` / ``max_frames``) and resizing (``min
 ``max_pixels``, ``total_pixels``) exactly as the Qwen team trains with; this module only turns its
 knobs into a config, its failures into :class:`DataError` that name the file, and adds a cheap
 header probe (duration, size) for dataset validation.
+
+Two decoders read a video: PyAV (:func:`probe_video`, validation's header probe) and the reader
+qwen-vl-utils picks for frames (``FORCE_QWENVL_VIDEO_READER``, else torchcodec, decord, torchvision,
+whichever it finds first). When that reader fails, qwen-vl-utils retries with
+``torchvision.io.read_video``, which torchvision >= 0.24 no longer has: the error it raises then says
+nothing about the video. :func:`fetch_vision` reports what is really wrong instead (an empty file,
+PyAV's reason, or the first reader's own error), and :func:`video_backend_problem` says when the
+reader qwen-vl-utils would use cannot work with the installed libraries.
 """
 
 from __future__ import annotations
@@ -33,14 +41,23 @@ class VideoInfo:
     codec: str
 
 
+def check_media_file(path: str | os.PathLike, kind: str = "video") -> Path:
+    """``path`` when it is a file with bytes in it; DataError naming it when it is missing or empty
+    (FFmpeg calls a 0-byte file "Invalid data found when processing input", which hides the cause)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{kind} not found: {path}")
+    if path.stat().st_size == 0:
+        raise DataError(f"empty file (0 bytes): {path}")
+    return path
+
+
 def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Read a video's header and decode its first frame; raises DataError if it is missing or
+    """Read a video's header and decode its first frame; raises DataError if it is missing, empty or
     unreadable, so validation catches corrupt files before training does."""
     import av  # PyAV: a dependency of ours; fast header access for every container qwen reads
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"video not found: {path}")
+    path = check_media_file(path)
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -115,17 +132,81 @@ def _vision_elements(messages: list[dict]) -> list[dict]:
     ]
 
 
+def video_backend() -> str:
+    """The video reader qwen-vl-utils uses: ``FORCE_QWENVL_VIDEO_READER`` when set (read when
+    qwen-vl-utils is imported), else the first of torchcodec, decord and torchvision it finds."""
+    from qwen_vl_utils.vision_process import get_video_reader_backend
+
+    return get_video_reader_backend()
+
+
+def video_backend_problem(backend: str) -> str | None:
+    """Why qwen-vl-utils' ``backend`` cannot read videos with the libraries installed here (None:
+    it can). Checks the API each reader calls, not just the package: torchvision >= 0.24 imports
+    but has no ``torchvision.io.read_video``."""
+    from qwen_vl_utils.vision_process import VIDEO_READER_BACKENDS
+
+    fix = "set FORCE_QWENVL_VIDEO_READER=decord (pip install decord) or install torchcodec"
+    if backend not in VIDEO_READER_BACKENDS:
+        known = ", ".join(VIDEO_READER_BACKENDS)
+        return f"FORCE_QWENVL_VIDEO_READER={backend!r} is not one of qwen-vl-utils' video readers ({known})"
+    try:
+        if backend == "torchvision":
+            import torchvision
+            import torchvision.io
+
+            if not hasattr(torchvision.io, "read_video"):
+                return f"torchvision {torchvision.__version__} has no torchvision.io.read_video; {fix}"
+        elif backend == "decord":
+            import decord
+
+            decord.VideoReader  # noqa: B018 - the class qwen-vl-utils calls
+        else:
+            from torchcodec.decoders import VideoDecoder  # noqa: F401 - what qwen-vl-utils calls
+    except (ImportError, OSError, RuntimeError, AttributeError) as exc:
+        # torchcodec raises RuntimeError/OSError when it cannot load FFmpeg's libraries.
+        return f"qwen-vl-utils' {backend} video reader cannot load ({exc}); {fix}"
+    return None
+
+
+def _video_failure(path: str, exc: BaseException) -> DataError:
+    """What went wrong when qwen-vl-utils could not decode the video at ``path``, naming it."""
+    backend = video_backend()
+    problem = video_backend_problem(backend)
+    if problem is not None:
+        return DataError(f"cannot decode video {path}: {problem}")
+    try:
+        probe_video(path)
+    except DataError as probed:  # PyAV says why (empty, invalid data, no video stream)
+        return probed
+    # qwen-vl-utils retried with torchvision.io.read_video (gone since torchvision 0.24); the error
+    # that retry raised is chained onto the first reader's, which is the one that says something.
+    first = exc.__context__ if exc.__context__ is not None else exc
+    return DataError(f"cannot decode video {path} with {backend}: {first}")
+
+
 def _decode_element(element: dict, patch_size: int) -> tuple[str, Any]:
     """One image or video through qwen-vl-utils, as process_vision_info would decode it for a vision
-    tower of ``patch_size`` px patches (sides resized to multiples of patch x merge)."""
+    tower of ``patch_size`` px patches (sides resized to multiples of patch x merge). Raises
+    DataError naming the file."""
     from qwen_vl_utils import fetch_image, fetch_video
 
-    if "video" in element:
-        video, _sample_fps = fetch_video(
-            element, image_patch_size=patch_size, return_video_sample_fps=True, return_video_metadata=True
-        )
-        return "video", video
-    return "image", fetch_image(element, image_patch_size=patch_size)
+    kind = "video" if "video" in element else "image"
+    source = element[kind]
+    is_local = isinstance(source, str | os.PathLike) and "://" not in str(source)
+    if is_local:
+        check_media_file(source, kind)
+    try:
+        if kind == "video":
+            video, _sample_fps = fetch_video(
+                element, image_patch_size=patch_size, return_video_sample_fps=True, return_video_metadata=True
+            )
+            return "video", video
+        return "image", fetch_image(element, image_patch_size=patch_size)
+    except Exception as exc:  # qwen-vl-utils raises bare Exceptions from every backend
+        if kind == "video" and is_local:
+            raise _video_failure(str(source), exc) from exc
+        raise DataError(f"cannot decode {kind} {source}: {exc}") from exc
 
 
 def vision_patch_size(processor: Any) -> int:
@@ -167,11 +248,7 @@ def fetch_vision(
         key = json.dumps([element, patch_size], sort_keys=True, default=str)
         found = cache.get(key) if cache is not None else None
         if found is None:
-            try:
-                found = _decode_element(element, patch_size)
-            except Exception as exc:  # qwen-vl-utils raises bare Exceptions from every backend
-                path = element.get("video") or element.get("image")
-                raise DataError(f"cannot decode {path}: {exc}") from exc
+            found = _decode_element(element, patch_size)
             if cache is not None:
                 cache.put(key, found, _nbytes(*found))
         kind, value = found

@@ -18,8 +18,7 @@ from typing import Any
 
 from trainer.core.errors import DataError
 from trainer.data.loading import file_kind
-from trainer.data.registry import resolve_dataset_use
-from trainer.data.validate import validate_file
+from trainer.data.registry import resolve_dataset_use, validate_entry
 from trainer.eval.benchmark import MULTIPLE_CHOICE, BenchmarkItem, problem_type, stratified_subset, task_of
 
 logger = logging.getLogger(__name__)
@@ -80,13 +79,8 @@ def load_benchmark(
     for entry, percent in resolve_dataset_use(spec, workspace):
         root = Path(video_root) if video_root is not None else entry.video_root
         raws = raw_records(entry.annotation_path)
-        report = validate_file(
-            entry.annotation_path,
-            video_root=root,
-            schema_only=not check_media,
-            mode=entry.mode,
-            check_videos=False,
-        )
+        # A registered dataset's records its registration refused stay out (validate_entry).
+        report = validate_entry(entry, schema_only=not check_media, check_videos=False, video_root=root)
         kinds = [(e, _refused_type(raws.get(e.index, {}), e.reason)) for e in report.errors]
         invalid = [e for e, kind in kinds if kind == MULTIPLE_CHOICE]
         skipped.update(kind for _, kind in kinds if kind != MULTIPLE_CHOICE)

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from trainer.core.errors import ConfigError
-from trainer.core.paths import is_missing_local_path
+from trainer.core.paths import is_hub_id, is_missing_local_path
 from trainer.model.families import ModelFamily, family_of_path
+from trainer.model.hub import unavailable_model
 from trainer.model.processor_files import check_processor_files
 
 logger = logging.getLogger(__name__)
@@ -45,22 +46,66 @@ def is_adapter_checkpoint(path: str | os.PathLike) -> bool:
     return (Path(path) / ADAPTER_CONFIG).is_file()
 
 
+RUN_CONFIG = "train_config.yaml"  # the resolved TrainConfig a checkpoint carries (trainer.run.checkpoint)
+
+
+def _base_problem(base: str) -> str | None:
+    """Why ``base`` cannot be a LoRA folder's base model (None: a model folder or a hub id)."""
+    if os.path.isdir(base):
+        if (Path(base) / "config.json").is_file():
+            return None
+        if is_adapter_checkpoint(base):
+            return "is a LoRA checkpoint itself (export it merged first: vgrpo export --merge)"
+        return "is not a model folder (no config.json)"
+    return None if is_hub_id(base) else "is not there"
+
+
+def run_base_model(path: Path) -> str | None:
+    """``model_name_or_path`` of the run config saved in checkpoint ``path`` (None: none saved)."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((path / RUN_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    section = config.get("model") if isinstance(config, dict) else None
+    value = section.get("model_name_or_path") if isinstance(section, dict) else None
+    return str(value) if value else None
+
+
 def adapter_base_model(path: str | os.PathLike) -> str:
-    """The base model a LoRA folder was trained on (its adapter_config.json), as a loadable path
-    or hub id; ConfigError naming both when that folder is gone."""
+    """The base model a LoRA folder was trained on, as a loadable path or hub id: its
+    adapter_config.json's ``base_model_name_or_path``, else (that folder moved, or the name was
+    relative to another working folder) the ``model_name_or_path`` of the run config saved next to
+    the adapters. ConfigError naming the checkpoint and what each one says when neither loads."""
     from trainer.core.paths import resolve_repo_path
 
-    config_file = Path(path) / ADAPTER_CONFIG
+    folder = Path(path)
+    config_file = folder / ADAPTER_CONFIG
     try:
-        base = json.loads(config_file.read_text(encoding="utf-8"))["base_model_name_or_path"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{config_file}: no base_model_name_or_path ({exc})") from exc
-    if not base:
-        raise ConfigError(f"{config_file}: base_model_name_or_path is empty")
-    base = resolve_repo_path(base)
-    if (os.path.isabs(base) or base.startswith(".")) and not os.path.isdir(base):
-        raise ConfigError(f"LoRA checkpoint {path}: its base model {base} (adapter_config.json) is not there")
-    return base
+        base = json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{config_file}: unreadable ({exc})") from exc
+    candidates = {
+        f"{ADAPTER_CONFIG} base_model_name_or_path": base,
+        f"{RUN_CONFIG} model_name_or_path": run_base_model(folder),
+    }
+    problems = []
+    for where, name in candidates.items():
+        if not name:
+            continue
+        resolved = resolve_repo_path(str(name))
+        problem = _base_problem(resolved)
+        if problem is None:
+            if problems:
+                logger.warning(
+                    "LoRA checkpoint %s: base model from %s (%s)", folder, where, "; ".join(problems)
+                )
+            return resolved
+        problems.append(f"{where} {resolved} {problem}")
+    if not problems:
+        raise ConfigError(f"{config_file}: no base_model_name_or_path, and no {RUN_CONFIG} beside it")
+    raise ConfigError(f"LoRA checkpoint {folder}: no base model to load it onto: {'; '.join(problems)}")
 
 
 def load_policy(
@@ -83,20 +128,33 @@ def load_policy(
     path = str(model_name_or_path)
     if is_missing_local_path(path):
         raise ConfigError(f"model_name_or_path: no such folder {path}")
+    if os.path.isdir(path):
+        # The name the model keeps is what peft writes as a LoRA checkpoint's base model: a path
+        # relative to the trainer's working folder would not load from the studio's.
+        path = os.path.abspath(path)
     kwargs: dict[str, Any] = {"dtype": _resolve_dtype(dtype) or "float32"}
     family = family_of_path(path)
     check_processor_files(path, family)  # before any weight loads: a processor of another model
     model_class = family.load_class()
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    if is_adapter_checkpoint(path):
-        from peft import PeftModel
+    try:
+        if is_adapter_checkpoint(path):
+            from peft import PeftModel
 
-        base = model_class.from_pretrained(adapter_base_model(path), **kwargs)
-        model = PeftModel.from_pretrained(base, path).merge_and_unload()
-    else:
-        model = model_class.from_pretrained(path, **kwargs)
-    processor = AutoProcessor.from_pretrained(path)
+            base_path = adapter_base_model(path)
+            try:
+                base = model_class.from_pretrained(base_path, **kwargs)
+            except OSError as exc:
+                raise unavailable_model(base_path, exc) from exc
+            model = PeftModel.from_pretrained(base, path).merge_and_unload()
+        else:
+            model = model_class.from_pretrained(path, **kwargs)
+        processor = AutoProcessor.from_pretrained(path)
+    except OSError as exc:
+        # A hub model not (all) in the cache and no way to download it: transformers says so in an
+        # OSError of several lines; the Check handler and the CLI need a ConfigError naming the field.
+        raise unavailable_model(path, exc) from exc
     if device is not None:
         model = model.to(device)
     logger.info(

@@ -117,6 +117,7 @@ def save_checkpoint(
         processor.save_pretrained(str(tmp))
         (tmp / "train_config.yaml").write_text(config_yaml)
         (tmp / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
+        give_default_modes(tmp)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
         if save_total_limit:
@@ -128,6 +129,20 @@ def save_checkpoint(
                 on_removed(removed)
     accelerator.wait_for_everyone()
     return final
+
+
+def give_default_modes(folder: Path) -> None:
+    """Give every file under ``folder`` the mode a new file gets here (0o666 less the umask).
+
+    safetensors (0.8) writes a temporary file and renames it, so model.safetensors came out 0600:
+    a checkpoint that the owner's group (a shared server, another user's studio) could not load."""
+    probe = folder / ".mode-probe"
+    probe.touch()  # created with the umask applied: os.umask() would change it process-wide to read it
+    mode = probe.stat().st_mode & 0o777
+    probe.unlink()
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o777 != mode:
+            path.chmod(mode)
 
 
 def read_state(path: str | Path) -> TrainerState:

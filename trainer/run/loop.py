@@ -159,7 +159,7 @@ def _train(
     reporter = _reporter(accelerator, cfg, output_dir)
     history: list[dict[str, float]] = []
     final_ckpt: Path | None = None
-    eval_result: EvalResult | None = None
+    eval_result: EvalResult | None = None  # a mid-run evaluation that ended the run is the final one
     started = time.perf_counter()
 
     def draw() -> list[Any]:
@@ -191,7 +191,9 @@ def _train(
             should_stop = all_agree(accelerator, stop.requested)
             steps = _end_early(accelerator, cfg, history, started, state.step, steps, store, held)
             if cfg.run.eval_steps and state.step % cfg.run.eval_steps == 0 and state.step < steps:
-                _record_evaluation(evaluate_policy(), history[-1], writer, state.step)
+                eval_result, steps = _mid_run_evaluation(
+                    accelerator, cfg, evaluate_policy(), history, started, steps, writer, store, held
+                )
             if state.step % cfg.run.save_steps == 0 or state.step == steps or should_stop:
                 stop_if_lost(accelerator, store, held, ask_database=True)
                 final_ckpt = _save(
@@ -199,7 +201,8 @@ def _train(
                 )
             if should_stop:
                 raise RunAborted("stopped by SIGTERM after saving a checkpoint")
-        eval_result = evaluate_policy()
+        if eval_result is None:
+            eval_result = evaluate_policy()
         if eval_result is not None and store is not None and held is not None and final_ckpt is not None:
             _store_final_evaluation(store, held, cfg, eval_result, writer, state.step)
     finally:  # the vLLM engine (with a sync_sampler) is shut down after the last collective
@@ -381,14 +384,32 @@ def _evaluate(
     return result
 
 
-def _record_evaluation(
-    result: EvalResult | None, row: dict[str, float], writer: MetricsWriter | None, step: int
-) -> None:
-    """A mid-run evaluation's metrics, added to the step's history ``row`` and logged at ``step``."""
+def _mid_run_evaluation(
+    accelerator: Any,
+    cfg: TrainConfig,
+    result: EvalResult | None,
+    history: list[dict[str, float]],
+    started: float,
+    steps: int,
+    writer: MetricsWriter | None,
+    store: RunStore | None,
+    held: RunHandle | None,
+) -> tuple[EvalResult | None, int]:
+    """After the evaluation ``result`` of the last step in ``history``: ``(result, that step)`` when
+    it used up max_train_seconds, so the run ends there with it as its final evaluation (stored and
+    logged then); else ``(None, steps)`` with its metrics added to the step's row and logged now.
+
+    Ending one step later saved a second checkpoint a step after the first and evaluated nearly the
+    same weights twice, one second apart."""
+    step = int(history[-1]["step"])
+    last = _end_early(accelerator, cfg, history, started, step, steps, store, held)
+    if last == step:
+        return result, last
     if result is not None:
-        row.update(_eval_metrics(result))
+        history[-1].update(_eval_metrics(result))
         if writer is not None:
             writer.log_metrics(step, _eval_metrics(result))
+    return None, last
 
 
 def _store_final_evaluation(

@@ -25,6 +25,7 @@ from trainer.core.errors import ConfigError
 from trainer.core.paths import default_workspace, is_hub_id, is_missing_local_path, resolve_repo_path
 from trainer.core.video_config import VideoConfig
 from trainer.data import load_dataset_use
+from trainer.data.modes import check_same_mode
 from trainer.data.prompts import NO_THINK, THINK
 from trainer.model.families import ModelFamily, family_for, family_of_model, family_of_path
 from trainer.model.processor_files import check_processor_files
@@ -181,18 +182,35 @@ def check_launch(cfg: TrainConfig) -> LaunchCheck:
     if cfg.data.eval_dataset_use.strip():
         evals = load_dataset_use(cfg.data.eval_dataset_use, workspace, cfg.run.seed, check_videos=False)
         eval_modes = tuple(sorted({r.mode for r in evals}))
-        if eval_modes != train_modes:
-            raise ConfigError(
-                f"eval_dataset_use {cfg.data.eval_dataset_use!r} is {'+'.join(eval_modes)} but dataset_use "
-                f"{cfg.data.dataset_use!r} is {'+'.join(train_modes)}: evaluate on a set with the same "
-                "answer format (a name with no_think expects <answer> only)"
-            )
+        check_same_mode(
+            "eval_dataset_use",
+            cfg.data.eval_dataset_use,
+            eval_modes,
+            "dataset_use",
+            cfg.data.dataset_use,
+            train_modes,
+        )
         eval_count = len(evals)
     if cfg.grpo.temporal_grpo and any(r.video is None for r in train):
         raise ConfigError("temporal_grpo shuffles video frames, but dataset_use has image records")
     if cfg.grpo.rollout_backend == "vllm":
         check_vllm_model(model_path, "bfloat16" if cfg.model.bf16 else "float32")
     return LaunchCheck(workspace, model_path, train, eval_count, train_modes)
+
+
+def small_dataset_notes(num_records: int, batch_size: int) -> list[str]:
+    """What the run does with a training set smaller than a batch, in words; empty when a batch fits.
+
+    Such a run trains (``trainer.data.sampler.next_batch`` fills the batch from the next epochs), so
+    this is a note, not a warning: only the epoch count and the repeats differ from what a user expects.
+    """
+    if batch_size <= num_records:
+        return []
+    return [
+        f"dataset_use has {num_records} records, fewer than per_device_train_batch_size {batch_size}: "
+        f"each batch holds every record {batch_size / num_records:.3g} times on average "
+        f"(an epoch is {num_records / batch_size:.3g} steps)"
+    ]
 
 
 # ---- sampling -------------------------------------------------------------------------------------
@@ -268,7 +286,10 @@ def run_preflight(
         group_spread=[float(s) for s in spread],
         cost=cost,
         family=family,
-        notes=family.runtime_notes(),
+        notes=[
+            *small_dataset_notes(len(pool), cfg.optim.per_device_train_batch_size),
+            *family.runtime_notes(),
+        ],
     )
     return PreflightReport(**{**report.__dict__, "warnings": learning_warnings(cfg, report)})
 

@@ -10,6 +10,7 @@ owned.py      its compare-and-set writes (claim, beat, end, stop, reap) for runs
 runs.py       a run's claims, attempts, resumes and reaping, mixed into RunStore
 jobs.py       background jobs (evaluations), mixed into RunStore
 artifacts.py  checkpoints, evaluations and events of runs, mixed into RunStore
+history.py    a run's history over its attempts: the one duration, what each attempt resumed from
 lifecycle.py  run_lifecycle / job_lifecycle: claim, beat, and always write how it ended; the
               RunHandle whose lease fences every write of a trainer
 liveness.py   owner identity (pid + start time + host) and when an owner is dead
@@ -20,6 +21,10 @@ from __future__ import annotations
 
 from trainer.rundb.entities import (
     ENDED_EARLY_EVENT,
+    MODEL_RUN,
+    RESUMED_EVENT,
+    RUN_KINDS,
+    TRAIN_RUN,
     Attempt,
     Checkpoint,
     DeletedRows,
@@ -33,6 +38,7 @@ from trainer.rundb.entities import (
     Run,
     RunConfig,
 )
+from trainer.rundb.history import resumed_checkpoints, run_duration_s
 from trainer.rundb.lifecycle import Heartbeat, JobHandle, RunAborted, RunHandle, job_lifecycle, run_lifecycle
 from trainer.rundb.liveness import Owner
 from trainer.rundb.states import OwnerAlive, RunLost
@@ -41,6 +47,10 @@ from trainer.rundb.writer import MetricsWriter
 
 __all__ = [
     "ENDED_EARLY_EVENT",
+    "MODEL_RUN",
+    "RESUMED_EVENT",
+    "RUN_KINDS",
+    "TRAIN_RUN",
     "Attempt",
     "Checkpoint",
     "DeletedRows",
@@ -63,5 +73,7 @@ __all__ = [
     "RunLost",
     "RunStore",
     "job_lifecycle",
+    "resumed_checkpoints",
+    "run_duration_s",
     "run_lifecycle",
 ]

@@ -9,6 +9,12 @@ from typing import Any
 from trainer.rundb.liveness import Owner
 from trainer.rundb.states import ACTIVE
 
+# What a row of ``runs`` is: a training run (queued, claimed by trainers, resumed), or a model
+# registered from outside so its evaluations have a checkpoint row to hang on (``vgrpo eval`` of a
+# base model or any model folder): created finished, never trained, listed apart from the runs.
+TRAIN_RUN, MODEL_RUN = "train", "model"
+RUN_KINDS = (TRAIN_RUN, MODEL_RUN)
+
 
 @dataclass(frozen=True)
 class Run:
@@ -30,10 +36,16 @@ class Run:
     attempt: int = 0  # how many trainer processes have claimed this run
     end_reason: str | None = None  # why it ended as it did (e.g. "stopped by SIGTERM after step 12")
     stop_requested_at: float | None = None  # an abort was asked for and is pending
+    kind: str = TRAIN_RUN  # train | model (see RUN_KINDS)
 
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE
+
+    @property
+    def is_model(self) -> bool:
+        """A model registered for evaluation, not a training run: it cannot be trained or resumed."""
+        return self.kind == MODEL_RUN
 
     @property
     def owner(self) -> Owner | None:
@@ -203,6 +215,8 @@ class Evaluation:
 # The event a run gets when max_train_seconds or early_stop_accuracy ends it before its last step
 # (written by the trainer, shown by the Monitor beside "finished").
 ENDED_EARLY_EVENT = "ended_early"
+# The event a trainer writes right after claiming a run it resumes from a checkpoint ("from <folder>").
+RESUMED_EVENT = "resumed"
 
 
 @dataclass(frozen=True)

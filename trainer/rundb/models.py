@@ -23,9 +23,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from trainer.rundb.entities import TRAIN_RUN
 from trainer.rundb.states import STATUSES as RUN_STATUSES  # noqa: F401 - re-exported
 
 EVENT_LEVELS = ("debug", "info", "warning", "error")
+# Tables whose ids users see by number ("run 4", "job 7", "evaluation #8"): declared AUTOINCREMENT
+# (revision 0006) so SQLite never hands a deleted row's id to a new one; without it a new row gets
+# max(id) + 1, and deleting the newest run made the next one "#1" again. PostgreSQL's sequences
+# never reuse an id anyway.
+NEVER_REUSED = {"sqlite_autoincrement": True}
 
 # Named constraints, so alembic revisions can refer to them on every backend.
 NAMING_CONVENTION = {
@@ -64,9 +70,13 @@ class SqlRun(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     end_reason: Mapped[str | None] = mapped_column(Text)
     stop_requested_at: Mapped[float | None] = mapped_column(Float)
+    # Added by revision 0006: train, or model (registered for evaluation; see entities.RUN_KINDS).
+    kind: Mapped[str] = mapped_column(String(16), default=TRAIN_RUN, server_default=TRAIN_RUN)
     __table_args__ = (
         CheckConstraint("status IN ('queued', 'running', 'finished', 'failed', 'aborted')", name="status"),
+        CheckConstraint("kind IN ('train', 'model')", name="kind"),
         Index("ix_runs_status", "status"),
+        NEVER_REUSED,
     )
 
 
@@ -132,7 +142,7 @@ class SqlCheckpoint(Base):
     # Added by revision 0003: when save_total_limit rotation removed the folder (None: on disk).
     deleted_at: Mapped[float | None] = mapped_column(Float)
     attempt: Mapped[int | None] = mapped_column(Integer)  # revision 0005: the attempt that saved it
-    __table_args__ = (UniqueConstraint("run_id", "step"),)
+    __table_args__ = (UniqueConstraint("run_id", "step"), NEVER_REUSED)
 
 
 class SqlEvaluation(Base):
@@ -152,7 +162,10 @@ class SqlEvaluation(Base):
     dataset_fingerprint: Mapped[str | None] = mapped_column(String(64))
     settings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    __table_args__ = (Index("ix_evaluations_checkpoint_id_eval_key", "checkpoint_id", "eval_key"),)
+    __table_args__ = (
+        Index("ix_evaluations_checkpoint_id_eval_key", "checkpoint_id", "eval_key"),
+        NEVER_REUSED,
+    )
 
 
 class SqlEvent(Base):
@@ -211,4 +224,5 @@ class SqlJob(Base):
     end_reason: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (
         CheckConstraint("status IN ('queued', 'running', 'finished', 'failed', 'aborted')", name="status"),
+        NEVER_REUSED,
     )

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import select
 
+from trainer.core.errors import RunDBError
 from trainer.rundb import liveness, rows, states
 from trainer.rundb.entities import Attempt, Lease, Run
 from trainer.rundb.liveness import Owner
@@ -34,6 +35,7 @@ class RunRows(OwnedRows):
         ancestors are its possible launchers); takes over from a dead owner; raises ``OwnerAlive``
         (naming it) while the owner lives.
         """
+        self._require_training_run(run_id, "trained")
         launchers = Owner.lineage() if owner is None else []
         row = self._claim(SqlRun, run_id, owner or Owner.current(), heartbeat_interval_s, launchers)
         return self.get_run(row.id)
@@ -63,8 +65,19 @@ class RunRows(OwnedRows):
     def request_resume(self, run_id: int, launcher: Owner | None = None) -> Run:
         """An ended run is queued for a new attempt, held by ``launcher`` (this process by default)
         until the trainer it starts claims it. Takes over from a dead owner; ``OwnerAlive`` while
-        one lives, so of two resumes at once exactly one wins."""
+        one lives, so of two resumes at once exactly one wins. A registered model is refused."""
+        self._require_training_run(run_id, "resumed")
         return rows.to_run(self._requeue(run_id, launcher or Owner.current()))
+
+    def _require_training_run(self, run_id: int, what: str) -> None:
+        """RunDBError naming the run when it is a registered model (its kind never changes, so this
+        check before the compare-and-set cannot go stale)."""
+        run = self.get_run(run_id)
+        if run.is_model:
+            raise RunDBError(
+                f"run {run_id} ({run.name}) is a model registered for evaluation, not a training run: "
+                f"it cannot be {what}"
+            )
 
     def check_lease(self, lease: Lease) -> None:
         """RunLost unless ``lease`` still holds its run (asked before writing files the run's
@@ -107,6 +120,21 @@ class RunRows(OwnedRows):
 
     def attempts(self, run_id: int) -> list[Attempt]:
         """Every trainer process that held the run, in order (a resumed run's history)."""
+        return self.attempts_of([run_id]).get(run_id, [])
+
+    def attempts_of(self, run_ids: Iterable[int]) -> dict[int, list[Attempt]]:
+        """The attempts of several runs in one query: ``{run_id: [attempt, ...]}`` in claim order
+        (a run never claimed has no entry). ``history.run_duration_s`` sums them."""
+        ids = list(run_ids)
+        out: dict[int, list[Attempt]] = {}
+        if not ids:
+            return out
+        query = (
+            select(SqlAttempt)
+            .where(SqlAttempt.run_id.in_(ids))
+            .order_by(SqlAttempt.run_id, SqlAttempt.number)
+        )
         with self.session() as s:
-            query = select(SqlAttempt).where(SqlAttempt.run_id == run_id).order_by(SqlAttempt.number)
-            return [rows.to_attempt(row) for row in s.scalars(query)]
+            for row in s.scalars(query):
+                out.setdefault(row.run_id, []).append(rows.to_attempt(row))
+        return out

@@ -10,6 +10,8 @@ with SQLITE_BUSY, the busy timeout does not help there).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -126,15 +128,45 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 f"run database {engine.url!r} is at schema revision {current}, which this version of "
                 f"video-grpo-studio does not know (newest: {target}); upgrade the package or use another --db"
             )
-        with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
-            if conn.dialect.name == "postgresql":
-                # Held until this transaction ends: a second process starting now waits here.
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-            # Under the lock (SQLite: BEGIN IMMEDIATE), look again: the other process may be done.
-            current = _stamped(conn)
-            if current == target:
-                return
-            logger.info("migrating run database %s from %s to %s", engine.url, current, target)
-            command.upgrade(alembic_config(conn), revision)
+        with engine.execution_options(**{WRITE_OPTION: True}).connect() as conn, _foreign_keys_off(conn):
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    # Held until this transaction ends: a second process starting now waits here.
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                # Under the lock (SQLite: BEGIN IMMEDIATE), look again: the other process may be done.
+                current = _stamped(conn)
+                if current == target:
+                    return
+                logger.info("migrating run database %s from %s to %s", engine.url, current, target)
+                command.upgrade(alembic_config(conn), revision)
+                _check_foreign_keys(conn)
     except SQLAlchemyError as exc:
         raise RunDBError(f"cannot migrate run database {engine.url!r}: {exc}") from exc
+
+
+@contextmanager
+def _foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """SQLite: foreign keys off on this connection while it migrates, on again after.
+
+    A SQLite migration that rebuilds a table (alembic's batch mode: copy, DROP the old table, rename)
+    would otherwise cascade the DROP of ``runs`` into every table that references it (ON DELETE
+    CASCADE). The pragma is ignored inside a transaction, so it is set on the driver's connection
+    before the migration's transaction begins (pysqlite runs it at once: isolation_level is None)."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    driver = conn.connection.driver_connection
+    driver.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys = ON")
+
+
+def _check_foreign_keys(conn: Connection) -> None:
+    """SQLite: refuse (roll back) a migration that left a row pointing at nothing (they were off)."""
+    if conn.dialect.name != "sqlite":
+        return
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RunDBError(f"migration of {conn.engine.url!r} left rows without their parent: {broken[:5]}")

@@ -31,6 +31,9 @@ from trainer.core.paths import default_db_url
 from trainer.rundb import rows, schema, states
 from trainer.rundb.artifacts import ArtifactRows
 from trainer.rundb.entities import (
+    MODEL_RUN,
+    RUN_KINDS,
+    TRAIN_RUN,
     DeletedRows,
     Lease,
     MetricPoint,
@@ -126,18 +129,26 @@ class RunStore(RunRows, JobRows, ArtifactRows):
         output_dir: str | None = None,
         resumed_from: int | None = None,
         owner: Owner | None = None,
-        status: str = states.QUEUED,
+        status: str | None = None,
+        kind: str = TRAIN_RUN,
     ) -> Run:
-        """A new run (and its config row when a config is given): ``queued``, held by ``owner`` (the
-        process that will start its trainer) when given; or ``finished`` for a model registered from
-        outside (``vgrpo eval`` of a base model)."""
+        """A new run (and its config row when a config is given): a training run, ``queued`` and held
+        by ``owner`` (the process that will start its trainer) when given; or, ``kind="model"``, a
+        model registered from outside (``vgrpo eval`` of a base model), ``finished`` from the start
+        and never trained. ``status`` finished for a training run records one trained elsewhere."""
         if not name.strip():
             raise RunDBError("run name must not be empty")
+        if kind not in RUN_KINDS:
+            raise RunDBError(f"run {name!r}: kind {kind!r} is not one of {RUN_KINDS}")
+        status = status or (states.FINISHED if kind == MODEL_RUN else states.QUEUED)
+        if kind == MODEL_RUN and status != states.FINISHED:
+            raise RunDBError(f"run {name!r}: a registered model is created finished, not {status!r}")
         states.check_initial(states.RUN, status)
         now = time.time()
         with self.session(write=True) as s:
             row = SqlRun(
                 name=name,
+                kind=kind,
                 status=status,
                 created_at=now,
                 ended_at=now if status in states.ENDED else None,
@@ -183,12 +194,15 @@ class RunStore(RunRows, JobRows, ArtifactRows):
         with self.session() as s:
             return rows.to_run(self._require(s, run_id))
 
-    def list_runs(self, *, status: str | None = None) -> list[Run]:
-        """All runs, newest first. Reads never write: dead owners are ended by ``reap_dead_runs``."""
+    def list_runs(self, *, status: str | None = None, kind: str | None = TRAIN_RUN) -> list[Run]:
+        """The training runs, newest first; ``kind="model"`` the registered models instead, ``None``
+        both. Reads never write: dead owners are ended by ``reap_dead_runs``."""
         with self.session() as s:
             query = select(SqlRun).order_by(SqlRun.id.desc())
             if status is not None:
                 query = query.where(SqlRun.status == status)
+            if kind is not None:
+                query = query.where(SqlRun.kind == kind)
             return [rows.to_run(row) for row in s.scalars(query)]
 
     def resolve_run(self, ref: str | int) -> Run:

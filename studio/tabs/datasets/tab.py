@@ -31,7 +31,13 @@ from trainer.data import (
     validate_file,
 )
 from trainer.data.prompts import mode_for_dataset
-from trainer.data.registry import check_name
+from trainer.data.registry import check_name, validate_entry
+
+# What registering does with the records validation refused (the file itself is left as uploaded).
+LEFT_OUT = (
+    "The {count} records with errors are left out: training, Check, evaluation and the chat never "
+    "read them (the file is kept as uploaded)."
+)
 
 # ---- presenting records and reports --------------------------------------------------------------
 
@@ -162,12 +168,16 @@ class DatasetsHandlers:
                 raise DataError(text.NO_VALID_RECORDS)
             rel = Path(state["annotation"]).relative_to(state["dir"])
             shutil.move(state["dir"], folder)
-            entry = register_dataset(name_, folder / rel, ctx.workspace, video_root=(folder / rel).parent)
+            entry = register_dataset(
+                name_, folder / rel, ctx.workspace, video_root=(folder / rel).parent, report=report
+            )
         except (StudioError, OSError) as exc:
             return (problems.error_markdown(exc, text.NOT_REGISTERED), state, *[gr.skip()] * 8)
         message = text.REGISTERED.format(name=name_, valid=report.valid, mode=entry.mode, folder=folder)
-        # Show the records from where they now live (the staging folder is gone).
-        moved = validate_file(entry.annotation_path, video_root=entry.video_root, mode=entry.mode)
+        if entry.rejected:
+            message += " " + LEFT_OUT.format(count=len(entry.rejected))
+        # Show the records from where they now live (the staging folder is gone), as training reads them.
+        moved = validate_entry(entry, check_videos=False)
         return (message, None, *self.refresh(name_), *self.show_report(moved))
 
     def on_preview(self, dataset_name: str | None) -> tuple:
@@ -179,9 +189,7 @@ class DatasetsHandlers:
             entry = next((e for e in list_datasets(self.ctx.workspace) if e.name == dataset_name), None)
             if entry is None:
                 raise DataError(f"dataset {dataset_name!r} is no longer registered; pick another one")
-            report = validate_file(
-                entry.annotation_path, video_root=entry.video_root, mode=entry.mode, check_videos=False
-            )
+            report = validate_entry(entry, check_videos=False)
         except (StudioError, OSError) as exc:
             cannot = problems.error_markdown(exc, text.CANNOT_READ_DATASET.format(name=dataset_name))
             return (cannot, "", [], [], gr.Slider(0, 1, value=0), None, "")

@@ -12,6 +12,7 @@ from typing import Any
 
 from studio.context import StudioContext
 from studio.supervisor import Supervisor
+from studio.tabs.evaluate.datasets import check_eval_mode
 from trainer.core.errors import ConfigError
 from trainer.rundb import Job
 
@@ -54,7 +55,9 @@ def start_evaluation(
     supervisor: Supervisor | None = None,
     compare: bool = False,
 ) -> Job:
-    """Check the form and start the command as an evaluation job; ConfigError names the bad field."""
+    """Check the form and start the command as an evaluation job; ConfigError names the bad field,
+    or the dataset and both answer formats when a trained checkpoint would be asked in the other
+    (``datasets.check_eval_mode``; ``vgrpo eval`` refuses it too, but only in the job's log)."""
     checkpoint = (checkpoint or "").strip()
     dataset = (dataset or "").strip()
     if compare and run_id is None:
@@ -69,6 +72,7 @@ def start_evaluation(
         raise ConfigError(f"max records must be >= 0 (0: all), got {max_records}")
     if batch_size is None or batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    check_eval_mode(ctx, checkpoint, dataset, run_id, compare)
     supervisor = supervisor or Supervisor(ctx)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     log = ctx.workspace / "logs" / f"eval-{stamp}.log"
@@ -93,8 +97,12 @@ def start_evaluation(
 
 
 def job_status(job: Job, log_tail: str = "") -> str:
-    """One line on an evaluation job, read from the run database: progress, result, or why it ended."""
-    head = f"Evaluation #{job.id} **{_JOB_WORDS.get(job.status, job.status)}**"
+    """One line on an evaluation job, read from the run database: progress, result, or why it ended.
+
+    Jobs and evaluations are numbered apart (one job stores an evaluation per model, a reused one
+    none): the line says "job #4", and the evaluations it stored by their own numbers, the ones the
+    results below show ("Evaluation #8")."""
+    head = f"Evaluation job #{job.id} **{_JOB_WORDS.get(job.status, job.status)}**"
     if job.status == "running":
         total = f" of {job.progress_total}" if job.progress_total else ""
         detail = f"{job.progress_done}{total} records · pid {job.pid}"
@@ -113,7 +121,16 @@ def job_status(job: Job, log_tail: str = "") -> str:
         detail = "starting"
     params = job.params
     what = f"{Path(str(params.get('checkpoint', '?'))).name} on {params.get('dataset', '?')}"
-    return f"{head} · {what}" + (f" · `{detail}`" if detail else "")
+    return f"{head} · {what}" + (f" · `{detail}`" if detail else "") + _stored(job)
+
+
+def _stored(job: Job) -> str:
+    """`` · stored as evaluation #8`` (``evaluations #6, #7, #8`` for several models) once finished."""
+    result = job.result or {}
+    ids = [i for i in result.get("evaluation_ids") or [result.get("evaluation_id")] if i is not None]
+    if job.status != "finished" or not ids:
+        return ""
+    return f" · stored as evaluation{'s' if len(ids) > 1 else ''} " + ", ".join(f"#{i}" for i in ids)
 
 
 _JOB_WORDS = {

@@ -16,6 +16,7 @@ from studio.live import Refresh
 from studio.processes import tail_text
 from studio.supervisor import Supervisor
 from studio.tabs.evaluate.compare import create_compare_section
+from studio.tabs.evaluate.datasets import dataset_for_run
 from studio.tabs.evaluate.jobs import JOB_HEADERS, job_rows, job_status, start_evaluation
 from studio.tabs.evaluate.views import (
     RECORD_HEADERS,
@@ -98,7 +99,8 @@ class EvaluateHandlers:
             view.records,
         )
 
-    def on_run(self, run_id: int | None) -> tuple:
+    def on_run(self, run_id: int | None, dataset: str | None = None) -> tuple:
+        """-> checkpoint picker, eval dataset (the run's own answer format), then :meth:`view_outputs`'s."""
         import gradio as gr
 
         try:
@@ -107,7 +109,11 @@ class EvaluateHandlers:
             logger.warning("evaluate: %s", exc)
             items = checkpoint_choices(self.ctx, None)
         first = items[0][1] if items else None
-        return (gr.Dropdown(choices=items, value=first), *self.view_outputs(run_id, None))
+        return (
+            gr.Dropdown(choices=items, value=first),
+            dataset_for_run(self.ctx, run_id, dataset),
+            *self.view_outputs(run_id, None),
+        )
 
     def on_refresh(self, run_id: int | None, eval_id: int | None) -> tuple:
         import gradio as gr
@@ -176,8 +182,9 @@ def _form_section(ctx: StudioContext, runs: list[tuple[str, int]], first_run: in
             read_or(lambda: checkpoint_choices(ctx, first_run), []), label="Checkpoint or model folder",
             allow_custom_value=True, scale=4, elem_id="eval-checkpoint",
         )  # fmt: skip
+        default = DEFAULT_DATASET if DEFAULT_DATASET in datasets else None
         dataset = gr.Dropdown(
-            datasets, value=DEFAULT_DATASET if DEFAULT_DATASET in datasets else None, label="Eval dataset",
+            datasets, value=dataset_for_run(ctx, first_run, default), label="Eval dataset",
             info="a registered name, or name%N for a seeded N % sample", allow_custom_value=True, scale=3,
             elem_id="eval-dataset",
         )  # fmt: skip
@@ -266,7 +273,7 @@ def _wire_events(w: EvaluateWidgets, h: EvaluateHandlers) -> None:
     w.dataset.focus(
         lambda: gr.Dropdown(choices=[e.name for e in list_datasets(h.ctx.workspace)]), None, w.dataset
     )
-    w.run.change(h.on_run, [w.run], [w.checkpoint, *w.view_widgets])
+    w.run.change(h.on_run, [w.run, w.dataset], [w.checkpoint, w.dataset, *w.view_widgets])
     w.pick.change(lambda r, e: h.view_outputs(r, e)[2:], [w.run, w.pick], [w.head, w.plot, w.records])
     w.refresh.click(h.on_refresh, [w.run, w.pick], [w.run, *w.view_widgets])
     form = [w.run, w.checkpoint, w.dataset, w.max_records, w.batch_size, w.compare]

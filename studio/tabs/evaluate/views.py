@@ -138,7 +138,8 @@ def evaluation_view(ctx: StudioContext, run_id: int | None, eval_id: int | None 
 
 
 def run_choices(ctx: StudioContext) -> list[tuple[str, int]]:
-    return choices.run_choices(ctx.store.list_runs())
+    """Training runs and the models registered for evaluation (``vgrpo eval`` of a base model)."""
+    return choices.run_choices(ctx.store.list_runs(kind=None))
 
 
 def default_run(ctx: StudioContext, items: Sequence[tuple[str, int]]) -> int | None:

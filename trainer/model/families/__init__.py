@@ -66,7 +66,7 @@ def family_of_path(model_name_or_path: str | os.PathLike) -> ModelFamily:
     try:
         config = AutoConfig.from_pretrained(str(model_name_or_path))
     except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"model_name_or_path: cannot read the config of {model_name_or_path} ({exc})"
-        ) from exc
+        from trainer.model.hub import unavailable_model
+
+        raise unavailable_model(str(model_name_or_path), exc) from exc
     return family_for(getattr(config, "model_type", None), str(model_name_or_path))
