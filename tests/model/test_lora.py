@@ -135,7 +135,7 @@ def test_lora_defaults_keep_the_trained_merger_and_reference(tmp_path) -> None:
 
     # `vgrpo eval` loads the LoRA checkpoint itself (adapters merged onto the base).
     report = tmp_path / "eval.json"
-    argv = ["eval", "--checkpoint", str(ckpt), "--dataset_use", "synthetic_motion_eval"]
+    argv = ["eval", "--checkpoint", str(ckpt), "--dataset_use", "synthetic_motion_no_think_eval"]
     argv += ["--max_records", "2", "--workspace", str(tmp_path / "ws"), "--json", str(report)]
     assert vgrpo(argv) == 0
     assert json.loads(report.read_text())["num_records"] == 2
