@@ -37,9 +37,9 @@ CSS = """
 .secondary-wrap:has(> div.icon-wrap) > input { padding-right: calc(var(--size-5) + var(--size-3)); }
 """
 
-# The system's own fonts, nothing to download. Gradio's default theme serves Source Sans Pro from its
-# package, whose 5 KB SemiBold file lacks most glyphs: bold text fell back to a synthesized face that
-# drew capitals like small caps. A web font would not load offline at all.
+# The system's own fonts: nothing to download, so nothing that fails to load offline. With Gradio's
+# default theme (Source Sans Pro, four font files fetched by the page; its SemiBold is a 5 KB subset)
+# a user's offline page drew bold capitals like small caps.
 SANS_FONTS = (
     "system-ui",
     "-apple-system",

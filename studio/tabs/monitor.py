@@ -26,7 +26,6 @@ from studio.live import Refresh
 from studio.supervisor import Supervisor
 from studio.tabs.monitor_views import (
     completions_html,
-    elapsed_s,
     ended_early_message,
     progress_html,
     question_html,
@@ -38,7 +37,7 @@ from studio.tabs.monitor_views import (
 )
 from trainer.core import metrics_keys as mk
 from trainer.core.errors import StudioError
-from trainer.rundb import Rollout, Run
+from trainer.rundb import Rollout, Run, run_duration_s
 
 # How often an open Monitor asks for news. Each ask redraws the charts on screen (~20 ms of the page's
 # main thread per chart on 2 cores): at 3 s a watching page kept its main thread ~15 % busy, at 5 s
@@ -183,7 +182,8 @@ class MonitorHandlers:
             series = {name: (list(s.steps), list(s.values), list(s.wall_times)) for name, s in recent.items()}
         now = time.time() if run.is_active else None  # a live run has trained since its last point
         eta = run_eta_s(series, total, budget_s, now) if run.is_active else 0.0
-        return progress_html(last, total, eta, elapsed_s(run), budget_s, train_s(series, now))
+        trained = run_duration_s(run, self.ctx.store.attempts(run.id))  # its attempts, not the pauses
+        return progress_html(last, total, eta, trained, budget_s, train_s(series, now))
 
     def _log_size(self, run: Run) -> int:
         path = self.supervisor.log_path(run)

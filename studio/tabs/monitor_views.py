@@ -84,8 +84,9 @@ def progress_html(
     budget_s: float = 0.0,
     trained_s: float | None = None,
 ) -> str:
-    """The bar and its line: step of total, ETA, and the time the run has run (it changes every
-    tick, so it lives here rather than in the status, which is sent only when the run row changes).
+    """The bar and its line: step of total, ETA, and the time the run has trained (``elapsed_s``: its
+    attempts' durations summed, not the pauses between them; it changes every tick, so it lives
+    here rather than in the status, which is sent only when the run row changes).
 
     With a time budget (``budget_s`` seconds, ``trained_s`` of them trained) the bar is the further
     along of steps and time: a run with only a time budget (max_steps 1,000,000) shows the share of
@@ -104,19 +105,13 @@ def progress_html(
     else:
         pct, label = 0.0, f"step {step}"
     if elapsed_s is not None:
-        label += f" - elapsed {plots.format_duration(elapsed_s)}"
+        label += f" - trained for {plots.format_duration(elapsed_s)}"
     return (
         '<div id="monitor-progress-bar" '
         'style="background:#e4e4e7;border-radius:6px;height:14px;overflow:hidden">'
         f'<div style="width:{pct:.1f}%;height:100%;background:#2563eb"></div></div>'
         f'<div style="font-size:0.9em;margin-top:4px">{label}</div>'
     )
-
-
-def elapsed_s(run: Run, now: float | None = None) -> float | None:
-    if not run.started_at:
-        return None
-    return (run.ended_at or (time.time() if now is None else now)) - run.started_at
 
 
 def status_markdown(run: Run, ended_early: str | None = None) -> str:

@@ -99,7 +99,7 @@ def preflight_problem(exc: BaseException) -> str:
 
 def report_status(report: PreflightReport) -> str:
     if report.warnings:
-        items = "\n".join(f"- **{w.knob}**: {w.message}" for w in report.warnings)
+        items = "\n".join(f"- **{w.knob}**: {text.literal(w.message)}" for w in report.warnings)
         return text.CONFIG_VALID_WARNS.format(warnings=items)
     return text.CONFIG_VALID_CAN_LEARN.format(
         groups=report.groups_with_spread,

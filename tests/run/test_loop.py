@@ -239,3 +239,18 @@ def test_a_budget_used_up_by_an_evaluation_ends_at_its_step_with_one_checkpoint_
     [event] = [e for e in store.events(outcome.run_id) if e.kind == ENDED_EARLY_EVENT]
     assert "max_train_seconds 3600 reached at step 2" in event.message
     assert sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-2"]
+
+
+def test_a_mid_run_evaluation_is_logged_at_its_step_and_the_last_step_evaluates_again(tmp_path) -> None:
+    cfg = tiny_config(
+        tmp_path, max_steps=3, save_steps=3, eval_steps=2, eval_dataset_use="synthetic_motion_eval",
+        eval_max_records=2,
+    )  # fmt: skip
+    outcome = train(cfg)
+    store = RunStore(f"sqlite:///{tmp_path / 'ws' / 'runs.db'}")
+    acc = store.metrics_since(outcome.run_id)[mk.EVAL_ACCURACY]
+    assert list(acc.steps) == [2, 3] and acc.values[-1] == outcome.eval.accuracy
+    assert outcome.history[1][mk.EVAL_ACCURACY] == acc.values[0]  # the step-2 row holds its evaluation
+    [ckpt] = store.checkpoints(outcome.run_id)
+    [evaluation] = store.evaluations(outcome.run_id)
+    assert ckpt.step == 3 and evaluation.checkpoint_id == ckpt.id

@@ -2,8 +2,8 @@
 
 - a pre-flight warning and a run's error keep their tags ("before </answer>, so", not "before , so");
 - the Monitor's trainer log opens at its newest line;
-- the page uses the system's fonts and downloads none (bold capitals were drawn as small caps by a
-  font file without their glyphs);
+- the page uses the system's fonts and downloads none (with Gradio's Source Sans Pro, bold capitals
+  were drawn as small caps offline);
 - the Runs table's column titles stay on one line ("duration", not "durati" / "on");
 - the model dropdown's text stops before its caret.
 
