@@ -327,3 +327,31 @@ def test_job_status_reads_progress_result_or_error(ctx):
     assert job_status(ctx.store.get_job(failed.id), log).endswith(
         "**failed** · m on d · `vgrpo: error: checkpoint not found: /m`"
     )
+
+
+def test_the_tab_opens_on_a_run_worth_evaluating_not_the_newest_failure(ctx: StudioContext) -> None:
+    from studio.tabs.evaluate.views import default_run
+
+    def ended(name: str, status: str) -> int:
+        run = ctx.store.create_run(name)
+        ctx.store.claim_run(run.id)
+        ctx.store.end_run(run.id, Owner.current(), status, error="boom" if status == "failed" else None)
+        return run.id
+
+    done = ended("done", "finished")
+    with_ckpt = ended("stopped", "aborted")
+    ctx.store.add_checkpoint(with_ckpt, 4, "/out/stopped/checkpoint-4", {})
+    crashed = ended("crashed", "failed")  # the newest: failed before any checkpoint
+    items = [(f"#{i}", i) for i in (crashed, with_ckpt, done)]  # newest first, as the picker lists
+    assert default_run(ctx, items) == done
+    assert default_run(ctx, items[:2]) == with_ckpt  # nothing finished: one with a checkpoint
+    assert default_run(ctx, items[:1]) == crashed  # only a failure: still shown
+    assert default_run(ctx, []) is None
+
+
+def test_a_stale_wrong_answer_index_reaches_the_handler_and_is_refused_there(ctx: StudioContext) -> None:
+    from studio.tabs.evaluate.compare import CompareHandlers
+
+    # No comparison for this run: whatever index the page still holds (or text typed in the box).
+    for index in (0, 7, "abc", None):
+        assert CompareHandlers(ctx).on_record(None, None, None, index) == (None, "No wrong answer picked.")

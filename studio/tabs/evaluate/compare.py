@@ -148,7 +148,8 @@ class CompareHandlers:
     def on_record(self, run_id: int | None, key: str | None, label: str | None, index: int | None) -> tuple:
         comp = _safe_comparison(self.ctx, run_id, key)
         rows = ec.failures(comp, label) if comp is not None and label else []
-        if index is None or not 0 <= int(index) < len(rows):
+        index = int(index) if isinstance(index, int | float) or str(index).isdigit() else None
+        if index is None or not 0 <= index < len(rows):
             return (
                 None,
                 "No wrong answer picked." if rows or comp is None else "No wrong answer: all correct.",
@@ -169,7 +170,12 @@ def _failures_section(first: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
             model = gr.Dropdown(first["models"], value=(first["models"] or [None])[-1], label="Model",
                                 elem_id="eval-fail-model")  # fmt: skip
             first_fails = failure_choices(first["comparison"], (first["models"] or [None])[-1])
-            record = gr.Dropdown(first_fails, value=None, label="Wrong answer", elem_id="eval-fail-record")
+            # Its value is an index that on_record checks against the model's failures: with custom
+            # values allowed, a stale index from another model or run (its choices not yet updated in
+            # this session) reaches the handler instead of failing the event with gradio's
+            # "Value ... is not in the list of choices: []" (the red Error the tab opened with).
+            record = gr.Dropdown(first_fails, value=None, label="Wrong answer", allow_custom_value=True,
+                                 elem_id="eval-fail-record")  # fmt: skip
             video = gr.Video(label="Video", interactive=False, height=240, elem_id="eval-fail-video")
         with gr.Column(scale=3):
             detail = gr.Markdown(elem_id="eval-fail-detail")

@@ -143,11 +143,20 @@ def run_choices(ctx: StudioContext) -> list[tuple[str, int]]:
 
 
 def default_run(ctx: StudioContext, items: Sequence[tuple[str, int]]) -> int | None:
-    """The run to show first: the newest one with a stored evaluation, else the newest run."""
-    for _, run_id in items:
+    """The run to show first: the newest one with a stored evaluation, else the newest finished one,
+    else the newest with a checkpoint to evaluate, else the newest. (The newest run alone was often
+    one that had just failed, with nothing to evaluate.)"""
+    ids = [run_id for _, run_id in items]
+    for run_id in ids:
         if ctx.store.evaluations(run_id):
             return run_id
-    return items[0][1] if items else None
+    for run_id in ids:
+        if ctx.store.get_run(run_id).status == "finished":
+            return run_id
+    for run_id in ids:
+        if ctx.store.checkpoints(run_id):
+            return run_id
+    return ids[0] if ids else None
 
 
 def checkpoint_choices(ctx: StudioContext, run_id: int | None) -> list[tuple[str, str]]:
