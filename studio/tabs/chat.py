@@ -231,7 +231,9 @@ class ChatHandlers:
         text_ = sample_question(record)
         media = record.video or record.image
         is_image = Path(media).suffix.lower() in IMAGE_SUFFIXES
-        info = f"Record **{record.id}** ({int(index or 0)} of 0..{total - 1}) · answer **({record.answer})**"
+        # "0 of 0..199" read as nonsense: say what the number is.
+        position = f"record number {int(index or 0)} of {total}, counted from 0"
+        info = f"Record **{record.id}** ({position}) · answer **({record.answer})**"
         return (
             gr.Video(value=None if is_image else media, visible=not is_image),
             gr.Image(value=media if is_image else None, visible=is_image),

@@ -222,3 +222,10 @@ def test_the_note_under_the_pickers_names_a_tiny_model_and_checkpoints_trained_f
     assert model_note("assets/tiny-qwen2.5-vl", HUB_MODEL) == a_line  # as the presets spell it
     assert model_note(str(real_run), HUB_MODEL) == ""
     assert model_note(None, str(tmp_path / "gone")) == ""
+
+
+def test_the_sample_line_says_what_its_number_is(ctx, synthetic_dir):
+    from studio.tabs.chat import ChatHandlers
+
+    *_, info = ChatHandlers(ctx, ModelCache()).on_load_sample("synthetic_motion_eval", 2)
+    assert info == "Record **m_2003** (record number 2 of 200, counted from 0) · answer **(C)**"
