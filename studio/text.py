@@ -177,6 +177,8 @@ YAML_IO_LABEL = "Config YAML: paste one and press Load, or edit and download it"
 LOAD_YAML_BUTTON = "Load YAML into the form"
 DOWNLOAD_YAML_BUTTON = "Download config YAML"
 YAML_LOADED = "Loaded the pasted YAML into the form (keys it does not name keep the preset's value)."
+YAML_CHANGED = "Changed in the form: {changes}."
+YAML_UNCHANGED = "No value in the form changed."
 
 
 def literal(message: object) -> str:

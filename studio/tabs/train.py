@@ -191,8 +191,9 @@ class TrainHandlers:
         values = forms.field_values(forms.preset_for_mode(mode))
         return [*[values[n] for n in self.names], sized_for(values["model_name_or_path"])]
 
-    def load_yaml(self, yaml_text: str, mode: str) -> list[Any]:
-        """-> status, every field, the family its pixel budgets are sized for."""
+    def load_yaml(self, yaml_text: str, mode: str, *current: Any) -> list[Any]:
+        """-> status (which values the YAML changed in the form, so a stale paste never silently
+        undoes edits), every field, the family its pixel budgets are sized for."""
         import gradio as gr
 
         try:
@@ -203,7 +204,23 @@ class TrainHandlers:
                 *[gr.skip() for _ in self.names],
                 gr.skip(),
             ]
-        return [text.YAML_LOADED, *[values[n] for n in self.names], sized_for(values["model_name_or_path"])]
+        before = self.values_of(current)
+        changed = [
+            f"{n} {before[n]!r} -> {values[n]!r}" for n in self.names if str(values[n]) != str(before[n])
+        ]
+        said = text.YAML_CHANGED.format(changes="; ".join(changed)) if changed else text.YAML_UNCHANGED
+        status = f"{text.YAML_LOADED} {text.literal(said)}"
+        return [status, *[values[n] for n in self.names], sized_for(values["model_name_or_path"])]
+
+    def form_yaml(self, *current: Any) -> Any:
+        """The form as YAML, for the YAML box (opened, or after Use / Reset); left as it is while a
+        field holds a value the config refuses (Check names it)."""
+        import gradio as gr
+
+        try:
+            return forms.config_from_values(self.values_of(current)).to_yaml()
+        except StudioError:
+            return gr.skip()
 
     @staticmethod
     def choose_model(model: str, pixels_family: str | None, *pixels: Any) -> list[Any]:
@@ -312,7 +329,7 @@ def build_layout(ctx: StudioContext) -> dict[str, Any]:
     gr.Markdown(text.MORE_SETTINGS)
     more, w["accordions"] = forms.build_sections(values, preset, custom)
     w["fields"].update(more)
-    with gr.Accordion(text.YAML_IO_HEADING, open=False, elem_id="train-section-yaml"):
+    with gr.Accordion(text.YAML_IO_HEADING, open=False, elem_id="train-section-yaml") as w["yaml_section"]:
         w["yaml"] = gr.Code(
             value=preset.to_yaml(), label=text.YAML_IO_LABEL, language="yaml", interactive=True, max_lines=24,
             elem_id="train-yaml",
@@ -356,7 +373,9 @@ def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, An
     pick.focus(refresh_pick, pick, pick)
     w["use"].click(
         h.use, [pick, w["percent"], w["preset_mode"], *inputs], [w["status"], w["preset_mode"], *inputs]
-    )
+    ).then(h.form_yaml, inputs, w["yaml"], show_progress="hidden")
+    # The YAML box shows the form as it is when opened, not the preset it was built with.
+    w["yaml_section"].expand(h.form_yaml, inputs, w["yaml"], show_progress="hidden")
     check_outputs = [
         w["status"],
         w["preflight"],
@@ -369,8 +388,10 @@ def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, An
     w["check"].click(h.check, inputs, check_outputs)
     launch_event = w["launch"].click(h.launch, inputs, [w["status"], w["yaml"], w["command"], w["last_run"]])
     sized = w["pixels_family"]
-    w["reset"].click(h.reset, w["preset_mode"], [*inputs, sized])
-    w["load_yaml"].click(h.load_yaml, [w["yaml"], w["preset_mode"]], [w["status"], *inputs, sized])
+    w["reset"].click(h.reset, w["preset_mode"], [*inputs, sized]).then(
+        h.form_yaml, inputs, w["yaml"], show_progress="hidden"
+    )
+    w["load_yaml"].click(h.load_yaml, [w["yaml"], w["preset_mode"], *inputs], [w["status"], *inputs, sized])
     # Only the user's pick rescales (.input): a preset or YAML brings its own budgets with its model.
     pixels = [w["fields"][n] for n in models.PIXEL_FIELDS]
     model = w["fields"]["model_name_or_path"]

@@ -197,3 +197,17 @@ def test_the_model_dropdown_text_stops_before_its_caret(page: Any) -> None:
     )
     assert text_right <= caret_left, (text_right, caret_left)
     shot(page, "model-dropdown", "#train-model_name_or_path")
+
+
+def test_the_yaml_box_shows_the_form_as_it_is_when_opened(page: Any) -> None:
+    """The reported bug: the box kept the preset it was built with, and "Load YAML into the form"
+    then silently undid every change made since."""
+    from playwright.sync_api import expect
+
+    open_tab(page, "Train")
+    fill_field(page, "train-max_steps", 321)
+    open_accordion(page, "train-section-yaml")
+    expect(page.locator("#train-yaml")).to_contain_text("max_steps: 321")
+    page.locator("#train-load-yaml").click()
+    expect(page.locator("#train-status")).to_contain_text("No value in the form changed.")
+    shot(page, "yaml-box", "#train-section-yaml")

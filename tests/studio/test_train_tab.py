@@ -104,3 +104,26 @@ def test_check_of_a_dataset_smaller_than_a_batch_notes_the_repeats(handlers: Tra
         "- dataset_use has 8 records, fewer than per_device_train_batch_size 16: each batch holds every "
         "record 2 times on average (an epoch is 0.5 steps)" in cost
     )
+
+
+def test_the_yaml_box_follows_the_form_and_a_load_says_what_it_changed(handlers: TrainHandlers) -> None:
+    import yaml
+
+    edited = args_for(handlers, max_steps="300", grpo_beta="0.07")
+    # Opened (or after Use / Reset), the box shows the form as it is, not the preset.
+    shown = yaml.safe_load(handlers.form_yaml(*edited))
+    assert (shown["optim"]["max_steps"], shown["grpo"]["grpo_beta"]) == (300, 0.07)
+    # Loading that same YAML changes nothing, and says so.
+    status, *fields, _ = handlers.load_yaml(handlers.form_yaml(*edited), "no_think", *edited)
+    assert status.endswith("No value in the form changed.")
+    assert fields == [str(v) if not isinstance(v, bool) else v for v in edited]
+    # A stale box (the preset's YAML) would undo the edits: it still loads, but it says which.
+    stale = forms.load_preset().to_yaml()
+    status, *fields, _ = handlers.load_yaml(stale, "no_think", *edited)
+    assert "Changed in the form: " in status
+    assert "max_steps '300' -&gt; '600'" in status  # the arrow escaped for Markdown
+    assert "grpo_beta '0.07' -&gt; " in status
+    # A field the config refuses leaves the box as it was (Check names the field).
+    import gradio as gr
+
+    assert handlers.form_yaml(*args_for(handlers, max_steps="many")) == gr.skip()
