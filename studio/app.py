@@ -176,5 +176,7 @@ def launch_app(
         theme=studio_theme(),
         footer_links=[],
         quiet=True,
+        # The page refuses a larger file before sending it (the tab refuses a larger total after).
+        max_file_size=DEFAULT_LIMITS.max_total_bytes,
     )
     return demo, local_url

@@ -48,7 +48,7 @@ SECTION_TITLES = {
 }
 
 # ---- datasets -----------------------------------------------------------------------------------
-UPLOAD_LABEL = "Annotation file + videos, or one .zip of both"
+UPLOAD_LABEL = "Annotation file + videos, or one .zip of both (at most {limit} in all)"
 DATASET_NAME_LABEL = "Dataset name"
 DATASET_NAME_INFO = (
     "Letters, digits, _ . - only. A name containing `no_think` expects answers without <think>."

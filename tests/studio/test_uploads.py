@@ -222,3 +222,27 @@ def test_registering_says_what_is_left_out_and_nothing_reads_it_again(
         "q3",
     ]
     assert (ctx.datasets_dir / "mixed" / "mixed.jsonl").read_bytes() == original
+
+
+def test_a_refused_upload_is_deleted_and_the_limit_is_said_before_uploading(tmp_path: Path) -> None:
+    from studio.context import StudioContext
+    from studio.tabs.datasets.tab import DatasetsHandlers, build_layout
+
+    ctx = StudioContext(tmp_path / "ws")
+    uploaded = tmp_path / "gradio-tmp" / "big.jsonl"  # gradio's copy of what the browser sent
+    uploaded.parent.mkdir()
+    uploaded.write_text('{"id": "q"}\n' * 100)
+    handlers = DatasetsHandlers(ctx, UploadLimits(max_total_bytes=1024))
+    status, staged, *_ = handlers.on_validate([str(uploaded)], "big", None)
+    assert "over the upload limit of 1.0 KiB" in status and staged is None
+    assert not uploaded.exists()  # not left in gradio's temp folder
+    from studio.tabs.datasets.staging import STAGING
+
+    staging = ctx.datasets_dir / STAGING
+    assert not staging.exists() or not any(staging.iterdir())  # nor half-staged in the workspace
+
+    import gradio as gr
+
+    with gr.Blocks():
+        widgets = build_layout(UploadLimits(max_total_bytes=2 * 1024**3))
+    assert widgets.upload.label == "Annotation file + videos, or one .zip of both (at most 2.0 GiB in all)"

@@ -19,6 +19,7 @@ from studio.tabs.datasets.staging import (
     MEDIA_SUFFIXES,
     STAGING,
     UploadLimits,
+    human_size,
     stage_upload,
 )
 from trainer.core.errors import DataError, StudioError
@@ -144,6 +145,7 @@ class DatasetsHandlers:
             report = validate_file(annotation, mode=mode)
         except (StudioError, OSError) as exc:
             shutil.rmtree(token_dir, ignore_errors=True)
+            discard_uploads(files)
             refused = problems.error_markdown(exc, text.UPLOAD_REFUSED)
             return (refused, None, "", [], [], gr.Slider(0, 1, value=0), None, "")
         state = {"dir": str(token_dir), "annotation": str(annotation)}
@@ -220,15 +222,23 @@ class DatasetsHandlers:
         )
 
 
-def _upload_section() -> tuple[Any, ...]:
+def discard_uploads(files: list[str] | None) -> None:
+    """Delete gradio's copies of a refused upload: a 2 GiB file refused must not stay in its temp
+    folder until the studio restarts. The user uploads again after fixing it."""
+    for f in files or []:
+        Path(f).unlink(missing_ok=True)
+
+
+def _upload_section(limits: UploadLimits) -> tuple[Any, ...]:
     """The upload form beside the validation report:
-    ``(upload, name, validate, register, status, report, errors)``."""
+    ``(upload, name, validate, register, status, report, errors)``. Its label says the size limit
+    before anything is sent (a 2.1 GB file used to be refused only after 40 s of uploading)."""
     import gradio as gr
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
             upload = gr.File(
-                label=text.UPLOAD_LABEL,
+                label=text.UPLOAD_LABEL.format(limit=human_size(limits.max_total_bytes)),
                 file_count="multiple",
                 file_types=sorted(ANNOTATION_SUFFIXES | MEDIA_SUFFIXES | {".zip"}),
                 elem_id="datasets-upload",
@@ -294,14 +304,14 @@ def _registry_section() -> tuple[Any, Any, Any, Any]:
     return registry, pick, preview_btn, delete_btn
 
 
-def build_layout() -> DatasetsWidgets:
+def build_layout(limits: UploadLimits = DEFAULT_LIMITS) -> DatasetsWidgets:
     """The tab's widgets: upload and report, record preview, registered datasets."""
     import gradio as gr
 
     staged = gr.State(None)
     records = gr.State([])
     gr.Markdown(text.INTRO_DATASETS)
-    upload, name, validate_btn, register_btn, status, report_md, errors = _upload_section()
+    upload, name, validate_btn, register_btn, status, report_md, errors = _upload_section(limits)
     preview_index, preview_video, preview_html = _preview_section()
     registry, pick, preview_btn, delete_btn = _registry_section()
     return DatasetsWidgets(
@@ -325,7 +335,7 @@ def _wire_events(w: DatasetsWidgets, h: DatasetsHandlers) -> None:
 
 def create_datasets_tab(ctx: StudioContext, limits: UploadLimits = DEFAULT_LIMITS) -> dict[str, Any]:
     """Build the tab's widgets in the current gr.Tab; returns the key widgets by name."""
-    w = build_layout()
+    w = build_layout(limits)
     h = DatasetsHandlers(ctx, limits)
     _wire_events(w, h)
     return {
