@@ -212,15 +212,19 @@ class TrainHandlers:
         status = f"{text.YAML_LOADED} {text.literal(said)}"
         return [status, *[values[n] for n in self.names], sized_for(values["model_name_or_path"])]
 
-    def form_yaml(self, *current: Any) -> Any:
-        """The form as YAML, for the YAML box (opened, or after Use / Reset); left as it is while a
-        field holds a value the config refuses (Check names it)."""
+    def form_yaml(self, *current: Any) -> list[Any]:
+        """-> the YAML box and the command box for the form as it is (opened, or after Use / Reset).
+        The YAML is the form's own (Load YAML gives the same form back); the commands are those of
+        the run it would launch. Both left as they are while a field holds a value the config
+        refuses (Check names it)."""
         import gradio as gr
 
         try:
-            return forms.config_from_values(self.values_of(current)).to_yaml()
+            cfg = forms.config_from_values(self.values_of(current))
+            _, cmd = preview_texts(self.supervisor, self.supervisor.prepare(cfg))
         except StudioError:
-            return gr.skip()
+            return [gr.skip(), gr.skip()]
+        return [cfg.to_yaml(), cmd]
 
     @staticmethod
     def choose_model(model: str, pixels_family: str | None, *pixels: Any) -> list[Any]:
@@ -373,9 +377,9 @@ def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, An
     pick.focus(refresh_pick, pick, pick)
     w["use"].click(
         h.use, [pick, w["percent"], w["preset_mode"], *inputs], [w["status"], w["preset_mode"], *inputs]
-    ).then(h.form_yaml, inputs, w["yaml"], show_progress="hidden")
+    ).then(h.form_yaml, inputs, [w["yaml"], w["command"]], show_progress="hidden")
     # The YAML box shows the form as it is when opened, not the preset it was built with.
-    w["yaml_section"].expand(h.form_yaml, inputs, w["yaml"], show_progress="hidden")
+    w["yaml_section"].expand(h.form_yaml, inputs, [w["yaml"], w["command"]], show_progress="hidden")
     check_outputs = [
         w["status"],
         w["preflight"],
@@ -389,7 +393,7 @@ def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, An
     launch_event = w["launch"].click(h.launch, inputs, [w["status"], w["yaml"], w["command"], w["last_run"]])
     sized = w["pixels_family"]
     w["reset"].click(h.reset, w["preset_mode"], [*inputs, sized]).then(
-        h.form_yaml, inputs, w["yaml"], show_progress="hidden"
+        h.form_yaml, inputs, [w["yaml"], w["command"]], show_progress="hidden"
     )
     w["load_yaml"].click(h.load_yaml, [w["yaml"], w["preset_mode"], *inputs], [w["status"], *inputs, sized])
     # Only the user's pick rescales (.input): a preset or YAML brings its own budgets with its model.

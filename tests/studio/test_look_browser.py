@@ -208,6 +208,7 @@ def test_the_yaml_box_shows_the_form_as_it_is_when_opened(page: Any) -> None:
     fill_field(page, "train-max_steps", 321)
     open_accordion(page, "train-section-yaml")
     expect(page.locator("#train-yaml")).to_contain_text("max_steps: 321")
+    expect(page.locator("#train-command")).to_contain_text("--max_steps 321")
     page.locator("#train-load-yaml").click()
     expect(page.locator("#train-status")).to_contain_text("No value in the form changed.")
     shot(page, "yaml-box", "#train-section-yaml")

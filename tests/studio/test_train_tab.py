@@ -111,10 +111,12 @@ def test_the_yaml_box_follows_the_form_and_a_load_says_what_it_changed(handlers:
 
     edited = args_for(handlers, max_steps="300", grpo_beta="0.07")
     # Opened (or after Use / Reset), the box shows the form as it is, not the preset.
-    shown = yaml.safe_load(handlers.form_yaml(*edited))
+    box, command = handlers.form_yaml(*edited)
+    shown = yaml.safe_load(box)
     assert (shown["optim"]["max_steps"], shown["grpo"]["grpo_beta"]) == (300, 0.07)
+    assert "--max_steps 300" in command and "--grpo_beta 0.07" in command  # the commands follow too
     # Loading that same YAML changes nothing, and says so.
-    status, *fields, _ = handlers.load_yaml(handlers.form_yaml(*edited), "no_think", *edited)
+    status, *fields, _ = handlers.load_yaml(box, "no_think", *edited)
     assert status.endswith("No value in the form changed.")
     assert fields == [str(v) if not isinstance(v, bool) else v for v in edited]
     # A stale box (the preset's YAML) would undo the edits: it still loads, but it says which.
@@ -126,4 +128,4 @@ def test_the_yaml_box_follows_the_form_and_a_load_says_what_it_changed(handlers:
     # A field the config refuses leaves the box as it was (Check names the field).
     import gradio as gr
 
-    assert handlers.form_yaml(*args_for(handlers, max_steps="many")) == gr.skip()
+    assert handlers.form_yaml(*args_for(handlers, max_steps="many")) == [gr.skip(), gr.skip()]
