@@ -55,6 +55,30 @@ def launched_by(model: Model, launchers: Iterable[Owner]) -> Any:
     )
 
 
+def _attempt(
+    run_id: int,
+    number: int,
+    owner: Owner,
+    started_at: float,
+    status: str,
+    *,
+    ended_at: float | None = None,
+    end_reason: str | None = None,
+) -> SqlAttempt:
+    """The attempts row of ``owner``'s stint on a run."""
+    return SqlAttempt(
+        run_id=run_id,
+        number=number,
+        pid=owner.pid,
+        pid_create_time=owner.create_time,
+        host=owner.host,
+        started_at=started_at,
+        ended_at=ended_at,
+        status=status,
+        end_reason=end_reason,
+    )
+
+
 def _owner_of(row: Any) -> Owner | None:
     if row.pid is None or row.pid_create_time is None or row.host is None:
         return None
@@ -118,17 +142,7 @@ class OwnedRows:
                 if won:
                     row = s.get(model, row_id)
                     if model is SqlRun:
-                        s.add(
-                            SqlAttempt(
-                                run_id=row_id,
-                                number=row.attempt,
-                                pid=owner.pid,
-                                pid_create_time=owner.create_time,
-                                host=owner.host,
-                                started_at=now,
-                                status=states.RUNNING,
-                            )
-                        )
+                        s.add(_attempt(row_id, row.attempt, owner, now, states.RUNNING))
                         s.add(
                             SqlEvent(
                                 run_id=row_id,
@@ -277,18 +291,9 @@ class OwnedRows:
         if row is None or row.pid is None or row.pid_create_time is None or row.host is None:
             return  # queued without a process: nothing was launched
         row.attempt += 1
+        launched = Owner(row.pid, row.pid_create_time, row.host)
         s.add(
-            SqlAttempt(
-                run_id=row_id,
-                number=row.attempt,
-                pid=row.pid,
-                pid_create_time=row.pid_create_time,
-                host=row.host,
-                started_at=row.pid_create_time,
-                ended_at=now,
-                status=status,
-                end_reason=why,
-            )
+            _attempt(row_id, row.attempt, launched, row.pid_create_time, status, ended_at=now, end_reason=why)
         )
 
     # ---- everybody else's --------------------------------------------------------------------
