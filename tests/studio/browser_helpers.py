@@ -174,19 +174,23 @@ def open_accordion(page: Any, elem_id: str) -> None:
         accordion.locator("button.label-wrap").first.click()
 
 
-def wait_for_plot(page: Any, elem_id: str, min_traces: int = 1, min_points: int = 2) -> None:
+def wait_for_plot(
+    page: Any, elem_id: str, min_traces: int = 1, min_points: int = 2, min_last_x: float | None = None
+) -> None:
     """Wait until the Plotly charts in ``#elem_id`` draw ``min_traces`` curves of ``min_points``
-    points or more (read from the figures' data, not from pixels). The Monitor draws a chart only
-    once it is on screen, so the element is scrolled into view first, as a person would."""
+    points or more (read from the figures' data, not from pixels), each reaching x >=
+    ``min_last_x`` when given. The Monitor draws a chart only once it is on screen, so the element
+    is scrolled into view first, as a person would."""
     page.locator(f"#{elem_id}").first.scroll_into_view_if_needed()
     page.wait_for_function(
-        """([id, minTraces, minPoints]) => {
+        """([id, minTraces, minPoints, minLastX]) => {
             const figures = document.querySelectorAll(`#${id} .js-plotly-plot`);
             const curves = Array.from(figures).flatMap(el => el.data || [])
                 .filter(t => !(t.name || '').endsWith('(raw)'));
-            return curves.filter(t => t.x && t.x.length >= minPoints).length >= minTraces;
+            return curves.filter(t => t.x && t.x.length >= minPoints
+                && (minLastX === null || t.x[t.x.length - 1] >= minLastX)).length >= minTraces;
         }""",
-        arg=[elem_id, min_traces, min_points],
+        arg=[elem_id, min_traces, min_points, min_last_x],
     )
 
 
