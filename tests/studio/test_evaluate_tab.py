@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import sys
 import time
 from pathlib import Path
@@ -134,7 +135,7 @@ def test_a_no_think_checkpoint_is_not_started_on_a_think_set(ctx, tmp_path):
     calls: list = []
     handlers = EvaluateHandlers(ctx, recording(ctx, calls))
     status = handlers.on_start(run.id, str(ckpt), "synthetic_motion_eval", 8, 2, False)
-    assert status == (
+    assert html.unescape(status) == (
         "**Not started:** dataset_use 'synthetic_motion_eval' is think but checkpoint-40's dataset_use "
         "'synthetic_motion_no_think_train' is no_think: evaluate on a set with the same answer format "
         "(a name with no_think expects <answer> only)"

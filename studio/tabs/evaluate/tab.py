@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio import choices
+from studio import choices, text
 from studio.context import StudioContext
 from studio.live import Refresh
 from studio.processes import tail_text
@@ -129,8 +129,8 @@ class EvaluateHandlers:
     ) -> str:  # fmt: skip
         try:
             job = start_evaluation(self.ctx, ckpt, name, run_id, limit, batch, self.supervisor, compare=both)
-        except (StudioError, OSError) as exc:
-            return f"**Not started:** {exc}"
+        except (StudioError, OSError) as exc:  # literal: "expects <answer> only" lost its tail
+            return f"**Not started:** {text.literal(exc)}"
         return job_status(job)
 
     def on_cancel(self) -> str:
