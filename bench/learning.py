@@ -42,7 +42,7 @@ from trainer.data import load_dataset_use  # noqa: E402
 from trainer.eval.evaluate import EvalResult, evaluate  # noqa: E402
 from trainer.model.families import family_of_path  # noqa: E402
 from trainer.model.loading import generation_kwargs, load_policy  # noqa: E402
-from trainer.run.launch import accelerate_cpu_command  # noqa: E402
+from trainer.run.launch import training_command  # noqa: E402
 from trainer.rundb import ENDED_EARLY_EVENT, RunStore  # noqa: E402
 
 
@@ -122,6 +122,7 @@ def _config(args: argparse.Namespace, workspace: Path) -> TrainConfig:
                 "save_steps": 1_000_000,
                 "run_name": f"learning-seed{args.seed}",
                 "num_threads": args.threads,
+                "num_processes": args.processes,
             },
         )
     )
@@ -164,10 +165,7 @@ def _train(cfg: TrainConfig, workspace: Path, processes: int, log_path: Path) ->
     config_path = workspace / "learning.yaml"
     config_path.write_text(cfg.to_yaml())
     train_cmd = ["-m", "trainer.cli", "train", "--config", str(config_path)]
-    if processes > 1:
-        cmd = accelerate_cpu_command(processes, train_cmd)
-    else:
-        cmd = [sys.executable, *train_cmd]
+    cmd = training_command(sys.executable, processes, train_cmd)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     start = time.perf_counter()
     with log_path.open("w") as log:

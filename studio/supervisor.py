@@ -36,6 +36,7 @@ from studio.processes import signal_group, start_process, tail_text
 from trainer.core.config import TrainConfig, build_config, merge
 from trainer.core.errors import StudioError
 from trainer.core.paths import REPO_ROOT
+from trainer.run.launch import training_command
 from trainer.rundb import Job, Owner, OwnerAlive, Run
 from trainer.rundb.liveness import is_process_alive, this_host
 
@@ -52,17 +53,10 @@ TrainerCommand = Callable[[Path, int, TrainConfig], list[str]]
 
 def default_trainer_command(config_path: Path, run_id: int, cfg: TrainConfig) -> list[str]:
     """The real trainer, run with this interpreter, or with one that has vLLM when the run samples
-    with it (``studio.environments``; raises StudioError saying what to do when there is none)."""
-    return [
-        trainer_python(cfg),
-        "-m",
-        "trainer.cli",
-        "train",
-        "--config",
-        str(config_path),
-        "--attach_run",
-        str(run_id),
-    ]
+    with it (``studio.environments``; raises StudioError saying what to do when there is none);
+    under ``accelerate launch`` when the config asks for several processes."""
+    args = ["-m", "trainer.cli", "train", "--config", str(config_path), "--attach_run", str(run_id)]
+    return training_command(trainer_python(cfg), cfg.run.num_processes, args)
 
 
 def unique_name(name: str, taken: set[str]) -> str:

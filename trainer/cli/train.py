@@ -9,7 +9,9 @@ cost of a step) and exits 0 when the run can learn, 3 when it warns (each warnin
 2 when the config is wrong.
 
 A training run exits 0 when it finishes and 143 when it is aborted (a stop request or SIGTERM; it
-saved a checkpoint to resume from first).
+saved a checkpoint to resume from first). With ``num_processes`` > 1 and no launcher around it,
+the command starts itself again under ``accelerate launch`` (as the studio's Launch does), so the
+YAML the studio writes trains the same from a terminal.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 from typing import Any
 
@@ -85,16 +88,40 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
         launch = check_launch(cfg)  # the same checks as the studio's Check config and Launch
     except StudioError as exc:
-        print(f"vgrpo: config error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
+        return _config_error(exc)
     if args.check:
         return check(cfg, launch)
+    if cfg.run.num_processes > 1 and "LOCAL_RANK" not in os.environ:
+        _relaunch(cfg.run.num_processes)  # does not return
     return train_run(cfg, args.attach_run)
 
 
+def _relaunch(num_processes: int) -> None:
+    """Replace this process by ``accelerate launch`` of the same command over ``num_processes``
+    (``LOCAL_RANK`` is set by every torch.distributed launcher, so a launched rank never gets here).
+    exec, not a child: the studio's pid, signals and exit code stay the launcher's."""
+    from trainer.run.launch import training_command
+
+    args = sys.argv[1:] if sys.argv[1:2] == ["train"] else ["train", *sys.argv[1:]]  # python -m trainer.train
+    cmd = training_command(sys.executable, num_processes, ["-m", "trainer.cli", *args])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(cmd[0], cmd)
+
+
+def _config_error(exc: StudioError) -> int:
+    print(f"vgrpo: config error: {exc}", file=sys.stderr)
+    return EXIT_CONFIG_ERROR
+
+
 def check(cfg: TrainConfig, launch: LaunchCheck) -> int:
-    """Print the pre-flight; 0 when the run can learn, 3 when it warns."""
-    report = run_preflight(cfg, launch=launch)
+    """Print the pre-flight; 0 when the run can learn, 3 when it warns, 2 when it cannot sample."""
+    try:
+        report = run_preflight(cfg, launch=launch)
+    except StudioError as exc:
+        # The model would not load (trainer.model.hub words why, as the studio's Check shows it):
+        # a config that names a model the run cannot use is a config error, not a crash.
+        return _config_error(exc)
     print(format_report(report))
     return EXIT_OK if report.can_learn else EXIT_WARNINGS
 

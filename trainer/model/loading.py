@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.core.errors import ConfigError
+from trainer.core.file_modes import give_default_modes
 from trainer.core.paths import is_hub_id, is_missing_local_path
 from trainer.model.families import ModelFamily, family_of_path
 from trainer.model.hub import unavailable_model
@@ -123,6 +124,7 @@ def load_policy(
     CPU). Nothing is downloaded when the path is a local folder; hub ids use the local cache or the
     network as transformers does.
     """
+    from safetensors import SafetensorError
     from transformers import AutoProcessor
 
     path = str(model_name_or_path)
@@ -151,9 +153,10 @@ def load_policy(
         else:
             model = model_class.from_pretrained(path, **kwargs)
         processor = AutoProcessor.from_pretrained(path)
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:
         # A hub model not (all) in the cache and no way to download it: transformers says so in an
-        # OSError of several lines; the Check handler and the CLI need a ConfigError naming the field.
+        # OSError of several lines; a weights file that is not safetensors (a cut copy) raises
+        # SafetensorError. The Check handler and the CLI need a ConfigError naming the field.
         raise unavailable_model(path, exc) from exc
     if device is not None:
         model = model.to(device)
@@ -177,6 +180,7 @@ def export_merged(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, dty
     train_config = Path(checkpoint) / "train_config.yaml"
     if train_config.is_file():
         shutil.copyfile(train_config, out / train_config.name)
+    give_default_modes(out)  # as a checkpoint's: safetensors writes model.safetensors 0600
     return out
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.core.errors import ConfigError
+from trainer.core.file_modes import give_default_modes
 
 logger = logging.getLogger(__name__)
 
@@ -129,20 +130,6 @@ def save_checkpoint(
                 on_removed(removed)
     accelerator.wait_for_everyone()
     return final
-
-
-def give_default_modes(folder: Path) -> None:
-    """Give every file under ``folder`` the mode a new file gets here (0o666 less the umask).
-
-    safetensors (0.8) writes a temporary file and renames it, so model.safetensors came out 0600:
-    a checkpoint that the owner's group (a shared server, another user's studio) could not load."""
-    probe = folder / ".mode-probe"
-    probe.touch()  # created with the umask applied: os.umask() would change it process-wide to read it
-    mode = probe.stat().st_mode & 0o777
-    probe.unlink()
-    for path in folder.rglob("*"):
-        if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o777 != mode:
-            path.chmod(mode)
 
 
 def read_state(path: str | Path) -> TrainerState:

@@ -184,7 +184,6 @@ def _train(
             metrics[mk.TIME_STEP_S] = time.perf_counter() - step_start
             _clock_schedule(accelerator, ctx.scheduler, state, metrics, started)
             history.append({"step": state.step, **metrics})
-            _log_step(cfg, state.step, steps, metrics, micro, writer, reporter)
             if progress is not None and accelerator.is_main_process:
                 progress(state.step, steps, metrics)
 
@@ -194,6 +193,9 @@ def _train(
                 eval_result, steps = _mid_run_evaluation(
                     accelerator, cfg, evaluate_policy(), history, started, steps, writer, store, held
                 )
+            # Once the run knows whether this step is its last (a limit, an evaluation or SIGTERM
+            # may end it here), so the metrics always reach the step of its last checkpoint.
+            _log_step(cfg, state.step, state.step == steps or should_stop, metrics, micro, writer, reporter)
             if state.step % cfg.run.save_steps == 0 or state.step == steps or should_stop:
                 stop_if_lost(accelerator, store, held, ask_database=True)
                 final_ckpt = _save(
@@ -311,17 +313,18 @@ def _draw(records: list[Any], cfg: TrainConfig, state: TrainerState, rank: int, 
 def _log_step(
     cfg: TrainConfig,
     step: int,
-    steps: int,
+    is_last: bool,
     metrics: dict[str, float],
     micro: list[MicroBatch],
     writer: MetricsWriter | None,
     reporter: Any,
 ) -> None:
-    """Metrics every ``logging_steps`` (and the first and last step), rollouts every
-    ``grpo_logging_steps``; only the main process has a writer."""
+    """Metrics every ``logging_steps`` and of the first and the last step (``is_last``: the run
+    ends after it, finished or ended early), rollouts every ``grpo_logging_steps``; only the main
+    process has a writer."""
     if writer is None:
         return
-    if step % cfg.run.logging_steps == 0 or step in (1, steps):
+    if step % cfg.run.logging_steps == 0 or step == 1 or is_last:
         writer.log_metrics(step, metrics)
         if reporter is not None:
             reporter.log(step, metrics)
