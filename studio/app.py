@@ -35,6 +35,9 @@ CSS = """
 /* A single-choice dropdown draws its caret (an absolutely placed div.icon-wrap) over the right end of
    its text box: a long value (a model's path) ran under it. Keep the text clear of the caret. */
 .secondary-wrap:has(> div.icon-wrap) > input { padding-right: calc(var(--size-5) + var(--size-3)); }
+/* An error's folded details (studio.problems: <details><pre>) keep Gradio's unbroken <pre> lines, so a
+   long hint (a Check's published estimate, a path) ran off the right edge. Wrap them, paths too. */
+.md details > pre { white-space: pre-wrap !important; overflow-wrap: anywhere !important; }
 """
 
 # The system's own fonts: nothing to download, so nothing that fails to load offline. With Gradio's

@@ -11,7 +11,7 @@ Evaluate both go through it, so this is the one place that decides.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,11 +48,16 @@ class Choices:
     def values(self) -> list[Any]:
         return [v for _, v in self.items]
 
-    def keep(self, current: Any, default: Any = None) -> Any:
+    def keep(self, current: Any, default: Any = None, shown: Collection[Any] = ()) -> Any:
         """``current`` when it is offered, or typed by hand and not hidden; else ``default``
-        (the first choice when no default is given or the default is not offered)."""
+        (the first choice when no default is given or the default is not offered).
+
+        ``shown``: what the picker offered before. A value it offered and this list does not is
+        gone too: its run was deleted, so no checkpoint row names it and it is not in ``hidden``;
+        without ``shown`` it would read as a folder typed by hand and stay picked."""
         values = self.values
-        if current in values or (current not in (None, "") and current not in self.hidden):
+        is_gone = current in self.hidden or (current in shown and current not in values)
+        if current in values or (current not in (None, "") and not is_gone):
             return current
         if default in values:
             return default

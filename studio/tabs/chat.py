@@ -107,12 +107,11 @@ def keep_pick(
     """A pane's pick after the model list is read again. ``default`` (:func:`chat_defaults`, as
     now) when the pane still shows the default it was given (``shown_default``: a run trained
     since moves it on) or when its pick is gone: a checkpoint removed, or a value the list
-    ``shown`` before and no longer offers (its run deleted: no checkpoint row names it any more).
+    ``shown`` before and no longer offers (its run deleted: :meth:`choices.Choices.keep`).
     Anything else, a pick or a typed folder or hub id, is kept."""
-    is_gone = current in shown and current not in offered.values
-    if current == shown_default or is_gone:
+    if current == shown_default:
         current = None
-    return offered.keep(current, default=default)
+    return offered.keep(current, default=default, shown=shown)
 
 
 def model_note(path_a: str | None, path_b: str | None) -> str:

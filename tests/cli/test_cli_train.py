@@ -184,11 +184,11 @@ def test_check_of_a_hub_model_that_cannot_be_downloaded_ends_in_one_line(
     offline_hub(monkeypatch, tmp_path / "hub", cached)
     argv = ["train", "--config", str(PRESETS["no_think"]), "--workspace", str(tmp_path / "ws"),
             "--model_name_or_path", HUB_ID, "--check"]  # fmt: skip
-    assert main(argv) == 1
+    assert main(argv) == 2  # a config error, as the other launch checks
     err = capsys.readouterr().err
     assert (
-        f"vgrpo: error: model_name_or_path: {HUB_ID} could not be downloaded: HF_HUB_OFFLINE is set and "
-        f"the local cache lacks it; {HINT}; from its published architecture: 3.75B parameters" in err
+        f"vgrpo: config error: model_name_or_path: {HUB_ID} could not be downloaded: "
+        f"HF_HUB_OFFLINE is set and the local cache lacks it; {HINT}; from its published architecture: 3.75B parameters" in err
     )
     assert "Traceback" not in err
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from trainer.run.checkpoint import give_default_modes
+from trainer.core.file_modes import give_default_modes
 
 
 def _mode(path: Path) -> int:

@@ -254,3 +254,28 @@ def test_a_mid_run_evaluation_is_logged_at_its_step_and_the_last_step_evaluates_
     [ckpt] = store.checkpoints(outcome.run_id)
     [evaluation] = store.evaluations(outcome.run_id)
     assert ckpt.step == 3 and evaluation.checkpoint_id == ckpt.id
+
+
+@pytest.mark.parametrize("ending", ["ended early", "aborted"])
+def test_the_last_step_of_a_run_that_ends_early_is_logged(tmp_path, monkeypatch, ending: str) -> None:
+    # logging_steps 3, and the run ends at step 2 (a limit, or SIGTERM): step 2 is neither a
+    # multiple of 3 nor the planned last step (4), so its metrics were never written and the
+    # Monitor showed the run ending at step 1 while its checkpoint was at step 2.
+    import trainer.run.loop as loop
+
+    def stop_at_two(step: int, total: int, metrics: dict) -> None:
+        if step == 2 and ending == "aborted":
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    if ending == "ended early":
+        monkeypatch.setattr(loop, "_early_end_reason", lambda *a: "a limit" if a[-1] == 2 else None)
+    cfg = tiny_config(tmp_path, max_steps=4, logging_steps=3, save_steps=10, grpo_logging_steps=10)
+    if ending == "aborted":
+        with pytest.raises(RunAborted):
+            train(cfg, progress=stop_at_two)
+    else:
+        train(cfg, progress=stop_at_two)
+    store = RunStore(f"sqlite:///{tmp_path / 'ws' / 'runs.db'}")
+    [run] = store.list_runs()
+    assert [c.step for c in store.checkpoints(run.id)] == [2]
+    assert list(store.metrics_since(run.id)[mk.TOTAL_REWARD].steps) == [1, 2]

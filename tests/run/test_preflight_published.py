@@ -115,7 +115,7 @@ def test_a_preflight_without_the_weights_says_what_the_run_needs(monkeypatch, tm
 @pytest.mark.slow
 def test_vgrpo_check_of_an_uncached_hub_model_prints_the_estimate(tmp_path) -> None:
     """The user's path: `vgrpo train --config <GPU preset> --check` on a machine without the
-    weights and without the network ends in one line with the estimate, exit 1."""
+    weights and without the network ends in one line with the estimate, exit 2 (a config error)."""
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -126,9 +126,9 @@ def test_vgrpo_check_of_an_uncached_hub_model_prints_the_estimate(tmp_path) -> N
         [sys.executable, "-m", "trainer.cli", "train", "--config", "configs/qwen3_vl_4b_gpu.yaml", "--check"],
         capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=300, check=False,
     )  # fmt: skip
-    assert out.returncode == 1, out.stderr[-2000:]
+    assert out.returncode == 2, out.stderr[-2000:]
     assert (
-        "vgrpo: error: model_name_or_path: Qwen/Qwen3-VL-4B-Instruct could not be downloaded: "
+        "vgrpo: config error: model_name_or_path: Qwen/Qwen3-VL-4B-Instruct could not be downloaded: "
         "HF_HUB_OFFLINE is set and the local cache lacks it" in out.stderr
     )
     assert "from its published architecture: 4.44B parameters" in out.stderr

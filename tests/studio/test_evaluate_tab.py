@@ -242,7 +242,7 @@ def test_tab_builds_with_its_element_ids(ctx):
 
     with gr.Blocks():
         widgets = create_evaluate_tab(ctx)
-    ids = {name: w.elem_id for name, w in widgets.items() if name != "timer"}
+    ids = {name: w.elem_id for name, w in widgets.items() if name not in ("timer", "checkpoint_offered")}
     assert ids == {
         "run": "eval-run", "checkpoint": "eval-checkpoint", "dataset": "eval-dataset", "start": "eval-start",
         "cancel": "eval-cancel", "status": "eval-status", "jobs": "eval-jobs", "summary": "eval-summary",
@@ -356,3 +356,47 @@ def test_a_stale_wrong_answer_index_reaches_the_handler_and_is_refused_there(ctx
     # No comparison for this run: whatever index the page still holds (or text typed in the box).
     for index in (0, 7, "abc", None):
         assert CompareHandlers(ctx).on_record(None, None, None, index) == (None, "No wrong answer picked.")
+
+
+def _run_with_checkpoints(ctx: StudioContext, tmp_path: Path, name: str, steps: tuple[int, ...]):
+    """A finished run with a checkpoint folder on disk per step (paths oldest first)."""
+    run = ctx.store.create_run(
+        name, config={"model": {"model_name_or_path": "/models/base"}}, status="finished"
+    )
+    paths = []
+    for step in steps:
+        path = tmp_path / name / f"checkpoint-{step}"
+        path.mkdir(parents=True)
+        ctx.store.add_checkpoint(run.id, step, str(path), {})
+        paths.append(str(path))
+    return run, paths
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # gradio's loops
+def test_a_deleted_runs_checkpoint_leaves_the_pick_for_the_newest_checkpoint(ctx, tmp_path):
+    """As Chat (issue 23): after the picked run was deleted, showing the tab moved the run picker on
+    but kept the deleted run's checkpoint picked (no row names it any more, so it read as a folder
+    typed by hand). It falls back to the newest checkpoint offered; a typed folder stays."""
+    import gc
+
+    import gradio as gr
+
+    from studio.tabs.evaluate import refresh_lists
+
+    old_run, old = _run_with_checkpoints(ctx, tmp_path, "old", (2, 4))
+    new_run, new = _run_with_checkpoints(ctx, tmp_path, "new", (3, 6))
+    with gr.Blocks():
+        widgets = create_evaluate_tab(ctx, Supervisor(ctx))
+    refresh = refresh_lists(ctx, widgets)
+    # The user picks the old run (its checkpoints are offered) and its newest checkpoint.
+    *_, offered = EvaluateHandlers(ctx, Supervisor(ctx)).on_run(old_run.id, "synthetic_motion_eval")
+    assert old[-1] in offered
+    ctx.store.delete_run(old_run.id)
+    run, checkpoint, _, offered = refresh.fn(old_run.id, old[-1], "synthetic_motion_eval", offered)
+    values = [v for _, v in checkpoint.choices]
+    assert run.value == new_run.id and not set(old) & set(values) and offered == values
+    assert checkpoint.value == new[-1]
+    typed = str(tmp_path / "my-model")
+    _, checkpoint, _, _ = refresh.fn(new_run.id, typed, "synthetic_motion_eval", offered)
+    assert checkpoint.value == typed
+    gc.collect()

@@ -52,6 +52,9 @@ class EvaluateWidgets:
     shown: Any  # gr.State: the id of the ended job whose run the view last jumped to
     run: Any
     checkpoint: Any
+    # gr.State: the values the checkpoint picker offered last, so a pick of a run deleted since
+    # is dropped, not kept as if typed by hand (choices.Choices.keep).
+    checkpoint_offered: Any
     dataset: Any
     max_records: Any
     batch_size: Any
@@ -100,7 +103,8 @@ class EvaluateHandlers:
         )
 
     def on_run(self, run_id: int | None, dataset: str | None = None) -> tuple:
-        """-> checkpoint picker, eval dataset (the run's own answer format), then :meth:`view_outputs`'s."""
+        """-> checkpoint picker, eval dataset (the run's own answer format), :meth:`view_outputs`'s,
+        then the values the checkpoint picker offers."""
         import gradio as gr
 
         try:
@@ -113,6 +117,7 @@ class EvaluateHandlers:
             gr.Dropdown(choices=items, value=first),
             dataset_for_run(self.ctx, run_id, dataset),
             *self.view_outputs(run_id, None),
+            [v for _, v in items],
         )
 
     def on_refresh(self, run_id: int | None, eval_id: int | None) -> tuple:
@@ -251,6 +256,7 @@ def build_layout(ctx: StudioContext) -> EvaluateWidgets:
     run, checkpoint, dataset, max_records, batch_size, compare, start, cancel, refresh = _form_section(
         ctx, runs, first_run
     )
+    checkpoint_offered = gr.State([value for _, value in checkpoint.choices])
     status, log_box, jobs_table = _jobs_section(ctx)
     summary, pick, head, plot, records = _results_section(first_view)
     section = create_compare_section(ctx, run, first_run, also_on=[head])
@@ -259,10 +265,10 @@ def build_layout(ctx: StudioContext) -> EvaluateWidgets:
     # so showing the tab again (or a reload, a studio restart) shows them again.
     timer = gr.Timer(POLL_S, active=False)
     return EvaluateWidgets(
-        shown=shown, run=run, checkpoint=checkpoint, dataset=dataset, max_records=max_records,
-        batch_size=batch_size, compare=compare, start=start, cancel=cancel, refresh=refresh, status=status,
-        log_box=log_box, jobs_table=jobs_table, summary=summary, pick=pick, head=head, plot=plot,
-        records=records, section=section, timer=timer,
+        shown=shown, run=run, checkpoint=checkpoint, checkpoint_offered=checkpoint_offered, dataset=dataset,
+        max_records=max_records, batch_size=batch_size, compare=compare, start=start, cancel=cancel,
+        refresh=refresh, status=status, log_box=log_box, jobs_table=jobs_table, summary=summary, pick=pick,
+        head=head, plot=plot, records=records, section=section, timer=timer,
     )  # fmt: skip
 
 
@@ -273,7 +279,9 @@ def _wire_events(w: EvaluateWidgets, h: EvaluateHandlers) -> None:
     w.dataset.focus(
         lambda: gr.Dropdown(choices=[e.name for e in list_datasets(h.ctx.workspace)]), None, w.dataset
     )
-    w.run.change(h.on_run, [w.run, w.dataset], [w.checkpoint, w.dataset, *w.view_widgets])
+    w.run.change(
+        h.on_run, [w.run, w.dataset], [w.checkpoint, w.dataset, *w.view_widgets, w.checkpoint_offered]
+    )
     w.pick.change(lambda r, e: h.view_outputs(r, e)[2:], [w.run, w.pick], [w.head, w.plot, w.records])
     w.refresh.click(h.on_refresh, [w.run, w.pick], [w.run, *w.view_widgets])
     form = [w.run, w.checkpoint, w.dataset, w.max_records, w.batch_size, w.compare]
@@ -292,6 +300,7 @@ def create_evaluate_tab(ctx: StudioContext, supervisor: Supervisor | None = None
     return {
         "run": w.run,
         "checkpoint": w.checkpoint,
+        "checkpoint_offered": w.checkpoint_offered,
         "dataset": w.dataset,
         "start": w.start,
         "cancel": w.cancel,
@@ -308,21 +317,25 @@ def create_evaluate_tab(ctx: StudioContext, supervisor: Supervisor | None = None
 
 
 def refresh_lists(ctx: StudioContext, widgets: Mapping[str, Any]) -> Refresh:
-    """How the app re-reads this tab's pickers: runs, checkpoints (a gone one is never kept), datasets."""
+    """How the app re-reads this tab's pickers: runs, checkpoints (a gone one is never kept: a
+    removed folder, or one of a run deleted since; the newest checkpoint is picked instead),
+    datasets; then the values the checkpoint picker offers."""
     import gradio as gr
 
-    def on_show(run_id: int | None, ckpt: str | None, name: str | None) -> tuple:
+    def on_show(run_id: int | None, ckpt: str | None, name: str | None, shown: list | None = None) -> tuple:
         items = read_or(lambda: run_choices(ctx), [])
         value = run_id if run_id in {v for _, v in items} else (items[0][1] if items else None)
         offered = read_or(
             lambda: choices.read_checkpoint_choices(ctx.store, value), choices.checkpoint_choices(None)
         )
         names = choices.dataset_names(choices.read_datasets(ctx.workspace))
+        pick = offered.keep(ckpt, shown=shown or ())
         return (
             gr.Dropdown(choices=items, value=value),
-            gr.Dropdown(choices=offered.items, value=offered.keep(ckpt), allow_custom_value=True),
+            gr.Dropdown(choices=offered.items, value=pick, allow_custom_value=True),
             gr.Dropdown(choices=names, value=name, allow_custom_value=True),
+            offered.values,
         )
 
-    pickers = [widgets["run"], widgets["checkpoint"], widgets["dataset"]]
+    pickers = [widgets["run"], widgets["checkpoint"], widgets["dataset"], widgets["checkpoint_offered"]]
     return Refresh(on_show, pickers, pickers)
