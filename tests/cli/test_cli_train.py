@@ -188,7 +188,8 @@ def test_check_of_a_hub_model_that_cannot_be_downloaded_ends_in_one_line(
     err = capsys.readouterr().err
     assert (
         f"vgrpo: config error: model_name_or_path: {HUB_ID} could not be downloaded: "
-        f"HF_HUB_OFFLINE is set and the local cache lacks it; {HINT}; from its published architecture: 3.75B parameters" in err
+        f"HF_HUB_OFFLINE is set and the local cache lacks it; {HINT}; "
+        "from its published architecture: 3.75B parameters" in err
     )
     assert "Traceback" not in err
 
