@@ -20,7 +20,9 @@ Series = dict[str, tuple[list[int], list[float], list[float]]]
 
 # The Monitor's panels: title -> metric names (one subplot each).
 PANELS: dict[str, tuple[str, ...]] = {
-    "GRPO": mk.SEED_GRPO_METRICS,
+    # Held-out accuracy beside the train accuracy reward, on the first screen: the climb a newcomer
+    # waits for (it has points only at eval_steps; the chart appears with the first one).
+    "GRPO": (*mk.SEED_GRPO_METRICS[:4], mk.EVAL_ACCURACY, *mk.SEED_GRPO_METRICS[4:]),
     "Optimisation": (
         mk.LOSS,
         mk.LEARNING_RATE,
@@ -39,7 +41,6 @@ PANELS: dict[str, tuple[str, ...]] = {
         mk.TIME_BACKWARD_S,
         mk.TIME_STEP_S,
         mk.TOKENS_PER_S,
-        mk.EVAL_ACCURACY,
         mk.VISION_ITEMS,
         mk.PREFILL_TOKENS,
         mk.TRAIN_FORWARD_TOKENS,
