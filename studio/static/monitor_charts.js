@@ -44,8 +44,13 @@ function emaFrom(values, weight, acc, n) {
   return [out, acc, n];
 }
 
+// Held-out evaluations (eval/*) are drawn as they are: each point is a whole evaluation, not a noisy
+// sample, and an EMA over a handful of sparse points lagged the truth (1.00 shown as 0.85).
+const isExact = (name) => name.startsWith("eval/");
+const weightOf = (s) => (s.exact ? 0 : state.smoothing);
+
 function resmooth(s) {
-  if (state.smoothing > 0) [s.smooth, s.acc, s.n] = emaFrom(s.y, state.smoothing, 0, 0);
+  if (weightOf(s) > 0) [s.smooth, s.acc, s.n] = emaFrom(s.y, weightOf(s), 0, 0);
   else { s.smooth = s.y; s.acc = 0; s.n = 0; }
 }
 
@@ -62,7 +67,7 @@ function thinSeries(s) {
   const cut = s.x.length - RECENT_POINTS;
   const keep = (a) => a.filter((_, i) => i >= cut || i % 2 === 0);
   s.x = keep(s.x); s.y = keep(s.y);
-  s.smooth = state.smoothing > 0 ? keep(s.smooth) : s.y;
+  s.smooth = weightOf(s) > 0 ? keep(s.smooth) : s.y;
 }
 
 function draw(name) {
@@ -71,7 +76,7 @@ function draw(name) {
   const range = flatRange(s);
   const data = [
     {x: s.x.slice(), y: s.y.slice(), mode: "lines", name: name + " (raw)", hoverinfo: "skip",
-     line: {color: chart.color, width: 1}, opacity: 0.3, visible: state.smoothing > 0},
+     line: {color: chart.color, width: 1}, opacity: 0.3, visible: weightOf(s) > 0},
     {x: s.x.slice(), y: s.smooth.slice(), mode: s.x.length < MARKERS_BELOW ? "lines+markers" : "lines",
      name: name, line: {color: chart.color, width: 2}},
   ];
@@ -161,7 +166,8 @@ function apply(delta) {
   for (const [name, p] of Object.entries(delta.points || {})) {
     let s = state.series[name];
     if (!s) {
-      s = state.series[name] = {x: p.steps.slice(), y: p.values.slice(), lo: Infinity, hi: -Infinity};
+      s = state.series[name] = {x: p.steps.slice(), y: p.values.slice(), lo: Infinity, hi: -Infinity,
+                                exact: isExact(name)};
       for (const v of s.y) if (v !== null) { s.lo = Math.min(s.lo, v); s.hi = Math.max(s.hi, v); }
       resmooth(s);
       redraw.add(name);
@@ -174,9 +180,9 @@ function apply(delta) {
     if (from === p.steps.length) continue;
     const x = p.steps.slice(from), y = p.values.slice(from);
     let smooth = y;
-    if (state.smoothing > 0) [smooth, s.acc, s.n] = emaFrom(y, state.smoothing, s.acc, s.n);
+    if (weightOf(s) > 0) [smooth, s.acc, s.n] = emaFrom(y, weightOf(s), s.acc, s.n);
     s.x.push(...x); s.y.push(...y);
-    if (state.smoothing > 0) s.smooth.push(...smooth);
+    if (weightOf(s) > 0) s.smooth.push(...smooth);
     for (const v of y) if (v !== null) { s.lo = Math.min(s.lo, v); s.hi = Math.max(s.hi, v); }
     if (s.x.length > MAX_POINTS) { thinSeries(s); redraw.add(name); continue; }
     added[name] = [x, y, smooth];
