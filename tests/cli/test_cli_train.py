@@ -164,7 +164,8 @@ def test_a_dataset_smaller_than_a_batch_checks_and_trains(tmp_path, capsys) -> N
     argv = ["train", "--config", str(PRESETS["no_think"]), "--workspace", str(tmp_path),
             "--dataset_use", "synthetic_motion_no_think_train%0.4", "--eval_dataset_use", "",
             "--per_device_train_batch_size", "16", "--grpo_sample_size", "4", "--dynamic_sampling", "false",
-            "--max_steps", "2", "--save_steps", "2", "--output_dir", str(tmp_path / "out")]  # fmt: skip
+            "--max_steps", "2", "--save_steps", "2", "--output_dir", str(tmp_path / "out"),
+            "--num_processes", "1"]  # fmt: skip  # in this process: its output is captured
     assert main([*argv, "--check"]) == 0
     out = capsys.readouterr().out
     assert "config: valid; 8 training records (no_think)" in out
@@ -222,3 +223,26 @@ def test_a_time_budgeted_bar_ends_at_the_step_the_run_ended(capsys) -> None:
     bar.close()
     err = capsys.readouterr().err
     assert "32/32" in err and "1000000" not in err
+
+
+def test_called_in_process_several_processes_run_as_a_child_with_the_given_arguments(
+    tmp_path, monkeypatch
+) -> None:
+    """main(argv) from a script or a test must not replace the caller's interpreter (exec): the
+    launcher runs as a child with exactly ``argv``, and its exit code is returned."""
+    import trainer.cli.train as cli_train
+
+    ran: list[list[str]] = []
+
+    def fake_run(cmd: list[str], check: bool) -> subprocess.CompletedProcess:
+        ran.append(cmd)
+        return subprocess.CompletedProcess(cmd, 143)
+
+    monkeypatch.setattr(cli_train.subprocess, "run", fake_run)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    argv = ["train", "--config", str(PRESETS["no_think"]), "--workspace", str(tmp_path), "--max_steps", "3"]
+    assert main(argv) == 143
+    [cmd] = ran
+    assert cmd[:2] == [str(Path(sys.executable).parent / "accelerate"), "launch"]
+    assert cmd[cmd.index("--num_processes") + 1] == "2"
+    assert cmd[-len(argv) - 2 :] == ["-m", "trainer.cli", *argv]

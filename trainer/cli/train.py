@@ -20,6 +20,7 @@ import argparse
 import logging
 import math
 import os
+import subprocess
 import sys
 from typing import Any
 
@@ -92,21 +93,29 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         return check(cfg, launch)
     if cfg.run.num_processes > 1 and "LOCAL_RANK" not in os.environ:
-        _relaunch(cfg.run.num_processes)  # does not return
+        return _relaunch(cfg.run.num_processes, getattr(args, "argv", None))
     return train_run(cfg, args.attach_run)
 
 
-def _relaunch(num_processes: int) -> None:
-    """Replace this process by ``accelerate launch`` of the same command over ``num_processes``
-    (``LOCAL_RANK`` is set by every torch.distributed launcher, so a launched rank never gets here).
-    exec, not a child: the studio's pid, signals and exit code stay the launcher's."""
+def _relaunch(num_processes: int, argv: list[str] | None) -> int:
+    """``accelerate launch`` of the same command over ``num_processes`` (``LOCAL_RANK`` is set by
+    every torch.distributed launcher, so a launched rank never gets here).
+
+    Run as a program (``argv`` None: the arguments are ``sys.argv``), the process is replaced by the
+    launcher: its pid, signals and exit code are the launcher's. Called in-process with ``argv``
+    (a script, a test), the launcher is a child whose exit code is returned: replacing the
+    caller's interpreter would end the caller."""
     from trainer.run.launch import training_command
 
-    args = sys.argv[1:] if sys.argv[1:2] == ["train"] else ["train", *sys.argv[1:]]  # python -m trainer.train
+    args = sys.argv[1:] if argv is None else argv
+    args = args if args[:1] == ["train"] else ["train", *args]  # python -m trainer.train
     cmd = training_command(sys.executable, num_processes, ["-m", "trainer.cli", *args])
+    if argv is not None:
+        return subprocess.run(cmd, check=False).returncode
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(cmd[0], cmd)
+    raise AssertionError("unreachable: execv returns only by raising")
 
 
 def _config_error(exc: StudioError) -> int:
