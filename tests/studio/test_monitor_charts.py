@@ -116,7 +116,7 @@ def test_a_poll_sends_what_the_page_lacks_and_says_when_the_run_ends(ctx: Studio
     ctx.store.log_metrics(run.id, 2, {mk.EVAL_ACCURACY: 0.75})
     late = h.poll(holds)
     assert late["delta"]["points"][mk.EVAL_ACCURACY] == {"steps": [2], "values": [0.75]}
-    assert list(late["delta"]["panels"]) == ["Timings"]
+    assert list(late["delta"]["panels"]) == ["GRPO"]  # beside the train accuracy reward
 
     # A page holding another attempt's points (a resume re-logs steps) gets everything again.
     assert h.poll({**holds, "attempt": 2})["delta"]["reset"] is True
