@@ -3,23 +3,14 @@ time to each bar, and the README table, with hand numbers."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from typing import Any
 
-from trainer.core.paths import REPO_ROOT
+from tests.helpers.bench import load_bench as load_bench_script
 
 
 def load_bench() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "studio_learning", REPO_ROOT / "bench" / "studio_learning.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("studio_learning")
 
 
 def outcome(bench: Any, points: tuple[tuple[int, float, float], ...]) -> Any:

@@ -10,9 +10,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +21,10 @@ from studio_helpers import wait_for
 
 from studio.context import StudioContext
 from studio.supervisor import Launched, Supervisor
+from tests.helpers.bench import load_bench as load_bench_script
 from trainer.core import metrics_keys as mk
 from trainer.core.config import build_config
-from trainer.core.paths import REPO_ROOT, TINY_MODEL_DIR
+from trainer.core.paths import TINY_MODEL_DIR
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -39,15 +38,8 @@ RECENT_POINTS = 1000  # studio/static/monitor_charts.js: the newest points a lon
 
 
 def load_bench() -> Any:
-    """bench/studio_load_page.py, the bench's page measurement (bench/ is scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "studio_load_page", REPO_ROOT / "bench" / "studio_load_page.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    """bench/studio_load_page.py, the bench's page measurement."""
+    return load_bench_script("studio_load_page")
 
 
 def long_run(workspace: Path) -> Any:

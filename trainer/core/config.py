@@ -20,6 +20,7 @@ import yaml
 
 from trainer.core.config_types import (
     check_field_types,
+    field_help,
     field_type,
     is_optional,
     load_yaml,  # noqa: F401 - part of this module's API (configs are read with it)
@@ -31,9 +32,7 @@ from trainer.core.paths import TINY_MODEL_DIR
 from trainer.core.run_config import RunConfig
 from trainer.core.video_config import VideoConfig
 
-
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
+_help = field_help
 
 
 # The learning-rate schedules trainer.update.schedule computes (the curves of transformers' schedulers

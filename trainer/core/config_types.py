@@ -22,6 +22,12 @@ from trainer.core.errors import ConfigError
 _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "text"}
 
 
+def field_help(text: str, **extra: Any) -> dict[str, Any]:
+    """A config field's metadata: its help text (the flag's help and the form's info line read it)
+    and any extra keys."""
+    return {"help": text, **extra}
+
+
 def field_type(f: dataclasses.Field, cls: type) -> type:
     """The plain Python type of a field (``int | None`` -> int)."""
     hint = typing.get_type_hints(cls)[f.name]

@@ -7,14 +7,11 @@ concern; ``trainer.core.config`` re-exports it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from trainer.core.config_types import check_field_types
+from trainer.core.config_types import check_field_types, field_help
 from trainer.core.errors import ConfigError
 
-
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
+_help = field_help
 
 
 @dataclass
