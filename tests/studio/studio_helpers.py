@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from studio.context import StudioContext
 from studio.supervisor import Supervisor
@@ -49,3 +50,18 @@ def wait_for(condition: Callable[[], object], timeout_s: float = 30.0, what: str
             return value
         threading.Event().wait(0.05)  # poll interval, not a fixed wait
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def finished_run_with_checkpoints(
+    ctx: StudioContext, tmp_path: Path, name: str, steps: tuple[int, ...], base: str = "/models/base"
+) -> tuple[Any, list[str]]:
+    """A finished training run of ``base`` with a checkpoint folder on disk per step (paths oldest
+    first): what the run pickers offer, without training."""
+    run = ctx.store.create_run(name, config={"model": {"model_name_or_path": base}}, status="finished")
+    paths = []
+    for step in steps:
+        path = tmp_path / name / f"checkpoint-{step}"
+        path.mkdir(parents=True)
+        ctx.store.add_checkpoint(run.id, step, str(path), {})
+        paths.append(str(path))
+    return run, paths

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from studio_helpers import finished_run_with_checkpoints
 
 from studio.chat_engine import ModelCache
 from studio.context import StudioContext
@@ -109,18 +110,6 @@ def test_shown_tab_offers_only_checkpoints_on_disk_and_replaces_a_gone_pick(ctx,
     gc.collect()
 
 
-def _run_with_checkpoints(ctx, tmp_path, name: str, base: str, steps: tuple[int, ...]):
-    """A finished training run of ``base`` with a checkpoint folder on disk per step."""
-    run = ctx.store.create_run(name, config={"model": {"model_name_or_path": base}}, status="finished")
-    paths = []
-    for step in steps:
-        path = tmp_path / name / f"checkpoint-{step}"
-        path.mkdir(parents=True)
-        ctx.store.add_checkpoint(run.id, step, str(path), {})
-        paths.append(str(path))
-    return run, paths
-
-
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # gradio's loops
 def test_model_b_starts_on_the_newest_runs_newest_checkpoint_and_a_on_its_base(ctx, tmp_path):
     """Issue 23: B defaulted to the last choice, the oldest run's oldest checkpoint."""
@@ -128,8 +117,8 @@ def test_model_b_starts_on_the_newest_runs_newest_checkpoint_and_a_on_its_base(c
 
     import gradio as gr
 
-    _run_with_checkpoints(ctx, tmp_path, "old", "/models/old-base", (2, 4))
-    _, new = _run_with_checkpoints(ctx, tmp_path, "new", str(TINY_QWEN2_VL_DIR), (3, 6))
+    finished_run_with_checkpoints(ctx, tmp_path, "old", (2, 4), base="/models/old-base")
+    _, new = finished_run_with_checkpoints(ctx, tmp_path, "new", (3, 6), base=str(TINY_QWEN2_VL_DIR))
     ctx.store.create_run("queued-later", config={"model": {"model_name_or_path": HUB_MODEL}})  # no checkpoint
     with gr.Blocks():
         widgets = create_chat_tab(ctx, ModelCache(capacity=1, device="cpu"))
@@ -154,12 +143,12 @@ def test_a_pane_left_on_its_default_moves_on_to_a_newer_checkpoint_a_pick_stays(
     refresh, tiny = widgets["refresh"], str(TINY_MODEL_DIR)
     state = refresh.inputs[3].value
     assert (widgets["model_a"].value, widgets["model_b"].value) == (tiny, tiny)
-    _, first = _run_with_checkpoints(ctx, tmp_path, "first", str(TINY_QWEN2_VL_DIR), (2, 4))
+    _, first = finished_run_with_checkpoints(ctx, tmp_path, "first", (2, 4), base=str(TINY_QWEN2_VL_DIR))
     model_a, model_b, _, state = refresh.fn(tiny, tiny, None, state)
     assert (model_a.value, model_b.value) == (str(TINY_QWEN2_VL_DIR), first[-1])
     # The user picks the first run's older checkpoint in B; a newer run does not move it, and A,
     # still on its default, follows the newer run's base model.
-    _, second = _run_with_checkpoints(ctx, tmp_path, "second", tiny, (5,))
+    _, second = finished_run_with_checkpoints(ctx, tmp_path, "second", (5,), base=tiny)
     model_a, model_b, _, state = refresh.fn(model_a.value, first[0], None, state)
     assert (model_a.value, model_b.value) == (tiny, first[0])
     assert state["defaults"] == [tiny, second[-1]]
@@ -177,8 +166,8 @@ def test_a_deleted_runs_checkpoint_leaves_the_list_and_the_pick(ctx, tmp_path, d
 
     import gradio as gr
 
-    old_run, old = _run_with_checkpoints(ctx, tmp_path, "old", str(TINY_MODEL_DIR), (2, 4))
-    _, new = _run_with_checkpoints(ctx, tmp_path, "new", str(TINY_MODEL_DIR), (3, 6))
+    old_run, old = finished_run_with_checkpoints(ctx, tmp_path, "old", (2, 4), base=str(TINY_MODEL_DIR))
+    _, new = finished_run_with_checkpoints(ctx, tmp_path, "new", (3, 6), base=str(TINY_MODEL_DIR))
     with gr.Blocks():
         widgets = create_chat_tab(ctx, ModelCache(capacity=1, device="cpu"))
     refresh = widgets["refresh"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from studio_helpers import wait_for
+from studio_helpers import finished_run_with_checkpoints, wait_for
 
 from studio.context import StudioContext
 from studio.supervisor import Supervisor
@@ -358,20 +358,6 @@ def test_a_stale_wrong_answer_index_reaches_the_handler_and_is_refused_there(ctx
         assert CompareHandlers(ctx).on_record(None, None, None, index) == (None, "No wrong answer picked.")
 
 
-def _run_with_checkpoints(ctx: StudioContext, tmp_path: Path, name: str, steps: tuple[int, ...]):
-    """A finished run with a checkpoint folder on disk per step (paths oldest first)."""
-    run = ctx.store.create_run(
-        name, config={"model": {"model_name_or_path": "/models/base"}}, status="finished"
-    )
-    paths = []
-    for step in steps:
-        path = tmp_path / name / f"checkpoint-{step}"
-        path.mkdir(parents=True)
-        ctx.store.add_checkpoint(run.id, step, str(path), {})
-        paths.append(str(path))
-    return run, paths
-
-
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # gradio's loops
 def test_a_deleted_runs_checkpoint_leaves_the_pick_for_the_newest_checkpoint(ctx, tmp_path):
     """As Chat (issue 23): after the picked run was deleted, showing the tab moved the run picker on
@@ -383,8 +369,8 @@ def test_a_deleted_runs_checkpoint_leaves_the_pick_for_the_newest_checkpoint(ctx
 
     from studio.tabs.evaluate import refresh_lists
 
-    old_run, old = _run_with_checkpoints(ctx, tmp_path, "old", (2, 4))
-    new_run, new = _run_with_checkpoints(ctx, tmp_path, "new", (3, 6))
+    old_run, old = finished_run_with_checkpoints(ctx, tmp_path, "old", (2, 4))
+    new_run, new = finished_run_with_checkpoints(ctx, tmp_path, "new", (3, 6))
     with gr.Blocks():
         widgets = create_evaluate_tab(ctx, Supervisor(ctx))
     refresh = refresh_lists(ctx, widgets)
