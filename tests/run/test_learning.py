@@ -1,5 +1,5 @@
-"""GRPO learns the synthetic task in both answer formats, and with the other model families (the
-tiny Qwen2-VL, the tiny Qwen3-VL): a short, time-boxed bench/learning.py.
+"""GRPO learns the synthetic task in both answer formats, and with the tiny Qwen3-VL and Qwen3.5 on
+their think presets: a short, time-boxed bench/learning.py.
 
 The full target (>= 0.9 held-out accuracy within 600 s) is met by the benchmark; this test only
 asserts a clear rise from chance, with each mode's shipped preset (configs/tiny_cpu.yaml for
@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from trainer.core.paths import REPO_ROOT, TINY_QWEN2_VL_DIR, TINY_QWEN3_VL_DIR
+from trainer.core.paths import REPO_ROOT, TINY_QWEN3_VL_DIR
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +31,9 @@ EARLY_STOP = 0.7
 CASES = {
     "no_think": ("tiny_cpu.yaml", 240.0, 0.6),
     "think": ("tiny_cpu_think.yaml", 200.0, 0.6),
-    # The second model family on the no_think preset (bench/learning.py --model): seed 0 reached
-    # 1.0 held-out at step 200 and averaged 0.95 train accuracy by step 237 (131 s on a loaded machine).
-    "qwen2_vl_no_think": ("tiny_cpu.yaml", 240.0, 0.6),
+    # The second model family (Qwen2-VL): that it learns is left to the bench (seed 0: 1.0 held-out
+    # at step 200; README); CI trains it from the Train tab (tests/studio/test_train_browser.py) and
+    # through the CLI (tests/run/test_families_end_to_end.py), not to a bar: CI's 45 minutes are spent.
     # Qwen3-VL on the think preset, its pixel knobs rescaled to 32 px tokens (4096 px: the same 2 x 2
     # tokens a frame; bench/learning.py says so). Its steps cost 1.0-1.3x Qwen2.5-VL's (timestamp
     # text in the prompt). Seed 0 in the full bench (load ~9): think 0.575 / 0.99 at steps 100 / 200,
@@ -50,7 +50,6 @@ CASES = {
     "qwen3_5_think": ("tiny_cpu_qwen3_5_think.yaml", 240.0, 0.6),
 }
 MODELS = {
-    "qwen2_vl_no_think": TINY_QWEN2_VL_DIR,
     "qwen3_vl_think": TINY_QWEN3_VL_DIR,
 }
 
@@ -63,7 +62,7 @@ def test_grpo_raises_held_out_accuracy_well_above_chance(tmp_path, mode: str) ->
         sys.executable, str(REPO_ROOT / "bench" / "learning.py"),
         "--config", str(REPO_ROOT / "configs" / preset),
         "--seconds", str(seconds), "--seed", "0", "--eval-every", "100000",
-        "--eval-records", "200", "--early-stop-accuracy", str(EARLY_STOP), "--out", str(tmp_path),
+        "--eval-records", "100", "--early-stop-accuracy", str(EARLY_STOP), "--out", str(tmp_path),
     ]  # fmt: skip
     if mode in MODELS:
         cmd += ["--model", str(MODELS[mode])]
