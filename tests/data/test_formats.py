@@ -122,15 +122,55 @@ def test_video_r1_records(tmp_path: Path, write_json: Any, write_jsonl: Any, see
         },
     ]
     report = validate_file(write_json(tmp_path / "r1.json", rows), schema_only=True)
-    assert (report.valid, report.invalid) == (3, 1)
-    video, image, no_type = report.records
+    assert (report.valid, report.invalid) == (4, 0)
+    video, image, regression, no_type = report.records
     assert (video.id, video.video, video.answer) == ("7", str(tmp_path / "Eval/clip.mp4"), "B")
     assert (image.id, image.image, image.options["C"]) == ("8", str(tmp_path / "Know/img.jpg"), "three")
-    assert (no_type.id, no_type.video) == ("r1:3", str(tmp_path / "v/a.mp4"))
-    (err,) = report.errors
-    assert (err.index, err.unit, err.record_id) == (2, "index", "9")
-    assert err.reason == "problem_type 'regression' is not multiple choice"
-    assert str(err) == f"{tmp_path / 'r1.json'} index 2 (9): problem_type 'regression' is not multiple choice"
+    assert (regression.id, regression.problem_type, regression.answer) == ("9", "regression", "4.2")
+    assert (no_type.id, no_type.video, no_type.problem_type) == (
+        "r1:3",
+        str(tmp_path / "v/a.mp4"),
+        "multiple choice",
+    )
+    assert report.problem_types == {"multiple choice": 3, "regression": 1}
+
+
+def test_video_r1_problem_types_and_their_bad_input(tmp_path: Path, write_json: Any) -> None:
+    def row(pid: int, problem_type: str, solution: str, options: Any = None) -> dict[str, Any]:
+        return {
+            "problem_id": pid, "problem": "Q?", "data_type": "video", "problem_type": problem_type,
+            "options": options, "solution": solution, "path": "./v.mp4",
+        }  # fmt: skip
+
+    rows = [
+        row(1, "numerical", "<answer>1,000</answer>"),
+        row(2, "OCR", "<answer>STOP 12</answer>"),
+        row(3, "free-form", "<answer>A man opens the door.</answer>"),
+        row(4, "Regression", "<answer>3.5</answer>"),
+        row(5, "counting", "<answer>3</answer>"),
+        row(6, "numerical", "<answer>three</answer>"),
+        row(7, "free-form", "<answer> </answer>"),
+        row(8, "numerical", "<answer>2</answer>", ["A. 1", "B. 2"]),
+        row(9, "multiple choice", "<answer>E</answer>", ["A. 1", "B. 2"]),
+    ]
+    report = validate_file(write_json(tmp_path / "mixed.json", rows), schema_only=True)
+    assert [(r.id, r.problem_type, r.answer, r.options) for r in report.records] == [
+        ("1", "numerical", "1,000", {}),
+        ("2", "OCR", "STOP 12", {}),
+        ("3", "free-form", "A man opens the door.", {}),
+        ("4", "regression", "3.5", {}),
+    ]
+    assert [(e.record_id, e.reason) for e in report.errors] == [
+        (
+            "5",
+            "problem_type 'counting' is unknown (one of: multiple choice, numerical, OCR, free-form, regression)",
+        ),
+        ("6", "a numerical answer must be a number, got 'three'"),
+        ("7", "a free-form question needs a reference answer, got an empty one"),
+        ("8", "a numerical question has no options, got ['A. 1', 'B. 2']"),
+        ("9", 'answer "E" not in A, B'),
+    ]
+    assert "problem types: numerical 1, OCR 1, free-form 1, regression 1" in report.format_text()
 
 
 def test_easyr1_records(tmp_path: Path, write_json: Any, write_jsonl: Any, seed_record: Any) -> None:

@@ -1,5 +1,6 @@
-"""Every real annotation file in ../shared/realdata/mcq loads: MCQs as records, the rest as
-per-record errors; the records whose videos we have load with them."""
+"""Every real annotation file in ../shared/realdata/mcq loads: questions of every Video-R1 problem
+type as records, the rest (open-ended chat turns with no type) as per-record errors; the records whose
+videos we have load with them."""
 
 from __future__ import annotations
 
@@ -16,16 +17,7 @@ pytestmark = pytest.mark.realdata
 
 # file -> (total, valid, {reason: count}) with schema_only (the benchmark videos are not here).
 EXPECTED = {
-    "dataflow_mm_video_cot_qa_sample_data.json": (
-        5,
-        1,
-        {
-            "problem_type 'free-form' is not multiple choice": 1,
-            "problem_type 'numerical' is not multiple choice": 1,
-            "problem_type 'OCR' is not multiple choice": 1,
-            "problem_type 'regression' is not multiple choice": 1,
-        },
-    ),
+    "dataflow_mm_video_cot_qa_sample_data.json": (5, 5, {}),
     "llamafactory_mllm_video_demo.json": (3, 0, {"no options (open-ended question, not multiple choice)": 3}),
     "nextqa_val_head200.csv": (200, 200, {}),
     "qwen_vl_finetune_demo_single_images.json": (
@@ -34,20 +26,12 @@ EXPECTED = {
         {"no options (open-ended question, not multiple choice)": 3},
     ),
     "qwen_vl_finetune_demo_video.json": (3, 0, {"no options (open-ended question, not multiple choice)": 3}),
-    "video_r1_260k_head_example.json": (3, 2, {"problem_type 'free-form' is not multiple choice": 1}),
+    "video_r1_260k_head_example.json": (3, 3, {}),
     "video_r1_eval_mmvu_sample200.json": (200, 200, {}),
     "video_r1_eval_mvbench_sample200.json": (200, 200, {}),
     "video_r1_eval_videomme_sample200.json": (200, 200, {}),
-    "video_r1_eval_videommmu_sample200.json": (
-        200,
-        196,
-        {"problem_type 'numerical' is not multiple choice": 4},
-    ),
-    "video_r1_eval_vsibench_sample200.json": (
-        200,
-        92,
-        {"problem_type 'regression' is not multiple choice": 108},
-    ),
+    "video_r1_eval_videommmu_sample200.json": (200, 200, {}),
+    "video_r1_eval_vsibench_sample200.json": (200, 200, {}),
     "video_toc_grpo_sample200.json": (200, 200, {}),
     "video_toc_sft_llava_video_sample200.json": (200, 200, {}),
 }
@@ -67,17 +51,34 @@ def test_real_file_schema_only(real_mcq: Path, name: str) -> None:
     assert len({e.index for e in report.errors}) == report.invalid
     assert all(e.source == str(real_mcq / name) for e in report.errors)
     for r in report.records:
-        assert r.answer in r.options and len(r.options) >= 2
+        if r.is_multiple_choice:
+            assert r.answer in r.options and len(r.options) >= 2
+        else:
+            assert r.options == {} and r.answer.strip()
         assert "<video>" not in r.question and "<image>" not in r.question
+    assert report.problem_types == PROBLEM_TYPES.get(name, {"multiple choice": valid})
+
+
+# The files that mix problem types, and how many of each they hold.
+PROBLEM_TYPES = {
+    "dataflow_mm_video_cot_qa_sample_data.json": {
+        "multiple choice": 1, "free-form": 1, "numerical": 1, "OCR": 1, "regression": 1
+    },
+    "video_r1_260k_head_example.json": {"multiple choice": 2, "free-form": 1},
+    "video_r1_eval_videommmu_sample200.json": {"multiple choice": 196, "numerical": 4},
+    "video_r1_eval_vsibench_sample200.json": {"regression": 108, "multiple choice": 92},
+    "llamafactory_mllm_video_demo.json": {},
+    "qwen_vl_finetune_demo_single_images.json": {},
+    "qwen_vl_finetune_demo_video.json": {},
+}  # fmt: skip
 
 
 def test_real_record_details(real_mcq: Path) -> None:
     vsi = validate_file(real_mcq / "video_r1_eval_vsibench_sample200.json", schema_only=True)
-    first = vsi.errors[0]
-    assert str(first) == (
-        f"{real_mcq / 'video_r1_eval_vsibench_sample200.json'} index 0 (0): "
-        "problem_type 'regression' is not multiple choice"
-    )
+    first = vsi.records[0]
+    assert (first.id, first.problem_type, first.answer, first.options) == ("0", "regression", "4", {})
+    assert first.question == "How many table(s) are in this room?"
+    # Option counts are of the multiple-choice records only.
     assert vsi.option_counts == {2: 8, 3: 18, 4: 66}
     mmmu = validate_file(real_mcq / "video_r1_eval_videommmu_sample200.json", schema_only=True)
     assert mmmu.records[0].options["J"] == "sucrose"
@@ -111,13 +112,15 @@ def test_dataflow_records_load_with_their_videos(real_mcq: Path, real_videos: Pa
     _place(tmp_path, f"{base}/ytb_7nRmsEw7nsE.mp4", real_videos / "ytb_7nRmsEw7nsE.mp4")
     _place(tmp_path, f"{base}/video_05282.mp4", real_videos / "clevrer_video_05282.mp4")
     report = validate_file(real_mcq / "dataflow_mm_video_cot_qa_sample_data.json", video_root=tmp_path)
-    (rec,) = report.records
-    assert (rec.index, rec.answer, rec.video) == (0, "A", str(tmp_path / base / "ytb_7nRmsEw7nsE.mp4"))
-    assert report.durations is not None and report.durations.count == 1
-    assert report.durations.mean_s == pytest.approx(44.77, rel=0.05)
-    # Record 3 has its video here, but it is a numerical question: a schema error, not a video one.
+    mcq, numerical = report.records
+    assert (mcq.index, mcq.answer, mcq.video) == (0, "A", str(tmp_path / base / "ytb_7nRmsEw7nsE.mp4"))
+    assert (numerical.index, numerical.problem_type, numerical.answer) == (2, "numerical", "1")
+    assert numerical.video == str(tmp_path / base / "video_05282.mp4")
+    assert report.durations is not None and report.durations.count == 2
+    # The other three records' media are not in realdata: each a media error naming its file.
     errors = {e.index: e.reason for e in report.errors}
-    assert errors[2] == "problem_type 'numerical' is not multiple choice"
+    assert sorted(errors) == [1, 3, 4]
+    assert errors[1].startswith("video not found") and errors[3].startswith("image not found")
 
 
 def test_video_r1_head_record_loads_with_its_video(real_mcq: Path, real_videos: Path, tmp_path: Path) -> None:
@@ -128,7 +131,7 @@ def test_video_r1_head_record_loads_with_its_video(real_mcq: Path, real_videos: 
     assert (rec.id, rec.index, rec.answer, rec.video) == ("2", 1, "A", str(tmp_path / rel))
     assert [(e.index, e.record_id, e.reason) for e in report.errors] == [
         (0, "1", f"image not found: {tmp_path / 'Knowledge/ArxivQA/images/1702.04756_0.jpg'}"),
-        (2, "6", "problem_type 'free-form' is not multiple choice"),
+        (2, "6", f"image not found: {tmp_path / 'Spatial/Spacellava/image_11755.png'}"),
     ]
 
 

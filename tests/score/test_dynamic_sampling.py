@@ -10,6 +10,7 @@ from trainer.core.video_config import VideoConfig
 from trainer.model.loading import generation_kwargs, load_policy
 from trainer.rollout.hf import build_prompt_batch, generate_rollouts
 from trainer.score.dynamic_sampling import select_groups, select_prompts
+from trainer.score.reward_functions import seed_rewards
 from trainer.score.scoring import score_rollouts
 from trainer.update.grpo import groups_with_spread
 from trainer.update.logprobs import completion_logprobs
@@ -41,7 +42,7 @@ def test_selected_groups_are_the_same_data_as_the_full_batch(policy, synthetic_d
     prompt = build_prompt_batch(processor, records, VIDEO)
     torch.manual_seed(3)
     rollout = generate_rollouts(model, processor, prompt, 2, generation_kwargs(processor, 10))
-    scores = score_rollouts(rollout.texts, records, 2, 0.3, 0.7)
+    scores = score_rollouts(rollout.texts, records, 2, seed_rewards(0.3, 0.7))
 
     keep = [2, 0]
     kept, kept_scores = select_groups(rollout, scores, keep)

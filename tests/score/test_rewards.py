@@ -32,7 +32,7 @@ OPTIONS = {"A": "Rolls left", "B": "Collision", "C": "Stays still", "D": "Rolls 
 
 def test_doctests_pass() -> None:
     result = doctest.testmod(rewards)
-    assert (result.failed, result.attempted) == (0, 22)
+    assert (result.failed, result.attempted) == (0, 24)
 
 
 # --- parse_completion -------------------------------------------------------------------------------

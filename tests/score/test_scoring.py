@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from trainer.rollout.hf import completion_mask
+from trainer.score.reward_functions import seed_rewards
 from trainer.score.scoring import score_rollouts, temporal_bonus
 
 OPTIONS = {"A": "left", "B": "right", "C": "up", "D": "down"}
@@ -23,7 +24,7 @@ def good(letter: str) -> str:
 def test_score_rollouts_groups_rows_by_prompt() -> None:
     records = [Rec("A", OPTIONS), Rec("D", OPTIONS)]
     texts = [good("A"), good("B"), "(A)", good("D"), good("D"), "<answer>(D) down</answer>"]
-    scores = score_rollouts(texts, records, group_size=3, format_weight=0.3, accuracy_weight=0.7)
+    scores = score_rollouts(texts, records, 3, seed_rewards(0.3, 0.7))
     assert scores.format.tolist() == [1.0, 1.0, 0.0, 1.0, 1.0, 0.0]
     assert scores.accuracy.tolist() == [1.0, 0.0, 0.0, 1.0, 1.0, 1.0]
     assert scores.total.tolist() == pytest.approx([1.0, 0.3, 0.0, 1.0, 1.0, 0.7])
@@ -35,10 +36,8 @@ def test_temporal_bonus_rewards_correct_answers_that_need_the_order() -> None:
     # Group 1: ordered 1/2, shuffled 2/2 -> 0.5 < 0.8 * 1.0: no bonus.
     ordered = [good("A"), good("A"), good("C"), good("B")]
     shuffled = [good("A"), good("B"), good("C"), good("C")]
-    base = score_rollouts(ordered, records, 2, 0.3, 0.7)
-    out = temporal_bonus(
-        base, shuffled, records, 2, margin=0.8, bonus=0.3, format_weight=0.3, accuracy_weight=0.7
-    )
+    base = score_rollouts(ordered, records, 2, seed_rewards(0.3, 0.7))
+    out = temporal_bonus(base, shuffled, records, 2, margin=0.8, bonus=0.3, accuracy_weight=0.7)
     assert out.accuracy.tolist() == pytest.approx([1.3, 1.3, 1.0, 0.0])
     # total = 0.3 * format + 0.7 * accuracy: 0.3 + 0.91 = 1.21 for the bonus rows.
     assert out.total.tolist() == pytest.approx([1.21, 1.21, 1.0, 0.3])

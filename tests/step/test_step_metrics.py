@@ -12,6 +12,7 @@ from trainer.core import metrics_keys as mk
 from trainer.core.config import TrainConfig
 from trainer.data.records import MCQRecord
 from trainer.run.loop import rollout_rows
+from trainer.score.reward_functions import seed_rewards
 from trainer.score.scoring import score_rollouts
 from trainer.step.context import MicroBatch, RolloutPhase, UpdatePhase
 from trainer.step.grpo_step import step_metrics
@@ -28,7 +29,7 @@ def _micro_batch(question_id: str, texts: list[str]) -> MicroBatch:
         id=question_id, video="/v/x.mp4", image=None, question="Which way?", options=OPTIONS,
         answer="B", source="hand.jsonl", index=1, mode="no_think",
     )  # fmt: skip
-    scores = score_rollouts(texts, [record], G, format_weight=0.0, accuracy_weight=1.0)
+    scores = score_rollouts(texts, [record], G, seed_rewards(0.0, 1.0))
     rollout = SimpleNamespace(
         texts=texts, group_size=G, prompt=SimpleNamespace(records=[record]), lengths=torch.tensor([5] * G)
     )

@@ -17,6 +17,7 @@ from tests.helpers.sampler_logprobs import max_abs_diff, policy_logprobs
 from tests.helpers.vllm_runs import VLLM_MARKS, engine_setup
 from trainer.core.video_config import VideoConfig
 from trainer.model.loading import generation_kwargs, load_policy
+from trainer.score.reward_functions import seed_rewards
 from trainer.score.scoring import score_rollouts
 from trainer.update.logprobs import sequence_inputs, shared_vision_outputs
 
@@ -46,7 +47,7 @@ def test_rollouts_are_grouped_per_question_and_parse(setup) -> None:
         assert (rollout.completion_ids[row, n:] == kwargs["pad_token_id"]).all()
         assert rollout.texts[row] == processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
     # Rows b*G..b*G+G-1 belong to question b: each scores against its own record.
-    scores = score_rollouts(rollout.texts, records, 4, 0.3, 0.7)
+    scores = score_rollouts(rollout.texts, records, 4, seed_rewards(0.3, 0.7))
     assert scores.total.shape == (8,)
     # The warm-started model answers in format, so the parser finds an answer in most rows.
     assert float(scores.format.mean()) >= 0.5, rollout.texts

@@ -29,6 +29,7 @@ from trainer.core.config_types import (
 )
 from trainer.core.errors import ConfigError
 from trainer.core.paths import TINY_MODEL_DIR
+from trainer.core.reward_spec import RewardList, RewardSpec
 from trainer.core.run_config import RunConfig
 from trainer.core.video_config import VideoConfig
 
@@ -154,6 +155,15 @@ class GRPOConfig:
     )
     format_reward_weight: float = field(default=0.3, metadata=_help("Weight of the format reward."))
     accuracy_reward_weight: float = field(default=0.7, metadata=_help("Weight of the accuracy reward."))
+    rewards: RewardList = field(
+        default_factory=RewardList,
+        metadata=_help(
+            "Reward functions and weights, a list of {name, function, weight}: the built-ins format and "
+            "accuracy, or your own as FILE.py:NAME or package.module:NAME, called as "
+            "fn(completions, records, **context) -> list[float | None]. Empty: the two weights above. "
+            "When set, it replaces them."
+        ),
+    )
     grpo_sample_size: int = field(
         default=4, metadata=_help("Completions sampled per question (the group size G).")
     )
@@ -271,7 +281,7 @@ class GRPOConfig:
                 f"format_reward_weight and accuracy_reward_weight must be >= 0, "
                 f"got {self.format_reward_weight}, {self.accuracy_reward_weight}"
             )
-        if self.format_reward_weight + self.accuracy_reward_weight <= 0:
+        if not self.rewards and self.format_reward_weight + self.accuracy_reward_weight <= 0:
             raise ConfigError(
                 "format_reward_weight + accuracy_reward_weight must be > 0: with both at 0 every "
                 "reward is 0 and nothing is learned"
@@ -283,6 +293,23 @@ class GRPOConfig:
                 f"temporal_margin and temporal_bonus must be >= 0, "
                 f"got {self.temporal_margin}, {self.temporal_bonus}"
             )
+
+    def reward_specs(self) -> tuple[RewardSpec, ...]:
+        """The rewards that score a completion: ``rewards`` when set, else the seed's two knobs."""
+        if self.rewards:
+            return tuple(self.rewards)
+        return (
+            RewardSpec("format", self.format_reward_weight),
+            RewardSpec("accuracy", self.accuracy_reward_weight),
+        )
+
+    def accuracy_weight(self) -> float:
+        """The accuracy reward's weight in the total (0 when the list leaves it out): T-GRPO's bonus
+        is added to the accuracy reward, so it enters the total with this weight."""
+        return next(
+            (spec.weight for spec in self.reward_specs() if spec.name == "accuracy" and not spec.function),
+            0.0,
+        )
 
 
 @dataclass
@@ -367,7 +394,10 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+        sections = {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+        # asdict keeps the rewards list a tuple (of dicts); YAML and JSON want a list.
+        sections["grpo"]["rewards"] = self.grpo.rewards.to_config()
+        return sections
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)

@@ -53,6 +53,8 @@ def parse_value(name: str, raw: Any, typ: type, optional: bool = False) -> Any:
     An empty value (None or a blank string) is None for an optional field and "" for a text field;
     for any other field it is an error, never the default or 0.
     """
+    if hasattr(typ, "parse_config"):  # a structured value (the grpo.rewards list) parses itself
+        return typ.parse_config(name, raw)
     if _is_blank(raw):
         if optional:
             return None

@@ -11,6 +11,15 @@ KL_DIV = "grpo/kl_div"
 FORMAT_REWARD = "grpo/format_reward"
 ACCURACY_REWARD = "grpo/accuracy_reward"
 TOTAL_REWARD = "grpo/total_reward"
+# One per reward of the run's grpo.rewards list: reward/<name>, the mean over completions it applied to.
+REWARD_PREFIX = "reward/"
+
+
+def reward_metric(name: str) -> str:
+    """``reward/brevity``: the metric of one reward function."""
+    return f"{REWARD_PREFIX}{name}"
+
+
 # Mean |A| over the step's trained completions: the raw A the rollout cards show (grpo_alpha not applied).
 ADVANTAGE = "grpo/advantage"
 

@@ -1,4 +1,4 @@
-"""Per-record readers: one raw record of any supported format -> a :class:`Draft` MCQ.
+"""Per-record readers: one raw record of any supported format -> a :class:`Draft` question.
 
 Each record is recognised by its own keys, so a file may mix formats:
 
@@ -6,9 +6,13 @@ Each record is recognised by its own keys, so a file may mix formats:
   LLaVA-Video / LLaMA-Factory sharegpt variants (``video``/``videos``/``image``/``images``); the
   human turn carries a ``<video>``/``<image>`` placeholder and the options, the gpt turn the answer.
 - ``messages`` (role/content turns): LLaMA-Factory's default format, same rules.
-- ``problem`` (+ ``options``, ``solution``, ``problem_type``, ``path``/``video``/``image``): Video-R1.
+- ``problem`` (+ ``options``, ``solution``, ``problem_type``, ``path``/``video``/``image``): Video-R1,
+  every problem type (``trainer.data.problem_types``); only multiple choice has options.
 - ``question`` + ``answer`` (options inline in the question, ``videos``/``images``): EasyR1.
 - NExT-QA CSV rows (``video``, ``question``, ``answer`` index, ``a0``..``a4``): :func:`nextqa_row`.
+
+A top-level ``problem_type`` key works in the conversation formats too (the synthetic numerical
+split uses it): the human turn is then the question alone and the reply's ``<answer>`` the reference.
 
 Readers are pure: they raise ``ValueError(reason)`` and the loader adds file, line and record id.
 """
@@ -19,8 +23,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from trainer.data.problem_types import MULTIPLE_CHOICE, canonical_type, check_reference
 from trainer.data.records import (
     answer_letter,
+    answer_span,
     check_options,
     options_from_list,
     split_options,
@@ -39,7 +45,6 @@ IMAGE = "image"
 _ID_KEYS = ("id", "problem_id", "qid", "question_id")
 _HUMAN_ROLES = {"human", "user"}
 _ANSWER_ROLES = {"gpt", "assistant"}
-_MCQ_TYPES = {"multiple choice", "multiple-choice", "multiple_choice", "mcq"}
 # NExT-QA keeps up to five candidate answers in columns a0..a4.
 NEXTQA_COLUMNS = ("video", "question", "answer")
 NEXTQA_OPTION_COLUMNS = tuple(f"a{i}" for i in range(5))
@@ -47,7 +52,7 @@ NEXTQA_OPTION_COLUMNS = tuple(f"a{i}" for i in range(5))
 
 @dataclass(frozen=True)
 class Draft:
-    """A record's MCQ content before its media path is resolved against a video root."""
+    """A record's question before its media path is resolved against a video root."""
 
     fmt: str
     media_kind: str  # VIDEO or IMAGE
@@ -58,6 +63,7 @@ class Draft:
     # True/False when the record carries a reference answer text (with/without <think>); None when
     # the answer is only a letter, so the record says nothing about the expected format.
     has_think: bool | None = None
+    problem_type: str = MULTIPLE_CHOICE
 
 
 def record_id(raw: Any, stem: str, index: int) -> str:
@@ -200,9 +206,16 @@ def _from_turns(raw: Mapping[str, Any], turns: list[tuple[str, str]], fmt: str) 
     other = "<image>" if kind == VIDEO else "<video>"
     if other in human:
         raise ValueError(f"human turn has an {other} placeholder but the record has no {other[1:-1]}")
+    reply = next((text for role, text in turns[human_at + 1 :] if role in _ANSWER_ROLES), None)
+    problem_type = canonical_type(raw.get("problem_type"))
+    if problem_type != MULTIPLE_CHOICE:
+        if reply is None:
+            raise ValueError("no gpt/assistant turn with the reference answer")
+        return _open_draft(
+            fmt, kind, path, strip_placeholders(human), problem_type, reply, "<think>" in reply
+        )
     question, pairs, _ = split_options(strip_placeholders(human))
     options = check_options(pairs)
-    reply = next((text for role, text in turns[human_at + 1 :] if role in _ANSWER_ROLES), None)
     if reply is None:
         raise ValueError("no gpt/assistant turn with the answer")
     return Draft(
@@ -216,14 +229,54 @@ def _from_turns(raw: Mapping[str, Any], turns: list[tuple[str, str]], fmt: str) 
     )
 
 
+def _open_draft(
+    fmt: str, kind: str, path: str, question: str, problem_type: str, reply: str, has_think: bool | None
+) -> Draft:
+    """A question of a type other than multiple choice: no options, the reply's (last) ``<answer>``
+    block, or the whole reply when untagged, is the reference answer."""
+    answer = answer_span(reply)
+    check_reference(problem_type, answer, {})
+    return Draft(
+        fmt=fmt,
+        media_kind=kind,
+        media_path=path,
+        question=question,
+        options={},
+        answer=answer,
+        has_think=has_think,
+        problem_type=problem_type,
+    )
+
+
+def _video_r1_media(raw: Mapping[str, Any]) -> tuple[str, str]:
+    if str(raw.get("data_type", "")).lower() == IMAGE:
+        kind, path = IMAGE, _single_media(raw, ("path", "image", "images"))
+    else:
+        # `path` is the file under the dataset root; `video` may only be the original id (MVBench).
+        kind, path = _media(raw, ("path", "video", "videos"), ("image", "images"))
+    if not path:
+        raise ValueError(f"no {kind} path ('path')")
+    return kind, path
+
+
 def _from_video_r1(raw: Mapping[str, Any]) -> Draft:
-    problem_type = raw.get("problem_type")
-    if problem_type is not None and str(problem_type).strip().lower() not in _MCQ_TYPES:
-        raise ValueError(f"problem_type '{problem_type}' is not multiple choice")
+    problem_type = canonical_type(raw.get("problem_type"))
     problem = raw.get("problem")
     if not isinstance(problem, str) or not problem.strip():
         raise ValueError("'problem' must be a non-empty string")
     listed = raw.get("options")
+    process = raw.get("process")
+    has_think = True if isinstance(process, str) and "<think>" in process else None
+    if problem_type != MULTIPLE_CHOICE:
+        if listed:
+            raise ValueError(f"a {problem_type} question has no options, got {listed!r:.60}")
+        solution = raw.get("solution", raw.get("answer"))
+        if not isinstance(solution, str):
+            raise ValueError("no 'solution' with the reference answer")
+        kind, path = _video_r1_media(raw)
+        return _open_draft(
+            VIDEO_R1, kind, path, strip_placeholders(problem), problem_type, solution, has_think
+        )
     if listed:
         if isinstance(listed, Mapping):
             pairs = [(str(k).strip(), str(v)) for k, v in listed.items()]
@@ -239,14 +292,7 @@ def _from_video_r1(raw: Mapping[str, Any]) -> Draft:
     solution = raw.get("solution", raw.get("answer"))
     if not isinstance(solution, str):
         raise ValueError("no 'solution' with the answer")
-    if str(raw.get("data_type", "")).lower() == IMAGE:
-        kind, path = IMAGE, _single_media(raw, ("path", "image", "images"))
-    else:
-        # `path` is the file under the dataset root; `video` may only be the original id (MVBench).
-        kind, path = _media(raw, ("path", "video", "videos"), ("image", "images"))
-    if not path:
-        raise ValueError(f"no {kind} path ('path')")
-    process = raw.get("process")
+    kind, path = _video_r1_media(raw)
     return Draft(
         fmt=VIDEO_R1,
         media_kind=kind,
@@ -254,7 +300,7 @@ def _from_video_r1(raw: Mapping[str, Any]) -> Draft:
         question=question,
         options=options,
         answer=answer_letter(solution, options),
-        has_think=True if isinstance(process, str) and "<think>" in process else None,
+        has_think=has_think,
     )
 
 

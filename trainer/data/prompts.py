@@ -1,4 +1,4 @@
-"""How an MCQ record becomes the user turn the model sees, and what a well-formed answer looks like.
+"""How a question record becomes the user turn the model sees, and what a well-formed answer looks like.
 
 One place for the prompt text, so the format warm start, GRPO training, evaluation and the studio's
 chat all ask the same question the same way.
@@ -8,14 +8,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from trainer.data.problem_types import ANSWER_REQUESTS, MULTIPLE_CHOICE
+
 THINK = "think"
 NO_THINK = "no_think"
 
-THINK_INSTRUCTION = (
-    "Think about the question inside <think> </think> tags, then give the right option "
-    "inside <answer> </answer> tags, e.g. <answer>(A) text</answer>."
-)
-NO_THINK_INSTRUCTION = "Give the right option inside <answer> </answer> tags, e.g. <answer>(A) text</answer>."
+
+def instruction(mode: str = THINK, problem_type: str = MULTIPLE_CHOICE) -> str:
+    """The answer-format sentence that ends the user turn: the think/no_think frame around what the
+    problem type puts inside ``<answer>`` (Video-R1's TYPE_TEMPLATE asks the same per type).
+
+    The multiple-choice sentences are the ones the tiny models were warm-started on; keep them."""
+    request, example = ANSWER_REQUESTS[problem_type]
+    if mode == NO_THINK:
+        return f"Give {request} inside <answer> </answer> tags, e.g. <answer>{example}</answer>."
+    return (
+        f"Think about the question inside <think> </think> tags, then give {request} "
+        f"inside <answer> </answer> tags, e.g. <answer>{example}</answer>."
+    )
+
+
+THINK_INSTRUCTION = instruction(THINK)
+NO_THINK_INSTRUCTION = instruction(NO_THINK)
+_NO_THINK_INSTRUCTIONS = tuple(instruction(NO_THINK, kind) for kind in ANSWER_REQUESTS)
 
 
 def mode_for_dataset(name: str) -> str:
@@ -31,7 +46,7 @@ def mode_of_messages(messages: list[dict]) -> str:
         parts = content if isinstance(content, list) else [{"text": content}]
         text = "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
         if message.get("role") == "user":
-            return NO_THINK if text.rstrip().endswith(NO_THINK_INSTRUCTION) else THINK
+            return NO_THINK if text.rstrip().endswith(_NO_THINK_INSTRUCTIONS) else THINK
     return THINK
 
 
@@ -40,10 +55,14 @@ def format_options(options: Mapping[str, str]) -> str:
     return "\n".join(f"({letter}) {text}" for letter, text in options.items())
 
 
-def user_text(question: str, options: Mapping[str, str], mode: str = THINK) -> str:
-    """The text part of the user turn (the video comes before it in the chat messages)."""
-    instruction = NO_THINK_INSTRUCTION if mode == NO_THINK else THINK_INSTRUCTION
-    return f"{question.strip()}\nOptions:\n{format_options(options)}\n{instruction}"
+def user_text(
+    question: str, options: Mapping[str, str], mode: str = THINK, problem_type: str = MULTIPLE_CHOICE
+) -> str:
+    """The text part of the user turn (the video comes before it in the chat messages); only
+    multiple choice lists options."""
+    if problem_type != MULTIPLE_CHOICE:
+        return f"{question.strip()}\n{instruction(mode, problem_type)}"
+    return f"{question.strip()}\nOptions:\n{format_options(options)}\n{instruction(mode)}"
 
 
 def answer_text(letter: str, options: Mapping[str, str], think: str | None = None) -> str:
@@ -53,6 +72,17 @@ def answer_text(letter: str, options: Mapping[str, str], think: str | None = Non
     return answer if think is None else f"<think>{think}</think> {answer}"
 
 
+def reference_completion(
+    problem_type: str, answer: str, options: Mapping[str, str], think: str | None = None
+) -> str:
+    """The well-formed completion a record's reference answer makes: :func:`answer_text` for
+    multiple choice, ``<answer>4</answer>`` (with the think block when given) for the other types."""
+    if problem_type == MULTIPLE_CHOICE:
+        return answer_text(answer, options, think)
+    tagged = f"<answer>{answer}</answer>"
+    return tagged if think is None else f"<think>{think}</think> {tagged}"
+
+
 def chat_messages(
     question: str,
     options: Mapping[str, str],
@@ -60,6 +90,7 @@ def chat_messages(
     video: str | None = None,
     image: str | None = None,
     vision_kwargs: Mapping[str, object] | None = None,
+    problem_type: str = MULTIPLE_CHOICE,
 ) -> list[dict]:
     """Qwen VL chat messages for one question, in the form ``process_vision_info`` reads.
 
@@ -71,5 +102,5 @@ def chat_messages(
         content.append({"type": "video", "video": video, **(vision_kwargs or {})})
     if image is not None:
         content.append({"type": "image", "image": image, **(vision_kwargs or {})})
-    content.append({"type": "text", "text": user_text(question, options, mode)})
+    content.append({"type": "text", "text": user_text(question, options, mode, problem_type)})
     return [{"role": "user", "content": content}]

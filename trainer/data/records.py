@@ -1,5 +1,9 @@
-"""The one normalised multiple-choice record every dataset format becomes, and the text helpers that
-pull options and answer letters out of free-form question and answer text.
+"""The one normalised question record every dataset format becomes, and the text helpers that pull
+options and answer letters out of free-form question and answer text.
+
+Most records are multiple choice; Video-R1 files also hold numerical, OCR, free-form and regression
+questions (``trainer.data.problem_types``). Those have no options and their ``answer`` is the
+reference answer text, so one record type flows through loading, prompting, scoring and eval.
 
 Pure functions only (no file access): the readers in ``formats.py`` call them and turn a
 ``ValueError`` into a :class:`~trainer.core.errors.RecordError` that names the record.
@@ -12,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from trainer.data.problem_types import MULTIPLE_CHOICE, check_reference
 from trainer.data.prompts import NO_THINK, THINK
 
 # "(A) text", "A. text", "A) text", "A: text" (also the full-width colon some datasets use).
@@ -30,7 +35,8 @@ PLACEHOLDERS = ("<video>", "<image>")
 
 @dataclass(frozen=True)
 class MCQRecord:
-    """One multiple-choice question about one video (or image), whatever file format it came from.
+    """One question about one video (or image), whatever file format it came from: multiple choice,
+    or one of Video-R1's other problem types (``problem_type``).
 
     ``index`` says where the record sits in its file: the 1-based **line** number for JSONL and CSV
     rows (``line 17``), the 0-based **index** in the top-level list for JSON files (``index 16``);
@@ -42,20 +48,29 @@ class MCQRecord:
     image: str | None = field(metadata={"help": "Absolute, resolved image path (None for video records)."})
     question: str = field(metadata={"help": "Question text without <video>/<image> or the options block."})
     options: dict[str, str] = field(
-        hash=False, metadata={"help": "Option letter -> option text, in the file's order."}
+        hash=False,
+        metadata={"help": "Option letter -> option text, in the file's order ({} unless multiple choice)."},
     )
-    answer: str = field(metadata={"help": "The correct option letter (a key of options)."})
+    answer: str = field(
+        metadata={"help": "The correct option letter (a key of options), else the reference answer text."}
+    )
     source: str = field(metadata={"help": "The annotation file the record came from."})
     index: int = field(metadata={"help": "1-based line (JSONL/CSV) or 0-based list index (JSON)."})
     mode: str = field(default=THINK, metadata={"help": "'think' or 'no_think': the answer format expected."})
     index_unit: str = field(default="line", metadata={"help": "'line' or 'index': what `index` counts."})
+    problem_type: str = field(
+        default=MULTIPLE_CHOICE,
+        metadata={"help": "Video-R1's problem type: multiple choice, numerical, OCR, free-form, regression."},
+    )
 
     def __post_init__(self) -> None:
         # A record that gets this far was checked by the readers; these guard hand-built ones.
         if self.mode not in (THINK, NO_THINK):
             raise ValueError(f"record {self.id}: mode must be {THINK!r} or {NO_THINK!r}, got {self.mode!r}")
-        if self.answer not in self.options:
-            raise ValueError(f"record {self.id}: answer {self.answer!r} not in {', '.join(self.options)}")
+        try:
+            check_reference(self.problem_type, self.answer, self.options)
+        except ValueError as exc:
+            raise ValueError(f"record {self.id}: {exc}") from None
         if (self.video is None) == (self.image is None):
             raise ValueError(f"record {self.id}: exactly one of video and image must be set")
 
@@ -65,8 +80,13 @@ class MCQRecord:
         return f"{self.source} {self.index_unit} {self.index}"
 
     @property
+    def is_multiple_choice(self) -> bool:
+        return self.problem_type == MULTIPLE_CHOICE
+
+    @property
     def answer_text(self) -> str:
-        return self.options[self.answer]
+        """The correct option's text, or the reference answer of the other types."""
+        return self.options[self.answer] if self.is_multiple_choice else self.answer
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

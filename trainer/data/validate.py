@@ -18,6 +18,7 @@ from typing import Any
 from trainer.core.errors import DataError, RecordError
 from trainer.data.formats import IMAGE
 from trainer.data.loading import Loaded, iter_loaded
+from trainer.data.problem_types import MULTIPLE_CHOICE
 from trainer.data.prompts import NO_THINK, THINK
 from trainer.data.records import MCQRecord
 from trainer.data.video import VideoInfo, probe_video
@@ -52,7 +53,8 @@ class ValidationReport:
     mode: str
     records: list[MCQRecord] = field(default_factory=list)
     errors: list[RecordError] = field(default_factory=list)
-    option_counts: dict[int, int] = field(default_factory=dict)
+    option_counts: dict[int, int] = field(default_factory=dict)  # multiple-choice records only
+    problem_types: dict[str, int] = field(default_factory=dict)
     formats: dict[str, int] = field(default_factory=dict)
     durations: DurationStats | None = None
 
@@ -82,6 +84,7 @@ class ValidationReport:
             "valid": self.valid,
             "invalid": self.invalid,
             "option_counts": {str(k): v for k, v in sorted(self.option_counts.items())},
+            "problem_types": dict(self.problem_types),
             "formats": dict(self.formats),
             "video_durations": None
             if self.durations is None
@@ -113,6 +116,8 @@ class ValidationReport:
         lines.append(f"  mode: {self.mode}")
         if self.formats:
             lines.append("  formats: " + ", ".join(f"{k} {v}" for k, v in sorted(self.formats.items())))
+        if set(self.problem_types) - {MULTIPLE_CHOICE}:
+            lines.append("  problem types: " + ", ".join(f"{k} {v}" for k, v in self.problem_types.items()))
         if self.option_counts:
             dist = ", ".join(f"{k} options: {v}" for k, v in sorted(self.option_counts.items()))
             lines.append(f"  {dist}")
@@ -189,7 +194,8 @@ def validate_file(
         mode=file_mode,
         records=records,
         errors=errors,
-        option_counts=dict(Counter(len(r.options) for r in records)),
+        option_counts=dict(Counter(len(r.options) for r in records if r.is_multiple_choice)),
+        problem_types=dict(Counter(r.problem_type for r in records)),
         formats=dict(Counter(g.draft.fmt for g in good)),
         durations=DurationStats.of(durations),
     )
@@ -265,4 +271,5 @@ def _record(item: Loaded, source: str, mode: str) -> MCQRecord:
         index=item.index,
         mode=mode,
         index_unit=item.unit,
+        problem_type=d.problem_type,
     )

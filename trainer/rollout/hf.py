@@ -25,6 +25,7 @@ from transformers import DynamicCache
 
 from trainer.core.video_config import VideoConfig
 from trainer.data.inputs import build_inputs, opened_block, render_prompts
+from trainer.data.problem_types import MULTIPLE_CHOICE
 from trainer.data.prompts import chat_messages
 from trainer.data.video import DecodeCache
 from trainer.model import hybrid_cache, prefix
@@ -88,7 +89,12 @@ class RolloutBatch:
 
 def conversation(record: Any, video_cfg: VideoConfig) -> list[dict]:
     """The chat messages for one MCQ record, with the video knobs in its video element."""
-    messages = chat_messages(record.question, record.options, record.mode)
+    messages = chat_messages(
+        record.question,
+        record.options,
+        record.mode,
+        problem_type=getattr(record, "problem_type", MULTIPLE_CHOICE),
+    )
     media = video_cfg.video_element(record.video) if record.video else video_cfg.image_element(record.image)
     messages[0]["content"].insert(0, media)
     return messages

@@ -177,6 +177,7 @@ def _train(
             stop_if_lost(accelerator, store, held)
             step_start = time.perf_counter()
             micro_records = [draw() for _ in range(cfg.optim.gradient_accumulation_steps)]
+            ctx.step = state.step + 1
             metrics, micro = grpo_step(ctx, micro_records)
             if sync_sampler is not None:
                 sync_sampler(accelerator.unwrap_model(model))
@@ -339,6 +340,7 @@ def rollout_rows(step: int, micro: list[MicroBatch]) -> list[Rollout]:
         g = mb.rollout.group_size
         for i, (text, b) in enumerate(zip(mb.rollout.texts, mb.scores.breakdowns, strict=True)):
             record = mb.rollout.prompt.records[i // g]
+            is_choice = record.is_multiple_choice
             rows.append(
                 Rollout(
                     step=step,
@@ -348,7 +350,10 @@ def rollout_rows(step: int, micro: list[MicroBatch]) -> list[Rollout]:
                     completion=text,
                     options=dict(record.options),
                     video_path=str(record.video or record.image or ""),
-                    correct_letter=record.answer,
+                    correct_letter=record.answer if is_choice else None,
+                    problem_type=None if is_choice else record.problem_type,
+                    reference=None if is_choice else record.answer,
+                    rewards={name: values[i] for name, values in mb.scores.per_reward.items()},
                     think=b.think,
                     answer=b.answer,
                     format_reward=float(mb.scores.format[i]),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from trainer.run.preflight_cost import (  # noqa: F401  (MEMORY_NOTE, format_siz
     published_memory_text,
     step_cost,
 )
+from trainer.run.reward_check import check_reward_functions
 
 logger = logging.getLogger(__name__)
 
@@ -166,10 +168,11 @@ def check_vllm_model(model_path: str, dtype: str | None = None) -> None:
         check_servable(AutoConfig.from_pretrained(model_path), on_cuda=torch.cuda.is_available(), dtype=dtype)
 
 
-def check_launch(cfg: TrainConfig) -> LaunchCheck:
+def check_launch(cfg: TrainConfig, reward_roots: Sequence[Path] | None = None) -> LaunchCheck:
     """Every check a launch runs, without loading the model or decoding videos.
 
-    Raises ConfigError or DataError naming the field, dataset or file.
+    ``reward_roots``: the folders a reward file may live in (the studio passes its workspace; None:
+    anywhere, as from a terminal). Raises ConfigError or DataError naming the field, dataset or file.
     """
     workspace = Path(cfg.data.workspace) if cfg.data.workspace else default_workspace()
     model_path = check_model_path(cfg.model.model_name_or_path)
@@ -195,6 +198,7 @@ def check_launch(cfg: TrainConfig) -> LaunchCheck:
         raise ConfigError("temporal_grpo shuffles video frames, but dataset_use has image records")
     if cfg.grpo.rollout_backend == "vllm":
         check_vllm_model(model_path, "bfloat16" if cfg.model.bf16 else "float32")
+    check_reward_functions(cfg, train, reward_roots)
     return LaunchCheck(workspace, model_path, train, eval_count, train_modes)
 
 
@@ -226,6 +230,7 @@ def run_preflight(
     from trainer.model.loading import generation_kwargs, load_policy
     from trainer.model.trainable import set_trainable
     from trainer.rollout.hf import build_prompt_batch, generate_rollouts
+    from trainer.score.reward_functions import RewardFunctionError, load_rewards, workspace_search
     from trainer.score.scoring import score_rollouts
 
     launch = launch or check_launch(cfg)
@@ -249,9 +254,11 @@ def run_preflight(
         processor, g.generation_max_length, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k
     )
     rollout = generate_rollouts(model, processor, prompt, g.grpo_sample_size, kwargs)
-    scores = score_rollouts(
-        rollout.texts, records, g.grpo_sample_size, g.format_reward_weight, g.accuracy_reward_weight
-    )
+    try:
+        rewards = load_rewards(g.reward_specs(), search=workspace_search(cfg))
+        scores = score_rollouts(rollout.texts, records, g.grpo_sample_size, rewards)
+    except RewardFunctionError as exc:
+        raise ConfigError(f"grpo.rewards, on the sampled completions: {exc}") from exc
     eos = set(kwargs["eos_token_id"])
     completions = []
     for i, text in enumerate(rollout.texts):

@@ -179,6 +179,10 @@ class Rollout:
     advantage: float | None = None
     log_prob: float | None = None
     attempt: int | None = None  # the attempt that wrote it (set by the store from the lease)
+    problem_type: str | None = None  # None: multiple choice (also rows written before revision 0007)
+    reference: str | None = None  # the reference answer of a non-multiple-choice question
+    # reward name -> value of each reward in the run's grpo.rewards list (None: did not apply)
+    rewards: Mapping[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

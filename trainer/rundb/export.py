@@ -30,7 +30,10 @@ def export_rows(store: RunStore, run_id: int, what: str) -> tuple[tuple[str, ...
     if what == "metrics":
         return METRIC_COLUMNS, [asdict(p) for p in store.metric_points(run_id)]
     if what == "rollouts":
-        return ROLLOUT_COLUMNS, [asdict(r) | {"options": dict(r.options)} for r in store.rollouts(run_id)]
+        return ROLLOUT_COLUMNS, [
+            asdict(r) | {"options": dict(r.options), "rewards": dict(r.rewards)}
+            for r in store.rollouts(run_id)
+        ]
     raise ConfigError(f"--what must be one of {WHATS}, got {what!r}")
 
 

@@ -127,6 +127,10 @@ class SqlRollout(Base):
     advantage: Mapped[float | None] = mapped_column(Float)
     log_prob: Mapped[float | None] = mapped_column(Float)
     attempt: Mapped[int | None] = mapped_column(Integer)  # revision 0005, as for metrics
+    # Revision 0007: what a non-multiple-choice question was scored against, and every reward's value.
+    problem_type: Mapped[str | None] = mapped_column(String(32))
+    reference: Mapped[str | None] = mapped_column(Text)
+    rewards: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Unique per sample, so a resumed run that re-logs a step replaces it instead of doubling it.
     __table_args__ = (UniqueConstraint("run_id", "step", "prompt_id", "group_index"),)
 

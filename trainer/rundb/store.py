@@ -297,7 +297,7 @@ class RunStore(RunRows, JobRows, ArtifactRows):
             for p in metrics
         ]
         rollout_rows = [
-            {"run_id": run_id, **asdict(r), "options": dict(r.options)}
+            {"run_id": run_id, **asdict(r), "options": dict(r.options), "rewards": dict(r.rewards)}
             | ({} if lease is None else {"attempt": attempt})
             for r in rollouts
         ]
@@ -388,7 +388,10 @@ class RunStore(RunRows, JobRows, ArtifactRows):
         query = query.order_by(SqlRollout.step, SqlRollout.prompt_id, SqlRollout.group_index)
         with self.session() as s:
             return [
-                Rollout(step=r.step, **{f: getattr(r, f) for f in _ROLLOUT_FIELDS}) for r in s.scalars(query)
+                Rollout(
+                    step=r.step, **{f: getattr(r, f) for f in _ROLLOUT_FIELDS} | {"rewards": r.rewards or {}}
+                )
+                for r in s.scalars(query)
             ]
 
     def count_rows(self, run_id: int) -> dict[str, int]:

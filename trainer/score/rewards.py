@@ -1,4 +1,8 @@
-"""Rewards for video multiple-choice answers: is the completion well formed, and is its choice right.
+"""Rewards for video question answers: is the completion well formed, and is its answer right.
+
+Multiple choice is scored here by the option letter; the other problem types (numerical, OCR,
+free-form, regression) read the same closed answer block and score it with their own measure
+(``trainer.score.answer_types``), so every type shares one parser and one format reward.
 
 Pure functions, strings in and floats out (no model, no I/O), so the trainer, the evaluator and the
 studio's chat score a completion the same way. The shapes follow ``trainer.data.prompts``:
@@ -36,7 +40,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from trainer.data.problem_types import MULTIPLE_CHOICE
 from trainer.data.prompts import NO_THINK, THINK
+from trainer.score.answer_types import answer_reward
 
 __all__ = [
     "NO_THINK",
@@ -50,6 +56,7 @@ __all__ = [
     "format_reward",
     "parse_completion",
     "read_choice",
+    "record_accuracy",
     "score_completion",
     "split_completion",
 ]
@@ -344,6 +351,17 @@ def accuracy_reward(completion: str, correct: str, options: Mapping[str, str]) -
     return 1.0 if read_choice(completion, options).letter == correct else 0.0
 
 
+def record_accuracy(completion: str, record: object) -> float:
+    """The accuracy reward of one completion against its record, whatever the record's problem type:
+    the option letter for multiple choice (:func:`accuracy_reward`), the type's measure of the closed
+    answer block for the others (:func:`trainer.score.answer_types.answer_reward`)."""
+    problem_type = getattr(record, "problem_type", MULTIPLE_CHOICE)
+    if problem_type == MULTIPLE_CHOICE:
+        return accuracy_reward(completion, record.answer, record.options)  # type: ignore[attr-defined]
+    parts = split_completion(completion)
+    return answer_reward(problem_type, parts.answer if parts.is_answer_closed else None, record.answer)  # type: ignore[attr-defined]
+
+
 def score_completion(
     completion: str,
     correct: str,
@@ -351,19 +369,37 @@ def score_completion(
     mode: str = THINK,
     format_weight: float = 0.3,
     accuracy_weight: float = 0.7,
+    problem_type: str = MULTIPLE_CHOICE,
 ) -> RewardBreakdown:
     """Both rewards and their weighted sum ``format_weight*format + accuracy_weight*accuracy``.
+
+    ``correct`` is the option letter for multiple choice, else the reference answer (``options``
+    empty); the choice is None for the other types.
 
     >>> score = score_completion("<answer>(A) left</answer>", "A", {"A": "left", "B": "right"})
     >>> score.format_reward, score.accuracy_reward, score.total_reward, score.choice
     (0.0, 1.0, 0.7, 'A')
+    >>> score = score_completion("<answer>4</answer>", "4", {}, mode="no_think", problem_type="numerical")
+    >>> score.format_reward, score.accuracy_reward, score.answer, score.choice
+    (1.0, 1.0, '4', None)
     """
     _check_mode(mode)
+    parts = split_completion(completion)
+    fmt = format_reward(completion, mode)
+    if problem_type != MULTIPLE_CHOICE:
+        answer = parts.answer if parts.is_answer_closed else None
+        acc = answer_reward(problem_type, answer, correct)
+        return RewardBreakdown(
+            format_reward=fmt,
+            accuracy_reward=acc,
+            total_reward=format_weight * fmt + accuracy_weight * acc,
+            think=_closed_blocks(parts).think,
+            answer=answer,
+            choice=None,
+        )
     if correct not in options:
         raise ValueError(f"correct answer {correct!r} is not one of the options {', '.join(options)}")
-    parts = split_completion(completion)
     choice = _choice_of(parts, options)
-    fmt = format_reward(completion, mode)
     acc = 1.0 if choice.letter == correct else 0.0
     return RewardBreakdown(
         format_reward=fmt,

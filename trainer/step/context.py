@@ -17,6 +17,7 @@ from trainer.core.config import TrainConfig
 from trainer.data.video import DecodeCache
 from trainer.model.counts import ForwardCounts
 from trainer.rollout.hf import RolloutBatch
+from trainer.score.reward_functions import LoadedReward, load_rewards, workspace_search
 from trainer.score.scoring import Scores
 
 
@@ -38,6 +39,16 @@ class StepContext:
     # A sampler other than transformers' generate (rollout_backend vllm: trainer.rollout.vllm_engine), called
     # like generate_rollouts without the shared-prefix switch; None: generate_rollouts.
     sampler: Callable[..., RolloutBatch] | None = None
+    # The run's reward functions, imported (trainer.score.reward_functions); None: imported from
+    # cfg.grpo's list on first use, files looked up in the working directory then the workspace.
+    rewards: list[LoadedReward] | None = None
+    step: int = 0  # the optimizer step being taken (the reward functions' ``step`` context)
+
+    @property
+    def reward_functions(self) -> list[LoadedReward]:
+        if self.rewards is None:
+            self.rewards = load_rewards(self.cfg.grpo.reward_specs(), search=workspace_search(self.cfg))
+        return self.rewards
 
     @functools.cached_property
     def policy(self) -> Any:

@@ -36,7 +36,9 @@ def grpo_step(ctx: StepContext, micro_records: list[list[Any]]) -> tuple[dict[st
         update = update_phase(ctx, rollouts.micro)
     rollouts.forwards, update.forwards = rollout_forwards, update_forwards
     local = step_metrics(ctx.cfg, rollouts, update, len(micro_records), time.perf_counter() - t0)
-    return mean_over_processes(ctx.accelerator, local), rollouts.micro
+    metrics = mean_over_processes(ctx.accelerator, local)
+    # A reward that applied to no completion of the step (None everywhere) has no mean this step.
+    return {k: v for k, v in metrics.items() if v == v}, rollouts.micro
 
 
 def step_metrics(
@@ -82,6 +84,10 @@ def step_metrics(
     for key, name in (("sampler_logp_diff", mk.SAMPLER_LOGP_DIFF), ("is_weight", mk.IS_WEIGHT)):
         if key in update.means:
             local[name] = update.means[key]
+    for name in rollouts.sampled_scores[0].per_reward if rollouts.sampled_scores else ():
+        applied = [v for sc in rollouts.sampled_scores for v in sc.per_reward[name] if v is not None]
+        # NaN when it applied nowhere: every process sends the same keys; grpo_step drops it after.
+        local[mk.reward_metric(name)] = sum(applied) / len(applied) if applied else float("nan")
     if rollouts.temporal_stats:
         stats = rollouts.temporal_stats
         for key, name in (

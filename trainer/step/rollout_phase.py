@@ -83,9 +83,7 @@ def _sample_and_score(ctx: StepContext, recs: list[Any], phase: RolloutPhase) ->
     _add_sampling_work(phase, rollout)
     gen_s = rollout.seconds
     t_score = time.perf_counter()
-    scores = score_rollouts(
-        rollout.texts, recs, g.grpo_sample_size, g.format_reward_weight, g.accuracy_reward_weight
-    )
+    scores = score_rollouts(rollout.texts, recs, g.grpo_sample_size, ctx.reward_functions, step=ctx.step)
     if g.temporal_grpo:
         shuffled_prompt = build_prompt_batch(
             ctx.processor,
@@ -106,8 +104,7 @@ def _sample_and_score(ctx: StepContext, recs: list[Any], phase: RolloutPhase) ->
             g.grpo_sample_size,
             g.temporal_margin,
             g.temporal_bonus,
-            g.format_reward_weight,
-            g.accuracy_reward_weight,
+            g.accuracy_weight(),
         )
     if scores.temporal is not None:
         phase.temporal_stats.append(scores.temporal)
