@@ -1,4 +1,4 @@
-"""`vgrpo eval` on a benchmark: --json - (one object, per task, skipped by type), --video-root,
+"""`vgrpo eval` on a benchmark: --json - (one object, per task, per type, skipped by type), --video-root,
 base vs checkpoints of a run in one call, stored once and reused."""
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ def db(tmp_path: Path) -> str:
 
 
 def _video_r1_file(tmp_path: Path, synthetic_dir: Path) -> tuple[Path, Path]:
-    """A Video-R1 eval file (two tasks, one regression record) whose videos sit under a separate root."""
+    """A Video-R1 eval file (two multiple-choice tasks, a regression record, a record of a type with
+    no metric) whose videos sit under a separate root."""
     root = tmp_path / "bench_root"
     rows = []
     for i, (task, answer) in enumerate(
@@ -39,17 +40,20 @@ def _video_r1_file(tmp_path: Path, synthetic_dir: Path) -> tuple[Path, Path]:
                 "problem_type": "multiple choice",
             }
         )
-    rows.append(
-        {
-            "problem_id": 9,
-            "problem": "How far does it move?",
-            "options": None,
-            "solution": "<answer>1.5</answer>",
-            "path": "./Evaluation/VSIBench/x.mp4",
-            "data_type": "video",
-            "problem_type": "regression",
-        }
-    )
+    (root / "Evaluation/VSIBench").mkdir(parents=True)
+    shutil.copy(synthetic_dir / "videos" / "m_2001.mp4", root / "Evaluation/VSIBench/x.mp4")
+    for problem_id, kind, answer in ((9, "regression", "1.5"), (10, "spot the difference", "left")):
+        rows.append(
+            {
+                "problem_id": problem_id,
+                "problem": "How far does it move?",
+                "options": None,
+                "solution": f"<answer>{answer}</answer>",
+                "path": "./Evaluation/VSIBench/x.mp4",
+                "data_type": "video",
+                "problem_type": kind,
+            }
+        )
     path = tmp_path / "annotations" / "eval_bench.json"
     path.parent.mkdir()
     path.write_text(json.dumps(rows), encoding="utf-8")
@@ -71,18 +75,31 @@ def test_json_to_stdout_per_task_and_skipped(tiny_model_dir, synthetic_dir, tmp_
     assert main(argv) == 0
     captured = capsys.readouterr()
     doc = json.loads(captured.out)  # stdout holds the JSON object and nothing else
-    assert set(doc) >= {"overall", "per_task", "answer_distribution", "skipped"}
+    assert set(doc) >= {"overall", "per_task", "per_type", "answer_distribution", "skipped"}
     assert set(doc["overall"]) >= {"n", "accuracy", "ci_low", "ci_high", "format_rate"}
-    assert doc["overall"]["n"] == 2  # --limit 1: one record per task
+    assert doc["overall"]["n"] == 2  # --limit 1: one record per task; accuracy over multiple choice
+    # VSIBench holds only a regression record: in per_type, not in the accuracy table
     assert [(t["task"], t["n"]) for t in doc["per_task"]] == [("MVBench", 1), ("VideoMME", 1)]
-    assert doc["skipped"] == {"regression": 1}
+    assert [(t["type"], t["n"], t["metric"]) for t in doc["per_type"]] == [
+        ("multiple choice", 2, "accuracy"),
+        ("regression", 1, "mra"),
+    ]
+    assert doc["per_type"][1]["interval"] is None  # one item: no interval of a mean
+    assert doc["per_type"][0]["value"] == doc["overall"]["accuracy"]
+    assert [(t["task"], t["type"]) for t in doc["per_task_type"]] == [
+        ("MVBench", "multiple choice"),
+        ("VSIBench", "regression"),
+        ("VideoMME", "multiple choice"),
+    ]
+    assert doc["skipped"] == {"spot the difference": 1}
     assert sum(doc["answer_distribution"].values()) == 2
     assert doc["overall"]["ci_low"] <= doc["overall"]["accuracy"] <= doc["overall"]["ci_high"]
     assert {r["video"] for r in doc["records"]} <= {
         str((root / f"Evaluation/{t}").resolve()) + f"/clip{i}.mp4"
         for i, t in enumerate(["MVBench"] * 2 + ["VideoMME"] * 2)
-    }
-    assert "skipped (not multiple choice): regression 1" in captured.err
+    } | {str((root / "Evaluation/VSIBench").resolve()) + "/x.mp4"}
+    assert "per type: multiple choice accuracy" in captured.err
+    assert "skipped (no metric for the type): spot the difference 1" in captured.err
 
 
 def test_base_and_checkpoints_stored_once_then_reused(tiny_model_dir, tmp_path, db, capsys, monkeypatch):

@@ -1,11 +1,15 @@
-"""trainer.eval.benchmark: Wilson intervals against hand numbers, per-task breakdown, skipped problem
-types, stratified subsets, and the real Video-R1 eval records of ../shared/realdata."""
+"""trainer.eval.benchmark: Wilson and mean intervals against hand numbers, per-task and per-type
+breakdowns, skipped problem types, stratified subsets, and the real Video-R1 eval records of
+../shared/realdata."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -15,10 +19,14 @@ from trainer.eval.benchmark import (
     NO_ANSWER,
     BenchmarkItem,
     fingerprint,
+    mean_interval,
+    score_item,
     score_items,
+    stored_type_stats,
     stratified_subset,
     summarize,
     task_of,
+    type_stats,
     wilson_interval,
 )
 from trainer.eval.benchmark_data import load_benchmark
@@ -43,6 +51,26 @@ def _item(rid: str, task: str, answer: str = "A", letters: str = "ABCD") -> Benc
 
 def _says(letter: str) -> str:
     return f"<think>looked</think> <answer>({letter})</answer>"
+
+
+def _open_item(rid: str, task: str, problem_type: str, reference: str) -> BenchmarkItem:
+    """A hand-built record of a type other than multiple choice (no options, a reference answer)."""
+    record = MCQRecord(
+        id=rid,
+        video=f"/v/{rid}.mp4",
+        image=None,
+        question=f"question {rid}?",
+        options={},
+        answer=reference,
+        source="bench.json",
+        index=0,
+        problem_type=problem_type,
+    )
+    return BenchmarkItem(record=record, task=task)
+
+
+def _answers(text: str) -> str:
+    return f"<think>looked</think> <answer>{text}</answer>"
 
 
 def test_wilson_interval_matches_hand_computation() -> None:
@@ -141,7 +169,7 @@ def test_fingerprint_follows_the_records_not_the_folder() -> None:
     assert fingerprint(a) != fingerprint([_item("m1", "t"), _item("m2", "t", answer="B")])
 
 
-def test_mixed_problem_types_are_skipped_by_type(tmp_path: Path) -> None:
+def test_mixed_problem_types_are_loaded_and_unknown_ones_skipped(tmp_path: Path) -> None:
     rows = [
         {
             "problem_id": 1,
@@ -197,41 +225,72 @@ def test_mixed_problem_types_are_skipped_by_type(tmp_path: Path) -> None:
             "data_type": "video",
             "problem_type": "multiple choice",
         },
+        {
+            "problem_id": 7,
+            "problem": "Spot it",
+            "options": None,
+            "solution": "<answer>left</answer>",
+            "path": "./Evaluation/X/7.mp4",
+            "data_type": "video",
+            "problem_type": "spot the difference",
+        },
     ]
     path = tmp_path / "eval_mixed.json"
     path.write_text(json.dumps(rows), encoding="utf-8")
     bench = load_benchmark(str(path), tmp_path, check_media=False)
-    assert [(i.record.id, i.task) for i in bench.items] == [("1", "MVBench")]
-    assert bench.skipped == {"numerical": 1, "ocr": 1, "regression": 2}
+    assert [(i.record.id, i.task, i.record.problem_type) for i in bench.items] == [
+        ("1", "MVBench", "multiple choice"),
+        ("2", "VSIBench", "numerical"),
+        ("3", "VSIBench", "regression"),
+        ("4", "VSIBench", "regression"),
+        ("5", "X", "OCR"),
+    ]
+    assert bench.skipped == {"spot the difference": 1}  # no metric for an unknown type
     assert bench.invalid == 1  # record 6: answer Q is not an option
 
 
 REAL_EVAL = {
-    # file -> (scored, skipped by type, tasks)
-    "video_r1_eval_mvbench_sample200.json": (200, {}, {"MVBench"}),
-    "video_r1_eval_vsibench_sample200.json": (92, {"regression": 108}, {"VSIBench"}),
-    "video_r1_eval_videommmu_sample200.json": (196, {"numerical": 4}, {"VideoMMMU"}),
-    "video_r1_eval_mmvu_sample200.json": (200, {}, {"MMVU"}),
+    # file -> (scored, {problem type: n}, tasks); nothing is skipped: every type is scored
+    "video_r1_eval_mvbench_sample200.json": (200, {"multiple choice": 200}, {"MVBench"}),
+    "video_r1_eval_vsibench_sample200.json": (200, {"multiple choice": 92, "regression": 108}, {"VSIBench"}),
+    "video_r1_eval_videommmu_sample200.json": (200, {"multiple choice": 196, "numerical": 4}, {"VideoMMMU"}),
+    "video_r1_eval_mmvu_sample200.json": (200, {"multiple choice": 200}, {"MMVU"}),
 }
+
+
+def _reference_reply(item: Any) -> str:
+    record = item.record
+    answer = f"({record.answer})" if record.is_multiple_choice else record.answer
+    return f"<think>ref</think> <answer>{answer}</answer>"
 
 
 @pytest.mark.realdata
 @pytest.mark.parametrize("name", sorted(REAL_EVAL))
 def test_real_video_r1_eval_files(real_mcq: Path, name: str, tmp_path: Path) -> None:
-    scored, skipped, tasks = REAL_EVAL[name]
+    scored, types, tasks = REAL_EVAL[name]
     bench = load_benchmark(str(real_mcq / name), tmp_path, video_root=tmp_path, check_media=False)
     assert len(bench.items) == scored
-    assert bench.skipped == skipped
+    assert bench.skipped == {}
+    assert dict(Counter(i.record.problem_type for i in bench.items)) == types
     assert {i.task for i in bench.items} == tasks
     assert bench.invalid == 0
-    # scoring the reference answers gives 100%; always "A" gives exactly the share of A answers
-    right = [f"<think>ref</think> <answer>({i.record.answer})</answer>" for i in bench.items]
-    assert summarize(score_items(bench.items, right)).overall.accuracy == 1.0
+    # Scoring the reference answers gives every type its best value.
+    right = summarize(score_items(bench.items, [_reference_reply(i) for i in bench.items]))
+    assert right.overall.accuracy == 1.0
+    best = {"accuracy": 1.0, "mra": 1.0, "wer": 0.0, "rouge": 1.0}
+    assert {t["type"]: t["value"] for t in right.summary()["per_type"]} == {
+        t["type"]: best[t["metric"]] for t in right.summary()["per_type"]
+    }
+    # Always "A": the headline accuracy is over the items scored by accuracy (multiple choice and
+    # numerical); it is the share of A among the multiple-choice ones (a number is never "(A)").
     always_a = summarize(score_items(bench.items, [_says("A")] * len(bench.items)), bench.skipped)
-    share_a = sum(i.record.answer == "A" for i in bench.items) / len(bench.items)
+    by_accuracy = [i for i in bench.items if i.record.problem_type in ("multiple choice", "numerical")]
+    share_a = sum(i.record.answer == "A" for i in by_accuracy) / len(by_accuracy)
     assert always_a.overall.accuracy == pytest.approx(share_a)
-    assert always_a.overall.answer_distribution == {"A": len(bench.items)}
-    assert always_a.summary()["skipped"] == skipped
+    assert always_a.overall.answer_distribution == {
+        "A": len(bench.items) - types.get("regression", 0) - types.get("numerical", 0)
+    }
+    assert always_a.summary()["skipped"] == {}
 
 
 @pytest.mark.realdata
@@ -246,8 +305,10 @@ def test_real_videomme_tasks_and_mixed_dataflow(real_mcq: Path, tmp_path: Path) 
     mixed = load_benchmark(
         str(real_mcq / "dataflow_mm_video_cot_qa_sample_data.json"), tmp_path, check_media=False
     )
-    assert len(mixed.items) == 1
-    assert mixed.skipped == {"free-form": 1, "numerical": 1, "ocr": 1, "regression": 1}
+    assert [i.record.problem_type for i in mixed.items] == [
+        "multiple choice", "free-form", "numerical", "OCR", "regression"
+    ]  # fmt: skip
+    assert mixed.skipped == {}
     limited = stratified_subset(
         load_benchmark(
             str(real_mcq / "video_r1_eval_mvbench_sample200.json"), tmp_path, check_media=False
@@ -268,3 +329,126 @@ def test_missing_videos_name_the_record_and_the_video_root(tmp_path: Path) -> No
     path.write_text(json.dumps([row]), encoding="utf-8")
     with pytest.raises(DataError, match=r"1 unusable, first: .*eval_one.json index 0 \(7\).*--video-root"):
         load_benchmark(str(path), tmp_path, video_root=tmp_path)
+
+
+def test_mean_interval_by_hand() -> None:
+    # 0.4, 0.6: mean 0.5, s = sqrt(0.02 / 1) = 0.14142136, half = z * s / sqrt(2) = z * 0.1
+    assert mean_interval([0.4, 0.6]) == pytest.approx((0.5 - Z * 0.1, 0.5 + Z * 0.1), abs=1e-12)
+    # cut to the metric's range
+    assert mean_interval([0.0, 1.0], high=1.0) == (0.0, 1.0)
+    assert mean_interval([0.7]) is None and mean_interval([]) is None
+
+
+def _mixed_items() -> tuple[list[BenchmarkItem], list[str]]:
+    items = [_item("m1", "T1", "A"), _item("m2", "T1", "B")]
+    items += [_open_item("n1", "T1", "numerical", "4"), _open_item("n2", "T1", "numerical", "2.5")]
+    items += [_open_item("r1", "T1", "regression", "10"), _open_item("r2", "T1", "regression", "10")]
+    items += [_open_item(f"o{i}", "T2", "OCR", ref) for i, ref in enumerate(["a b c", "STOP", "EXIT"])]
+    items += [_open_item("f1", "T2", "free-form", "the cat sat")]
+    items += [_open_item("f2", "T2", "free-form", "a man opens the door")]
+    completions = [_says("A"), _says("A"), _answers("4"), _answers("3")]
+    completions += [_answers("9"), _answers("5")]
+    completions += [_answers("a x c"), _answers("STOP"), "<think>looked</think> <answer>EXIT"]
+    completions += [_answers("the cat ran"), "<answer>a man opens the door</answer>"]
+    return items, completions
+
+
+def test_every_problem_type_is_scored_under_its_metric() -> None:
+    items, completions = _mixed_items()
+    rows = {r.id: r for r in (score_item(i, c) for i, c in zip(items, completions, strict=True))}
+    # multiple choice exactly as before: the letter, no value change
+    assert (rows["m1"].parsed, rows["m1"].is_correct, rows["m1"].value) == ("A", True, 1.0)
+    assert (rows["m2"].parsed, rows["m2"].is_correct, rows["m2"].problem_type) == (
+        "A",
+        False,
+        "multiple choice",
+    )
+    # numerical: "3" against "2.5" has no decimal mark -> 0
+    assert (rows["n1"].parsed, rows["n1"].value, rows["n1"].is_correct) == ("4", 1.0, True)
+    assert (rows["n2"].value, rows["n2"].is_correct) == (0.0, False)
+    # regression under MRA: 9 vs 10 -> 0.8, 5 vs 10 -> 0
+    assert (rows["r1"].value, rows["r2"].value) == (0.8, 0.0)
+    # OCR: the WER itself; an answer block never closed reads nothing -> WER 1
+    assert rows["o0"].value == pytest.approx(1 / 3, abs=1e-12)
+    assert (rows["o1"].value, rows["o1"].is_correct) == (0.0, True)
+    assert (rows["o2"].parsed, rows["o2"].value, rows["o2"].format_ok) == (None, 1.0, False)
+    # free-form: mean ROUGE-1/2/L F (11/18 worked out in tests/score/test_answer_types.py)
+    assert rows["f1"].value == pytest.approx(11 / 18, abs=1e-12)
+    assert (rows["f2"].value, rows["f2"].format_ok) == (1.0, False)  # no <think> in think mode
+    # A type with no metric (the loaders refuse one; a stand-in record gets past them).
+    unknown = BenchmarkItem(record=SimpleNamespace(id="m1", problem_type="spot"), task="T1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="record m1: problem_type 'spot' has no eval metric"):
+        score_item(unknown, _says("A"))
+
+
+def test_report_per_type_and_per_task() -> None:
+    items, completions = _mixed_items()
+    report = summarize(score_items(items, completions), skipped={"spot": 2})
+    # headline: accuracy over multiple choice + numerical (m1, n1 right of 4)
+    assert (report.overall.n, report.overall.accuracy) == (4, 0.5)
+    assert (report.overall.ci_low, report.overall.ci_high) == pytest.approx(wilson_interval(2, 4))
+    assert report.overall.answer_distribution == {"A": 2}  # option letters only
+    assert [t.task for t in report.per_task] == ["T1"]  # T2 has no accuracy item
+    summary = report.summary()
+    per_type = {s["type"]: s for s in summary["per_type"]}
+    assert [s["type"] for s in summary["per_type"]] == [
+        "multiple choice",
+        "numerical",
+        "OCR",
+        "free-form",
+        "regression",
+    ]
+    assert per_type["multiple choice"] == {
+        "type": "multiple choice",
+        "n": 2,
+        "metric": "accuracy",
+        "value": 0.5,
+        "interval": pytest.approx(list(wilson_interval(1, 2))),
+    }
+    assert (per_type["numerical"]["metric"], per_type["numerical"]["value"]) == ("accuracy", 0.5)
+    # OCR WERs 1/3, 0, 1: mean 4/9, s^2 = ((1/3 - 4/9)^2 + (4/9)^2 + (5/9)^2) / 2 = 42/162
+    ocr = per_type["OCR"]
+    assert (ocr["n"], ocr["metric"]) == (3, "wer")
+    assert ocr["value"] == pytest.approx(4 / 9, abs=1e-12)
+    half = Z * math.sqrt(42 / 162) / math.sqrt(3)
+    assert ocr["interval"] == pytest.approx([0.0, 4 / 9 + half], abs=1e-12)  # cut at 0, WER may pass 1
+    # free-form 11/18 and 1: mean 29/36, s = (7/18)/sqrt(2), half = z * 7/36, cut at 1
+    rouge = per_type["free-form"]
+    assert (rouge["metric"], rouge["value"]) == ("rouge", pytest.approx(29 / 36, abs=1e-12))
+    assert rouge["interval"] == pytest.approx([(29 - 7 * Z) / 36, 1.0], abs=1e-12)
+    # regression MRA 0.8 and 0: mean 0.4, half = z * 0.4 -> cut to [0, 1]
+    assert per_type["regression"] == {
+        "type": "regression",
+        "n": 2,
+        "metric": "mra",
+        "value": pytest.approx(0.4),
+        "interval": [0.0, 1.0],
+    }
+    by_task = [(s["task"], s["type"], s["n"]) for s in summary["per_task_type"]]
+    assert by_task == [
+        ("T1", "multiple choice", 2),
+        ("T1", "numerical", 2),
+        ("T1", "regression", 2),
+        ("T2", "OCR", 3),
+        ("T2", "free-form", 2),
+    ]
+    assert summary["skipped"] == {"spot": 2}
+    json.dumps(summary)  # plain JSON types only
+    # the stored rows give the same table back (what the studio reads)
+    assert [s.to_dict() for s in stored_type_stats([r.to_dict() for r in report.rows])] == summary["per_type"]
+
+
+def test_type_stats_of_rows_stored_before_types() -> None:
+    # Rows written before problem types existed: multiple choice, 0/1 from is_correct.
+    old = [{"id": "a", "correct": "A", "chosen": "A", "is_correct": True}, {"id": "b", "is_correct": False}]
+    [stats] = stored_type_stats(old)
+    assert (stats.type, stats.n, stats.metric, stats.value) == ("multiple choice", 2, "accuracy", 0.5)
+    assert stats.interval == pytest.approx(wilson_interval(1, 2))
+    assert type_stats([]) == []
+    with pytest.raises(ValueError, match="'spot' has no eval metric"):
+        type_stats([("spot", 1.0)])
+
+
+def test_fingerprint_keeps_multiple_choice_and_tells_types_apart() -> None:
+    ocr, free = _open_item("q", "t", "OCR", "STOP"), _open_item("q", "t", "free-form", "STOP")
+    assert fingerprint([ocr]) != fingerprint([free])

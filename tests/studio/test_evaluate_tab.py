@@ -23,6 +23,7 @@ from studio.tabs.evaluate import (
     job_status,
     record_rows,
     start_evaluation,
+    type_rows,
 )
 from studio.tabs.evaluate.datasets import dataset_for_run
 from studio.tabs.evaluate.tab import EvaluateHandlers
@@ -192,6 +193,28 @@ def test_record_rows_mark_right_wrong_and_missing_choice():
     ]
 
 
+# Two OCR records beside RESULTS' four multiple-choice ones (rows as ``vgrpo eval`` stores them).
+OCR_RESULTS = [
+    {"id": "o1", "correct": "a b c", "chosen": "a x c", "is_correct": False, "format_ok": True,
+     "completion": "<answer>a x c</answer>", "problem_type": "OCR", "value": 1 / 3},
+    {"id": "o2", "correct": "STOP", "chosen": "STOP", "is_correct": True, "format_ok": True,
+     "completion": "<answer>STOP</answer>", "problem_type": "OCR", "value": 0.0},
+]  # fmt: skip
+
+
+def test_type_rows_by_hand_and_confusion_keeps_option_letters():
+    # multiple choice: 1 of 4 right, Wilson 95%: centre (0.25 + 0.48018) / 1.96073 = 0.37240,
+    # half 1.95996 * sqrt(0.046875 + 0.060025) / 1.96073 = 0.32681 -> 0.046-0.699.
+    # OCR WERs 1/3 and 0: mean 1/6, s = (1/3)/sqrt(2), half = z * s / sqrt(2) = z / 6 = 0.32666,
+    # cut at 0 -> 0.000-0.493.
+    assert type_rows(RESULTS + OCR_RESULTS) == [
+        ["multiple choice", 4, "accuracy", 0.25, "0.046–0.699"],
+        ["OCR", 2, "wer", 0.1667, "0.000–0.493"],
+    ]
+    assert type_rows(OCR_RESULTS[:1]) == [["OCR", 1, "wer", 0.3333, ""]]  # one record: no interval
+    assert confusion_counts(RESULTS + OCR_RESULTS) == confusion_counts(RESULTS)
+
+
 def test_evaluation_view_shows_the_newest_or_the_picked_evaluation(ctx, tmp_path):
     store = ctx.store
     run = store.create_run("grpo-x", config={"model": {"model_name_or_path": "/models/base"}})
@@ -215,6 +238,7 @@ def test_evaluation_view_shows_the_newest_or_the_picked_evaluation(ctx, tmp_path
     ]
     assert "**Accuracy 50.0%** · format rate 100.0% · 2 records" in view.headline
     assert [r[0] for r in view.records] == ["q1", "q2"]
+    assert view.types == [["multiple choice", 2, "accuracy", 0.5, "0.095–0.905"]]
 
     picked = evaluation_view(ctx, run.id, first.id)
     assert picked.selected == first.id and len(picked.records) == 4
@@ -247,6 +271,7 @@ def test_tab_builds_with_its_element_ids(ctx):
         "run": "eval-run", "checkpoint": "eval-checkpoint", "dataset": "eval-dataset", "start": "eval-start",
         "cancel": "eval-cancel", "status": "eval-status", "jobs": "eval-jobs", "summary": "eval-summary",
         "pick": "eval-pick", "headline": "eval-headline", "plot": "eval-confusion", "records": "eval-records",
+        "types": "eval-types",
         "compare_pick": "eval-compare-pick", "task_bars": "eval-task-bars", "task_table": "eval-task-table",
         "answer_dist": "eval-answer-dist", "fail_model": "eval-fail-model", "fail_record": "eval-fail-record",
         "fail_video": "eval-fail-video", "fail_detail": "eval-fail-detail", "export_csv": "eval-export-csv",

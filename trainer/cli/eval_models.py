@@ -3,8 +3,11 @@
     vgrpo eval --checkpoint PATH --dataset_use NAME|FILE [--json FILE|-] [--limit N] [--video-root DIR]
     vgrpo eval --run RUN --checkpoints all|latest|PATH[,PATH] --base --dataset_use ... --db URL
 
-The records come from ``trainer.eval.benchmark_data`` (multiple choice scored, other problem types
+The records come from ``trainer.eval.benchmark_data`` (every problem type with a metric scored, others
 counted as skipped), ``--limit N`` keeps at most N per task (``NAME%N`` keeps N % of each task).
+The headline accuracy is over the items whose metric is accuracy (multiple choice and numerical);
+``per_type`` in ``--json`` and a ``per type`` line give each type's metric (accuracy, WER, ROUGE,
+MRA) with its 95 % interval.
 Each model is answered with the same decoding (greedy unless ``--preset video_r1``) and scored with
 ``trainer.eval.benchmark``. With ``--db`` each evaluation is stored against its checkpoint row with the
 dataset fingerprint and the settings; an evaluation of the same checkpoint with the same key is
@@ -144,10 +147,13 @@ def result_doc(
 ) -> dict[str, Any]:
     """One model's JSON: the benchmark summary, where it is stored, its records, and the flat
     fields (accuracy, format_rate, num_records, confusion) earlier versions of ``--json`` wrote."""
-    from trainer.eval.benchmark import stored_answer, stored_choice
+    from trainer.data.problem_types import MULTIPLE_CHOICE
+    from trainer.eval.benchmark import stored_answer, stored_choice, stored_type
 
     confusion: dict[str, dict[str, int]] = {}
     for row in rows:
+        if stored_type(row) != MULTIPLE_CHOICE:
+            continue  # option letters only
         picks = confusion.setdefault(stored_answer(row), {})
         picks[stored_choice(row)] = picks.get(stored_choice(row), 0) + 1
     overall = summary.get("overall", {})
@@ -354,14 +360,27 @@ def run(args: argparse.Namespace) -> int:
             ),
             file=out,
         )
+        if doc.get("per_type"):
+            print(per_type_line(doc["per_type"]), file=out)
     if bench.skipped:
         print(
-            "skipped (not multiple choice): " + ", ".join(f"{k} {v}" for k, v in bench.skipped.items()),
+            "skipped (no metric for the type): " + ", ".join(f"{k} {v}" for k, v in bench.skipped.items()),
             file=out,
         )
     if args.json is not None:
         write_json(args, docs)
     return 0
+
+
+def per_type_line(per_type: list[dict[str, Any]]) -> str:
+    """``per type: multiple choice accuracy 0.5000 [0.0945, 0.9055] n=2; OCR wer 0.4444 n=1``: each
+    type's metric, its interval when it has one, and its count."""
+    parts = []
+    for s in per_type:
+        interval = s.get("interval")
+        bounds = f" [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else ""
+        parts.append(f"{s['type']} {s['metric']} {s['value']:.4f}{bounds} n={s['n']}")
+    return "per type: " + "; ".join(parts)
 
 
 def check_answer_format(

@@ -17,6 +17,7 @@ YAML the studio writes trains the same from a terminal.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import os
@@ -58,7 +59,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         for name, (sec, f) in field_index().items():
             if sec != section:
                 continue
-            default = f.default if f.default is not None else "none"
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            default = "none" if default is None else list(default) if isinstance(default, tuple) else default
             text = f"{f.metadata.get('help', '')} (default: {default})".replace(
                 "%", "%%"
             )  # argparse formats help

@@ -1,8 +1,11 @@
-"""Reading benchmark files for ``vgrpo eval``: every record counted, multiple choice kept with its task.
+"""Reading benchmark files for ``vgrpo eval``: every record counted, each kept with its task.
 
 The records themselves go through the dataset loaders (``validate_file``: every format of
 ``trainer.data.formats``); this module adds what scoring needs on top: each record's task and the
-problem type of the records the loaders refuse because they are not multiple choice.
+problem type of the records the loaders refuse. A refused record of a type we score is bad data
+(``invalid``, logged like in training); one of a type we cannot score (an unknown type, or a
+conversation record without options or type: an open-ended question counted as free-form) is
+counted by type in ``skipped``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ from typing import Any
 from trainer.core.errors import DataError
 from trainer.data.loading import file_kind
 from trainer.data.registry import resolve_dataset_use, validate_entry
-from trainer.eval.benchmark import MULTIPLE_CHOICE, BenchmarkItem, problem_type, stratified_subset, task_of
+from trainer.eval.benchmark import (
+    BenchmarkItem,
+    is_scorable,
+    item_type,
+    problem_type,
+    stratified_subset,
+    task_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +38,11 @@ FREE_FORM = "free-form"
 
 @dataclass
 class BenchmarkSet:
-    """The multiple-choice items of a ``dataset_use`` spec, and what was left out and why."""
+    """The items to score of a ``dataset_use`` spec, and what was left out and why."""
 
     items: list[BenchmarkItem] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # problem type -> records not scored
-    invalid: int = 0  # multiple-choice records the loaders refused (bad schema, missing video)
+    invalid: int = 0  # records of a scored type the loaders refused (bad schema, missing video)
 
 
 def raw_records(path: Path) -> dict[int, dict[str, Any]]:
@@ -82,30 +92,38 @@ def load_benchmark(
         # A registered dataset's records its registration refused stay out (validate_entry).
         report = validate_entry(entry, schema_only=not check_media, check_videos=False, video_root=root)
         kinds = [(e, _refused_type(raws.get(e.index, {}), e.reason)) for e in report.errors]
-        invalid = [e for e, kind in kinds if kind == MULTIPLE_CHOICE]
-        skipped.update(kind for _, kind in kinds if kind != MULTIPLE_CHOICE)
+        invalid = [e for e, kind in kinds if _is_bad_data(kind, e.reason)]
+        skipped.update(kind for e, kind in kinds if not _is_bad_data(kind, e.reason))
         if invalid:
-            # Bad multiple-choice records are left out like in training, loudly.
+            # Bad records are left out like in training, loudly.
             logger.warning(
-                "dataset %s: %d multiple-choice records unusable (first: %s)",
+                "dataset %s: %d records unusable (first: %s)",
                 entry.name,
                 len(invalid),
                 invalid[0],
             )
         out.invalid += len(invalid)
         first_invalid = first_invalid or (invalid[0] if invalid else None)
-        items = [
-            BenchmarkItem(record=r, task=task_of(raws.get(r.index, {}), entry.name)) for r in report.records
-        ]
+        items = []
+        for r in report.records:
+            if is_scorable(item_type(r)):
+                items.append(BenchmarkItem(record=r, task=task_of(raws.get(r.index, {}), entry.name)))
+            else:  # a loader that accepts a type we have no metric for
+                skipped[item_type(r)] += 1
         out.items.extend(stratified_subset(items, percent=percent if percent < 100 else None, seed=seed))
     if not out.items:
         raise DataError(
-            f"dataset_use {spec!r}: no multiple-choice record to score ({out.invalid} unusable"
+            f"dataset_use {spec!r}: no record to score ({out.invalid} unusable"
             + (f", first: {first_invalid}" if first_invalid else "")
             + f"; skipped by type: {dict(skipped)}; is --video-root right?)"
         )
     out.skipped = dict(skipped)
     return out
+
+
+def _is_bad_data(kind: str, reason: str) -> bool:
+    """A refused record of a type we score (not an open-ended conversation record)."""
+    return is_scorable(kind) and not reason.startswith("no options")
 
 
 def _refused_type(raw: dict[str, Any], reason: str) -> str:

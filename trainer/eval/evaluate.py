@@ -1,4 +1,9 @@
-"""Held-out evaluation: greedy answers to MCQ records -> accuracy, format rate, confusion, per record."""
+"""Held-out evaluation: greedy answers to records -> accuracy, format rate, confusion, per record.
+
+Records of every problem type are scored as ``vgrpo eval`` scores them (``trainer.eval.benchmark``):
+``accuracy`` is over the records whose metric is accuracy (multiple choice and numerical), the
+confusion over the multiple-choice ones, and ``per_type`` holds each type's metric and interval.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,11 @@ from typing import Any
 import torch
 
 from trainer.core.video_config import VideoConfig
+from trainer.data.problem_types import MULTIPLE_CHOICE
 from trainer.data.video import DecodeCache
+from trainer.eval.benchmark import BenchmarkItem, score_item, stored_type, stored_type_stats
 from trainer.rollout.hf import build_prompt_batch, generate_rollouts
-from trainer.score.rewards import score_completion
+from trainer.score.answer_types import ACCURACY, EVAL_METRICS
 
 
 @dataclass
@@ -24,6 +31,8 @@ class EvalResult:
     # correct letter -> chosen letter (or "none") -> count
     confusion: dict[str, dict[str, int]] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
+    # {"type", "n", "metric", "value", "interval"} per problem type (trainer.eval.benchmark.TypeStats)
+    per_type: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, float]:
         return {"accuracy": self.accuracy, "format_rate": self.format_rate, "num_records": self.num_records}
@@ -64,16 +73,21 @@ def _answer(
 
 def score_record(record: Any, text: str) -> dict[str, Any]:
     """One answered record as the result lists it: the letter it chose and whether that is right, read
-    by the rewards' parser (``score_completion``), so eval and training agree on every answer."""
-    b = score_completion(text, record.answer, record.options, mode=record.mode)
-    return {
+    by the rewards' parser (``score_completion``), so eval and training agree on every answer. A
+    record of another problem type lists its closed answer block as ``chosen`` and adds its
+    ``problem_type`` and ``value`` (``trainer.eval.benchmark.score_item``)."""
+    row = score_item(BenchmarkItem(record=record, task=""), text)
+    doc = {
         "id": record.id,
         "correct": record.answer,
-        "chosen": b.choice,
-        "is_correct": b.accuracy_reward > 0,
-        "format_ok": b.format_reward > 0,
+        "chosen": row.parsed,
+        "is_correct": row.is_correct,
+        "format_ok": row.format_ok,
         "completion": text,
     }
+    if row.problem_type != MULTIPLE_CHOICE:
+        doc.update(problem_type=row.problem_type, value=row.value)
+    return doc
 
 
 @torch.no_grad()
@@ -120,15 +134,19 @@ def evaluate(
         per_record = gather_object(local)
     confusion: dict[str, dict[str, int]] = {}
     for r in per_record:
+        if stored_type(r) != MULTIPLE_CHOICE:
+            continue
         chosen = r["chosen"] or "none"
         confusion.setdefault(r["correct"], {}).setdefault(chosen, 0)
         confusion[r["correct"]][chosen] += 1
     n = len(per_record)
+    scored = [r for r in per_record if EVAL_METRICS.get(stored_type(r)) == ACCURACY]
     return EvalResult(
-        accuracy=sum(r["is_correct"] for r in per_record) / max(n, 1),
+        accuracy=sum(r["is_correct"] for r in scored) / max(len(scored), 1),
         format_rate=sum(r["format_ok"] for r in per_record) / max(n, 1),
         num_records=n,
         seconds=time.perf_counter() - start,
         confusion=confusion,
         records=per_record,
+        per_type=[s.to_dict() for s in stored_type_stats(per_record)],
     )

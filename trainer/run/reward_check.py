@@ -48,7 +48,7 @@ def check_reward_functions(
             reward(texts, rows, **context)
     except RewardFunctionError as exc:
         cause = exc.__cause__
-        where = f" ({type(cause).__name__} at {_last_frame(cause)})" if cause is not None else ""
+        where = f" (at {_last_frame(cause)})" if cause is not None else ""
         raise ConfigError(f"grpo.rewards: {exc}{where}") from exc
     return rewards
 

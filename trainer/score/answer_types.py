@@ -60,6 +60,7 @@ __all__ = [
     "numerical_reward",
     "ocr_reward",
     "regression_reward",
+    "rouge_f",
     "word_error_rate",
 ]
 

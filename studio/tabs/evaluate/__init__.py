@@ -5,7 +5,8 @@ evaluation *job* (log file under ``<workspace>/logs/``): the job's status, owner
 live in the run database, so a page reload or a studio restart finds it again, and it can be
 cancelled. Results are read back from the run DB only, so evaluations made by training, by the
 command line or by an earlier studio session show up the same way: accuracy, format rate, a
-confusion heatmap and the per-record table.
+confusion heatmap, the per-record table and a table per problem type (each type's metric and 95 %
+interval).
 
 ``jobs`` builds and starts the command, ``views`` turns stored evaluations into tables and figures
 (neither imports Gradio), ``compare`` is the base-vs-checkpoints section, ``tab`` builds and wires
@@ -17,6 +18,7 @@ from studio.tabs.evaluate.tab import DEFAULT_DATASET, POLL_S, create_evaluate_ta
 from studio.tabs.evaluate.views import (
     RECORD_HEADERS,
     SUMMARY_HEADERS,
+    TYPE_HEADERS,
     EvalView,
     checkpoint_choices,
     confusion_counts,
@@ -27,6 +29,7 @@ from studio.tabs.evaluate.views import (
     record_rows,
     run_choices,
     summary_rows,
+    type_rows,
 )
 
 __all__ = [
@@ -35,6 +38,7 @@ __all__ = [
     "POLL_S",
     "RECORD_HEADERS",
     "SUMMARY_HEADERS",
+    "TYPE_HEADERS",
     "EvalView",
     "checkpoint_choices",
     "confusion_counts",
@@ -51,4 +55,5 @@ __all__ = [
     "run_choices",
     "start_evaluation",
     "summary_rows",
+    "type_rows",
 ]

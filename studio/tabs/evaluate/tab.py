@@ -1,5 +1,6 @@
 """The Evaluate tab's widgets and what they do: the evaluation form and its job, the run's stored
-evaluations (summary, confusion, records), and the base-vs-checkpoints section under them."""
+evaluations (summary, confusion, records, per problem type), and the base-vs-checkpoints section
+under them."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from studio.tabs.evaluate.jobs import JOB_HEADERS, job_rows, job_status, start_e
 from studio.tabs.evaluate.views import (
     RECORD_HEADERS,
     SUMMARY_HEADERS,
+    TYPE_HEADERS,
     EvalView,
     checkpoint_choices,
     default_run,
@@ -42,7 +44,7 @@ INTRO = (
 DEFAULT_DATASET = "synthetic_motion_eval"
 POLL_S = 2.0
 # What EvaluateHandlers.view_outputs fills, in its order (EvaluateWidgets attribute names).
-VIEW_FIELDS = ("summary", "pick", "head", "plot", "records")
+VIEW_FIELDS = ("summary", "pick", "head", "plot", "records", "types")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class EvaluateWidgets:
     head: Any
     plot: Any
     records: Any
+    types: Any
     section: dict[str, Any]  # the compare section's widgets, by name
     timer: Any
 
@@ -87,19 +90,21 @@ class EvaluateHandlers:
         self.supervisor = supervisor
 
     def view_outputs(self, run_id: int | None, eval_id: int | None) -> tuple:
-        """-> summary, evaluation picker, headline, confusion figure, records."""
+        """-> summary, evaluation picker, headline, confusion figure, records, per-type table."""
         import gradio as gr
 
         try:
             view = evaluation_view(self.ctx, run_id, eval_id)
         except StudioError as exc:
-            return [], gr.Dropdown(choices=[], value=None), f"**Cannot read evaluations:** {exc}", None, []
+            no_pick = gr.Dropdown(choices=[], value=None)
+            return [], no_pick, f"**Cannot read evaluations:** {exc}", None, [], []
         return (
             view.summary,
             gr.Dropdown(choices=view.choices, value=view.selected),
             view.headline,
             view.figure,
             view.records,
+            view.types,
         )
 
     def on_run(self, run_id: int | None, dataset: str | None = None) -> tuple:
@@ -221,7 +226,8 @@ def _jobs_section(ctx: StudioContext) -> tuple[Any, Any, Any]:
 
 
 def _results_section(first_view: EvalView) -> tuple[Any, ...]:
-    """The run's evaluations and the picked one: ``(summary, picker, headline, confusion, records)``."""
+    """The run's evaluations and the picked one:
+    ``(summary, picker, headline, confusion, records, per-type table)``."""
     import gradio as gr
 
     summary = gr.Dataframe(
@@ -241,7 +247,12 @@ def _results_section(first_view: EvalView) -> tuple[Any, ...]:
                 label="Per-record results", max_height=360, elem_id="eval-records",
                 column_widths=["13%", "11%", "11%", "7%", "11%", "47%"],
             )  # fmt: skip
-    return summary, pick, head, plot, records
+    types = gr.Dataframe(
+        headers=TYPE_HEADERS, value=first_view.types, interactive=False, elem_id="eval-types",
+        label="Per problem type (accuracy: multiple choice, numerical · wer: OCR, lower is better · "
+        "rouge: free-form · mra: regression; 95% interval)",
+    )  # fmt: skip
+    return summary, pick, head, plot, records, types
 
 
 def build_layout(ctx: StudioContext) -> EvaluateWidgets:
@@ -258,7 +269,7 @@ def build_layout(ctx: StudioContext) -> EvaluateWidgets:
     )
     checkpoint_offered = gr.State([value for _, value in checkpoint.choices])
     status, log_box, jobs_table = _jobs_section(ctx)
-    summary, pick, head, plot, records = _results_section(first_view)
+    summary, pick, head, plot, records, types = _results_section(first_view)
     section = create_compare_section(ctx, run, first_run, also_on=[head])
     # Runs only while the tab is shown (app.py starts and stops it on tab selection): a hidden tab
     # ticking every 2 s kept every open page's main thread busy. The jobs live in the run database,
@@ -268,7 +279,7 @@ def build_layout(ctx: StudioContext) -> EvaluateWidgets:
         shown=shown, run=run, checkpoint=checkpoint, checkpoint_offered=checkpoint_offered, dataset=dataset,
         max_records=max_records, batch_size=batch_size, compare=compare, start=start, cancel=cancel,
         refresh=refresh, status=status, log_box=log_box, jobs_table=jobs_table, summary=summary, pick=pick,
-        head=head, plot=plot, records=records, section=section, timer=timer,
+        head=head, plot=plot, records=records, types=types, section=section, timer=timer,
     )  # fmt: skip
 
 
@@ -282,7 +293,9 @@ def _wire_events(w: EvaluateWidgets, h: EvaluateHandlers) -> None:
     w.run.change(
         h.on_run, [w.run, w.dataset], [w.checkpoint, w.dataset, *w.view_widgets, w.checkpoint_offered]
     )
-    w.pick.change(lambda r, e: h.view_outputs(r, e)[2:], [w.run, w.pick], [w.head, w.plot, w.records])
+    w.pick.change(
+        lambda r, e: h.view_outputs(r, e)[2:], [w.run, w.pick], [w.head, w.plot, w.records, w.types]
+    )
     w.refresh.click(h.on_refresh, [w.run, w.pick], [w.run, *w.view_widgets])
     form = [w.run, w.checkpoint, w.dataset, w.max_records, w.batch_size, w.compare]
     w.start.click(h.on_start, form, [w.status])
@@ -311,6 +324,7 @@ def create_evaluate_tab(ctx: StudioContext, supervisor: Supervisor | None = None
         "headline": w.head,
         "plot": w.plot,
         "records": w.records,
+        "types": w.types,
         "timer": w.timer,
         **w.section,
     }

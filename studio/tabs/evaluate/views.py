@@ -1,11 +1,12 @@
-"""What a stored evaluation looks like (no Gradio): summary and per-record tables, the confusion
-heatmap, and the run, checkpoint and evaluation pickers' choices, all read from the run database."""
+"""What a stored evaluation looks like (no Gradio): summary, per-type and per-record tables, the
+confusion heatmap, and the run, checkpoint and evaluation pickers' choices, all read from the run
+database."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -14,19 +15,22 @@ import plotly.graph_objects as go
 from studio import choices
 from studio.context import StudioContext
 from trainer.core.errors import StudioError
-from trainer.eval.benchmark import NO_ANSWER, stored_answer, stored_choice
+from trainer.data.problem_types import MULTIPLE_CHOICE
+from trainer.eval.benchmark import NO_ANSWER, stored_answer, stored_choice, stored_type, stored_type_stats
 from trainer.rundb import Evaluation
 
 logger = logging.getLogger(__name__)
 
 RECORD_HEADERS = ["id", "correct", "chosen", "ok", "format ok", "completion"]
 SUMMARY_HEADERS = ["eval", "step", "dataset", "records", "accuracy", "format rate", "when"]
+TYPE_HEADERS = ["type", "n", "metric", "value", "interval"]
 
 
 def confusion_counts(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str], list[list[int]]]:
     """``(correct letters, chosen letters, counts)``: ``counts[i][j]`` records whose answer is
-    ``rows[i]`` and whose chosen option is ``cols[j]`` ("none" when no option was read)."""
-    pairs = [(stored_answer(r), stored_choice(r)) for r in results]
+    ``rows[i]`` and whose chosen option is ``cols[j]`` ("none" when no option was read). Only
+    multiple-choice records have options; the other problem types are left out."""
+    pairs = [(stored_answer(r), stored_choice(r)) for r in results if stored_type(r) == MULTIPLE_CHOICE]
     rows = sorted({c for c, _ in pairs})
     chosen = {c for _, c in pairs} | set(rows)
     cols = sorted(chosen - {NO_ANSWER}) + ([NO_ANSWER] if NO_ANSWER in chosen else [])
@@ -75,6 +79,22 @@ def record_rows(results: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
     ]
 
 
+def type_rows(results: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """The per-type table (TYPE_HEADERS) of an evaluation's records: each problem type's count, its
+    metric (accuracy; wer, lower is better; rouge; mra), the mean rounded to 4 places and its 95 %
+    interval as text ("" where there is none: a mean over fewer than two records)."""
+    return [
+        [
+            s.type,
+            s.n,
+            s.metric,
+            round(s.value, 4),
+            f"{s.interval[0]:.3f}–{s.interval[1]:.3f}" if s.interval is not None else "",
+        ]
+        for s in stored_type_stats(results)
+    ]
+
+
 def summary_rows(evaluations: Sequence[Evaluation], steps: Mapping[int, int]) -> list[list[Any]]:
     """One row per evaluation, newest first; ``steps`` maps checkpoint id -> step."""
     return [
@@ -109,6 +129,7 @@ class EvalView:
     headline: str
     figure: go.Figure | None
     records: list[list[Any]]
+    types: list[list[Any]] = field(default_factory=list)  # type_rows of the shown evaluation
 
 
 def evaluation_view(ctx: StudioContext, run_id: int | None, eval_id: int | None = None) -> EvalView:
@@ -134,6 +155,7 @@ def evaluation_view(ctx: StudioContext, run_id: int | None, eval_id: int | None 
         headline=headline(chosen, step),
         figure=confusion_figure(chosen.results, f"Confusion · eval #{chosen.id} · step {step}"),
         records=record_rows(chosen.results),
+        types=type_rows(chosen.results),
     )
 
 
