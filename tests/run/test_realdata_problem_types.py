@@ -67,7 +67,8 @@ def test_mixed_type_records_train_three_steps_and_evaluate_per_type(
     argv = ["train", "--config", str(REPO_ROOT / "configs" / "tiny_cpu_think.yaml"), "--workspace", str(ws),
             "--dataset_use", "dataflow_mixed", "--eval_dataset_use", "", "--per_device_train_batch_size", "5",
             "--max_steps", "3", "--save_steps", "3", "--dynamic_sampling", "false",
-            "--grpo_logging_steps", "1", "--num_processes", "1", "--output_dir", str(tmp_path / "out")]  # fmt: skip
+            "--grpo_logging_steps", "1", "--num_processes", "1",
+            "--output_dir", str(tmp_path / "out")]  # fmt: skip
     assert main(argv) == 0, capsys.readouterr().err[-3000:]
     store = RunStore(f"sqlite:///{ws / 'runs.db'}")
     [run] = store.list_runs()
