@@ -27,10 +27,11 @@ from studio.problems import describe
 from trainer.core.errors import ConfigError, DataError, StudioError
 from trainer.core.paths import resolve_repo_path
 from trainer.core.video_config import DEFAULT_MAX_PIXELS, VideoConfig
-from trainer.data.prompts import NO_THINK, THINK, chat_messages, format_options
+from trainer.data.problem_types import MULTIPLE_CHOICE
+from trainer.data.prompts import NO_THINK, THINK, chat_messages, format_options, user_text
 from trainer.data.records import MCQRecord, split_options
 from trainer.model.families import FAMILIES, family_of_model
-from trainer.score.rewards import format_reward, read_choice, split_completion
+from trainer.score.rewards import format_reward, read_choice, score_completion, split_completion
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +211,11 @@ class ChatSettings:
 
 
 def sample_question(record: MCQRecord) -> str:
-    """The text the question box shows for a dataset record: question, then its options."""
+    """The text the question box shows for a dataset record: question, then its options. A question
+    of another problem type (numerical, OCR, ...) has no options: the box shows the training prompt
+    itself (question and the type's answer instruction), which :func:`chat_conversation` sends as typed."""
+    if not record.is_multiple_choice:
+        return user_text(record.question, {}, record.mode, record.problem_type)
     return f"{record.question.strip()}\nOptions:\n{format_options(record.options)}"
 
 
@@ -403,13 +408,26 @@ def stream_answers(
 # ---- rendering ---------------------------------------------------------------------------------
 
 
-def verdict(text: str, options: Mapping[str, str], mode: str, correct: str | None) -> str:
+def verdict(
+    text: str,
+    options: Mapping[str, str],
+    mode: str,
+    correct: str | None,
+    problem_type: str = MULTIPLE_CHOICE,
+) -> str:
     """One line under a finished answer: format ok?, the chosen option (or why none), right or wrong.
 
     The choice is the accuracy reward's (``trainer.score.rewards.read_choice``), so the chat calls
-    an answer correct exactly when training would have paid it.
+    an answer correct exactly when training would have paid it. For a sample of another problem
+    type (``correct`` is then its reference answer) the line gives the accuracy reward training would
+    have paid (``trainer.score.rewards.score_completion``).
     """
     parts = ["format ✓" if format_reward(text, mode) else "format ✗"]
+    if problem_type != MULTIPLE_CHOICE and correct:
+        score = score_completion(text, correct, {}, mode=mode, problem_type=problem_type)
+        said = "no closed <answer>" if score.answer is None else f"answered {score.answer[:60]!r}"
+        parts += [said, f"{problem_type} reward {score.accuracy_reward:.2f} (reference {correct[:60]!r})"]
+        return " · ".join(parts)
     if options:
         choice = read_choice(text, options)
         parts.append(f"chose {choice.letter}" if choice.letter else f"no option chosen ({choice.why_none})")

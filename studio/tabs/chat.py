@@ -33,6 +33,7 @@ from studio.models import embedded_origin, model_label
 from trainer.core.errors import StudioError
 from trainer.core.paths import TINY_MODEL_DIR
 from trainer.data import MCQRecord
+from trainer.data.problem_types import MULTIPLE_CHOICE
 from trainer.data.prompts import NO_THINK, THINK
 from trainer.data.registry import load_dataset_use
 from trainer.model.families import FAMILIES
@@ -232,13 +233,16 @@ class ChatHandlers:
         is_image = Path(media).suffix.lower() in IMAGE_SUFFIXES
         # "0 of 0..199" read as nonsense: say what the number is.
         position = f"record number {int(index or 0)} of {total}, counted from 0"
-        info = f"Record **{record.id}** ({position}) · answer **({record.answer})**"
+        answer = (
+            f"({record.answer})" if record.is_multiple_choice else f"{record.answer} ({record.problem_type})"
+        )
+        info = f"Record **{record.id}** ({position}) · answer **{answer}**"
         return (
             gr.Video(value=None if is_image else media, visible=not is_image),
             gr.Image(value=media if is_image else None, visible=is_image),
             text_,
             record.mode,
-            {"question": text_, "answer": record.answer},
+            {"question": text_, "answer": record.answer, "problem_type": record.problem_type},
             info,
         )
 
@@ -267,9 +271,9 @@ class ChatHandlers:
             yield history_a, history_b, problems.error_markdown(exc, "Cannot ask")
             return
         _, options = parse_question(question_text)
-        correct = (
-            loaded_sample["answer"] if loaded_sample and loaded_sample["question"] == question_text else None
-        )
+        is_sample = bool(loaded_sample and loaded_sample["question"] == question_text)
+        correct = loaded_sample["answer"] if is_sample else None
+        problem_type = loaded_sample.get("problem_type", MULTIPLE_CHOICE) if is_sample else MULTIPLE_CHOICE
         asked = user_message(question_text, media)
         states: list = []
         try:
@@ -279,7 +283,8 @@ class ChatHandlers:
                     footer = None
                     if state.status == "done":
                         footer = (
-                            f"{verdict(state.text, options, answer_mode, correct)} · {state.seconds:.1f} s"
+                            f"{verdict(state.text, options, answer_mode, correct, problem_type)} · "
+                            f"{state.seconds:.1f} s"
                         )
                     panes.append([*history, asked, *answer_messages(state, footer)])
                 yield panes[0], panes[1], _status_line(states)

@@ -23,6 +23,8 @@ from studio.models import for_token_size
 from studio.tabs.chat import SMALLEST_VISUAL_TOKEN_PX
 from trainer.core.errors import ConfigError, DataError
 from trainer.core.paths import TINY_QWEN3_VL_DIR
+from trainer.core.video_config import VideoConfig
+from trainer.data.records import MCQRecord
 from trainer.data.registry import load_dataset_use
 from trainer.model.families import family_of_model
 from trainer.rollout.hf import conversation
@@ -299,6 +301,32 @@ def test_verdict_names_format_choice_and_correctness():
         "format ✗ · no option chosen (no <answer> tag) · wrong ✗ (answer B)"
     )
     assert verdict("hello", {}, "think", None) == "format ✗"
+
+
+def test_a_numerical_sample_asks_the_training_prompt_and_its_verdict_is_the_reward():
+    """A numerical record has no options: the question box holds the training prompt itself, sent
+    as typed (the same user turn as trainer.rollout.hf.conversation), and the verdict is the
+    accuracy reward training would pay."""
+    record = MCQRecord(
+        id="n1", video="/v/n.mp4", image=None, question="How many times does the square bounce?",
+        options={}, answer="2", source="n.jsonl", index=1, mode="no_think", problem_type="numerical",
+    )  # fmt: skip
+    text = sample_question(record)
+    assert text == (
+        "How many times does the square bounce?\n"
+        "Give the number inside <answer> </answer> tags, e.g. <answer>42</answer>."
+    )
+    messages = chat_conversation(None, text, "no_think", VideoConfig())
+    assert messages == [{"role": "user", "content": [{"type": "text", "text": text}]}]
+    assert verdict("<answer>2</answer>", {}, "no_think", "2", "numerical") == (
+        "format ✓ · answered '2' · numerical reward 1.00 (reference '2')"
+    )
+    assert verdict("<answer>2.0</answer>", {}, "no_think", "2", "numerical") == (
+        "format ✓ · answered '2.0' · numerical reward 0.00 (reference '2')"
+    )  # Video-R1's rule: a decimal point where the reference has none is wrong
+    assert verdict("two", {}, "no_think", "2", "numerical") == (
+        "format ✗ · no closed <answer> · numerical reward 0.00 (reference '2')"
+    )
 
 
 def test_cache_rejects_a_zero_capacity():
