@@ -164,6 +164,12 @@ def test_record_html_highlights_the_correct_option_and_escapes(tmp_path: Path, v
     assert "(D) down &#10003; correct" in page
     hostile = MCQRecord.from_dict({**rec.to_dict(), "question": "<script>alert(1)</script>"})
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in record_html(hostile)
+    free_form = MCQRecord.from_dict(
+        {**rec.to_dict(), "options": {}, "answer": "it <b>bounces</b>", "problem_type": "free-form"}
+    )
+    page = record_html(free_form)
+    assert "free-form - reference answer: <b>it &lt;b&gt;bounces&lt;/b&gt;</b>" in page
+    assert "vgrpo-option" not in page
 
 
 def test_only_staging_folders_older_than_a_day_are_cleaned(tmp_path: Path) -> None:

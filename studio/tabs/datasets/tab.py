@@ -63,8 +63,15 @@ def error_rows(report: ValidationReport) -> list[list[str]]:
 
 
 def record_html(record: MCQRecord) -> str:
-    """Question and options, the correct option highlighted."""
+    """Question and options, the correct option highlighted; for the other problem types, the type
+    and the reference answer."""
     items = []
+    if not record.is_multiple_choice:
+        items.append(
+            '<li class="vgrpo-reference" style="list-style:none;border:1px solid #16a34a;border-radius:6px;'
+            f'padding:4px 10px;margin:4px 0;background:#dcfce7">{html.escape(record.problem_type)} - '
+            f"reference answer: <b>{html.escape(record.answer)}</b></li>"
+        )
     for letter, option in record.options.items():
         correct = letter == record.answer
         style = "background:#dcfce7;border-color:#16a34a;font-weight:600" if correct else ""
