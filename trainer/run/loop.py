@@ -176,9 +176,8 @@ def _train(
         while state.step < steps:
             stop_if_lost(accelerator, store, held)
             step_start = time.perf_counter()
-            micro_records = [draw() for _ in range(cfg.optim.gradient_accumulation_steps)]
-            ctx.step = state.step + 1
-            metrics, micro = grpo_step(ctx, micro_records)
+            ctx.step = state.step + 1  # the step being taken: the reward functions' ``step``
+            metrics, micro = grpo_step(ctx, [draw() for _ in range(cfg.optim.gradient_accumulation_steps)])
             if sync_sampler is not None:
                 sync_sampler(accelerator.unwrap_model(model))
             state.step += 1
