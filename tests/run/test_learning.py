@@ -1,5 +1,5 @@
-"""GRPO learns the synthetic task in both answer formats, and with the tiny Qwen3-VL and Qwen3.5 on
-their think presets: a short, time-boxed bench/learning.py.
+"""GRPO learns the synthetic task in both answer formats, and with the tiny Qwen3-VL on its think
+preset: a short, time-boxed bench/learning.py (Qwen3.5's learning is the bench's, see CASES).
 
 The full target (>= 0.9 held-out accuracy within 600 s) is met by the benchmark; this test only
 asserts a clear rise from chance, with each mode's shipped preset (configs/tiny_cpu.yaml for
@@ -43,11 +43,10 @@ CASES = {
     # minutes are spent.
     "qwen3_vl_think": ("tiny_cpu_think.yaml", 240.0, 0.6),
     # Qwen3.5 on its own think preset (lr 3e-4: at 1e-3 it stayed at chance; the preset's header has
-    # the numbers). Its think run takes off sooner than its no_think one: seed 0, quiet machine,
-    # held-out 0.27 / 0.42 / 1.00 at steps 0 / 100 / 200 (0.73 s a step: its linear-attention layer
-    # runs transformers' PyTorch fallback on a CPU); no_think reached 0.99 only at step 400 and a
-    # 300 s test of it stopped at step 349 with 0.395.
-    "qwen3_5_think": ("tiny_cpu_qwen3_5_think.yaml", 240.0, 0.6),
+    # the numbers) is left to the bench since the numerical split's case came in (CI's 45 minutes):
+    # seed 0, quiet machine, held-out 0.27 / 0.42 / 1.00 at steps 0 / 100 / 200; a 240 s CI case of
+    # it stopped early at ~170 s with held-out >= 0.6. CI still trains Qwen3.5 through the CLI
+    # (tests/run/test_families_end_to_end.py) and from the Train tab.
 }
 MODELS = {
     "qwen3_vl_think": TINY_QWEN3_VL_DIR,

@@ -28,7 +28,9 @@ from trainer.core.paths import TINY_MODEL_DIR
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-WATCH_S = 120.0
+# One minute of watching: 12 polls and about 60 steps of a live run; the bench (bench/studio_load_page.py)
+# watches longer. It was 120 s until CI's 45 minutes ran short (issue 22 added the numerical learning test).
+WATCH_S = 60.0
 # The page before its rework was busy 0.85 of the time. After it: 0.125 in the bench, and on 2 cores
 # beside a live trainer 0.12-0.18 from run to run (0.179 seen once): 0.2 still fails a regression.
 BUSY_LIMIT = 0.2
@@ -117,7 +119,7 @@ def test_a_page_watching_a_live_run_costs_little_and_answers_refresh_at_once(
             seen = f"busy {cost.busy:.1%} of {cost.seconds:.0f} s, heap +{cost.heap_growth_mb:.1f} MB"
             assert cost.busy < BUSY_LIMIT, seen
             assert cost.heap_growth_mb < HEAP_GROWTH_LIMIT_MB, seen
-            assert len(steps) > 100  # the run really ran while the page watched
+            assert len(steps) > 50  # the run really ran while the page watched
 
             refresh_ms = bench.refresh_latency_ms(page, store, run_id, n=5)
             assert statistics.median(refresh_ms) < REFRESH_LIMIT_MS, [round(ms) for ms in refresh_ms]
