@@ -31,6 +31,8 @@ CSS = """
 #studio-header p { color: #52525b; margin-top: 4px; }
 /* A table's column titles stay on one line ("duration" wrapped as "durati" / "on"). */
 #runs-table th, #runs-table th * { white-space: nowrap; }
+/* A table's help line (the Train tab's rewards) in the size and colour of the other fields' info. */
+.vgrpo-field-info, .vgrpo-field-info p { font-size: var(--text-sm); color: var(--block-info-text-color); }
 #monitor-log textarea { font-family: var(--font-mono); font-size: 0.85em; }
 /* A single-choice dropdown draws its caret (an absolutely placed div.icon-wrap) over the right end of
    its text box: a long value (a model's path) ran under it. Keep the text clear of the caret. */
@@ -168,6 +170,8 @@ def launch_app(
     reaped = Supervisor(ctx).reap()
     if reaped:
         logger.warning("ended run(s) %s: their trainer or the studio that launched it is gone", reaped)
+    # Read by the Train tab's reward upload (studio.reward_files.is_upload_allowed) at each upload.
+    ctx.host, ctx.has_login = host, auth is not None
     demo = demo or create_app(ctx)
     _, local_url, _ = demo.launch(
         server_name=host,

@@ -16,6 +16,10 @@ class StudioContext:
 
     workspace: Path
     db_url: str = field(default="")
+    # Where the server listens and whether it needs a login (``studio.app.launch_app`` sets both; a
+    # studio built but not launched by it knows neither and refuses reward uploads).
+    host: str | None = None
+    has_login: bool = False
 
     def __post_init__(self) -> None:
         self.workspace = Path(self.workspace).resolve()

@@ -1,10 +1,12 @@
 """The training form, generated from TrainConfig's dataclass fields: no hand-kept widget list.
 
 Each field becomes one widget labelled by its name with its ``metadata["help"]`` as info text: a
-checkbox for a bool, a one-line text box for anything else. Numbers are typed as text on purpose:
-a number widget rounds 2.5 to 2 for an integer field, turns "abc" into an empty value and an empty
-optional box into 0; a text box hands over exactly what was typed, and ``trainer.core.config``'s
-parser then accepts it or names the field, exactly as it does for the YAML and the CLI flags.
+checkbox for a bool, a table for a structured value (the ``grpo.rewards`` list: rows of name, function,
+weight, parsed by ``RewardList.parse_config``), a one-line text box for anything else. Numbers are
+typed as text on purpose: a number widget rounds 2.5 to 2 for an integer field, turns "abc" into an
+empty value and an empty optional box into 0; a text box hands over exactly what was typed, and
+``trainer.core.config``'s parser then accepts it or names the field, exactly as it does for the YAML
+and the CLI flags.
 
 The essentials (model, datasets, the seven seed knobs, the step/time budget) come first; the other
 fields sit in one collapsed section per config concern whose label counts the fields changed from
@@ -14,6 +16,7 @@ the preset.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -81,6 +84,7 @@ def form_fields() -> list[FormField]:
         cls = SECTIONS[section]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         typ, optional = field_type(f, cls), is_optional(f, cls)
+        default = comparable(default)  # as flat() holds it: the rewards list as YAML mappings
         out.append(FormField(name, section, typ, default, f.metadata.get("help", ""), optional))
     return out
 
@@ -90,12 +94,30 @@ def section_fields(section: str) -> list[FormField]:
     return [f for f in form_fields() if f.section == section and f.name not in ESSENTIALS]
 
 
+def is_table(f: FormField) -> bool:
+    """A structured value (the rewards list) shown as a table, not a text box."""
+    return hasattr(f.type, "parse_config")
+
+
 def widget_value(value: Any) -> Any:
-    """A config value as its widget shows it: bools as they are, None as an empty box, the rest as
-    text (``repr`` of a float keeps every digit: 2e-05, 0.1)."""
+    """A config value as its widget shows it: bools as they are, None as an empty box, a list (the
+    rewards, as ``TrainConfig.flat`` writes it) as table rows, the rest as text (``repr`` of a float
+    keeps every digit: 2e-05, 0.1)."""
     if isinstance(value, bool):
         return value
+    if isinstance(value, list | tuple):
+        return table_rows(value)
     return "" if value is None else str(value)
+
+
+def table_rows(entries: Sequence[Any]) -> list[list[Any]]:
+    """The rewards list (specs, or their YAML mappings) -> ``[name, function, weight]`` rows; a
+    built-in's function is an empty cell."""
+    rows = []
+    for entry in entries:
+        item = entry.to_dict() if hasattr(entry, "to_dict") else dict(entry)
+        rows.append([item.get("name") or "", item.get("function") or "", item.get("weight")])
+    return rows
 
 
 def field_values(cfg: TrainConfig) -> dict[str, Any]:
@@ -112,7 +134,50 @@ def config_from_values(values: Mapping[str, Any]) -> TrainConfig:
     unknown = [name for name in values if name not in field_index()]
     if unknown:
         raise ConfigError(f"unknown config key {unknown[0]!r}")
-    return build_config(dict(values))
+    return build_config({name: table_value(value) for name, value in values.items()})
+
+
+def table_value(value: Any) -> Any:
+    """A table's rows as the config parser takes them (a pandas frame as its rows), without the rows
+    the table's + button adds and nobody filled: no name, no function and a weight of 0 or none (a
+    number column starts at 0, so the parser would not see such a row as blank). A row with only a
+    weight is kept: the parser names it."""
+    if hasattr(value, "values") and hasattr(value, "columns"):  # a pandas DataFrame
+        value = value.values.tolist()
+    if not isinstance(value, list) or not all(isinstance(row, list | tuple) for row in value):
+        return value
+    return [row for row in value if not _is_unfilled(row)]
+
+
+def _is_unfilled(row: Sequence[Any]) -> bool:
+    def empty(cell: Any) -> bool:
+        return cell is None or (isinstance(cell, str) and not cell.strip())
+
+    *text_cells, weight = row if len(row) else [None]
+    return all(empty(c) for c in text_cells) and (empty(weight) or weight in (0, "0"))
+
+
+def value_text(value: Any) -> str:
+    """A widget value as one line, for saying what changed: table rows as ``[name function weight,
+    ...]`` without the blank rows (a weight typed 1 and 1.0 read the same)."""
+    if not isinstance(value, list | tuple):
+        return str(value)
+    rows = []
+    for row in table_value(value):
+        cells = ["" if c is None else str(c).strip() for c in row]
+        if not any(cells):
+            continue
+        try:
+            cells[-1] = f"{float(cells[-1]):g}"
+        except ValueError:
+            pass  # shown as typed
+        rows.append(" ".join(c for c in cells if c))
+    return "[" + ", ".join(rows) + "]"
+
+
+def comparable(value: Any) -> Any:
+    """A parsed value as the preset's ``flat()`` holds it (the rewards list as YAML mappings)."""
+    return value.to_config() if hasattr(value, "to_config") else value
 
 
 def load_preset(path: Path = PRESET_PATH) -> TrainConfig:
@@ -168,11 +233,11 @@ def changed_fields(values: Mapping[str, Any], preset: TrainConfig, names: Sequen
     for name in names:
         f = fields[name]
         try:
-            value = parse_value(name, values[name], f.type, f.optional)
+            value = parse_value(name, table_value(values[name]), f.type, f.optional)
         except ConfigError:
             changed.append(name)
             continue
-        if value != reference[name]:
+        if comparable(value) != reference[name]:
             changed.append(name)
     return changed
 
@@ -190,6 +255,9 @@ def command_line(cfg: TrainConfig, skip: Sequence[str] = ()) -> str:
     for name, value in cfg.flat().items():
         if name in skip or value == defaults[name] or value is None:
             continue
+        if isinstance(value, list):  # the rewards list: JSON, which the flag's parser reads as YAML
+            parts += [f"--{name}", json.dumps(value)]
+            continue
         parts += [f"--{name}", str(value).lower() if isinstance(value, bool) else str(value)]
     return shlex.join(parts)
 
@@ -204,6 +272,8 @@ def make_widget(f: FormField, value: Any) -> Any:
     """The default widget for a field (must be called inside a Gradio Blocks context)."""
     import gradio as gr
 
+    if is_table(f):
+        return table_widget(f, value)
     common = {"label": f.name, "info": f.help, "elem_id": f"train-{f.name}", "min_width": 220}
     if f.type is bool:
         return gr.Checkbox(value=bool(value), **common)
@@ -211,20 +281,62 @@ def make_widget(f: FormField, value: Any) -> Any:
     return gr.Textbox(value=widget_value(value), lines=1, max_lines=1, placeholder=placeholder, **common)
 
 
+TABLE_HEADERS = ["name", "function", "weight"]
+
+
+def table_widget(f: FormField, value: Any) -> Any:
+    """The rewards list as an editable table (rows added with its + button): what the table means above
+    it (``text.REWARDS_TABLE_INFO``, the field's help in the form's words), since a Dataframe has no
+    info line. Hands its rows over as a list of lists."""
+    import gradio as gr
+
+    gr.Markdown(text.REWARDS_TABLE_INFO, elem_id=f"train-{f.name}-info", elem_classes=["vgrpo-field-info"])
+    return gr.Dataframe(
+        value=widget_value(value) if isinstance(value, list | tuple) else value,
+        headers=TABLE_HEADERS,
+        datatype=["str", "str", "number"],
+        type="array",
+        interactive=True,
+        # Three columns, none added or removed: Gradio 6.x warns that column_limits is "not yet
+        # implemented", while its (count, "fixed") form is what the page reads.
+        column_count=(len(TABLE_HEADERS), "fixed"),  # type: ignore[arg-type]
+        row_count=1,
+        label=f.name,
+        elem_id=f"train-{f.name}",
+    )
+
+
 def build_rows(
     fields: Sequence[FormField], values: Mapping[str, Any], custom: Mapping[str, WidgetFactory] | None = None
 ) -> dict[str, Any]:
-    """Widgets for ``fields``, ROW_SIZE to a row; returns ``{field: widget}``."""
+    """Widgets for ``fields``, ROW_SIZE to a row (a table gets a row of its own); returns
+    ``{field: widget}``."""
     import gradio as gr
 
     custom = custom or {}
     widgets: dict[str, Any] = {}
-    for start in range(0, len(fields), ROW_SIZE):
+    for row in _rows(fields):
         with gr.Row():
-            for f in fields[start : start + ROW_SIZE]:
+            for f in row:
                 factory = custom.get(f.name, make_widget)
                 widgets[f.name] = factory(f, values.get(f.name, widget_value(f.default)))
     return widgets
+
+
+def _rows(fields: Sequence[FormField]) -> list[list[FormField]]:
+    """The fields in rows of at most ROW_SIZE, each table alone on its row (it needs the width)."""
+    rows: list[list[FormField]] = []
+    current: list[FormField] = []
+    for f in fields:
+        if is_table(f):
+            rows += [current, [f]] if current else [[f]]
+            current = []
+            continue
+        current.append(f)
+        if len(current) == ROW_SIZE:
+            rows.append(current)
+            current = []
+    return rows + [current] if current else rows
 
 
 def build_essentials(

@@ -78,7 +78,7 @@ def panel_spec(title: str, present: Sequence[str]) -> dict[str, Any]:
 
 def present_by_panel(names: Collection[str]) -> dict[str, list[str]]:
     """Each panel's metrics among ``names``, in the panel's order."""
-    return {title: [n for n in panel if n in names] for title, panel in plots.PANELS.items()}
+    return {title: plots.panel_metrics(panel, names) for title, panel in plots.PANELS.items()}
 
 
 def chart_delta(

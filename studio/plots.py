@@ -18,11 +18,18 @@ from trainer.rundb import MetricSeries
 # name -> (steps, values, wall_times), as plain lists so a gr.State can hold and extend them.
 Series = dict[str, tuple[list[int], list[float], list[float]]]
 
-# The Monitor's panels: title -> metric names (one subplot each).
+# The Monitor's panels: title -> metric names (one chart each). A name ending in "/" is a prefix: every
+# metric of the run under it, sorted (``reward/`` -> one chart per reward of the run's grpo.rewards).
 PANELS: dict[str, tuple[str, ...]] = {
     # Held-out accuracy beside the train accuracy reward, on the first screen: the climb a newcomer
     # waits for (it has points only at eval_steps; the chart appears with the first one).
-    "GRPO": (*mk.SEED_GRPO_METRICS[:4], mk.EVAL_ACCURACY, *mk.SEED_GRPO_METRICS[4:]),
+    "GRPO": (
+        *mk.SEED_GRPO_METRICS[:4],
+        mk.EVAL_ACCURACY,
+        mk.TOTAL_REWARD,
+        mk.REWARD_PREFIX,
+        *[m for m in mk.SEED_GRPO_METRICS[4:] if m != mk.TOTAL_REWARD],
+    ),
     "Optimisation": (
         mk.LOSS,
         mk.LEARNING_RATE,
@@ -48,6 +55,19 @@ PANELS: dict[str, tuple[str, ...]] = {
 }
 PLOT_COLUMNS = 3
 PALETTE = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880")
+
+
+def panel_metrics(panel: Sequence[str], names: Iterable[str]) -> list[str]:
+    """The metrics of ``names`` a panel shows, in its order; a prefix entry (``reward/``) takes every
+    name under it, sorted."""
+    names = set(names)
+    out: list[str] = []
+    for entry in panel:
+        if entry.endswith("/"):
+            out += sorted(n for n in names if n.startswith(entry) and n not in out)
+        elif entry in names:
+            out.append(entry)
+    return out
 
 
 def ema(values: Sequence[float], weight: float) -> list[float]:

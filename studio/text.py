@@ -145,6 +145,28 @@ MORE_SETTINGS = (
     "### More settings\nEverything else, by concern; a section's title counts what differs from the preset."
 )
 EMPTY_MEANS_UNSET = "empty: not set"
+REWARDS_TABLE_INFO = (
+    "**rewards**: one row per reward: name, function (empty for the built-ins format and accuracy; "
+    "`FILE.py:NAME` or `package.module:NAME` for your own), weight. **Empty table: format and accuracy "
+    "weighted by format_reward_weight and accuracy_reward_weight.** Any row replaces those two (list "
+    "format and accuracy too to keep them). A function is called as "
+    "`fn(completions, records, **context)` and returns a list of floats (None: does not apply); its "
+    "file must be in the workspace (upload one below). Add rows with + or a cell's ⋮ menu."
+)
+REWARD_UPLOAD_BUTTON = "Upload a reward file (.py)"
+REWARD_UPLOADED = (
+    "Stored `{path}` in the workspace. Type its function as `{ref}` in the table's function column{more}."
+)
+REWARD_UPLOADED_NO_FUNCTION = (
+    "Stored `{path}` in the workspace, but it defines no public function: add one "
+    "(`def NAME(completions, records, **context)`) and type it as `{file}:NAME`."
+)
+REWARD_UPLOAD_REFUSED = "Reward file refused"
+REWARD_UPLOAD_NOT_LOCAL = (
+    "Uploading a reward file is allowed only when the studio is served on this machine (127.0.0.1) or "
+    "with a login: a reward file is code the trainer runs. Start the studio with `--auth USER:PASSWORD` "
+    "(or on `--host 127.0.0.1`) to upload one."
+)
 PICK_DATASETS_FIRST = "Pick one or more datasets first, then press Use."
 DATASETS_USED = "Use: {changes}."
 CONFIG_VALID_CAN_LEARN = (

@@ -12,6 +12,7 @@ from studio import plots, problems, text
 from studio.context import StudioContext
 from studio.supervisor import Supervisor
 from trainer.core import metrics_keys as mk
+from trainer.data.problem_types import MULTIPLE_CHOICE
 from trainer.rundb import ENDED_EARLY_EVENT, Rollout, Run
 from trainer.score.rewards import extract_choice, parse_completion
 
@@ -148,14 +149,56 @@ def ended_early_message(ctx: StudioContext, run: Run) -> str | None:
     return ended[-1] if ended else None
 
 
+def is_multiple_choice(rollout: Rollout) -> bool:
+    """A multiple-choice rollout (rows written before problem types have none)."""
+    return rollout.problem_type in (None, MULTIPLE_CHOICE)
+
+
+# The accuracy of a numerical, OCR, free-form or regression answer is graded (a relative error, a word
+# overlap), so "correct" is a threshold on it: at least half right.
+CORRECT_ACCURACY = 0.5
+
+
+def accuracy_of(rollout: Rollout) -> float | None:
+    """The accuracy reward of a completion: its ``accuracy`` entry in the run's rewards, else the
+    seed's accuracy column."""
+    value = rollout.rewards.get("accuracy") if rollout.rewards else None
+    return value if value is not None else rollout.accuracy_reward
+
+
 def is_correct(rollout: Rollout) -> bool:
-    """The completion's answer names the correct option (the accuracy reward when not decidable)."""
+    """The completion's answer names the correct option (the accuracy reward when not decidable);
+    for other problem types, its accuracy reward is at least CORRECT_ACCURACY."""
+    if not is_multiple_choice(rollout):
+        return (accuracy_of(rollout) or 0) >= CORRECT_ACCURACY
     if rollout.correct_letter and rollout.options:
         answer = rollout.answer if rollout.answer is not None else parse_completion(rollout.completion).answer
         if answer is not None:
             return extract_choice(answer, rollout.options) == rollout.correct_letter
         return False
     return (rollout.accuracy_reward or 0) > 0
+
+
+def verdict(rollout: Rollout) -> str:
+    """The card's badge: correct / wrong for an option; the graded accuracy's value otherwise."""
+    ok = is_correct(rollout)
+    mark = "&#10003;" if ok else "&#10007;"
+    if is_multiple_choice(rollout):
+        return f"{mark} correct" if ok else f"{mark} wrong"
+    return f"{mark} accuracy {_num(accuracy_of(rollout))}"
+
+
+def scores_text(rollout: Rollout) -> str:
+    """Each reward's value (the run's rewards list, else the seed's two), the total, the advantage."""
+    rewards = dict(rollout.rewards) or {"format": rollout.format_reward, "accuracy": rollout.accuracy_reward}
+    parts = [
+        f'<span class="vgrpo-reward" data-reward="{html.escape(name)}">{html.escape(name)} '
+        f"{_num(value) if value is not None else 'n/a'}</span>"
+        for name, value in rewards.items()
+    ]
+    return " - ".join(
+        [*parts, f"total {_num(rollout.total_reward)}", f"<b>advantage {_num(rollout.advantage)}</b>"]
+    )
 
 
 def _num(value: float | None) -> str:
@@ -169,9 +212,8 @@ def completions_html(rollouts: Sequence[Rollout]) -> str:
         parsed = parse_completion(r.completion)
         think = r.think if r.think is not None else parsed.think
         answer = r.answer if r.answer is not None else parsed.answer
-        ok = is_correct(r)
-        border = "#16a34a" if ok else "#dc2626"
-        badge = "&#10003; correct" if ok else "&#10007; wrong"
+        border = "#16a34a" if is_correct(r) else "#dc2626"
+        badge = verdict(r)
         body = (
             f'<div class="vgrpo-think" style="color:#52525b;font-style:italic;white-space:pre-wrap">'
             f"{html.escape(think) if think else '<em>(no &lt;think&gt; block)</em>'}</div>"
@@ -180,10 +222,7 @@ def completions_html(rollouts: Sequence[Rollout]) -> str:
         )
         if think is None and answer is None:
             body += f'<pre style="white-space:pre-wrap;font-size:0.85em">{html.escape(r.completion)}</pre>'
-        scores = (
-            f"format {_num(r.format_reward)} - accuracy {_num(r.accuracy_reward)} - "
-            f"total {_num(r.total_reward)} - <b>advantage {_num(r.advantage)}</b>"
-        )
+        scores = scores_text(r)
         cards.append(
             '<div class="vgrpo-completion" '
             f'style="flex:1 1 220px;border:2px solid {border};border-radius:8px;padding:8px">'
@@ -196,14 +235,23 @@ def completions_html(rollouts: Sequence[Rollout]) -> str:
 
 
 def question_html(rollout: Rollout) -> str:
+    """The question with its options, the correct one marked; for other problem types, its type and
+    reference answer."""
+    head = (
+        f'<div style="color:#71717a;font-size:0.85em">{html.escape(rollout.prompt_id)} - '
+        f"step {rollout.step}</div><p>{html.escape(rollout.question)}</p>"
+    )
+    if not is_multiple_choice(rollout):
+        kind = html.escape(str(rollout.problem_type))
+        return head + (
+            f'<div class="vgrpo-reference"><span style="color:#71717a">{kind}'
+            f' question, reference answer:</span> <b style="color:#15803d;white-space:pre-wrap">'
+            f"{html.escape(rollout.reference or '')}</b></div>"
+        )
     good = "font-weight:700;color:#15803d"
     options = "".join(
         f'<li style="list-style:none;{good if k == rollout.correct_letter else ""}">'
         f"({k}) {html.escape(v)}{' &#10003;' if k == rollout.correct_letter else ''}</li>"
         for k, v in rollout.options.items()
     )
-    return (
-        f'<div style="color:#71717a;font-size:0.85em">{html.escape(rollout.prompt_id)} - '
-        f"step {rollout.step}</div>"
-        f'<p>{html.escape(rollout.question)}</p><ul style="padding:0">{options}</ul>'
-    )
+    return f'{head}<ul style="padding:0">{options}</ul>'

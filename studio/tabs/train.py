@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from studio import choices, forms, models, problems, text
+from studio import choices, forms, models, problems, reward_files, text
 from studio.context import StudioContext
 from studio.environments import trainer_python, vllm_environment_text
 from studio.live import Refresh
@@ -47,9 +47,11 @@ def preview_texts(supervisor: Supervisor, prepared: TrainConfig) -> tuple[str, s
 
 
 def checked_config(supervisor: Supervisor, values: dict[str, Any]) -> TrainConfig:
-    """Form values -> the config as it will run, after every check Launch runs (raises StudioError)."""
+    """Form values -> the config as it will run, after every check Launch runs (raises StudioError).
+    Reward files must live in the workspace: a browser user must not make the trainer run any file
+    of this machine (the terminal's ``vgrpo train`` has no such limit)."""
     prepared = supervisor.prepare(forms.config_from_values(values))
-    check_launch(prepared)
+    check_launch(prepared, reward_roots=[supervisor.ctx.workspace])
     trainer_python(prepared)  # a vllm run needs a Python with vLLM (studio.environments)
     return prepared
 
@@ -205,9 +207,8 @@ class TrainHandlers:
                 gr.skip(),
             ]
         before = self.values_of(current)
-        changed = [
-            f"{n} {before[n]!r} -> {values[n]!r}" for n in self.names if str(values[n]) != str(before[n])
-        ]
+        old, new = ({n: forms.value_text(v[n]) for n in self.names} for v in (before, values))
+        changed = [f"{n} {old[n]!r} -> {new[n]!r}" for n in self.names if old[n] != new[n]]
         said = text.YAML_CHANGED.format(changes="; ".join(changed)) if changed else text.YAML_UNCHANGED
         status = f"{text.YAML_LOADED} {text.literal(said)}"
         return [status, *[values[n] for n in self.names], sized_for(values["model_name_or_path"])]
@@ -225,6 +226,24 @@ class TrainHandlers:
         except StudioError:
             return [gr.skip(), gr.skip()]
         return [cfg.to_yaml(), cmd]
+
+    def upload_reward(self, path: str | None) -> str:
+        """A reward file from the upload button -> what happened: where it is stored and the
+        ``FILE.py:NAME`` to type, or why it was refused (no login on a non-loopback address, not a
+        ``.py`` file, too large, a different file of that name already there)."""
+        if not path:
+            return ""
+        if not reward_files.is_upload_allowed(self.ctx.host, self.ctx.has_login):
+            return f"**{text.REWARD_UPLOAD_REFUSED}:** {text.REWARD_UPLOAD_NOT_LOCAL}"
+        try:
+            stored = reward_files.store_reward_file(Path(path), self.ctx.workspace)
+        except (StudioError, OSError) as exc:
+            return problems.error_markdown(exc, text.REWARD_UPLOAD_REFUSED)
+        if not stored.functions:
+            return text.REWARD_UPLOADED_NO_FUNCTION.format(path=stored.relative, file=stored.relative)
+        refs = [f"{stored.relative}:{name}" for name in stored.functions]
+        more = "".join(f", or `{ref}`" for ref in refs[1:])
+        return text.REWARD_UPLOADED.format(path=stored.relative, ref=refs[0], more=more)
 
     @staticmethod
     def choose_model(model: str, pixels_family: str | None, *pixels: Any) -> list[Any]:
@@ -292,6 +311,26 @@ def rollout_backend_widget(f: forms.FormField, value: Any) -> Any:
     )  # fmt: skip
 
 
+def rewards_widget(extra: dict[str, Any]) -> forms.WidgetFactory:
+    """The rewards table with an upload button for a reward file beside it (its widgets go into
+    ``extra``: ``reward_upload``, ``reward_upload_status``)."""
+
+    def build(f: forms.FormField, value: Any) -> Any:
+        import gradio as gr
+
+        with gr.Column():
+            table = forms.table_widget(f, value)
+            with gr.Row(equal_height=True):
+                extra["reward_upload"] = gr.UploadButton(
+                    text.REWARD_UPLOAD_BUTTON, file_types=[".py"], file_count="single", type="filepath",
+                    size="sm", scale=0, min_width=240, elem_id="train-reward-upload",
+                )  # fmt: skip
+                extra["reward_upload_status"] = gr.Markdown(elem_id="train-reward-upload-status")
+        return table
+
+    return build
+
+
 def sized_for(model: str) -> str | None:
     """The ``model_type`` of a model's family (None while unknown): what the form's pixel budgets
     are sized for after the form takes that model with its own budgets (preset, YAML)."""
@@ -305,8 +344,12 @@ def build_layout(ctx: StudioContext) -> dict[str, Any]:
 
     preset = forms.preset_for_mode(NO_THINK)
     values = forms.field_values(preset)
-    custom = {"model_name_or_path": model_widget, "rollout_backend": rollout_backend_widget}
     w: dict[str, Any] = {"preset_mode": gr.State(NO_THINK), "last_run": gr.State(None)}
+    custom = {
+        "model_name_or_path": model_widget,
+        "rollout_backend": rollout_backend_widget,
+        "rewards": rewards_widget(w),
+    }
     w["pixels_family"] = gr.State(sized_for(values["model_name_or_path"]))
     gr.Markdown(text.INTRO_TRAIN)
     with gr.Row(equal_height=False):
@@ -395,6 +438,7 @@ def create_train_tab(ctx: StudioContext, supervisor: Supervisor) -> dict[str, An
     w["reset"].click(h.reset, w["preset_mode"], [*inputs, sized]).then(
         h.form_yaml, inputs, [w["yaml"], w["command"]], show_progress="hidden"
     )
+    w["reward_upload"].upload(h.upload_reward, w["reward_upload"], w["reward_upload_status"])
     w["load_yaml"].click(h.load_yaml, [w["yaml"], w["preset_mode"], *inputs], [w["status"], *inputs, sized])
     # Only the user's pick rescales (.input): a preset or YAML brings its own budgets with its model.
     pixels = [w["fields"][n] for n in models.PIXEL_FIELDS]

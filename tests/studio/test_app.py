@@ -208,3 +208,27 @@ def test_total_steps_falls_back_to_the_stored_max_steps(ctx: StudioContext) -> N
     assert monitor_views.total_steps(Supervisor(ctx), run.id) == 40
     other = ctx.store.create_run("s", config={"optim": {"max_steps": -1}})
     assert monitor_views.total_steps(Supervisor(ctx), other.id) is None
+
+
+def test_cards_show_every_reward_and_a_numerical_rollout_shows_its_reference() -> None:
+    numerical = [
+        Rollout(
+            step=3, prompt_id="q7", group_index=g, question="How many cars pass?", completion=completion,
+            problem_type="numerical", reference="12", accuracy_reward=acc, format_reward=1.0,
+            total_reward=acc, advantage=acc - 0.45,
+            rewards={"format": 1.0, "accuracy": acc, "brevity": None if g else 0.25},
+        )
+        for g, completion, acc in ((0, "<answer>12</answer>", 1.0), (1, "<answer>20</answer>", 0.4))
+    ]  # fmt: skip
+    question = monitor_views.question_html(numerical[0])
+    assert "numerical question, reference answer:" in question and ">12</b>" in question
+    assert "<ul" not in question  # no options
+    assert [monitor_views.is_correct(r) for r in numerical] == [True, False]  # accuracy >= 0.5
+    page = monitor_views.completions_html(numerical)
+    assert "&#10003; accuracy 1.000" in page and "&#10007; accuracy 0.400" in page  # its value, no letter
+    assert 'data-reward="brevity">brevity 0.250<' in page and 'data-reward="brevity">brevity n/a<' in page
+    assert 'data-reward="accuracy">accuracy 0.400<' in page
+    # A multiple-choice rollout without the rewards column (written before it) keeps the seed's two.
+    old = monitor_views.completions_html([rollout(0, "<answer>(B) right</answer>", 1.0)])
+    assert "format 1.000" in old and "accuracy 1.000" in old and "&#10003; correct" in old
+    assert "(A) left" in monitor_views.question_html(rollout(0, "", 1.0))

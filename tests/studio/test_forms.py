@@ -183,3 +183,59 @@ def test_use_on_mixed_answer_formats_changes_no_format_knob() -> None:
     assert choice.mode is None
     assert set(choice.values) == {"dataset_use", "eval_dataset_use"}
     assert choice.values["eval_dataset_use"] == "synthetic_motion_eval,synthetic_motion_no_think_eval"
+
+
+def test_the_rewards_table_round_trips_through_config_yaml_and_back_to_rows() -> None:
+    values = forms.field_values(forms.load_preset())
+    assert values["rewards"] == []  # empty: the two seed weights (the table's info says so)
+    values["rewards"] = [
+        ["format", "", 0.2],
+        ["accuracy", None, "0.7"],
+        ["brevity", "rewards/brevity.py:brevity", 0.1],
+        ["", "", None],  # a blank row
+        ["", "", 0],  # a row the table's + added and nobody filled (its number column starts at 0)
+    ]
+    cfg = forms.config_from_values(values)
+    assert [(s.name, s.function, s.weight) for s in cfg.grpo.reward_specs()] == [
+        ("format", None, 0.2),
+        ("accuracy", None, 0.7),
+        ("brevity", "rewards/brevity.py:brevity", 0.1),
+    ]
+    # The YAML the studio writes keeps the list; loading it fills the table with the same rows.
+    back = forms.values_from_yaml(cfg.to_yaml(), forms.load_preset())
+    rows = [["format", "", 0.2], ["accuracy", "", 0.7], ["brevity", "rewards/brevity.py:brevity", 0.1]]
+    assert back["rewards"] == rows
+    assert forms.changed_fields(back, forms.load_preset(), ["rewards", "grpo_beta"]) == ["rewards"]
+    assert (
+        forms.changed_fields(forms.field_values(forms.load_preset()), forms.load_preset(), ["rewards"]) == []
+    )
+    # The command line passes the list as JSON, which the flag's parser reads back.
+    cmd = forms.command_line(cfg)
+    assert '--rewards \'[{"name": "format", "function": null, "weight": 0.2}, ' in cmd
+    assert forms.value_text(values["rewards"]) == (
+        "[format 0.2, accuracy 0.7, brevity rewards/brevity.py:brevity 0.1]"
+    )
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (["brevity", "", 1], "rewards[1]: reward 'brevity' is not built in (format, accuracy)"),
+        (["format", "", -0.5], "rewards[1]: weight must be a finite number >= 0, got -0.5"),
+        (["mine", "my.py", 1], "rewards[1]: function 'my.py' must be FILE.py:NAME or package.module:NAME"),
+    ],
+)
+def test_a_wrong_reward_row_is_a_config_error_naming_its_index(row: list, message: str) -> None:
+    values = forms.field_values(forms.load_preset())
+    values["rewards"] = [["accuracy", "", 1.0], row]
+    with pytest.raises(ConfigError) as err:
+        forms.config_from_values(values)
+    assert message in str(err.value)
+
+
+def test_the_rewards_table_gets_a_row_of_its_own_in_the_grpo_section() -> None:
+    fields = forms.section_fields("grpo")
+    rows = forms._rows(fields)
+    table = [row for row in rows if any(f.name == "rewards" for f in row)]
+    assert [[f.name for f in row] for row in table] == [["rewards"]]
+    assert sum(len(r) for r in rows) == len(fields) and all(0 < len(r) <= forms.ROW_SIZE for r in rows)

@@ -55,3 +55,21 @@ def test_the_vllm_sampler_mismatch_is_charted_and_comparable_once_logged() -> No
         mk.LOSS,
         mk.SAMPLER_LOGP_DIFF,
     ]
+
+
+def test_the_grpo_panel_charts_every_reward_metric_of_the_run_after_the_total() -> None:
+    from studio.monitor_charts import present_by_panel
+
+    logged = [mk.TOTAL_REWARD, mk.reward_metric("format"), mk.reward_metric("brevity"), mk.KL_DIV, mk.LOSS]
+    assert present_by_panel(logged)["GRPO"] == [
+        mk.KL_DIV,
+        mk.TOTAL_REWARD,
+        "reward/brevity",
+        "reward/format",
+    ]
+    assert present_by_panel([mk.LOSS])["GRPO"] == []
+    assert plots.panel_metrics(("a", "reward/"), ["reward/z", "a", "rewardless", "reward/a"]) == [
+        "a",
+        "reward/a",
+        "reward/z",
+    ]

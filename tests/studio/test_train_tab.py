@@ -118,7 +118,7 @@ def test_the_yaml_box_follows_the_form_and_a_load_says_what_it_changed(handlers:
     # Loading that same YAML changes nothing, and says so.
     status, *fields, _ = handlers.load_yaml(box, "no_think", *edited)
     assert status.endswith("No value in the form changed.")
-    assert fields == [str(v) if not isinstance(v, bool) else v for v in edited]
+    assert fields == [v if isinstance(v, bool | list) else str(v) for v in edited]  # rewards: rows
     # A stale box (the preset's YAML) would undo the edits: it still loads, but it says which.
     stale = forms.load_preset().to_yaml()
     status, *fields, _ = handlers.load_yaml(stale, "no_think", *edited)
