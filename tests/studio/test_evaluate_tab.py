@@ -213,6 +213,12 @@ def test_type_rows_by_hand_and_confusion_keeps_option_letters():
     ]
     assert type_rows(OCR_RESULTS[:1]) == [["OCR", 1, "wer", 0.3333, ""]]  # one record: no interval
     assert confusion_counts(RESULTS + OCR_RESULTS) == confusion_counts(RESULTS)
+    # Only other types: the empty grid says why it is empty instead of looking like no evaluation.
+    empty = confusion_figure(OCR_RESULTS)
+    assert [a.text for a in empty.layout.annotations] == [
+        "No multiple-choice record: the other problem types<br>are scored in the per-type table"
+    ]
+    assert not confusion_figure(RESULTS).layout.annotations
 
 
 def test_evaluation_view_shows_the_newest_or_the_picked_evaluation(ctx, tmp_path):

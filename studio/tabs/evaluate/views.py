@@ -61,6 +61,18 @@ def confusion_figure(results: Sequence[Mapping[str, Any]], title: str = "") -> g
         height=340,
         margin={"l": 70, "r": 20, "t": 50, "b": 40},
     )
+    if not rows:
+        # An empty grid read as "nothing evaluated": say why it is empty (the table below has the types).
+        fig.add_annotation(
+            text="No multiple-choice record: the other problem types<br>are scored in the per-type table",
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+        )
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
     return fig
 
 
