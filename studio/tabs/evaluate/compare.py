@@ -37,8 +37,9 @@ def compare_view(ctx: StudioContext, run_id: int | None, key: str | None = None)
     title = f"Accuracy per task · {comp.dataset} · " + " vs ".join(m.label for m in comp.models)
     dist = {m.label: m.summary.get("answer_distribution", {}) for m in comp.models}
     skipped = comp.models[0].summary.get("skipped") or {}
-    note = f"**{comp.dataset}** · {len(comp.models)} models · " + (
-        "skipped (not multiple choice): " + ", ".join(f"{k} {v}" for k, v in skipped.items())
+    plural = "s" if len(comp.models) != 1 else ""
+    note = f"**{comp.dataset}** · {len(comp.models)} model{plural} · " + (
+        "skipped (no metric for the type): " + ", ".join(f"{k} {v}" for k, v in skipped.items())
         if skipped
         else "no record skipped"
     )
