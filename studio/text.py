@@ -7,7 +7,8 @@ import html
 TITLE = "Video GRPO Studio"
 SUBTITLE = (
     "Turn a Qwen vision-language model into a better video reasoner with GRPO: bring a video question "
-    "dataset (multiple choice, numbers, text), train, watch the rewards climb, compare runs, chat with the result."
+    "dataset (multiple choice, numbers, text), train, watch the rewards climb, compare runs, chat with "
+    "the result."
 )
 
 # ---- tabs: (title, intro line) ------------------------------------------------------------------

@@ -163,7 +163,8 @@ def test_video_r1_problem_types_and_their_bad_input(tmp_path: Path, write_json: 
     assert [(e.record_id, e.reason) for e in report.errors] == [
         (
             "5",
-            "problem_type 'counting' is unknown (one of: multiple choice, numerical, OCR, free-form, regression)",
+            "problem_type 'counting' is unknown "
+            "(one of: multiple choice, numerical, OCR, free-form, regression)",
         ),
         ("6", "a numerical answer must be a number, got 'three'"),
         ("7", "a free-form question needs a reference answer, got an empty one"),

@@ -72,8 +72,6 @@ def accuracy_rewards(completions: list[str], records: list[Any], **context: Any)
 BUILTINS: dict[str, RewardFn] = {FORMAT: format_rewards, ACCURACY: accuracy_rewards}
 
 
-
-
 @dataclass(frozen=True)
 class LoadedReward:
     """A spec with its function imported; calling it checks what the function returned."""
