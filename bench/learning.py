@@ -12,10 +12,14 @@ seconds of the training command: start-up, 570 s of training, evaluations).
     .venv/bin/python bench/learning.py --seed 0
     .venv/bin/python bench/learning.py --model assets/tiny-qwen2-vl   # another model family
     .venv/bin/python bench/learning.py --model assets/tiny-qwen3-vl   # 32 px tokens: pixels rescaled
+    .venv/bin/python bench/learning.py --config configs/tiny_cpu_numerical.yaml \
+        --dataset synthetic_motion_numerical_no_think_train       # another training dataset
 
 A --model whose visual token covers another area than the preset's model's (Qwen3-VL: 32 x 32 px,
 Qwen2/2.5-VL: 28 x 28) trains on the preset's pixel knobs rescaled to the same tokens per frame
-(``VideoConfig.for_token_size``); a line says so.
+(``VideoConfig.for_token_size``); a line says so. --dataset trains on another registered dataset and
+evaluates on its ``_eval`` twin (the name with ``_train`` replaced by ``_eval``) unless
+--eval-dataset names one.
 """
 
 from __future__ import annotations
@@ -80,6 +84,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "knobs are rescaled when its visual token covers another area",
     )
     parser.add_argument(
+        "--dataset",
+        default=None,
+        help="training dataset instead of the config's (a registered name, e.g. "
+        "synthetic_motion_numerical_no_think_train); held out: --eval-dataset, else its _eval twin",
+    )
+    parser.add_argument(
+        "--eval-dataset",
+        default=None,
+        help="held-out dataset (default: --dataset with _train replaced by _eval, else the config's)",
+    )
+    parser.add_argument(
         "--seconds",
         type=float,
         default=570.0,
@@ -107,6 +122,7 @@ def _config(args: argparse.Namespace, workspace: Path) -> TrainConfig:
     preset = load_yaml(args.config)
     if args.model:
         preset = _for_model(preset, args.model)
+    preset = merge(preset, _datasets(args.dataset, args.eval_dataset))
     return build_config(
         merge(
             preset,
@@ -126,6 +142,24 @@ def _config(args: argparse.Namespace, workspace: Path) -> TrainConfig:
             },
         )
     )
+
+
+def _datasets(train: str | None, held_out: str | None) -> dict[str, str]:
+    """The config overrides --dataset / --eval-dataset ask for: the held-out set defaults to the
+    training set's ``_eval`` twin.
+
+    >>> _datasets("synthetic_motion_numerical_no_think_train", None)["eval_dataset_use"]
+    'synthetic_motion_numerical_no_think_eval'
+    """
+    overrides = {}
+    if train:
+        overrides["dataset_use"] = train
+        if held_out is None and "_train" not in train:
+            raise SystemExit(f"--dataset {train}: no _train in the name, so give --eval-dataset")
+        held_out = held_out or train.replace("_train", "_eval")
+    if held_out:
+        overrides["eval_dataset_use"] = held_out
+    return overrides
 
 
 def _for_model(preset: dict, model: str) -> dict:

@@ -2,7 +2,10 @@
 
 ``--family qwen2_5_vl`` (default) builds assets/tiny-qwen2.5-vl/, ``--family qwen2_vl``
 assets/tiny-qwen2-vl/, ``--family qwen3_vl`` assets/tiny-qwen3-vl/, ``--family qwen3_5``
-assets/tiny-qwen3.5/.
+assets/tiny-qwen3.5/. ``--numerical`` builds assets/tiny-qwen2.5-vl-numerical/ instead: the shipped
+assets/tiny-qwen2.5-vl (its weights, tokenizer and processor files) warm-started further on the
+numerical answer format as well (scripts/tiny_model/numerical.py: random counts and random letters,
+think and no_think), for the synthetic numerical split.
 
 Steps: train a small byte-level BPE on the synthetic dataset's text (with
 Qwen2.5-VL's special tokens and chat template, which Qwen2-VL shares), build a real
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -26,6 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from scripts.tiny_model import config as tiny_config  # noqa: E402
+from scripts.tiny_model import numerical as tiny_numerical  # noqa: E402
 from scripts.tiny_model import qwen2_vl as tiny_qwen2_vl  # noqa: E402
 from scripts.tiny_model import qwen3_5 as tiny_qwen3_5  # noqa: E402
 from scripts.tiny_model import qwen3_vl as tiny_qwen3_vl  # noqa: E402
@@ -34,6 +39,7 @@ from scripts.tiny_model import warm_start  # noqa: E402
 from trainer.core.paths import (  # noqa: E402
     SYNTHETIC_DIR,
     TINY_MODEL_DIR,
+    TINY_NUMERICAL_MODEL_DIR,
     TINY_QWEN2_VL_DIR,
     TINY_QWEN3_5_DIR,
     TINY_QWEN3_VL_DIR,
@@ -142,9 +148,48 @@ def build(
     return stats
 
 
+def build_numerical(
+    out_dir: Path, base_dir: Path, dataset_dir: Path, seed: int, steps: int, batch_size: int, lr: float
+) -> dict:
+    """``base_dir``'s model warm-started further on numerical and multiple-choice answer formats,
+    saved to ``out_dir`` with ``base_dir``'s tokenizer and processor files copied unchanged."""
+    import torch
+    from transformers import AutoProcessor
+
+    torch.manual_seed(seed)
+    processor = AutoProcessor.from_pretrained(base_dir)
+    model = family_for(tiny_config.MODEL_TYPE).load_class().from_pretrained(base_dir)
+    t0 = time.perf_counter()
+    losses = tiny_numerical.train_mixed(
+        model, processor, dataset_dir, steps=steps, batch_size=batch_size, lr=lr, seed=seed
+    )
+    warm_s = time.perf_counter() - t0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in base_dir.iterdir():
+        if path.is_file() and path.name != "model.safetensors":
+            shutil.copy2(path, out_dir / path.name)
+    model.save_pretrained(out_dir)
+    return {
+        "family": tiny_config.MODEL_TYPE,
+        "base": base_dir.name,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "warm_start_steps": steps,
+        "warm_start_s": round(warm_s, 1),
+        "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
+        "seed": seed,
+        "threads": torch.get_num_threads(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--family", choices=sorted(FAMILIES), default=tiny_config.MODEL_TYPE)
+    parser.add_argument(
+        "--numerical",
+        action="store_true",
+        help="build assets/tiny-qwen2.5-vl-numerical from assets/tiny-qwen2.5-vl (numerical + multiple-"
+        "choice format warm start; --steps default 150, --lr default 1e-3)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="default: the family's folder in assets/")
     parser.add_argument("--dataset", type=Path, default=SYNTHETIC_DIR)
     parser.add_argument("--seed", type=int, default=0)
@@ -152,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", type=int, default=None, help="format warm-start steps (default: the family's, else 400)"
     )
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=None, help="default 3e-3 (--numerical: 1e-3)")
     parser.add_argument("--vocab-size", type=int, default=1024, help="upper bound for the BPE vocabulary")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (results depend on it)")
     args = parser.parse_args(argv)
@@ -161,9 +206,16 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    out = args.out or FAMILIES[args.family][1]
-    steps = args.steps or getattr(FAMILIES[args.family][0], "WARM_START_STEPS", 400)
-    stats = build(out, args.dataset, args.seed, steps, args.batch_size, args.lr, args.vocab_size, args.family)
+    if args.numerical:
+        out = args.out or TINY_NUMERICAL_MODEL_DIR
+        stats = build_numerical(
+            out, TINY_MODEL_DIR, args.dataset, args.seed, args.steps or 150, args.batch_size, args.lr or 1e-3
+        )
+    else:
+        out = args.out or FAMILIES[args.family][1]
+        steps = args.steps or getattr(FAMILIES[args.family][0], "WARM_START_STEPS", 400)
+        lr = args.lr or 3e-3
+        stats = build(out, args.dataset, args.seed, steps, args.batch_size, lr, args.vocab_size, args.family)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(json.dumps({**stats, "size_mb": round(size / 1e6, 2)}))
     return 0

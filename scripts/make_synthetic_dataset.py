@@ -15,6 +15,11 @@ shared/QWEN_VL_NOTES.md, "What a tiny model can learn"):
 
 Each clip also gets a one-frame image form (the 8 frames resized to 56 px and tiled 4x2 in time
 order, 224x112 px = 32 image tokens) for trainers that take only images.
+
+``--numerical`` builds only the numerical split instead ("How many times does the square
+bounce?", answer 0, 1 or 2, no options, ``"problem_type": "numerical"``): train_numerical.jsonl,
+eval_numerical.jsonl, their _no_think twins and videos/n_*.mp4, from a random stream of its own, so
+the direction files above stay byte for byte the same. Its design is with ``BounceClip``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +138,7 @@ def sample_clip(rng: np.random.Generator, clip_id: str) -> Clip:
     )
 
 
-def render(clip: Clip) -> np.ndarray:
+def render(clip: Clip | BounceClip) -> np.ndarray:
     """(T, H, W, 3) uint8 frames: a static smooth texture and the moving square."""
     from PIL import Image
 
@@ -266,16 +272,188 @@ def build(out_dir: Path, seed: int, counts: dict[str, int]) -> dict:
     return meta
 
 
+# --- The numerical split: "How many times does the square bounce?" (--numerical) ---------------
+#
+# The square goes back and forth along the x axis between two ends (lo: 0-4 px, hi: 32-36 px, so
+# each end fills one 28-px token column) in legs of LEG_FRAMES frame steps (end, middle, other end:
+# 16-18 px a frame) and may rest at either end between legs. A bounce is a reversal of direction,
+# so `count` bounces are `count` + 1 legs; 8 frames hold 7 frame steps, so 2 bounces (3 legs) at
+# most. The 4 temporal tokens then see the square's column change 1, 2 or 3 times. Every clip moves
+# at the same speed (only the rests differ), and one frame shows only where the square is: the
+# first and last frames together give the parity, not the count (0 and 2 both end on the far side).
+# Learnability (MCQ twin "(A) 0 (B) 1 (C) 2", no_think bench, seed 0, 2 busy cores): held-out 0.335
+# until step 250, 0.685 at step 275. Jumps between frame pairs instead (no middle frame) stayed at
+# 0.335 for 183 steps.
+
+BOUNCE_QUESTION = "How many times does the square bounce?"
+BOUNCE_COUNTS = (0, 1, 2)
+BOUNCE_PREFIX = "n_"
+LEG_FRAMES = 2
+BOUNCE_LO_PX = (0, 4)
+BOUNCE_HI_PX = (FRAME_PX - SQUARE_PX - 4, FRAME_PX - SQUARE_PX)  # 32..36
+BOUNCE_SPLITS = {"train": "train_numerical", "eval": "eval_numerical"}  # split -> file stem
+
+
+@dataclass(frozen=True)
+class BounceClip:
+    """Everything that decides one bounce clip's pixels; ``count`` is the answer."""
+
+    id: str
+    count: int
+    colour: str
+    rgb: tuple[int, int, int]
+    background: int
+    texture_seed: int
+    lo_px: int
+    hi_px: int
+    starts_high: bool  # the first leg goes from hi to lo (leftwards)
+    rests: tuple[int, ...]  # frame steps at rest: before the first leg, at each bounce, after the last
+    cross_px: int
+
+    def xs(self) -> list[int]:
+        """The square's left edge in each frame."""
+        ends = (self.hi_px, self.lo_px) if self.starts_high else (self.lo_px, self.hi_px)
+        x = [ends[0]] * (self.rests[0] + 1)
+        for leg in range(self.count + 1):
+            start, end = ends[leg % 2], ends[(leg + 1) % 2]
+            x += [round(start + (end - start) * k / LEG_FRAMES) for k in range(1, LEG_FRAMES + 1)]
+            x += [end] * self.rests[leg + 1]
+        return x
+
+    def positions(self) -> list[tuple[int, int]]:
+        return [(x, self.cross_px) for x in self.xs()]
+
+    def key(self) -> tuple:
+        return (
+            self.count,
+            self.colour,
+            self.rgb,
+            self.background,
+            self.lo_px,
+            self.hi_px,
+            self.starts_high,
+            self.rests,
+            self.cross_px,
+        )
+
+
+def count_reversals(xs: list[int]) -> int:
+    """Direction reversals in a sequence of positions (rests do not count).
+
+    >>> count_reversals([0, 18, 36, 36, 18, 0, 0, 0])
+    1
+    """
+    signs = [int(np.sign(b - a)) for a, b in pairwise(xs) if b != a]
+    return sum(s != t for s, t in pairwise(signs))
+
+
+def sample_bounce_clip(rng: np.random.Generator, clip_id: str, count: int) -> BounceClip:
+    colour = str(rng.choice(list(COLOURS)))
+    rgb = tuple(int(np.clip(c + rng.integers(-15, 16), 0, 255)) for c in COLOURS[colour])
+    rest_steps = NUM_FRAMES - 1 - LEG_FRAMES * (count + 1)
+    slots = count + 2
+    return BounceClip(
+        id=clip_id,
+        count=count,
+        colour=colour,
+        rgb=rgb,  # type: ignore[arg-type]
+        background=int(rng.integers(0, 71)),
+        texture_seed=int(rng.integers(0, 2**31 - 1)),
+        lo_px=int(rng.integers(BOUNCE_LO_PX[0], BOUNCE_LO_PX[1] + 1)),
+        hi_px=int(rng.integers(BOUNCE_HI_PX[0], BOUNCE_HI_PX[1] + 1)),
+        starts_high=bool(rng.integers(0, 2)),
+        rests=tuple(int(r) for r in rng.multinomial(rest_steps, [1 / slots] * slots)),
+        cross_px=int(rng.integers(0, FRAME_PX - SQUARE_PX + 1)),
+    )
+
+
+def sample_bounce_clips(seed: int, counts: dict[str, int]) -> dict[str, list[BounceClip]]:
+    """Clips per split, each split's answers balanced (as equal as ``count`` allows) and shuffled;
+    a random stream of its own, so the direction clips do not change with it."""
+    rng = np.random.default_rng([seed, 1])
+    seen: set[tuple] = set()
+    out: dict[str, list[BounceClip]] = {}
+    n = 0
+    for split, count in counts.items():
+        answers = rng.permutation(np.resize(np.array(BOUNCE_COUNTS), count))
+        clips: list[BounceClip] = []
+        for answer in answers:
+            while True:
+                n += 1
+                clip = sample_bounce_clip(rng, f"{BOUNCE_PREFIX}{n:04d}", int(answer))
+                if clip.key() not in seen:
+                    break
+            seen.add(clip.key())
+            clips.append(clip)
+        out[split] = clips
+    return out
+
+
+def bounce_think_text(clip: BounceClip) -> str:
+    first, second = ("left", "right") if clip.starts_high else ("right", "left")
+    legs = ", then ".join(first if leg % 2 == 0 else second for leg in range(clip.count + 1))
+    turns = ("never turns back", "turns back once", "turns back twice")[clip.count]
+    return f"The {clip.colour} square moves {legs}: it {turns}."
+
+
+def bounce_records(clip: BounceClip) -> dict[str, dict]:
+    """The clip's numerical record, think and no_think: no options, the answer is the number."""
+    answer = f"<answer>{clip.count}</answer>"
+
+    def record(reply: str) -> dict:
+        human = {"from": "human", "value": f"<video>\n{BOUNCE_QUESTION}"}
+        return {
+            "id": clip.id,
+            "video": f"videos/{clip.id}.mp4",
+            "problem_type": "numerical",
+            "conversations": [human, {"from": "gpt", "value": reply}],
+        }
+
+    return {"": record(f"<think>{bounce_think_text(clip)}</think> {answer}"), "_no_think": record(answer)}
+
+
+def write_bounce_split(out_dir: Path, stem: str, clips: list[BounceClip], videos: bool = True) -> None:
+    """``<stem>.jsonl`` and ``<stem>_no_think.jsonl`` (and each clip's video unless ``videos`` is False)."""
+    (out_dir / "videos").mkdir(parents=True, exist_ok=True)
+    lines: dict[str, list[str]] = {"": [], "_no_think": []}
+    for clip in clips:
+        if videos:
+            write_mp4(render(clip), out_dir / "videos" / f"{clip.id}.mp4")
+        for suffix, record in bounce_records(clip).items():
+            lines[suffix].append(json.dumps(record))
+    for suffix, rows in lines.items():
+        (out_dir / f"{stem}{suffix}.jsonl").write_text("\n".join(rows) + "\n")
+
+
+def build_numerical(out_dir: Path, seed: int, counts: dict[str, int]) -> dict[str, int]:
+    """The numerical split's files under ``out_dir``; the direction dataset's files are left alone."""
+    splits = sample_bounce_clips(seed, counts)
+    for split, clips in splits.items():
+        write_bounce_split(out_dir, BOUNCE_SPLITS[split], clips)
+    return {split: len(clips) for split, clips in splits.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=SYNTHETIC_DIR, help="output folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train", type=int, default=2000, help="train records")
     parser.add_argument("--eval", type=int, default=200, help="held-out eval records")
+    parser.add_argument(
+        "--numerical",
+        action="store_true",
+        help="build only the numerical split (train_numerical*.jsonl, eval_numerical*.jsonl, "
+        "videos/n_*.mp4: how many times does the square bounce?), leaving the direction files alone",
+    )
     args = parser.parse_args(argv)
-    meta = build(args.out, args.seed, {"train": args.train, "eval": args.eval})
+    counts = {"train": args.train, "eval": args.eval}
+    splits = (
+        build_numerical(args.out, args.seed, counts)
+        if args.numerical
+        else build(args.out, args.seed, counts)["splits"]
+    )
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
-    print(f"wrote {meta['splits']} to {args.out} ({size / 1e6:.1f} MB)")
+    print(f"wrote {splits} to {args.out} ({size / 1e6:.1f} MB)")
     return 0
 
 

@@ -15,6 +15,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,16 +94,41 @@ def train(
     picks the target letter (default: uniformly at random — the format warm start); ``max_seconds``
     stops early once that much wall time is spent. The dataset's pixel budgets are for 28 px visual
     tokens; ``pixels_per_token`` scales them to the family's (the same tokens per frame)."""
-    import torch
-
-    from trainer.data.inputs import build_inputs, continuation, opened_block, render_prompts
-    from trainer.data.video import DecodeCache
-
     examples, options, video = load_examples(dataset_dir, split)
     video = video.for_token_size(28 * 28, pixels_per_token)
     letters = sorted(options)
     rng = random.Random(seed)
     examples = rng.sample(examples, min(pool_size, len(examples)))
+
+    def draw_batch(rng: random.Random) -> list[tuple[list[dict], str, str]]:
+        batch = []
+        for ex in rng.sample(examples, batch_size):
+            mode = THINK if rng.random() < think_fraction else NO_THINK
+            letter = answer_fn(ex, rng) if answer_fn else rng.choice(letters)
+            target = answer_text(letter, options, warm_think(ex.colour) if mode == THINK else None)
+            batch.append((conversation(ex, options, mode, video), mode, target))
+        return batch
+
+    return fit(model, processor, draw_batch, rng, steps=steps, lr=lr, seed=seed, max_seconds=max_seconds)
+
+
+def fit(
+    model: Any,
+    processor: Any,
+    draw_batch: Callable[[random.Random], list[tuple[list[dict], str, str]]],
+    rng: random.Random,
+    steps: int,
+    lr: float,
+    seed: int,
+    max_seconds: float | None = None,
+) -> list[float]:
+    """The supervised loop: ``draw_batch(rng)`` gives (conversation, mode, target completion) triples
+    for one step; AdamW on the whole model, warm-up then linear decay; returns every step's loss."""
+    import torch
+
+    from trainer.data.inputs import build_inputs, continuation, opened_block, render_prompts
+    from trainer.data.video import DecodeCache
+
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * (1 - s / steps) + 0.05)
@@ -112,13 +138,7 @@ def train(
     # Each clip is seen many times: decode it once.
     cache = DecodeCache(max_mb=2048)
     for step in range(steps):
-        convs, targets, modes = [], [], []
-        for ex in rng.sample(examples, batch_size):
-            mode = THINK if rng.random() < think_fraction else NO_THINK
-            letter = answer_fn(ex, rng) if answer_fn else rng.choice(letters)
-            convs.append(conversation(ex, options, mode, video))
-            modes.append(mode)
-            targets.append(answer_text(letter, options, warm_think(ex.colour) if mode == THINK else None))
+        convs, modes, targets = (list(column) for column in zip(*draw_batch(rng), strict=True))
         # A template that opens the think block itself (Qwen3.5) gets the rest of the answer.
         openings = [opened_block(text) for text in render_prompts(processor, convs, modes)]
         targets = [continuation(t, o) for t, o in zip(targets, openings, strict=True)]

@@ -48,6 +48,10 @@ def test_builtin_entries_point_at_the_synthetic_dataset(
         "synthetic_motion_no_think_eval",
         "synthetic_motion_image_train",
         "synthetic_motion_image_eval",
+        "synthetic_motion_numerical_train",
+        "synthetic_motion_numerical_eval",
+        "synthetic_motion_numerical_no_think_train",
+        "synthetic_motion_numerical_no_think_eval",
     ]
     e = entries["synthetic_motion_no_think_eval"]
     assert (e.annotation_path, e.video_root, e.mode, e.builtin) == (
@@ -57,6 +61,11 @@ def test_builtin_entries_point_at_the_synthetic_dataset(
         True,
     )
     assert entries["synthetic_motion_image_train"].mode == THINK
+    assert entries["synthetic_motion_numerical_eval"].mode == THINK
+    assert entries["synthetic_motion_numerical_no_think_train"].annotation_path == (
+        tmp_path / "synthetic_motion" / "train_numerical_no_think.jsonl"
+    )
+    assert entries["synthetic_motion_numerical_no_think_train"].mode == NO_THINK
 
 
 def test_register_list_get_unregister(tmp_path: Path, ten: Path) -> None:
@@ -155,7 +164,7 @@ def test_resolve_dataset_use_errors(tmp_path: Path, ten: Path, spec: str, messag
         resolve_dataset_use(spec, tmp_path / "ws")
     assert message in str(info.value)
     if spec == "nope":
-        assert str(info.value).endswith("synthetic_motion_image_eval, mine")
+        assert str(info.value).endswith("synthetic_motion_numerical_no_think_eval, mine")
 
 
 def test_load_dataset_use_samples_with_the_seed(

@@ -1,16 +1,25 @@
-"""The embedded synthetic video MCQ dataset (assets/synthetic_motion): files, splits, decoding, and
-that the answer is in the motion (first vs last frame), computed from pixels."""
+"""The embedded synthetic video dataset (assets/synthetic_motion): files, splits, decoding, and
+that the answer is in the motion (first vs last frame), computed from pixels; and its numerical
+split (how many times the square bounces): rebuilt byte for byte, balanced, the answer counted from
+the generated positions and from the decoded frames."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
+from types import ModuleType
 
+import av
 import numpy as np
 import pytest
 
+from trainer.core.paths import REPO_ROOT
 from trainer.core.video_config import VideoConfig
 from trainer.data.video import fetch_vision
+
+SCRIPT = REPO_ROOT / "scripts" / "make_synthetic_dataset.py"
 
 OPTIONS_TEXT = "Options:\n(A) left\n(B) right\n(C) up\n(D) down"
 LETTERS = {"A": "left", "B": "right", "C": "up", "D": "down"}
@@ -81,7 +90,9 @@ def test_train_and_eval_are_disjoint_and_balanced(splits: dict) -> None:
 
 def test_asset_folder_stays_small(synthetic_dir: Path) -> None:
     size = sum(p.stat().st_size for p in synthetic_dir.rglob("*") if p.is_file())
-    assert size < 16e6
+    # 15 MB for the direction task, ~7 MB for the numerical split (2,200 clips of ~2.8 KB: x264's
+    # header and the first frame are most of a clip's bytes).
+    assert size < 23e6
 
 
 def _square_centroid(frame: np.ndarray) -> np.ndarray:
@@ -122,3 +133,117 @@ def test_image_form_tiles_the_frames_in_time_order(meta: dict, splits: dict, syn
     shift = _square_centroid(last) - _square_centroid(first)
     unit = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}[LETTERS[_letter(record)]]
     assert shift @ np.array(unit) > 20
+
+
+# --- The numerical split: "How many times does the square bounce?" ------------------------------
+
+NUMERICAL_FILES = {"train": "train_numerical", "eval": "eval_numerical"}
+BOUNCE_HUMAN = "<video>\nHow many times does the square bounce?"
+
+
+@pytest.fixture(scope="module")
+def generator() -> ModuleType:
+    """scripts/make_synthetic_dataset.py as a module: the tests rebuild with the very code."""
+    spec = importlib.util.spec_from_file_location("make_synthetic_dataset", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def numerical(synthetic_dir: Path) -> dict[str, dict[str, list[dict]]]:
+    return {
+        split: {v: _read(synthetic_dir / f"{stem}{v}.jsonl") for v in ("", "_no_think")}
+        for split, stem in NUMERICAL_FILES.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def bounce_clips(generator: ModuleType, meta: dict, numerical: dict) -> dict[str, list]:
+    counts = {split: len(numerical[split][""]) for split in NUMERICAL_FILES}
+    return generator.sample_bounce_clips(meta["seed"], counts)
+
+
+def _number(record: dict) -> int:
+    return int(record["conversations"][1]["value"].split("<answer>")[1].removesuffix("</answer>"))
+
+
+def test_numerical_rebuild_matches_the_committed_files(
+    generator: ModuleType, bounce_clips: dict, synthetic_dir: Path, tmp_path: Path
+) -> None:
+    for split, stem in NUMERICAL_FILES.items():
+        generator.write_bounce_split(tmp_path, stem, bounce_clips[split], videos=False)
+        for variant in ("", "_no_think"):
+            name = f"{stem}{variant}.jsonl"
+            assert (tmp_path / name).read_bytes() == (synthetic_dir / name).read_bytes(), name
+        # The clips' pixels are what the seed decides: x264's bytes for one clip were seen to
+        # change with the clips encoded before it in the process, so the decoded frames are compared.
+        for clip in (bounce_clips[split][0], bounce_clips[split][-1]):
+            with av.open(str(synthetic_dir / "videos" / f"{clip.id}.mp4")) as container:
+                decoded = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+            diff = np.abs(decoded.astype(int) - generator.render(clip).astype(int))
+            assert decoded.shape == (8, 64, 64, 3) and diff.mean() < 3, (clip.id, diff.mean())
+
+
+def test_numerical_records_have_no_options_and_a_number(numerical: dict, synthetic_dir: Path) -> None:
+    assert {split: len(rows[""]) for split, rows in numerical.items()} == {"train": 2000, "eval": 200}
+    for rows in numerical.values():
+        for think, plain in zip(rows[""], rows["_no_think"], strict=True):
+            assert think["id"] == plain["id"] and think["id"].startswith("n_")
+            assert set(think) == {"id", "video", "problem_type", "conversations"}
+            assert think["problem_type"] == plain["problem_type"] == "numerical"
+            assert think["video"] == plain["video"] == f"videos/{think['id']}.mp4"
+            assert think["conversations"][0] == {"from": "human", "value": BOUNCE_HUMAN}
+            assert plain["conversations"][0] == {"from": "human", "value": BOUNCE_HUMAN}
+            n = _number(think)
+            assert plain["conversations"][1]["value"] == f"<answer>{n}</answer>"
+            assert think["conversations"][1]["value"].startswith("<think>The ")
+            assert think["conversations"][1]["value"].endswith(f"</think> <answer>{n}</answer>")
+            assert (synthetic_dir / think["video"]).is_file()
+    train_ids = {r["id"] for r in numerical["train"][""]}
+    assert not train_ids & {r["id"] for r in numerical["eval"][""]}
+
+
+def test_numerical_answers_are_balanced(numerical: dict) -> None:
+    for split, minimum in (("train", 666), ("eval", 66)):
+        counts = np.bincount([_number(r) for r in numerical[split][""]], minlength=3)
+        assert len(counts) == 3 and counts.min() >= minimum, (split, counts)
+
+
+def test_numerical_answer_is_the_reversals_of_the_generated_positions(
+    generator: ModuleType, bounce_clips: dict, numerical: dict
+) -> None:
+    assert generator.count_reversals([0, 18, 36, 36, 18, 0, 0, 0]) == 1
+    assert generator.count_reversals([36, 18, 0, 18, 36, 18, 0, 0]) == 2
+    assert generator.count_reversals([0, 0, 0, 18, 36, 36, 36, 36]) == 0
+    for split in NUMERICAL_FILES:
+        for clip, record in zip(bounce_clips[split], numerical[split][""], strict=True):
+            xs = clip.xs()
+            assert clip.id == record["id"] and len(xs) == 8
+            assert generator.count_reversals(xs) == _number(record), clip.id
+            # Each end the square rests at fills one 28-px token column of the 56-px decoded frame.
+            assert min(xs) <= 4 and max(xs) >= 32, clip.id
+            # One frame shows where the square is, never how often it turned.
+    for count in (0, 1, 2):
+        firsts = {c.xs()[0] <= 4 for c in bounce_clips["train"] if c.count == count}
+        lasts = {c.xs()[-1] <= 4 for c in bounce_clips["train"] if c.count == count}
+        assert firsts == lasts == {True, False}, count
+
+
+def test_numerical_videos_show_the_bounces(meta: dict, numerical: dict, synthetic_dir: Path) -> None:
+    video = VideoConfig(**meta["video"])
+    records = numerical["eval"][""][:9]
+    assert {_number(r) for r in records} == {0, 1, 2}
+    messages = [
+        {"role": "user", "content": [video.video_element(synthetic_dir / r["video"])]} for r in records
+    ]
+    _, videos, _ = fetch_vision(messages)
+    for record, (frames, _) in zip(records, videos, strict=True):
+        assert tuple(frames.shape) == (8, 3, 56, 56)
+        xs = [_square_centroid(f)[0] for f in frames.numpy()]
+        # A move is >= ~14 px decoded (half a leg); codec noise at rest is under a pixel.
+        steps = [np.sign(b - a) for a, b in zip(xs, xs[1:], strict=False) if abs(b - a) > 5]
+        reversals = sum(s != t for s, t in zip(steps, steps[1:], strict=False))
+        assert reversals == _number(record), (record["id"], np.round(xs, 1))

@@ -10,6 +10,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]  # trainer/core/paths.py -> the 
 ASSETS_DIR = REPO_ROOT / "assets"
 # The embedded tiny Qwen2.5-VL (weights + tokenizer + processor), built by scripts/build_tiny_model.py.
 TINY_MODEL_DIR = ASSETS_DIR / "tiny-qwen2.5-vl"
+# It, warm-started further on the numerical answer format too (random counts and letters), for the
+# synthetic numerical split: scripts/build_tiny_model.py --numerical.
+TINY_NUMERICAL_MODEL_DIR = ASSETS_DIR / "tiny-qwen2.5-vl-numerical"
 # The same with head_dim 64 (vLLM's CPU attention refuses 16), built by scripts/build_tiny_vllm_model.py.
 TINY_VLLM_MODEL_DIR = ASSETS_DIR / "tiny-qwen2.5-vl-hd64"
 # The embedded tiny Qwen2-VL (a second model family), built by scripts/build_tiny_model.py.

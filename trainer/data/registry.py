@@ -48,6 +48,11 @@ BUILTIN_FILES = {
     "synthetic_motion_no_think_eval": "eval_no_think.jsonl",
     "synthetic_motion_image_train": "train_image.jsonl",
     "synthetic_motion_image_eval": "eval_image.jsonl",
+    # "How many times does the square bounce?": a number, no options (problem_type numerical).
+    "synthetic_motion_numerical_train": "train_numerical.jsonl",
+    "synthetic_motion_numerical_eval": "eval_numerical.jsonl",
+    "synthetic_motion_numerical_no_think_train": "train_numerical_no_think.jsonl",
+    "synthetic_motion_numerical_no_think_eval": "eval_numerical_no_think.jsonl",
 }
 
 
