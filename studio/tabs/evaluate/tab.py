@@ -298,7 +298,9 @@ def _wire_events(w: EvaluateWidgets, h: EvaluateHandlers) -> None:
     )
     w.refresh.click(h.on_refresh, [w.run, w.pick], [w.run, *w.view_widgets])
     form = [w.run, w.checkpoint, w.dataset, w.max_records, w.batch_size, w.compare]
-    w.start.click(h.on_start, form, [w.status])
+    # A started job is followed even if the tab's select event (which starts the timer) was missed,
+    # e.g. a tab clicked while the page was still loading: its status stayed "starting" for good.
+    w.start.click(h.on_start, form, [w.status]).then(lambda: gr.Timer(active=True), None, w.timer)
     w.cancel.click(h.on_cancel, None, [w.status])
     w.timer.tick(
         h.on_tick, [w.shown, w.run], [w.status, w.log_box, w.jobs_table, w.shown, w.run, *w.view_widgets]
