@@ -29,7 +29,7 @@ from trainer.core.config_types import (
 )
 from trainer.core.errors import ConfigError
 from trainer.core.paths import TINY_MODEL_DIR
-from trainer.core.reward_spec import RewardList, RewardSpec
+from trainer.core.reward_spec import ACCURACY, RewardList, RewardSpec, seed_specs
 from trainer.core.run_config import RunConfig
 from trainer.core.video_config import VideoConfig
 
@@ -296,18 +296,13 @@ class GRPOConfig:
 
     def reward_specs(self) -> tuple[RewardSpec, ...]:
         """The rewards that score a completion: ``rewards`` when set, else the seed's two knobs."""
-        if self.rewards:
-            return tuple(self.rewards)
-        return (
-            RewardSpec("format", self.format_reward_weight),
-            RewardSpec("accuracy", self.accuracy_reward_weight),
-        )
+        return tuple(self.rewards) or seed_specs(self.format_reward_weight, self.accuracy_reward_weight)
 
     def accuracy_weight(self) -> float:
         """The accuracy reward's weight in the total (0 when the list leaves it out): T-GRPO's bonus
         is added to the accuracy reward, so it enters the total with this weight."""
         return next(
-            (spec.weight for spec in self.reward_specs() if spec.name == "accuracy" and not spec.function),
+            (spec.weight for spec in self.reward_specs() if spec.name == ACCURACY and not spec.function),
             0.0,
         )
 

@@ -20,7 +20,9 @@ import yaml
 
 from trainer.core.errors import ConfigError
 
-BUILTIN_REWARDS = ("format", "accuracy")
+FORMAT = "format"
+ACCURACY = "accuracy"
+BUILTIN_REWARDS = (FORMAT, ACCURACY)
 # A metric key segment: reward/<name> must be a plain name in every sink (TensorBoard, W&B, the DB).
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
@@ -40,6 +42,20 @@ class RewardSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "function": self.function, "weight": self.weight}
+
+
+def seed_specs(format_weight: float, accuracy_weight: float) -> tuple[RewardSpec, ...]:
+    """The list the seed's two knobs (``format_reward_weight``, ``accuracy_reward_weight``) stand for."""
+    return (RewardSpec(FORMAT, format_weight), RewardSpec(ACCURACY, accuracy_weight))
+
+
+def split_reference(ref: str) -> tuple[str, str]:
+    """``"my_rewards.py:brevity"`` -> ``("my_rewards.py", "brevity")``; ValueError when malformed.
+    The last colon splits, so a Windows-style ``C:\\x.py:f`` keeps its drive."""
+    where, sep, name = ref.rpartition(":")
+    if not sep or not where.strip() or not name.strip().isidentifier():
+        raise ValueError(f"function {ref!r} must be FILE.py:NAME or package.module:NAME")
+    return where.strip(), name.strip()
 
 
 class RewardList(tuple):
@@ -111,9 +127,10 @@ def _entry(name: str, i: int, item: Any) -> RewardSpec:
             "function as FILE.py:NAME or package.module:NAME"
         )
     if function is not None:
-        target, sep, attr = function.rpartition(":")
-        if not sep or not target.strip() or not attr.strip().isidentifier():
-            raise ConfigError(f"{where}: function {function!r} must be FILE.py:NAME or package.module:NAME")
+        try:
+            split_reference(function)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     weight = item.get("weight", 1.0)
     try:
         if isinstance(weight, bool):

@@ -45,11 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from trainer.core.paths import default_workspace
-from trainer.core.reward_spec import RewardSpec
+from trainer.core.reward_spec import ACCURACY, FORMAT, RewardSpec, seed_specs, split_reference
 from trainer.score.rewards import format_reward, record_accuracy
-
-FORMAT = "format"
-ACCURACY = "accuracy"
 
 RewardFn = Callable[..., list[float | None]]
 
@@ -89,7 +86,7 @@ class LoadedReward:
 
 def seed_rewards(format_weight: float = 0.3, accuracy_weight: float = 0.7) -> list[LoadedReward]:
     """The two built-ins with the seed's knobs as weights (what a config without ``grpo.rewards`` runs)."""
-    return load_rewards([RewardSpec(FORMAT, format_weight), RewardSpec(ACCURACY, accuracy_weight)])
+    return load_rewards(seed_specs(format_weight, accuracy_weight))
 
 
 def checked_values(spec: RewardSpec, values: Any, expected: int) -> list[float | None]:
@@ -142,15 +139,6 @@ def workspace_search(cfg: Any) -> list[Path]:
     """Where a relative reward file is looked up after the working directory: the run's workspace
     (``data.workspace``, else the default one)."""
     return [Path(cfg.data.workspace).expanduser() if cfg.data.workspace else default_workspace()]
-
-
-def split_reference(ref: str) -> tuple[str, str]:
-    """``"my_rewards.py:brevity"`` -> ``("my_rewards.py", "brevity")``; ValueError when malformed.
-    The last colon splits, so a Windows-style ``C:\\x.py:f`` keeps its drive."""
-    where, sep, name = ref.rpartition(":")
-    if not sep or not where.strip() or not name.strip() or not name.strip().isidentifier():
-        raise ValueError(f"function {ref!r} must be FILE.py:NAME or package.module:NAME")
-    return where.strip(), name.strip()
 
 
 def resolve_function(

@@ -39,22 +39,19 @@ class StepContext:
     # A sampler other than transformers' generate (rollout_backend vllm: trainer.rollout.vllm_engine), called
     # like generate_rollouts without the shared-prefix switch; None: generate_rollouts.
     sampler: Callable[..., RolloutBatch] | None = None
-    # The run's reward functions, imported (trainer.score.reward_functions); None: imported from
-    # cfg.grpo's list on first use, files looked up in the working directory then the workspace.
-    rewards: list[LoadedReward] | None = None
     step: int = 0  # the optimizer step being taken (the reward functions' ``step`` context)
-
-    @property
-    def reward_functions(self) -> list[LoadedReward]:
-        if self.rewards is None:
-            self.rewards = load_rewards(self.cfg.grpo.reward_specs(), search=workspace_search(self.cfg))
-        return self.rewards
 
     @functools.cached_property
     def policy(self) -> Any:
         """The unwrapped policy: what generates and computes no-grad log-probs. Unwrapped once:
         ``unwrap_model`` inspects signatures and probes for DeepSpeed, ~3 ms a call (4 a step)."""
         return self.accelerator.unwrap_model(self.model)
+
+    @functools.cached_property
+    def reward_functions(self) -> list[LoadedReward]:
+        """The run's reward functions (cfg.grpo's list), imported on first use: files are looked up
+        in the working directory, then the workspace (trainer.score.reward_functions)."""
+        return load_rewards(self.cfg.grpo.reward_specs(), search=workspace_search(self.cfg))
 
 
 @dataclass
