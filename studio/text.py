@@ -46,6 +46,7 @@ SECTION_TITLES = {
     "grpo": "GRPO, rewards and generation",
     "optim": "Optimisation",
     "run": "Run, logging and saving",
+    "launch": "Where it runs: this machine or a Ray cluster",
 }
 
 # ---- datasets -----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from trainer.rundb.models import Base, SqlRun
 def test_new_database_is_created_at_head(store: RunStore) -> None:
     engine = schema.make_engine(store.url)
     try:
-        assert schema.current_revision(engine) == schema.head_revision() == "0007"
+        assert schema.current_revision(engine) == schema.head_revision() == "0008"
         assert set(inspect(engine).get_table_names()) == {
             "alembic_version",
             "runs",
@@ -29,6 +29,7 @@ def test_new_database_is_created_at_head(store: RunStore) -> None:
             "events",
             "attempts",
             "jobs",
+            "run_workers",
         }
     finally:
         engine.dispose()
@@ -82,7 +83,7 @@ def test_upgrade_from_first_revision_keeps_data(tmp_path: Path) -> None:
         assert store.find_evaluation(3, "k") == keyed
         assert store.find_evaluation(3, "other") is None
     engine = schema.make_engine(url)
-    assert schema.current_revision(engine) == "0007"
+    assert schema.current_revision(engine) == "0008"
     engine.dispose()
 
 

@@ -28,6 +28,7 @@ from trainer.core.config_types import (
     raise_all,
 )
 from trainer.core.errors import ConfigError
+from trainer.core.launch_config import LaunchConfig
 from trainer.core.paths import TINY_MODEL_DIR
 from trainer.core.reward_spec import ACCURACY, RewardList, RewardSpec, seed_specs
 from trainer.core.run_config import RunConfig
@@ -374,6 +375,7 @@ SECTIONS: dict[str, type] = {
     "grpo": GRPOConfig,
     "optim": OptimConfig,
     "run": RunConfig,
+    "launch": LaunchConfig,
 }
 
 
@@ -387,6 +389,15 @@ class TrainConfig:
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
+
+    def __post_init__(self) -> None:
+        if self.launch.is_ray and self.run.num_processes > 1:
+            # On a cluster Ray places the processes: one per worker, num_workers of them.
+            raise ConfigError(
+                f"num_processes is {self.run.num_processes} with launcher ray: set num_workers instead "
+                "(Ray starts one training process per worker) and leave num_processes at 1"
+            )
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         sections = {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}

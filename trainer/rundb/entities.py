@@ -37,6 +37,8 @@ class Run:
     end_reason: str | None = None  # why it ended as it did (e.g. "stopped by SIGTERM after step 12")
     stop_requested_at: float | None = None  # an abort was asked for and is pending
     kind: str = TRAIN_RUN  # train | model (see RUN_KINDS)
+    ray_job_id: str | None = None  # the Ray job training it (None: this machine)
+    ray_address: str | None = None  # that job's head (dashboard address)
 
     @property
     def is_active(self) -> bool:
@@ -86,6 +88,32 @@ class Attempt:
     @property
     def duration_s(self) -> float | None:
         return None if self.ended_at is None else self.ended_at - self.started_at
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One training process of an attempt on a Ray cluster: its rank and where it ran."""
+
+    run_id: int
+    attempt: int
+    rank: int
+    node_id: str  # Ray's node id
+    host: str
+    pid: int
+    ip: str | None = None
+    ray_job_id: str | None = None
+    recorded_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "attempt": self.attempt,
+            "rank": self.rank,
+            "node_id": self.node_id,
+            "host": self.host,
+            "ip": self.ip,
+            "pid": self.pid,
+            "ray_job_id": self.ray_job_id,
+        }
 
 
 @dataclass(frozen=True)

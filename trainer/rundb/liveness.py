@@ -136,3 +136,19 @@ def death_reason(
     if status == "running" and age is not None and age > STALE_FACTOR * interval:
         return f"{DIED_MESSAGE}: no heartbeat for {age:.1f} s (interval {interval:g} s)"
     return None
+
+
+def ray_death_reason(*, status: str, job_id: str, job_status: str | None, job_message: str = "") -> str | None:
+    """Why the Ray job owning a ``queued``/``running`` run is dead, or None while it may be alive.
+
+    The owner of a Ray run is its job, wherever Ray put (or re-put, after a worker failure) its
+    trainer processes: the run lives while the head says the job is ``PENDING`` or ``RUNNING``,
+    heartbeat or not (a restart after a failure has none for a while), and is dead once the head
+    says the job ended. ``job_status`` None: the head did not answer, nothing is known, so the run is
+    not declared dead (the studio shows the cluster as unreachable instead)."""
+    if status not in ("queued", "running") or job_status is None:
+        return None
+    if job_status in ("PENDING", "RUNNING"):
+        return None
+    why = f": {job_message.strip()}" if job_message.strip() else ""
+    return f"ray job {job_id} {job_status.lower()} without ending the run{why}"

@@ -72,6 +72,10 @@ class SqlRun(Base):
     stop_requested_at: Mapped[float | None] = mapped_column(Float)
     # Added by revision 0006: train, or model (registered for evaluation; see entities.RUN_KINDS).
     kind: Mapped[str] = mapped_column(String(16), default=TRAIN_RUN, server_default=TRAIN_RUN)
+    # Added by revision 0008: the Ray job training the run and its head's address (NULL: this
+    # machine). While set, the job's status is the run's liveness (liveness.death_reason).
+    ray_job_id: Mapped[str | None] = mapped_column(String(128))
+    ray_address: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (
         CheckConstraint("status IN ('queued', 'running', 'finished', 'failed', 'aborted')", name="status"),
         CheckConstraint("kind IN ('train', 'model')", name="kind"),
@@ -198,6 +202,24 @@ class SqlAttempt(Base):
     status: Mapped[str] = mapped_column(String(16))
     end_reason: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (UniqueConstraint("run_id", "number"),)
+
+
+class SqlRunWorker(Base):
+    """Added by revision 0008: one training process of an attempt (a Ray worker): where it ran.
+    Written once by rank 0 after its claim, fenced by its lease like the metrics."""
+
+    __tablename__ = "run_workers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    rank: Mapped[int] = mapped_column(Integer)
+    node_id: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    pid: Mapped[int] = mapped_column(Integer)
+    ray_job_id: Mapped[str | None] = mapped_column(String(128))
+    recorded_at: Mapped[float] = mapped_column(Float)
+    __table_args__ = (UniqueConstraint("run_id", "attempt", "rank"),)
 
 
 class SqlJob(Base):

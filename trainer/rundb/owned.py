@@ -27,6 +27,21 @@ from trainer.rundb.models import SqlAttempt, SqlEvent, SqlJob, SqlRun
 
 logger = logging.getLogger(__name__)
 
+# The end_reason of an attempt whose Ray job started a new one (Ray Train restarted its workers).
+RAY_RESTART_REASON = "its Ray job restarted the workers (max_failures): a new attempt took over"
+
+
+def ray_job_status(address: str, job_id: str) -> tuple[str | None, str]:
+    """(status, message) of a Ray job as its head reports it; (None, why) when the head does not
+    answer. Ray is imported only here, and only for runs that have a Ray job."""
+    from trainer.cluster import ray_jobs
+
+    try:
+        state = ray_jobs.job_state(address, job_id)
+    except ray_jobs.ClusterUnreachable as exc:
+        return None, str(exc)
+    return state.status, state.message
+
 Model = type[SqlRun] | type[SqlJob]
 
 
@@ -89,6 +104,8 @@ class OwnedRows:
     """Claim, beat, end, stop, re-queue and reap rows of ``runs`` and ``jobs``."""
 
     url: str
+    # (address, job id) -> (Ray's job status or None when the head does not answer, its message).
+    ray_job_status = staticmethod(ray_job_status)
 
     def session(self, write: bool = False) -> AbstractContextManager[Session]:  # RunStore.session
         raise NotImplementedError
@@ -96,7 +113,13 @@ class OwnedRows:
     # ---- the owner's own writes ----------------------------------------------------------------
 
     def _claim(
-        self, model: Model, row_id: int, owner: Owner, interval_s: float, launchers: Iterable[Owner] = ()
+        self,
+        model: Model,
+        row_id: int,
+        owner: Owner,
+        interval_s: float,
+        launchers: Iterable[Owner] = (),
+        ray_job: str | None = None,
     ) -> Any:
         """``-> running`` for ``owner``; takes over from a dead owner; OwnerAlive while one lives.
 
@@ -105,10 +128,20 @@ class OwnedRows:
         the studio claims before the studio has handed the row over); a row queued without an owner
         by anyone. Another process (``vgrpo train --attach_run`` typed while the studio starts a
         trainer) is refused while that launcher lives. An ended row is claimed by whoever comes first.
+
+        ``ray_job``: the claimant is rank 0 of the Ray job the run was given to (``assign_ray_job``).
+        It claims the run queued for that job, and also takes it over ``running`` from an earlier
+        rank 0 of the same job: Ray Train starts a new worker group only after the old one is gone
+        (a worker died and ``max_failures`` allows a restart), so that attempt ends and this one begins.
         """
         kind = _kind(model)
         claimants = [owner, *launchers]
         queued = and_(model.status == states.QUEUED, or_(model.pid.is_(None), launched_by(model, claimants)))
+        if ray_job is not None and model is SqlRun:
+            queued = or_(
+                queued,
+                and_(SqlRun.ray_job_id == ray_job, SqlRun.status.in_([states.QUEUED, states.RUNNING])),
+            )
         ended = [s for s in states.sources(kind, states.RUNNING) if s != states.QUEUED]
         claimable = or_(queued, model.status.in_(ended)) if ended else queued
         for _ in range(2):
@@ -142,6 +175,13 @@ class OwnedRows:
                 if won:
                     row = s.get(model, row_id)
                     if model is SqlRun:
+                        # Only a Ray job's restart claims a run whose attempt is still open.
+                        s.execute(
+                            update(SqlAttempt)
+                            .where(SqlAttempt.run_id == row_id, SqlAttempt.ended_at.is_(None))
+                            .values(ended_at=now, status=states.FAILED, end_reason=RAY_RESTART_REASON)
+                            .execution_options(synchronize_session=False)
+                        )
                         s.add(_attempt(row_id, row.attempt, owner, now, states.RUNNING))
                         s.add(
                             SqlEvent(
@@ -336,6 +376,10 @@ class OwnedRows:
                         end_reason=None,
                         error=None,
                         traceback=None,
+                        # The next attempt gets its own job (assign_ray_job); the ended one's
+                        # state must not decide this queued row's liveness.
+                        ray_job_id=None,
+                        ray_address=None,
                     )
                     .execution_options(synchronize_session=False)
                 ).rowcount
@@ -399,21 +443,31 @@ class OwnedRows:
                     row.heartbeat_at,
                     row.stop_requested_at,
                     row.heartbeat_interval_s,
+                    getattr(row, "ray_job_id", None),
+                    getattr(row, "ray_address", None),
                 )
                 for row in s.scalars(query)
             ]
         reaped = []
-        for row_id, status, owner, beat_at, stop_at, interval in seen:
+        for row_id, status, owner, beat_at, stop_at, interval, job_id, address in seen:
             is_exited = owner is not None and owner == exited
-            reason = liveness.death_reason(
-                status=status,
-                owner=owner,
-                heartbeat_at=beat_at,
-                heartbeat_interval_s=interval,
-                now=now,
-                current_host=host,
-                exited=is_exited,
-            )
+            if job_id is not None:
+                # A Ray run: its job is its owner (liveness.ray_death_reason), not a local pid.
+                is_exited = False
+                job_status, message = self.ray_job_status(address or "", job_id)
+                reason = liveness.ray_death_reason(
+                    status=status, job_id=job_id, job_status=job_status, job_message=message
+                )
+            else:
+                reason = liveness.death_reason(
+                    status=status,
+                    owner=owner,
+                    heartbeat_at=beat_at,
+                    heartbeat_interval_s=interval,
+                    now=now,
+                    current_host=host,
+                    exited=is_exited,
+                )
             if reason is None:
                 continue
             if is_exited and detail:

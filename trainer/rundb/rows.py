@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
 from trainer.core.errors import RunDBError
-from trainer.rundb.entities import Attempt, Checkpoint, Evaluation, Job, Run
-from trainer.rundb.models import SqlAttempt, SqlCheckpoint, SqlEvaluation, SqlJob, SqlRun
+from trainer.rundb.entities import Attempt, Checkpoint, Evaluation, Job, Run, Worker
+from trainer.rundb.models import SqlAttempt, SqlCheckpoint, SqlEvaluation, SqlJob, SqlRun, SqlRunWorker
 
 _WRITE_WORDS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
 
@@ -86,3 +86,7 @@ def to_evaluation(row: SqlEvaluation) -> Evaluation:
         None if row.settings is None else dict(row.settings),
         None if row.summary is None else dict(row.summary),
     )
+
+
+def to_worker(row: SqlRunWorker) -> Worker:
+    return Worker(**{name: getattr(row, name) for name in Worker.__dataclass_fields__})

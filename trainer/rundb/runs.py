@@ -28,16 +28,18 @@ class RunRows(OwnedRows):
         owner: Owner | None = None,
         *,
         heartbeat_interval_s: float = liveness.DEFAULT_HEARTBEAT_INTERVAL_S,
+        ray_job: str | None = None,
     ) -> Run:
         """``owner`` (this process by default) starts a new attempt: queued/ended -> running.
 
         A queued run is taken only by the process holding it or one it launched (this process's
         ancestors are its possible launchers); takes over from a dead owner; raises ``OwnerAlive``
-        (naming it) while the owner lives.
+        (naming it) while the owner lives. ``ray_job``: the claimant is rank 0 of that Ray job, which
+        owns the run (``ray_runs``); it also takes the run over from an earlier rank 0 of the job.
         """
         self._require_training_run(run_id, "trained")
         launchers = Owner.lineage() if owner is None else []
-        row = self._claim(SqlRun, run_id, owner or Owner.current(), heartbeat_interval_s, launchers)
+        row = self._claim(SqlRun, run_id, owner or Owner.current(), heartbeat_interval_s, launchers, ray_job)
         return self.get_run(row.id)
 
     def beat(self, run_id: int, owner: Owner, attempt: int | None = None) -> bool:

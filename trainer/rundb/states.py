@@ -39,7 +39,10 @@ RUN, JOB = "run", "job"
 TRANSITIONS: dict[str, dict[str, tuple[str, ...]]] = {
     RUN: {
         QUEUED: (FAILED, ABORTED),  # resume requested: a new attempt is on its way
-        RUNNING: (QUEUED, *ENDED),  # claimed by a trainer (directly from ENDED: `vgrpo train` resuming)
+        # Claimed by a trainer (directly from ENDED: `vgrpo train` resuming). Also RUNNING -> RUNNING,
+        # a new attempt, for one claimant only: rank 0 of the Ray job that owns the run, after Ray
+        # restarted its workers (owned.OwnedRows._claim's ray_job); not listed, as nobody else may.
+        RUNNING: (QUEUED, *ENDED),
         FINISHED: (RUNNING,),
         FAILED: ACTIVE,
         ABORTED: ACTIVE,

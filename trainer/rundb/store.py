@@ -54,7 +54,9 @@ from trainer.rundb.models import (
     SqlRollout,
     SqlRun,
     SqlRunConfig,
+    SqlRunWorker,
 )
+from trainer.rundb.ray_runs import RayRunRows
 from trainer.rundb.runs import RunRows
 
 logger = logging.getLogger(__name__)
@@ -65,7 +67,7 @@ _ROLLOUTS = SqlRollout.__table__
 _ROLLOUT_FIELDS = [name for name in Rollout.__dataclass_fields__ if name != "step"]
 
 
-class RunStore(RunRows, JobRows, ArtifactRows):
+class RunStore(RunRows, RayRunRows, JobRows, ArtifactRows):
     """Runs, metrics, rollouts, checkpoints, evaluations and events in one SQLAlchemy database.
 
     ``url`` defaults to ``trainer.core.paths.default_db_url()``. Safe to share between threads; open one
@@ -252,6 +254,7 @@ class RunStore(RunRows, JobRows, ArtifactRows):
             }
             s.execute(delete(SqlRunConfig).where(SqlRunConfig.run_id == run_id))
             s.execute(delete(SqlAttempt).where(SqlAttempt.run_id == run_id))
+            s.execute(delete(SqlRunWorker).where(SqlRunWorker.run_id == run_id))
             s.execute(delete(SqlJob).where(SqlJob.run_id == run_id))
             s.execute(update(SqlRun).where(SqlRun.resumed_from == run_id).values(resumed_from=None))
             runs = s.execute(
