@@ -26,7 +26,7 @@ main)
   fi
   echo "[venv] installing the project into $venv (first run takes a few minutes)" >&2
   [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-  pip_install -c "$root/scripts/constraints.txt" -e "$root[dev]"
+  pip_install -c "$root/scripts/constraints.txt" -e "$root[dev,ray]"
   echo "$want" > "$stamp"
   ;;
 vllm)

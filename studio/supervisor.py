@@ -13,6 +13,13 @@ is handed the row and claims it. Abort records the request and signals the very 
 that owns the run (pid + start time), escalating to SIGKILL after the grace period only if that same
 process is still there. A trainer that died without writing its ending is ended by the store's reap
 (``reap``), the one path that ends a dead owner's run.
+
+A run whose config says ``launcher: ray`` is not a subprocess: the queued run is given to a Ray job
+submitted to the cluster (``trainer.run.ray_launch.submit_run``), which owns it from then on. Its
+launch event names the job; its log is the job's log; its liveness is the job's status (the reap
+asks the head); Abort records the request, which its rank 0 reads at its next heartbeat (it saves,
+then ends ``aborted``), and stops the job after the grace period if the run is still active then.
+A restarted studio finds such runs as it finds the others: from the run database.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from trainer.core.config import TrainConfig, build_config, merge
 from trainer.core.errors import StudioError
 from trainer.core.paths import REPO_ROOT
 from trainer.run.launch import training_command
+from trainer.run.ray_launch import submit_run
 from trainer.rundb import Job, Owner, OwnerAlive, Run
 from trainer.rundb.liveness import is_process_alive, this_host
 
@@ -79,6 +87,8 @@ class LaunchInfo:
     log_path: Path
     config_path: Path
     time: float
+    ray_job_id: str | None = None  # a Ray run's job (pid is then 0)
+    ray_address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +141,7 @@ class Supervisor:
         run = self.ctx.store.create_run(
             cfg.run.run_name, config=cfg.to_dict(), output_dir=cfg.run.output_dir, owner=me
         )
-        return self._spawn(run, cfg, total, me)
+        return self._launch(run, cfg, total, me)
 
     def resume(self, run_id: int) -> Launched:
         """Start a new attempt of the run on its output_dir from its latest checkpoint.
@@ -161,17 +171,44 @@ class Supervisor:
         stored = self.ctx.store.get_config(run_id)
         if stored is None or not run.output_dir:
             raise StudioError(f"run {run_id} has no stored config or output_dir: it cannot be resumed")
-        if not checkpoint_dirs(run.output_dir):
-            raise StudioError(f"run {run_id}: no checkpoint in {run.output_dir} to resume from")
         cfg = build_config(
             merge(dict(stored.config), {"resume_from_checkpoint": "latest", "output_dir": run.output_dir})
         )
+        # A Ray run's output_dir is on the cluster's shared storage, which this machine may not mount.
+        visible = not cfg.launch.is_ray or Path(run.output_dir).is_dir()
+        if visible and not checkpoint_dirs(run.output_dir):
+            raise StudioError(f"run {run_id}: no checkpoint in {run.output_dir} to resume from")
         me = Owner.current()
         try:
             run = self.ctx.store.request_resume(run_id, me)
         except OwnerAlive as exc:
             raise StudioError(f"{exc} (a run has one trainer at a time)") from exc
-        return self._spawn(run, cfg, planned_steps(cfg), me)
+        return self._launch(run, cfg, planned_steps(cfg), me)
+
+    def _launch(self, run: Run, cfg: TrainConfig, total: int | None, me: Owner) -> Launched:
+        """Start the queued run ``me`` holds where its config says: a subprocess here, or a Ray job."""
+        if cfg.launch.is_ray:
+            return self._submit(run, cfg, total, me)
+        return self._spawn(run, cfg, total, me)
+
+    def _submit(self, run: Run, cfg: TrainConfig, total: int | None, me: Owner) -> Launched:
+        """Give the queued run to a new Ray job and submit it (a failed submission ends the run)."""
+        config_path = self.ctx.configs_dir / f"{cfg.run.run_name}.yaml"
+        self.ctx.configs_dir.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(cfg.to_yaml())
+        submitted = submit_run(self.ctx.store, cfg, run.id, me)
+        log_path = Path(cfg.run.output_dir) / LOG_FILE
+        info = {
+            "pid": 0,
+            "host": "",
+            "total_steps": total,
+            "log": str(log_path),
+            "config": str(config_path),
+            "ray_job": submitted.job_id,
+            "ray_address": submitted.address,
+        }
+        self.ctx.store.add_event(run.id, LAUNCH_EVENT, json.dumps(info))
+        return Launched(self.ctx.store.get_run(run.id), 0, config_path, log_path, total)
 
     def _spawn(self, run: Run, cfg: TrainConfig, total: int | None, me: Owner) -> Launched:
         """Start the trainer for a queued run held by ``me`` and hand the run over to it."""
@@ -257,6 +294,8 @@ class Supervisor:
                         log_path=Path(data["log"]),
                         config_path=Path(data["config"]),
                         time=event.time,
+                        ray_job_id=data.get("ray_job"),
+                        ray_address=data.get("ray_address"),
                     )
                 except (ValueError, KeyError, TypeError):
                     logger.warning("run %d: unreadable launch event %r", run_id, event.message)
@@ -284,8 +323,24 @@ class Supervisor:
         return Path(run.output_dir) / LOG_FILE if run.output_dir else None
 
     def log_tail(self, run: Run, max_lines: int = 200) -> str:
+        """The end of the trainer's log: its file here, or a Ray run's job log from the head."""
+        if run.ray_job_id and run.ray_address:
+            return ray_log_tail(run.ray_address, run.ray_job_id, max_lines)
         path = self.log_path(run)
         return tail_text(path, max_lines) if path is not None else ""
+
+    def cluster_note(self, run: Run) -> str | None:
+        """For an active Ray run: a line when its cluster does not answer (the run is not declared
+        failed for that: its job may still be running), else None."""
+        if not (run.is_active and run.ray_job_id and run.ray_address):
+            return None
+        from trainer.cluster import ray_jobs
+
+        try:
+            state = ray_jobs.job_state(run.ray_address, run.ray_job_id)
+        except ray_jobs.ClusterUnreachable as exc:
+            return f"cluster unreachable: {exc}; the run is shown as last recorded until the head answers"
+        return f"Ray job {run.ray_job_id}: {state.status.lower()}"
 
     # ---- stopping -------------------------------------------------------------------------------
 
@@ -296,6 +351,8 @@ class Supervisor:
         The trainer stops after its current step, saves a checkpoint and ends itself ``aborted``; a
         trainer killed outright is ended ``aborted`` by the reap."""
         run = self.ctx.store.request_stop(run_id)  # RunDBError "run 4 is finished: nothing to abort"
+        if run.ray_job_id and run.ray_address:
+            return self._abort_ray(run, self.grace_s if grace_s is None else grace_s)
         owner = run.owner
         if owner is None or owner == Owner.current() or owner.host != this_host():
             # Not started yet, or elsewhere: the trainer reads the request at its next heartbeat.
@@ -314,6 +371,42 @@ class Supervisor:
 
         self._terminate(owner, self.grace_s if grace_s is None else grace_s, reap, killed)
         return owner.pid
+
+    def _abort_ray(self, run: Run, grace_s: float) -> int:
+        """The Ray run's rank 0 reads the recorded stop at its next heartbeat, saves and ends the run
+        ``aborted``; if the run is still active after ``grace_s`` (its job still waits for resources,
+        or its trainer does not answer), the job is stopped and the reap ends the run ``aborted``."""
+        self.ctx.store.add_event(
+            run.id,
+            ABORT_EVENT,
+            f"recorded; Ray job {run.ray_job_id}'s trainer stops at its next heartbeat",
+            "warning",
+        )
+
+        def escalate() -> None:
+            from trainer.cluster import ray_jobs
+
+            current = self.ctx.store.get_run(run.id)
+            if not current.is_active or current.ray_job_id != run.ray_job_id:
+                return
+            try:
+                ray_jobs.stop(run.ray_address or "", run.ray_job_id or "")
+            except StudioError as exc:
+                logger.warning("run %d: could not stop Ray job %s: %s", run.id, run.ray_job_id, exc)
+                return
+            self.ctx.store.add_event(
+                run.id, ABORT_EVENT, f"Ray job {run.ray_job_id} stopped after the grace period", "warning"
+            )
+            deadline, pause = time.monotonic() + 30.0, threading.Event()
+            while time.monotonic() < deadline and not self.reap([run.id]):
+                if not self.ctx.store.get_run(run.id).is_active:
+                    return
+                pause.wait(1.0)
+
+        timer = threading.Timer(grace_s, escalate)
+        timer.daemon = True
+        timer.start()
+        return 0
 
     def _terminate(
         self,
@@ -403,6 +496,17 @@ class Supervisor:
             "VGRPO_WORKSPACE": str(self.ctx.workspace),
             "VGRPO_DB": self.ctx.db_url,
         }
+
+
+def ray_log_tail(address: str, job_id: str, max_lines: int) -> str:
+    """The last ``max_lines`` of a Ray job's log, or why it cannot be read."""
+    from trainer.cluster import ray_jobs
+
+    try:
+        text = ray_jobs.logs(address, job_id)
+    except ray_jobs.ClusterUnreachable as exc:
+        return f"[{exc}: the job's log cannot be read now]"
+    return "\n".join(text.splitlines()[-max_lines:])
 
 
 def planned_steps(cfg: TrainConfig) -> int | None:

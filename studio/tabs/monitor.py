@@ -235,7 +235,13 @@ class MonitorHandlers:
         )
         return (
             st,
-            _if_changed(st, "status", status_markdown(run, ended_early=st["ended_early"])),
+            _if_changed(
+                st,
+                "status",
+                status_markdown(
+                    run, ended_early=st["ended_early"], cluster_note=self.supervisor.cluster_note(run)
+                ),
+            ),
             log,
             steps_update,
             picker_update,

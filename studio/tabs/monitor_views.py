@@ -115,13 +115,16 @@ def progress_html(
     )
 
 
-def status_markdown(run: Run, ended_early: str | None = None) -> str:
+def status_markdown(run: Run, ended_early: str | None = None, cluster_note: str | None = None) -> str:
     """The run's headline: status, owner, attempt, start, folder; why it stopped or failed, and
     ``ended_early`` (its ENDED_EARLY_EVENT message) when a limit ended it before its last step.
-    Only the run row's fields: the text changes when the row does."""
+    ``cluster_note``: a Ray run's job status, or that its cluster does not answer
+    (``Supervisor.cluster_note``). Otherwise only the run row's fields: the text changes when the row does."""
     color = STATUS_COLORS.get(run.status, "#71717a")
     parts = [f'### #{run.id} {text.literal(run.name)} <span style="color:{color}">{run.status}</span>']
     facts = []
+    if run.ray_job_id:
+        facts.append(f"Ray job `{run.ray_job_id}` on {run.ray_address}")
     if run.pid:
         facts.append(f"pid {run.pid} on {run.host or '?'}")
     if run.attempt > 1:
@@ -131,6 +134,8 @@ def status_markdown(run: Run, ended_early: str | None = None) -> str:
     if run.output_dir:
         facts.append(f"output `{run.output_dir}`")
     parts.append(" - ".join(facts))
+    if cluster_note:
+        parts.append(f"**Cluster:** {text.literal(cluster_note)}")
     if run.end_reason:  # e.g. the user's abort: a reason, not an error
         parts.append(f"**Stopped:** {text.literal(run.end_reason)}")
     if ended_early:

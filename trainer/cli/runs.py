@@ -105,6 +105,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         checkpoints = store.checkpoints(run.id, include_deleted=True)
         attempts = store.attempts(run.id)
         events = store.events(run.id)
+        workers = store.workers(run.id)
     trained_s = run_duration_s(run, attempts)
     resumed = resumed_checkpoints(attempts, events)
     if args.json:
@@ -118,6 +119,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             "trained_s": trained_s,
             "attempts": [asdict(a) | {"resumed_from": resumed.get(a.number)} for a in attempts],
             "events": [asdict(e) for e in events],
+            # A Ray run's processes in its newest attempt that recorded them: rank, node, host, pid.
+            "workers": [w.to_dict() for w in workers],
         }
         print(json.dumps(doc, indent=2))
         return 0
@@ -128,6 +131,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         ("started", _when(run.started_at)),
         ("ended", _when(run.ended_at)),
         ("pid@host", f"{run.pid}@{run.host}" if run.pid else "-"),
+        ("ray job", f"{run.ray_job_id} on {run.ray_address}" if run.ray_job_id else "-"),
         ("trained for", "-" if trained_s is None else _duration(trained_s)),
         ("output dir", run.output_dir or "-"),
         ("rows", f"{counts['metrics']} metric points, {counts['rollouts']} rollouts"),
@@ -149,6 +153,10 @@ def cmd_show(args: argparse.Namespace) -> int:
                 f"  #{a.number:<3} pid {a.pid}@{a.host}  {_when(a.started_at)} -> {_when(a.ended_at)}"
                 f"  {took:>9}  {start}  {a.status}{why}"
             )
+    if workers:
+        print(f"workers (attempt {workers[0].attempt}):")
+        for w in workers:
+            print(f"  rank {w.rank:<3} node {w.node_id[:16]}  {w.host} ({w.ip or '-'})  pid {w.pid}")
     if latest:
         print("latest metrics:")
         for name, point in sorted(latest.items()):

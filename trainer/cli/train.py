@@ -94,9 +94,39 @@ def run(args: argparse.Namespace) -> int:
         return _config_error(exc)
     if args.check:
         return check(cfg, launch)
+    if cfg.launch.is_ray:
+        return ray_train(cfg, args.attach_run)
     if cfg.run.num_processes > 1 and "LOCAL_RANK" not in os.environ:
         return _relaunch(cfg.run.num_processes, getattr(args, "argv", None))
     return train_run(cfg, args.attach_run)
+
+
+def ray_train(cfg: TrainConfig, attach_run: int | None) -> int:
+    """``--launcher ray``: queue the run (or a new attempt of the one the resumed checkpoint came
+    from), submit its Ray job, print the job's log until the run ends. Exit codes as a local run's
+    (0 finished, 143 aborted), 1 when it failed."""
+    from trainer.run.ray_launch import follow, queue_run, resolved, submit_run
+    from trainer.rundb import Owner, RunStore
+
+    if attach_run is not None:
+        return _config_error(
+            StudioError("--attach_run with launcher ray: the studio submits its Ray runs itself")
+        )
+    cfg = resolved(cfg)
+    me = Owner.current()
+    try:
+        with RunStore(cfg.run.db) as store:
+            run_id = queue_run(store, cfg, me)
+            submitted = submit_run(store, cfg, run_id, me)
+            print(f"run {run_id}: Ray job {submitted.job_id} on {submitted.address}", flush=True)
+            status = follow(store, submitted)
+            run = store.get_run(run_id)
+    except StudioError as exc:
+        print(f"vgrpo train: {exc}", file=sys.stderr)
+        return 1
+    why = run.error or run.end_reason
+    print(f"run {run_id}: {status}" + (f": {why}" if why else ""))
+    return {"finished": EXIT_OK, "aborted": EXIT_ABORTED}.get(status, 1)
 
 
 def _relaunch(num_processes: int, argv: list[str] | None) -> int:

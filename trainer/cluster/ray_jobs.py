@@ -203,7 +203,9 @@ def fits(nodes_: list[NodeResources], workers: int, cpus: float, gpus: float) ->
             cpu, gpu, placed = cpu - cpus, gpu - gpus, placed + 1
     if placed >= workers:
         return None
-    have = ", ".join(f"{n.ip} {n.resources.get('CPU', 0):g} CPU {n.resources.get('GPU', 0):g} GPU" for n in nodes_)
+    have = ", ".join(
+        f"{n.ip} {n.resources.get('CPU', 0):g} CPU {n.resources.get('GPU', 0):g} GPU" for n in nodes_
+    )
     return (
         f"the cluster fits {placed} of {workers} workers of {cpus:g} CPU and {gpus:g} GPU each "
         f"(nodes: {have or 'none alive'})"

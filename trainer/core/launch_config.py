@@ -33,7 +33,9 @@ class LaunchConfig:
     )
     ray_address: str = field(
         default="",
-        metadata=_help("Ray launcher: the head's dashboard address, as `ray job submit` takes it (http://HEAD:8265)."),
+        metadata=_help(
+            "Ray launcher: the head's dashboard address, as `ray job submit` takes it (http://HEAD:8265)."
+        ),
     )
     num_workers: int = field(
         default=2, metadata=_help("Ray launcher: training workers (processes), spread over the nodes.")
@@ -52,8 +54,9 @@ class LaunchConfig:
     accelerate_config: str = field(
         default="",
         metadata=_help(
-            "Ray launcher: an accelerate config file (DeepSpeed ZeRO, FSDP; e.g. configs/accelerate_zero2.yaml) "
-            "applied in every worker, as `accelerate launch --config_file` would (empty: DDP)."
+            "Ray launcher: an accelerate config file (DeepSpeed ZeRO, FSDP; e.g. "
+            "configs/accelerate_zero2.yaml) applied in every worker, as `accelerate launch "
+            "--config_file` would (empty: DDP)."
         ),
     )
     ray_python: str = field(

@@ -40,6 +40,7 @@ from trainer.rundb import (
     RunAborted,
     RunHandle,
     RunStore,
+    Worker,
     run_lifecycle,
 )
 from trainer.step.context import MicroBatch, all_agree, max_over_processes
@@ -75,6 +76,7 @@ class StopRequested:
 
     def __init__(self) -> None:
         self.requested = False
+        self.cause = "SIGTERM"
         self._previous: Any = None
 
     def __enter__(self) -> StopRequested:
@@ -90,6 +92,13 @@ class StopRequested:
         logger.warning("received %s: stopping after this step", signal.Signals(signum).name)
         self.requested = True
 
+    def request(self, cause: str) -> None:
+        """A stop without a signal (a Ray worker's heartbeat found the abort in the run database:
+        its training thread cannot take a SIGTERM, which would end the worker's actor)."""
+        logger.warning("%s: stopping after this step", cause)
+        self.cause = cause
+        self.requested = True
+
 
 def _in_main_thread() -> bool:
     import threading
@@ -97,13 +106,24 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+@dataclass(frozen=True)
+class RaySeat:
+    """Where this process trains when it is a worker of a Ray job (``trainer.run.ray_worker``): the
+    job that owns the run (rank 0 claims the run for it) and every rank's place, which rank 0 records."""
+
+    job_id: str
+    workers: tuple[Worker, ...]
+
+
 def train(
     cfg: TrainConfig,
     progress: ProgressFn | None = None,
     attach_run_id: int | None = None,
+    seat: RaySeat | None = None,
 ) -> TrainOutcome:
     """Run GRPO training as ``cfg`` says. ``attach_run_id`` continues a run row the studio created
-    (status queued) instead of creating one. Returns where the results are."""
+    (status queued) instead of creating one; ``seat``: this process is a worker of that Ray job.
+    Returns where the results are."""
     accelerator = make_accelerator(cfg)
     workspace = Path(cfg.data.workspace) if cfg.data.workspace else default_workspace()
     run_name = cfg.run.run_name or time.strftime("grpo-%Y%m%d-%H%M%S")
@@ -112,20 +132,33 @@ def train(
 
     store: RunStore | None = None
     held: RunHandle | None = None
+    stop = StopRequested()
     with ExitStack() as stack:
         if accelerator.is_main_process:
             output_dir.mkdir(parents=True, exist_ok=True)
             (output_dir / "train_config.yaml").write_text(cfg.to_yaml())
             store = stack.enter_context(RunStore(cfg.run.db or default_db_url(workspace)))
             run_id = open_run(store, cfg, run_name, output_dir, workspace, attach_run_id, resume_path)
-            # SIGTERM is handled by StopRequested (stop at a step boundary, save, then abort).
-            held = stack.enter_context(run_lifecycle(store, run_id, handle_sigterm=False))
+            # SIGTERM is handled by StopRequested (stop at a step boundary, save, then abort); a Ray
+            # worker's heartbeat asks it directly (its training thread takes no signal).
+            on_stop = None if seat is None else lambda: stop.request("a stop request in the run database")
+            held = stack.enter_context(
+                run_lifecycle(
+                    store,
+                    run_id,
+                    handle_sigterm=False,
+                    ray_job=seat.job_id if seat is not None else None,
+                    on_stop=on_stop,
+                )
+            )
+            if seat is not None:
+                store.record_workers(held.lease, seat.workers)
             fingerprints = dataset_fingerprints(cfg.data.dataset_use, workspace)
             store.set_config(run_id, cfg.to_dict(), fingerprints, lease=held.lease)
             if resume_path is not None:
                 store.add_event(run_id, "resumed", f"from {resume_path}", lease=held.lease)
         # Installed before the model and data load, so an abort while loading also ends cleanly.
-        stop = stack.enter_context(StopRequested())
+        stack.enter_context(stop)
         try:
             return _train(accelerator, cfg, workspace, output_dir, store, held, resume_path, progress, stop)
         except torch.OutOfMemoryError as exc:
@@ -172,7 +205,7 @@ def _train(
     ctx.refill = draw
     try:
         if all_agree(accelerator, stop.requested):
-            raise RunAborted("stopped by SIGTERM before the first step")
+            raise RunAborted(f"stopped by {stop.cause} before the first step")
         while state.step < steps:
             stop_if_lost(accelerator, store, held)
             step_start = time.perf_counter()
@@ -202,7 +235,7 @@ def _train(
                     accelerator, model, processor, state, cfg, output_dir, store, held, metrics
                 )
             if should_stop:
-                raise RunAborted("stopped by SIGTERM after saving a checkpoint")
+                raise RunAborted(f"stopped by {stop.cause} after saving a checkpoint")
         if eval_result is None:
             eval_result = evaluate_policy()
         if eval_result is not None and store is not None and held is not None and final_ckpt is not None:

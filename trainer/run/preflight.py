@@ -31,6 +31,7 @@ from trainer.data.prompts import NO_THINK, THINK
 from trainer.model.families import ModelFamily, family_for, family_of_model, family_of_path
 from trainer.model.processor_files import check_processor_files
 from trainer.model.trainable import lora_targets
+from trainer.run.cluster_check import check_cluster
 from trainer.run.preflight_cost import (  # noqa: F401  (MEMORY_NOTE, format_size, memory_text: re-exported)
     MEMORY_NOTE,
     StepCost,
@@ -199,6 +200,7 @@ def check_launch(cfg: TrainConfig, reward_roots: Sequence[Path] | None = None) -
     if cfg.grpo.rollout_backend == "vllm":
         check_vllm_model(model_path, "bfloat16" if cfg.model.bf16 else "float32")
     check_reward_functions(cfg, train, reward_roots)
+    check_cluster(cfg, workspace)  # launcher ray: the database, the cluster, the nodes' view
     return LaunchCheck(workspace, model_path, train, eval_count, train_modes)
 
 

@@ -37,6 +37,7 @@ from trainer.rundb.entities import (
     Rollout,
     Run,
     RunConfig,
+    Worker,
 )
 from trainer.rundb.history import resumed_checkpoints, run_duration_s
 from trainer.rundb.lifecycle import Heartbeat, JobHandle, RunAborted, RunHandle, job_lifecycle, run_lifecycle
@@ -72,6 +73,7 @@ __all__ = [
     "RunHandle",
     "RunLost",
     "RunStore",
+    "Worker",
     "job_lifecycle",
     "resumed_checkpoints",
     "run_duration_s",

@@ -46,10 +46,12 @@ class RunAborted(BaseException):
 class Heartbeat:
     """A daemon thread calling ``beat()`` every ``interval_s`` seconds (False: we lost the row).
 
-    ``stop_requested()`` is asked after each beat; the first time it says yes, this process sends
-    itself SIGTERM, so an abort recorded in the database (from another host, or before the trainer
-    had a pid anyone could signal) stops it the same way the studio's signal does. ``on_lost()`` is
-    called once, the first time a beat finds the row no longer held."""
+    ``stop_requested()`` is asked after each beat; the first time it says yes, ``on_stop()`` runs:
+    by default this process sends itself SIGTERM, so an abort recorded in the database (from another
+    host, or before the trainer had a pid anyone could signal) stops it the same way the studio's
+    signal does. A trainer that cannot take a signal (a Ray worker trains in a thread of its actor,
+    whose SIGTERM ends the actor) passes its own stop. ``on_lost()`` is called once, the first time a
+    beat finds the row no longer held."""
 
     def __init__(
         self,
@@ -58,6 +60,7 @@ class Heartbeat:
         interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
         stop_requested: Callable[[], bool] | None = None,
         on_lost: Callable[[], None] | None = None,
+        on_stop: Callable[[], None] | None = None,
     ) -> None:
         if interval_s <= 0:
             raise RunDBError(f"{label}: heartbeat interval must be > 0 s, got {interval_s}")
@@ -66,6 +69,7 @@ class Heartbeat:
         self.interval_s = interval_s
         self.stop_requested = stop_requested
         self.on_lost = on_lost
+        self.on_stop = on_stop or (lambda: os.kill(os.getpid(), signal.SIGTERM))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"rundb-heartbeat-{label}", daemon=True)
 
@@ -86,7 +90,7 @@ class Heartbeat:
                 if held and not signalled and self.stop_requested is not None and self.stop_requested():
                     signalled = True
                     logger.warning("%s: stop requested in the run database", self.label)
-                    os.kill(os.getpid(), signal.SIGTERM)
+                    self.on_stop()
             except RunDBError as exc:
                 # A missed beat is survivable (the reaper tolerates one); keep trying.
                 logger.warning("%s: heartbeat failed: %s", self.label, exc)
@@ -147,6 +151,7 @@ def _owned(
     heartbeat_interval_s: float,
     handle_sigterm: bool,
     on_lost: Callable[[Any], None] | None = None,
+    on_stop: Callable[[], None] | None = None,
 ) -> Iterator[Any]:
     """Claim (``claim()``'s value is yielded), beat while the block runs, then write how it ended
     through ``end(claimed, ending)``.
@@ -161,7 +166,7 @@ def _owned(
     try:
         claimed = claim()
         lost = None if on_lost is None else (lambda: on_lost(claimed))
-        heartbeat = Heartbeat(beat, label, heartbeat_interval_s, stop_requested, lost).start()
+        heartbeat = Heartbeat(beat, label, heartbeat_interval_s, stop_requested, lost, on_stop).start()
     except BaseException:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -235,13 +240,18 @@ def run_lifecycle(
     *,
     heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
     handle_sigterm: bool = True,
+    ray_job: str | None = None,
+    on_stop: Callable[[], None] | None = None,
 ) -> Iterator[RunHandle]:
-    """Claim the run for this process (a new attempt) and beat; on exit end it finished, aborted or failed."""
+    """Claim the run for this process (a new attempt) and beat; on exit end it finished, aborted or failed.
+
+    ``ray_job``: this process is rank 0 of the Ray job that owns the run (``RunStore.claim_run``).
+    ``on_stop``: what a stop request found in the database does (default: SIGTERM to this process)."""
     owner = Owner.current()
     claimed: list[Lease] = []  # set once the claim won: the beats match its attempt
 
     def claim() -> RunHandle:
-        run = store.claim_run(run_id, heartbeat_interval_s=heartbeat_interval_s)
+        run = store.claim_run(run_id, heartbeat_interval_s=heartbeat_interval_s, ray_job=ray_job)
         claimed.append(Lease(run_id, run.attempt, owner))
         return RunHandle(run, claimed[0])
 
@@ -268,6 +278,7 @@ def run_lifecycle(
         heartbeat_interval_s=heartbeat_interval_s,
         handle_sigterm=handle_sigterm,
         on_lost=lost,
+        on_stop=on_stop,
     ) as handle:
         yield handle
 

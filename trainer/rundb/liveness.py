@@ -138,7 +138,9 @@ def death_reason(
     return None
 
 
-def ray_death_reason(*, status: str, job_id: str, job_status: str | None, job_message: str = "") -> str | None:
+def ray_death_reason(
+    *, status: str, job_id: str, job_status: str | None, job_message: str = ""
+) -> str | None:
     """Why the Ray job owning a ``queued``/``running`` run is dead, or None while it may be alive.
 
     The owner of a Ray run is its job, wherever Ray put (or re-put, after a worker failure) its

@@ -42,6 +42,7 @@ def ray_job_status(address: str, job_id: str) -> tuple[str | None, str]:
         return None, str(exc)
     return state.status, state.message
 
+
 Model = type[SqlRun] | type[SqlJob]
 
 

@@ -38,7 +38,9 @@ def upgrade() -> None:
         sa.Column("pid", sa.Integer(), nullable=False),
         sa.Column("ray_job_id", sa.String(128)),
         sa.Column("recorded_at", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_run_workers_run_id_runs", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["run_id"], ["runs.id"], name="fk_run_workers_run_id_runs", ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_run_workers"),
         sa.UniqueConstraint("run_id", "attempt", "rank", name="uq_run_workers_run_id_attempt_rank"),
     )
