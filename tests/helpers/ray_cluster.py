@@ -1,6 +1,11 @@
-"""A throwaway Ray cluster of two nodes on this host, bound to 127.0.0.1, for the Ray launcher's
-tests and bench/scaling.py: ``ray start --head`` plus a second ``ray start --address``, each node
-with its own CPUs, so a 2-worker run with SPREAD puts one worker on each node.
+"""A throwaway Ray cluster of two nodes on this host, for the Ray launcher's tests and
+bench/scaling.py: ``ray start --head`` plus a second ``ray start --address``, each node with its own
+CPUs, so a 2-worker run with SPREAD puts one worker on each node.
+
+Bound with ``--node-ip-address 127.0.0.1`` (and the dashboard on 127.0.0.1). ``ray start`` itself
+turns a loopback node address into the host's own interface address (``resolve_ip_for_localhost``:
+other nodes must reach it), so Ray lists the nodes under that address; traffic to it from this host
+still never leaves the host.
 
 Only this cluster is stopped afterwards (its processes are found by its own temp dir), never a
 bare ``ray stop``, which would stop every Ray cluster of the host.
@@ -32,10 +37,11 @@ class LocalRayCluster:
     dashboard: str  # http://127.0.0.1:PORT, the launcher's ray_address
     temp_dir: Path
 
-    def node_ids(self) -> list[str]:
+    def node_ips(self) -> dict[str, str]:
+        """{node id: the address Ray knows the node by}."""
         from trainer.cluster import ray_jobs
 
-        return [n.node_id for n in ray_jobs.nodes(self.dashboard)]
+        return {n.node_id: n.ip for n in ray_jobs.nodes(self.dashboard)}
 
 
 def free_port() -> int:
@@ -118,6 +124,19 @@ def stop_cluster(temp_dir: Path) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
+def _node_ports() -> list[str]:
+    """Each node's agents on ports of their own: two nodes on one host (or a second cluster, e.g.
+    a developer's) would otherwise both take Ray's fixed defaults (52365 for the dashboard agent),
+    and the loser's job agent never starts ("No available agent to submit job")."""
+    ports = []
+    for flag in (
+        "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port",
+        "--runtime-env-agent-port", "--node-manager-port", "--object-manager-port",
+    ):  # fmt: skip
+        ports += [flag, str(free_port())]
+    return ports
+
+
 @contextmanager
 def local_ray_cluster(nodes: int = 2, cpus_per_node: int = 1) -> Iterator[LocalRayCluster]:
     """``nodes`` Ray nodes of ``cpus_per_node`` CPUs on 127.0.0.1; stopped on exit."""
@@ -130,11 +149,14 @@ def local_ray_cluster(nodes: int = 2, cpus_per_node: int = 1) -> Iterator[LocalR
         _ray(
             "start", "--head", "--port", str(port), "--dashboard-host", "127.0.0.1",
             "--dashboard-port", str(dash), "--include-dashboard", "true", "--temp-dir", str(temp_dir),
-            "--disable-usage-stats", "--min-worker-port", "0", "--max-worker-port", "0", *common,
-            env=env,
+            "--disable-usage-stats", "--ray-client-server-port", str(free_port()),
+            *common, *_node_ports(), env=env,
         )  # fmt: skip
         for _ in range(nodes - 1):
-            _ray("start", "--address", f"127.0.0.1:{port}", "--disable-usage-stats", *common, env=env)
+            _ray(
+                "start", "--address", f"127.0.0.1:{port}", "--disable-usage-stats", *common, *_node_ports(),
+                env=env,
+            )  # fmt: skip
         cluster = LocalRayCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", temp_dir)
         _wait_for_nodes(cluster.dashboard, nodes)
         yield cluster

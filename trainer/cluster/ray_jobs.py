@@ -24,6 +24,9 @@ from typing import Any, TypeVar
 from trainer.core.errors import ConfigError, StudioError
 
 CALL_TIMEOUT_S = 10.0
+# A submission waits longer: a head that just started brings its job agent up on the first one
+# (seen: > 10 s on a busy 2-core machine), and a submission is one call, not a poll.
+SUBMIT_TIMEOUT_S = 90.0
 # Ray's job states that end a job; PENDING and RUNNING do not.
 TERMINAL = ("STOPPED", "SUCCEEDED", "FAILED")
 # An unreachable head is asked again only after this long (a Monitor refresh every 2 s would
@@ -35,6 +38,10 @@ T = TypeVar("T")
 
 class ClusterUnreachable(StudioError):
     """The Ray head at an address did not answer (nothing is known about its jobs)."""
+
+
+class RayJobError(StudioError):
+    """The head answered, with an error (a refused submission, a job it does not know)."""
 
 
 @dataclass(frozen=True)
@@ -91,10 +98,14 @@ def _bounded(address: str, call: Callable[[], T], what: str, timeout_s: float = 
     except ConnectionError as exc:
         _remember_unreachable(address)
         raise ClusterUnreachable(f"Ray cluster at {address} is unreachable ({what}: {exc})") from exc
+    except StudioError:
+        raise
     except Exception as exc:
         if _is_connection_error(exc):
             _remember_unreachable(address)
             raise ClusterUnreachable(f"Ray cluster at {address} is unreachable ({what}: {exc})") from exc
+        if isinstance(exc, RuntimeError | ValueError):  # the SDK's "Request failed with status code ..."
+            raise RayJobError(f"Ray cluster at {address}: {what} failed: {exc}") from exc
         raise
     finally:
         pool.shutdown(wait=False)
@@ -140,14 +151,23 @@ def submit(
     CPU (Ray's default for job entrypoints): the workers' resources are what the run asks for."""
 
     def call() -> str:
-        return _client(address).submit_job(
-            entrypoint=entrypoint,
-            submission_id=submission_id,
-            runtime_env={"env_vars": dict(env_vars)},
-            metadata=dict(metadata or {}),
-        )
+        client = _client(address)
+        deadline = time.monotonic() + SUBMIT_TIMEOUT_S - 5.0
+        while True:
+            try:
+                return client.submit_job(
+                    entrypoint=entrypoint,
+                    submission_id=submission_id,
+                    runtime_env={"env_vars": dict(env_vars)},
+                    metadata=dict(metadata or {}),
+                )
+            except RuntimeError as exc:
+                # A head whose job agent is still starting says so and asks to try again later.
+                if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
 
-    return _bounded(address, call, "submitting the job")
+    return _bounded(address, call, "submitting the job", SUBMIT_TIMEOUT_S)
 
 
 def job_state(address: str, submission_id: str, timeout_s: float = CALL_TIMEOUT_S) -> JobState:

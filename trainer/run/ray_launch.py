@@ -35,6 +35,7 @@ class Submitted:
     run_id: int
     job_id: str
     address: str
+    attempt_before: int  # the run's attempts before this job: its rank 0's claim makes one more
 
 
 def new_job_id(run_id: int) -> str:
@@ -66,11 +67,13 @@ def resolved(cfg: TrainConfig) -> TrainConfig:
 
 
 def submit_run(store: RunStore, cfg: TrainConfig, run_id: int, launcher: Owner) -> Submitted:
-    """Give the queued run ``launcher`` holds to a new Ray job and submit that job. A submission that
-    fails ends the run ``failed`` saying why (nobody else would: its launcher is alive)."""
+    """Give the queued run ``launcher`` holds (or a finished one trained further) to a new Ray job
+    and submit that job. A submission that fails ends a queued run ``failed`` saying why (nobody
+    else would: its launcher is alive)."""
     address = cfg.launch.ray_address
     job_id = new_job_id(run_id)
-    if not store.assign_ray_job(run_id, launcher, job_id, address):
+    before = store.get_run(run_id)
+    if not store.assign_ray_job(run_id, launcher, job_id, address, ended=not before.is_active):
         run = store.get_run(run_id)
         raise StudioError(
             f"run {run_id} is {run.status} and no longer waits for this launcher: not submitted"
@@ -81,7 +84,7 @@ def submit_run(store: RunStore, cfg: TrainConfig, run_id: int, launcher: Owner) 
     except Exception as exc:
         store.end_ray_run(run_id, job_id, "failed", error=f"could not submit the Ray job to {address}: {exc}")
         raise StudioError(f"run {run_id}: could not submit the Ray job to {address}: {exc}") from exc
-    return Submitted(run_id, job_id, address)
+    return Submitted(run_id, job_id, address, before.attempt)
 
 
 def queue_run(store: RunStore, cfg: TrainConfig, launcher: Owner) -> int:
@@ -94,9 +97,9 @@ def queue_run(store: RunStore, cfg: TrainConfig, launcher: Owner) -> int:
     if resume is not None:
         state = read_state(resume)
         if state.run_id:
-            run = store.get_run(int(state.run_id))
-            if run.is_active:
-                store.refuse_live_owner(run.id)
+            run = store.refuse_live_owner(int(state.run_id))  # OwnerAlive while its trainer lives
+            if run.status == "finished":
+                return run.id  # trained further: its job's rank 0 claims it from its ending
             return store.request_resume(run.id, launcher).id
     workspace = Path(cfg.data.workspace)
     run = store.create_run(
@@ -116,7 +119,10 @@ def follow(
     poll_s: float = POLL_S,
 ) -> str:
     """Print the job's log as it grows until the run ends; returns the run's final status. Ctrl-C
-    asks the run to stop (it saves a checkpoint and ends ``aborted``) and keeps following."""
+    asks the run to stop (it saves a checkpoint and ends ``aborted``) and keeps following.
+
+    A finished run trained further stays ``finished`` until the job's rank 0 claims it: its end is
+    an ending of a later attempt, or the job ending without claiming it (then ``failed``)."""
     printed = 0
     stopping = False
     while True:
@@ -129,9 +135,13 @@ def follow(
             except ray_jobs.ClusterUnreachable as exc:
                 write(f"vgrpo: {exc}; waiting\n")
             run = store.get_run(submitted.run_id)
-            if not run.is_active:
+            if not run.is_active and run.attempt > submitted.attempt_before:
                 return run.status
-            store.reap_dead_runs([submitted.run_id])  # the job ended without the run: say so
+            if run.is_active:
+                store.reap_dead_runs([submitted.run_id])  # the job ended without the run: say so
+            elif _job_ended(submitted):
+                write(f"vgrpo: Ray job {submitted.job_id} ended before it claimed run {run.id}\n")
+                return "failed"
             time.sleep(poll_s)
         except KeyboardInterrupt:
             if stopping:
@@ -140,4 +150,15 @@ def follow(
             write(
                 f"\nvgrpo: stopping run {submitted.run_id} (it saves a checkpoint); Ctrl-C again to leave\n"
             )
-            store.request_stop(submitted.run_id)
+            try:
+                store.request_stop(submitted.run_id)
+            except StudioError as exc:  # not claimed yet, or ended meanwhile
+                ray_jobs.stop(submitted.address, submitted.job_id)
+                write(f"vgrpo: {exc}: stopped Ray job {submitted.job_id}\n")
+
+
+def _job_ended(submitted: Submitted) -> bool:
+    try:
+        return ray_jobs.job_state(submitted.address, submitted.job_id).is_terminal
+    except ray_jobs.ClusterUnreachable:
+        return False

@@ -59,16 +59,14 @@ def this_worker(rank: int, job_id: str) -> Worker:
     """This process as a row of ``run_workers`` (run and attempt are filled in by the store)."""
     import ray
 
-    context = ray.get_runtime_context()
-    try:
-        ip = ray.util.get_node_ip_address()
-    except Exception:  # noqa: BLE001 - the address is a courtesy; the node id is the identity
-        ip = None
+    node_id = ray.get_runtime_context().get_node_id()
+    # The address Ray knows the node by (`ray start --node-ip-address`), not a guess from routes.
+    ip = next((n.get("NodeManagerAddress") for n in ray.nodes() if n.get("NodeID") == node_id), None)
     return Worker(
         run_id=0,
         attempt=0,
         rank=rank,
-        node_id=context.get_node_id(),
+        node_id=node_id,
         host=this_host(),
         pid=os.getpid(),
         ip=ip,

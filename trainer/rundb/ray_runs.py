@@ -29,15 +29,23 @@ class RayRunRows(OwnedRows):
     def get_run(self, run_id: int) -> Run:  # RunStore.get_run
         raise NotImplementedError
 
-    def assign_ray_job(self, run_id: int, launcher: Owner, job_id: str, address: str) -> bool:
+    def assign_ray_job(
+        self, run_id: int, launcher: Owner, job_id: str, address: str, *, ended: bool = False
+    ) -> bool:
         """The queued run ``launcher`` holds is given to Ray job ``job_id`` at ``address`` (before the
         job is submitted, so its rank 0 can never find the run not yet its own). False when the run
-        is no longer queued by ``launcher`` (aborted meanwhile, or taken)."""
+        is no longer queued by ``launcher`` (aborted meanwhile, or taken).
+
+        ``ended``: the run is an ended one a terminal trains further (``vgrpo train
+        --resume_from_checkpoint latest --max_steps N`` on a finished run, which a local trainer
+        claims directly from its ending): it stays ended, job noted, until the job's rank 0 claims it."""
+        where = [SqlRun.status.in_(states.ENDED)] if ended else [SqlRun.status == states.QUEUED]
+        where += [] if ended else owned_by(SqlRun, launcher)
         with self.session(write=True) as s:
             won = (
                 s.execute(
                     update(SqlRun)
-                    .where(SqlRun.id == run_id, SqlRun.status == states.QUEUED, *owned_by(SqlRun, launcher))
+                    .where(SqlRun.id == run_id, *where)
                     .values(ray_job_id=job_id, ray_address=address)
                     .execution_options(synchronize_session=False)
                 ).rowcount
