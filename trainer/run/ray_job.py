@@ -39,11 +39,22 @@ def worker_failure(exc: BaseException) -> tuple[str, str]:
     failures = getattr(exc, "worker_failures", None) or {}
     if failures:
         lines, tbs = [], []
-        for rank, err in sorted(failures.items()):
-            lines.append(f"worker rank {rank}: {type(err).__name__}: {_first_line(err)}")
+        # A worker whose process died first: the others failed after it, in a collective with it.
+        for rank, err in sorted(failures.items(), key=lambda item: (not _process_died(item[1]), item[0])):
+            cause = err.__cause__
+            why = f" ({type(cause).__name__}: {_first_line(cause)})" if cause is not None else ""
+            lines.append(f"worker rank {rank}: {type(err).__name__}: {_first_line(err)}{why}")
             tbs.append(f"--- rank {rank} ---\n" + "".join(traceback.format_exception(err)))
         return "; ".join(lines), "\n".join(tbs)
     return f"{type(exc).__name__}: {_first_line(exc)}", "".join(traceback.format_exception(exc))
+
+
+# Ray's words for a worker whose process is gone (killed, crashed, lost with its node).
+DIED_ERRORS = ("ActorDied", "ActorUnavailable", "WorkerHealthCheckFailed", "NodeDied")
+
+
+def _process_died(err: BaseException) -> bool:
+    return any(name in type(err).__name__ for name in DIED_ERRORS)
 
 
 def _first_line(err: BaseException) -> str:
@@ -93,6 +104,10 @@ def drive(cfg: TrainConfig, run_id: int, job_id: str) -> int:
         with RunStore(cfg.run.db) as store:
             if store.end_ray_run(run_id, job_id, "failed", error=error, traceback=tb):
                 logger.error("run %d ended failed by job %s's driver", run_id, job_id)
+            elif any(_process_died(e) for e in (getattr(exc, "worker_failures", None) or {}).values()):
+                # Rank 0 ended it with what it saw (a collective's "connection closed by peer"):
+                # put the worker that died first.
+                store.explain_ray_failure(run_id, job_id, error, tb)
         return 1
     with RunStore(cfg.run.db) as store:
         run = store.get_run(run_id)

@@ -136,7 +136,8 @@ def follow(
                 write(f"vgrpo: {exc}; waiting\n")
             run = store.get_run(submitted.run_id)
             if not run.is_active and run.attempt > submitted.attempt_before:
-                return run.status
+                _wait_for_job_end(submitted, write, printed)  # its driver may add why it failed
+                return store.get_run(submitted.run_id).status
             if run.is_active:
                 store.reap_dead_runs([submitted.run_id])  # the job ended without the run: say so
             elif _job_ended(submitted):
@@ -155,6 +156,21 @@ def follow(
             except StudioError as exc:  # not claimed yet, or ended meanwhile
                 ray_jobs.stop(submitted.address, submitted.job_id)
                 write(f"vgrpo: {exc}: stopped Ray job {submitted.job_id}\n")
+
+
+def _wait_for_job_end(
+    submitted: Submitted, write: Callable[[str], None], printed: int, timeout_s: float = 60.0
+) -> None:
+    """After the run ended: let the job end too (at most ``timeout_s``), printing the rest of its log."""
+    deadline = time.monotonic() + timeout_s
+    while not _job_ended(submitted) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    try:
+        text = ray_jobs.logs(submitted.address, submitted.job_id)
+    except ray_jobs.ClusterUnreachable:
+        return
+    if len(text) > printed:
+        write(text[printed:])
 
 
 def _job_ended(submitted: Submitted) -> bool:

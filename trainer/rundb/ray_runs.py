@@ -86,6 +86,23 @@ class RayRunRows(OwnedRows):
             where=[SqlRun.ray_job_id == job_id],
         )
 
+    def explain_ray_failure(self, run_id: int, job_id: str, error: str, traceback: str | None = None) -> bool:
+        """The job's driver puts what Ray saw first in the error of a run its rank 0 already ended
+        ``failed``: when a worker process dies, rank 0 fails first in a collective ("connection closed
+        by peer") and records that, while Ray knows which worker died and why. Only for a run still
+        ``failed`` by this job; the rank 0 error is kept after it. Not a status change."""
+        with self.session(write=True) as s:
+            row = s.get(SqlRun, run_id)
+            if row is None or row.status != states.FAILED or row.ray_job_id != job_id:
+                return False
+            if row.error and row.error.startswith(error):
+                return False
+            row.error = f"{error} (rank 0 recorded: {row.error})" if row.error else error
+            if traceback:
+                row.traceback = f"{traceback}\n--- rank 0 recorded ---\n{row.traceback or ''}"
+            s.add(SqlEvent(run_id=run_id, time=time.time(), level="error", kind=RAY_JOB_EVENT, message=error))
+            return True
+
     def record_workers(self, lease: Lease, workers: Sequence[Worker]) -> None:
         """Rank 0 records its attempt's workers (fenced: only while its lease holds the run)."""
         now = time.time()
