@@ -178,6 +178,13 @@ CONFIG_VALID_CAN_LEARN = (
 CONFIG_VALID_WARNS = "**Config is valid**, but the pre-flight warns the run cannot learn:\n\n{warnings}"
 PREFLIGHT_FAILED = "**Config is valid**, but the pre-flight could not sample: {error}"
 # rollout_backend: vllm from the studio (studio.environments picks the trainer's interpreter).
+LAUNCHER_CHOICES = [("This machine", "local"), ("Ray cluster", "ray")]
+LAUNCHER_INFO = (
+    "This machine: num_processes processes here. Ray cluster: a Ray job on the cluster at ray_address, "
+    "num_workers workers of cpus_per_worker / gpus_per_worker each; the studio must run on a PostgreSQL "
+    "run database (vgrpo studio --db postgresql+psycopg://...) and output_dir must be storage every node "
+    "sees. Check config checks the cluster before Launch."
+)
 ROLLOUT_BACKEND_INFO = (
     "Who samples the rollouts: hf (transformers generate, in the studio's Python) or vllm (a vLLM "
     "engine in the trainer, weights synced every step). A vllm run starts in $VGRPO_VLLM_PYTHON, "

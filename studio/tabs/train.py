@@ -311,6 +311,17 @@ def rollout_backend_widget(f: forms.FormField, value: Any) -> Any:
     )  # fmt: skip
 
 
+def launcher_widget(f: forms.FormField, value: Any) -> Any:
+    """Where the run trains: this machine or a Ray cluster (the launch section's other fields say
+    which cluster and how many workers)."""
+    import gradio as gr
+
+    return gr.Radio(
+        text.LAUNCHER_CHOICES, value=str(value), label=f.name, info=text.LAUNCHER_INFO,
+        elem_id=f"train-{f.name}",
+    )  # fmt: skip
+
+
 def rewards_widget(extra: dict[str, Any]) -> forms.WidgetFactory:
     """The rewards table with an upload button for a reward file beside it (its widgets go into
     ``extra``: ``reward_upload``, ``reward_upload_status``)."""
@@ -348,6 +359,7 @@ def build_layout(ctx: StudioContext) -> dict[str, Any]:
     custom = {
         "model_name_or_path": model_widget,
         "rollout_backend": rollout_backend_widget,
+        "launcher": launcher_widget,
         "rewards": rewards_widget(w),
     }
     w["pixels_family"] = gr.State(sized_for(values["model_name_or_path"]))

@@ -115,6 +115,9 @@ def _bounded(address: str, call: Callable[[], T], what: str, timeout_s: float = 
 
 
 def _is_connection_error(exc: BaseException) -> bool:
+    """No answer from the head: a refused or timed-out request, or the state API's ServerUnavailable."""
+    if type(exc).__name__ == "ServerUnavailable":  # ray.util.state.exception: no API server answered
+        return True
     try:
         import requests
     except ImportError:  # pragma: no cover - ray[default] brings requests

@@ -40,8 +40,21 @@ def check_database_kind(url: str) -> None:
     if driver.startswith("sqlite"):
         raise ConfigError(
             f"db: launcher ray needs a run database every node reaches, and {url} is a SQLite file on "
-            "this machine: use PostgreSQL (db: postgresql+psycopg://USER:PASSWORD@HOST/DB, or $VGRPO_DB)"
+            "this machine: use PostgreSQL (db: postgresql+psycopg://USER:PASSWORD@HOST/DB, or $VGRPO_DB; "
+            "from the studio, start it on that database: vgrpo studio --db postgresql+psycopg://...)"
         )
+
+
+def check_accelerate_config(path: str, workers: int) -> None:
+    """ConfigError naming the field when accelerate cannot read the file the workers would apply."""
+    from trainer.run.ray_worker import accelerate_env
+
+    if not path:
+        return
+    try:
+        accelerate_env(path, workers)
+    except (OSError, ValueError, KeyError, TypeError, SystemExit) as exc:
+        raise ConfigError(f"accelerate_config: accelerate cannot use {path}: {exc}") from None
 
 
 def planned_output_dir(cfg: TrainConfig, workspace: Path) -> Path:
@@ -57,6 +70,7 @@ def check_cluster(cfg: TrainConfig, workspace: Path) -> None:
     check_database_kind(url)
     launch = cfg.launch
     address = launch.ray_address
+    check_accelerate_config(launch.accelerate_config, launch.num_workers)
     ray_jobs.require_ray()
     ray_jobs.forget_unreachable()  # a Check asks again, whatever an earlier call found
     try:

@@ -50,7 +50,7 @@ def accelerate_env(config_file: str, world_size: int) -> dict[str, str]:
         args.deepspeed_fields_from_accelerate_config = ",".join(fields)
         _, env = prepare_deepspeed_cmd_env(args)
     else:
-        _, env = prepare_multi_gpu_env(args)
+        env = prepare_multi_gpu_env(args)
     wanted = ("ACCELERATE_", "FSDP_", "DS_", "DEEPSPEED_")
     return {k: v for k, v in env.items() if k.startswith(wanted)}
 
