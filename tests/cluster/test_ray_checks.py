@@ -113,10 +113,6 @@ def test_a_head_python_without_the_package(ray_cluster: LocalRayCluster, tmp_pat
         ({"cpus_per_worker": 0}, "cpus_per_worker must be > 0"),
         ({"gpus_per_worker": -1}, "gpus_per_worker must be >= 0"),
         ({"max_failures": -1}, "max_failures must be >= 0"),
-        (
-            {"launcher": "ray", "ray_address": "http://h:8265", "num_processes": 2},
-            "num_processes is 2 with launcher ray: set num_workers instead",
-        ),
     ],
 )
 def test_launch_section_rules(values: dict[str, Any], message: str) -> None:
@@ -136,7 +132,8 @@ def test_fits_counts_whole_workers_per_node() -> None:
         "(nodes: 10.0.0.1 3 CPU 2 GPU, 10.0.0.2 1 CPU 0 GPU)"
     )
     assert ray_jobs.fits(nodes, 2, 2.0, 0.0) == (
-        "the cluster fits 1 of 2 workers of 2 CPU and 0 GPU each (nodes: 10.0.0.1 3 CPU 2 GPU, 10.0.0.2 1 CPU 0 GPU)"
+        "the cluster fits 1 of 2 workers of 2 CPU and 0 GPU each "
+        "(nodes: 10.0.0.1 3 CPU 2 GPU, 10.0.0.2 1 CPU 0 GPU)"
     )
 
 
@@ -173,8 +170,9 @@ def test_the_driver_names_the_worker_that_died_first() -> None:
     died.__cause__ = RuntimeError("The actor died unexpectedly before finishing this task.")
     error, tb = worker_failure(WorkerGroupError({0: RuntimeError("gloo: Connection reset by peer"), 1: died}))
     assert error == (
-        "worker rank 1: WorkerHealthCheckFailedError: A worker health check failed. (RuntimeError: The actor "
-        "died unexpectedly before finishing this task.); worker rank 0: RuntimeError: gloo: Connection reset by peer"
+        "worker rank 1: WorkerHealthCheckFailedError: A worker health check failed. (RuntimeError: The "
+        "actor died unexpectedly before finishing this task.); worker rank 0: RuntimeError: gloo: "
+        "Connection reset by peer"
     )
     assert tb.index("--- rank 1 ---") < tb.index("--- rank 0 ---")
     assert worker_failure(ValueError("no group"))[0] == "ValueError: no group"

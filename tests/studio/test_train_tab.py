@@ -35,6 +35,12 @@ def args_for(handlers: TrainHandlers, **changes: object) -> list[object]:
         ({"model_name_or_path": "/no/such/model"}, "model_name_or_path: no such folder /no/such/model"),
         ({"grpo_sample_size": "2.5"}, "grpo_sample_size: expected an integer, got '2.5'"),
         ({"total_pixels": "0"}, "total_pixels (0) must be >= max_pixels"),
+        ({"launcher": "ray"}, "ray_address is empty: the Ray launcher needs the head's dashboard address"),
+        # The studio's own database is SQLite here: a Ray run is refused before any cluster is asked.
+        (
+            {"launcher": "ray", "ray_address": "http://127.0.0.1:9"},
+            "db: launcher ray needs a run database every node reaches",
+        ),
     ],
 )
 def test_check_and_launch_refuse_the_same_configs(handlers: TrainHandlers, ctx, changes, message) -> None:

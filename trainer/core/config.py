@@ -391,14 +391,6 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
 
-    def __post_init__(self) -> None:
-        if self.launch.is_ray and self.run.num_processes > 1:
-            # On a cluster Ray places the processes: one per worker, num_workers of them.
-            raise ConfigError(
-                f"num_processes is {self.run.num_processes} with launcher ray: set num_workers instead "
-                "(Ray starts one training process per worker) and leave num_processes at 1"
-            )
-
     def to_dict(self) -> dict[str, dict[str, Any]]:
         sections = {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
         # asdict keeps the rewards list a tuple (of dicts); YAML and JSON want a list.

@@ -40,7 +40,8 @@ class RunConfig:
         default=1,
         metadata=_help(
             "Training processes on this machine: more than 1 starts the run with `accelerate launch` "
-            "(DDP; one per GPU, or CPU processes with gloo). The batch is per process."
+            "(DDP; one per GPU, or CPU processes with gloo). The batch is per process. Not used with "
+            "launcher ray, where num_workers says how many."
         ),
     )
     max_train_seconds: float = field(
