@@ -37,22 +37,20 @@ from typing import Any
 
 import psutil
 
+from studio import ray_supervision
 from studio.context import StudioContext
 from studio.environments import trainer_python
 from studio.processes import signal_group, start_process, tail_text
+from studio.run_records import ABORT_EVENT, LAUNCH_EVENT, LOG_FILE  # noqa: F401 - LOG_FILE: part of the API
 from trainer.core.config import TrainConfig, build_config, merge
 from trainer.core.errors import StudioError
 from trainer.core.paths import REPO_ROOT
 from trainer.run.launch import training_command
-from trainer.run.ray_launch import submit_run
 from trainer.rundb import Job, Owner, OwnerAlive, Run
 from trainer.rundb.liveness import is_process_alive, this_host
 
 logger = logging.getLogger(__name__)
 
-LAUNCH_EVENT = "launched"
-ABORT_EVENT = "abort_requested"
-LOG_FILE = "train.log"
 DEFAULT_GRACE_S = 30.0
 
 # (config file, run id, the config) -> argv of the trainer process.
@@ -188,27 +186,11 @@ class Supervisor:
     def _launch(self, run: Run, cfg: TrainConfig, total: int | None, me: Owner) -> Launched:
         """Start the queued run ``me`` holds where its config says: a subprocess here, or a Ray job."""
         if cfg.launch.is_ray:
-            return self._submit(run, cfg, total, me)
+            submitted = ray_supervision.submit(self.ctx, run, cfg, me, total)
+            return Launched(
+                self.ctx.store.get_run(run.id), 0, submitted.config_path, submitted.log_path, total
+            )
         return self._spawn(run, cfg, total, me)
-
-    def _submit(self, run: Run, cfg: TrainConfig, total: int | None, me: Owner) -> Launched:
-        """Give the queued run to a new Ray job and submit it (a failed submission ends the run)."""
-        config_path = self.ctx.configs_dir / f"{cfg.run.run_name}.yaml"
-        self.ctx.configs_dir.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(cfg.to_yaml())
-        submitted = submit_run(self.ctx.store, cfg, run.id, me)
-        log_path = Path(cfg.run.output_dir) / LOG_FILE
-        info = {
-            "pid": 0,
-            "host": "",
-            "total_steps": total,
-            "log": str(log_path),
-            "config": str(config_path),
-            "ray_job": submitted.job_id,
-            "ray_address": submitted.address,
-        }
-        self.ctx.store.add_event(run.id, LAUNCH_EVENT, json.dumps(info))
-        return Launched(self.ctx.store.get_run(run.id), 0, config_path, log_path, total)
 
     def _spawn(self, run: Run, cfg: TrainConfig, total: int | None, me: Owner) -> Launched:
         """Start the trainer for a queued run held by ``me`` and hand the run over to it."""
@@ -325,22 +307,13 @@ class Supervisor:
     def log_tail(self, run: Run, max_lines: int = 200) -> str:
         """The end of the trainer's log: its file here, or a Ray run's job log from the head."""
         if run.ray_job_id and run.ray_address:
-            return ray_log_tail(run.ray_address, run.ray_job_id, max_lines)
+            return ray_supervision.log_tail(run.ray_address, run.ray_job_id, max_lines)
         path = self.log_path(run)
         return tail_text(path, max_lines) if path is not None else ""
 
     def cluster_note(self, run: Run) -> str | None:
-        """For an active Ray run: a line when its cluster does not answer (the run is not declared
-        failed for that: its job may still be running), else None."""
-        if not (run.is_active and run.ray_job_id and run.ray_address):
-            return None
-        from trainer.cluster import ray_jobs
-
-        try:
-            state = ray_jobs.job_state(run.ray_address, run.ray_job_id)
-        except ray_jobs.ClusterUnreachable as exc:
-            return f"cluster unreachable: {exc}; the run is shown as last recorded until the head answers"
-        return f"Ray job {run.ray_job_id}: {state.status.lower()}"
+        """For an active Ray run, its job's status or that its cluster does not answer; else None."""
+        return ray_supervision.cluster_note(run)
 
     # ---- stopping -------------------------------------------------------------------------------
 
@@ -352,7 +325,9 @@ class Supervisor:
         trainer killed outright is ended ``aborted`` by the reap."""
         run = self.ctx.store.request_stop(run_id)  # RunDBError "run 4 is finished: nothing to abort"
         if run.ray_job_id and run.ray_address:
-            return self._abort_ray(run, self.grace_s if grace_s is None else grace_s)
+            return ray_supervision.abort(
+                self.ctx, run, self.grace_s if grace_s is None else grace_s, self.reap
+            )
         owner = run.owner
         if owner is None or owner == Owner.current() or owner.host != this_host():
             # Not started yet, or elsewhere: the trainer reads the request at its next heartbeat.
@@ -371,42 +346,6 @@ class Supervisor:
 
         self._terminate(owner, self.grace_s if grace_s is None else grace_s, reap, killed)
         return owner.pid
-
-    def _abort_ray(self, run: Run, grace_s: float) -> int:
-        """The Ray run's rank 0 reads the recorded stop at its next heartbeat, saves and ends the run
-        ``aborted``; if the run is still active after ``grace_s`` (its job still waits for resources,
-        or its trainer does not answer), the job is stopped and the reap ends the run ``aborted``."""
-        self.ctx.store.add_event(
-            run.id,
-            ABORT_EVENT,
-            f"recorded; Ray job {run.ray_job_id}'s trainer stops at its next heartbeat",
-            "warning",
-        )
-
-        def escalate() -> None:
-            from trainer.cluster import ray_jobs
-
-            current = self.ctx.store.get_run(run.id)
-            if not current.is_active or current.ray_job_id != run.ray_job_id:
-                return
-            try:
-                ray_jobs.stop(run.ray_address or "", run.ray_job_id or "")
-            except StudioError as exc:
-                logger.warning("run %d: could not stop Ray job %s: %s", run.id, run.ray_job_id, exc)
-                return
-            self.ctx.store.add_event(
-                run.id, ABORT_EVENT, f"Ray job {run.ray_job_id} stopped after the grace period", "warning"
-            )
-            deadline, pause = time.monotonic() + 30.0, threading.Event()
-            while time.monotonic() < deadline and not self.reap([run.id]):
-                if not self.ctx.store.get_run(run.id).is_active:
-                    return
-                pause.wait(1.0)
-
-        timer = threading.Timer(grace_s, escalate)
-        timer.daemon = True
-        timer.start()
-        return 0
 
     def _terminate(
         self,
@@ -496,17 +435,6 @@ class Supervisor:
             "VGRPO_WORKSPACE": str(self.ctx.workspace),
             "VGRPO_DB": self.ctx.db_url,
         }
-
-
-def ray_log_tail(address: str, job_id: str, max_lines: int) -> str:
-    """The last ``max_lines`` of a Ray job's log, or why it cannot be read."""
-    from trainer.cluster import ray_jobs
-
-    try:
-        text = ray_jobs.logs(address, job_id)
-    except ray_jobs.ClusterUnreachable as exc:
-        return f"[{exc}: the job's log cannot be read now]"
-    return "\n".join(text.splitlines()[-max_lines:])
 
 
 def planned_steps(cfg: TrainConfig) -> int | None:

@@ -19,8 +19,10 @@ from trainer.cluster import ray_jobs
 from trainer.core.config import build_config
 from trainer.core.errors import ConfigError
 from trainer.core.paths import REPO_ROOT, TINY_MODEL_DIR
+from trainer.run.cluster_check import required_paths
 from trainer.run.preflight import check_launch
 from trainer.run.ray_job import worker_failure
+from trainer.run.ray_probe import probe_here
 from trainer.run.ray_worker import accelerate_env
 
 
@@ -94,6 +96,20 @@ def test_every_node_must_write_output_dir_and_reach_the_database(
     assert len(writes) == len(nodes), problems
     # The same config with a good database and folder passes (the probe ran on both nodes).
     check_launch(build_config(ray_config(tmp_path, pg_url, ray_cluster.dashboard)))
+
+
+def test_what_every_node_must_see(tmp_path: Path, pg_url: str) -> None:
+    """The probe's list (the model folder, the datasets' files) and its answer on a node lacking one."""
+    cfg = build_config(
+        ray_config(tmp_path, pg_url, "http://127.0.0.1:9", eval_dataset_use="synthetic_motion_eval")
+    )
+    required = required_paths(cfg)
+    assert required[str(TINY_MODEL_DIR.resolve())] == "model_name_or_path"
+    assert sorted(set(required.values())) == ["dataset_use", "eval_dataset_use", "model_name_or_path"]
+    assert all(Path(p).exists() for p in required)
+    answer = probe_here(pg_url, str(tmp_path / "out"), [*required, "/no/such/model"])
+    assert answer["missing"] == ["/no/such/model"]
+    assert answer["db"] is None and answer["output_dir"] is None
 
 
 def test_a_head_python_without_the_package(ray_cluster: LocalRayCluster, tmp_path: Path, pg_url: str) -> None:

@@ -94,6 +94,29 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_attempts(attempts: list, resumed: dict) -> None:
+    if not attempts:
+        return
+    print("attempts:")
+    for a in attempts:
+        took = _duration(a.duration_s) if a.duration_s is not None else "running"
+        why = f"  {a.end_reason.splitlines()[0]}" if a.end_reason else ""
+        start = f"resumed from {resumed[a.number]}" if a.number in resumed else "from scratch"
+        print(
+            f"  #{a.number:<3} pid {a.pid}@{a.host}  {_when(a.started_at)} -> {_when(a.ended_at)}"
+            f"  {took:>9}  {start}  {a.status}{why}"
+        )
+
+
+def _print_workers(workers: list) -> None:
+    """A Ray run's processes (its newest attempt that recorded them): rank, node, host, pid."""
+    if not workers:
+        return
+    print(f"workers (attempt {workers[0].attempt}):")
+    for w in workers:
+        print(f"  rank {w.rank:<3} node {w.node_id[:16]}  {w.host} ({w.ip or '-'})  pid {w.pid}")
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     with RunStore(args.db) as store:
         run = store.resolve_run(args.run)
@@ -109,6 +132,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     trained_s = run_duration_s(run, attempts)
     resumed = resumed_checkpoints(attempts, events)
     if args.json:
+        attempts_doc = [asdict(a) | {"resumed_from": resumed.get(a.number)} for a in attempts]
         doc = {
             **asdict(run),
             "config": dict(config.config) if config else None,
@@ -117,10 +141,9 @@ def cmd_show(args: argparse.Namespace) -> int:
             "counts": counts,
             "checkpoints": [asdict(c) for c in checkpoints],
             "trained_s": trained_s,
-            "attempts": [asdict(a) | {"resumed_from": resumed.get(a.number)} for a in attempts],
+            "attempts": attempts_doc,
             "events": [asdict(e) for e in events],
-            # A Ray run's processes in its newest attempt that recorded them: rank, node, host, pid.
-            "workers": [w.to_dict() for w in workers],
+            "workers": [w.to_dict() for w in workers],  # a Ray run's: rank, node, host, pid
         }
         print(json.dumps(doc, indent=2))
         return 0
@@ -137,26 +160,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         ("rows", f"{counts['metrics']} metric points, {counts['rollouts']} rollouts"),
     ):
         print(f"  {label:<13} {value}")
-    if run.resumed_from is not None:  # a new run started from another run's checkpoint
-        print(f"  {'forked from':<13} run {run.resumed_from}")
-    if run.end_reason:
-        print(f"  {'reason':<13} {run.end_reason}")
-    if run.error:
-        print(f"  {'error':<13} {run.error}")
-    if attempts:
-        print("attempts:")
-        for a in attempts:
-            took = _duration(a.duration_s) if a.duration_s is not None else "running"
-            why = f"  {a.end_reason.splitlines()[0]}" if a.end_reason else ""
-            start = f"resumed from {resumed[a.number]}" if a.number in resumed else "from scratch"
-            print(
-                f"  #{a.number:<3} pid {a.pid}@{a.host}  {_when(a.started_at)} -> {_when(a.ended_at)}"
-                f"  {took:>9}  {start}  {a.status}{why}"
-            )
-    if workers:
-        print(f"workers (attempt {workers[0].attempt}):")
-        for w in workers:
-            print(f"  rank {w.rank:<3} node {w.node_id[:16]}  {w.host} ({w.ip or '-'})  pid {w.pid}")
+    forked = None if run.resumed_from is None else f"run {run.resumed_from}"  # from another run
+    for label, value in (("forked from", forked), ("reason", run.end_reason), ("error", run.error)):
+        if value:
+            print(f"  {label:<13} {value}")
+    _print_attempts(attempts, resumed)
+    _print_workers(workers)
     if latest:
         print("latest metrics:")
         for name, point in sorted(latest.items()):

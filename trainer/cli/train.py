@@ -114,6 +114,7 @@ def ray_train(cfg: TrainConfig, attach_run: int | None) -> int:
         )
     cfg = resolved(cfg)
     me = Owner.current()
+    run_id = None
     try:
         with RunStore(cfg.run.db) as store:
             run_id = queue_run(store, cfg, me)
@@ -124,6 +125,9 @@ def ray_train(cfg: TrainConfig, attach_run: int | None) -> int:
     except StudioError as exc:
         print(f"vgrpo train: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the second Ctrl-C: leave; the run goes on stopping on the cluster
+        print(f"\nvgrpo train: left run {run_id}; its job still stops it and saves", file=sys.stderr)
+        return EXIT_ABORTED
     why = run.error or run.end_reason
     print(f"run {run_id}: {status}" + (f": {why}" if why else ""))
     return {"finished": EXIT_OK, "aborted": EXIT_ABORTED}.get(status, 1)

@@ -5,13 +5,15 @@ submitted: each problem a ``ConfigError`` naming the field, all of them at once.
   writes to it from other nodes would be lost or corrupt it;
 * the head answers at ``ray_address``;
 * the cluster can hold ``num_workers`` workers of ``cpus_per_worker`` / ``gpus_per_worker``;
-* from every node, the run database answers and ``output_dir`` can be written (a probe job,
-  ``trainer.run.ray_probe``, which also shows that ``ray_python`` on the head has this package).
+* from every node, the run database answers, ``output_dir`` can be written, and the model folder
+  and datasets the workers read are there (a probe job, ``trainer.run.ray_probe``, which also shows
+  that ``ray_python`` on the head has this package).
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import time
 import uuid
 from pathlib import Path
@@ -21,7 +23,7 @@ from sqlalchemy.engine import make_url
 from trainer.cluster import ray_jobs
 from trainer.core.config import TrainConfig
 from trainer.core.errors import ConfigError
-from trainer.core.paths import default_db_url
+from trainer.core.paths import default_db_url, resolve_repo_path
 from trainer.run.ray_probe import MARKER
 
 PROBE_TIMEOUT_S = 90.0
@@ -88,11 +90,34 @@ def check_cluster(cfg: TrainConfig, workspace: Path) -> None:
         raise ConfigError("; ".join(problems))
 
 
+def required_paths(cfg: TrainConfig) -> dict[str, str]:
+    """{path: the field naming it} for what every worker reads from its own disk: a local model
+    folder and the training and evaluation datasets' annotation files (their videos sit beside them)."""
+    from trainer.data import resolve_dataset_use
+
+    workspace = Path(cfg.data.workspace) if cfg.data.workspace else Path.cwd()
+    paths: dict[str, str] = {}
+    model = Path(resolve_repo_path(cfg.model.model_name_or_path))
+    if model.exists():
+        paths[str(model.resolve())] = "model_name_or_path"
+    for field, spec in (
+        ("dataset_use", cfg.data.dataset_use),
+        ("eval_dataset_use", cfg.data.eval_dataset_use),
+    ):
+        if spec.strip():
+            for entry, _ in resolve_dataset_use(spec, workspace):
+                paths.setdefault(str(Path(entry.annotation_path).resolve()), field)
+    return paths
+
+
 def probe(cfg: TrainConfig, url: str, output_dir: Path) -> list[str]:
     """Run the probe job and turn its answers into problems naming the field and the node."""
     address = cfg.launch.ray_address
     job_id = f"vgrpo-check-{uuid.uuid4().hex[:8]}"
-    entrypoint = f"{cfg.launch.ray_python} -m trainer.run.ray_probe --output_dir {output_dir}"
+    required = required_paths(cfg)
+    flags = " ".join(f"--require {shlex.quote(path)}" for path in required)
+    where = shlex.quote(str(output_dir))
+    entrypoint = f"{cfg.launch.ray_python} -m trainer.run.ray_probe --output_dir {where} {flags}"
     ray_jobs.submit(address, entrypoint, job_id, {"VGRPO_DB": url}, {"vgrpo": "check"})
     deadline = time.monotonic() + PROBE_TIMEOUT_S
     state = ray_jobs.job_state(address, job_id)
@@ -117,6 +142,10 @@ def probe(cfg: TrainConfig, url: str, output_dir: Path) -> list[str]:
         where = f"node {answer.get('host')} ({node[:12]})"
         if answer.get("db"):
             problems.append(f"db: the run database does not answer from {where}: {answer['db']}")
+        for path in answer.get("missing", []):
+            problems.append(
+                f"{required[path]}: {path} is not on {where} (it must be on storage every node sees)"
+            )
         if answer.get("output_dir"):
             problems.append(
                 f"output_dir: {output_dir} cannot be written from {where} (it must be storage every node "

@@ -30,7 +30,7 @@ from trainer.eval.evaluate import EvalResult, evaluate
 from trainer.rollout.vllm_engine import attach_sampler
 from trainer.run.checkpoint import TrainerState, resolve_resume, save_checkpoint, start_state
 from trainer.run.reporting import make_reporter
-from trainer.run.run_row import dataset_fingerprints, metrics_writer, open_run, stop_if_lost
+from trainer.run.run_row import RaySeat, dataset_fingerprints, metrics_writer, open_run, stop_if_lost
 from trainer.run.startup import build_step_context, load_records, make_accelerator, planned_steps
 from trainer.run.startup import check_reference_loading as _check_reference_loading  # noqa: F401  (tests)
 from trainer.rundb import (
@@ -40,7 +40,6 @@ from trainer.rundb import (
     RunAborted,
     RunHandle,
     RunStore,
-    Worker,
     run_lifecycle,
 )
 from trainer.step.context import MicroBatch, all_agree, max_over_processes
@@ -104,15 +103,6 @@ def _in_main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-@dataclass(frozen=True)
-class RaySeat:
-    """Where this process trains when it is a worker of a Ray job (``trainer.run.ray_worker``): the
-    job that owns the run (rank 0 claims the run for it) and every rank's place, which rank 0 records."""
-
-    job_id: str
-    workers: tuple[Worker, ...]
 
 
 def train(

@@ -24,11 +24,13 @@ MARKER = "VGRPO_PROBE "
 DB_ENV = "VGRPO_DB"
 
 
-def probe_here(db_url: str, output_dir: str) -> dict[str, Any]:
-    """This node's answers: ``db`` and ``output_dir`` are None when fine, else the error."""
+def probe_here(db_url: str, output_dir: str, required: list[str]) -> dict[str, Any]:
+    """This node's answers: ``db`` and ``output_dir`` are None when fine, else the error;
+    ``missing``: the ``required`` paths (the model folder, the datasets' files) this node lacks."""
     from sqlalchemy import create_engine, text
 
     out: dict[str, Any] = {"host": socket.gethostname(), "db": None, "output_dir": None}
+    out["missing"] = [path for path in required if not os.path.exists(path)]
     try:
         engine = create_engine(db_url, pool_pre_ping=True)
         with engine.connect() as conn:
@@ -50,6 +52,7 @@ def probe_here(db_url: str, output_dir: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.run.ray_probe")
     parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--require", action="append", default=[], help="a path every node must see")
     args = parser.parse_args(argv)
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     futures = {
         n["NodeID"]: remote.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-        ).remote(os.environ[DB_ENV], args.output_dir)
+        ).remote(os.environ[DB_ENV], args.output_dir, args.require)
         for n in nodes
     }
     answers = {node: ray.get(f, timeout=60) for node, f in futures.items()}

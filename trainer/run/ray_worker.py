@@ -101,7 +101,8 @@ def train_worker(params: dict[str, Any]) -> dict[str, Any]:
     """``train_loop_per_worker``: ``params`` = {config (a TrainConfig dict), run_id, job_id}."""
     import torch.distributed as dist
 
-    from trainer.run.loop import RaySeat, train
+    from trainer.run.loop import train
+    from trainer.run.run_row import RaySeat
 
     job_id, run_id = str(params["job_id"]), int(params["run_id"])
     cfg = build_config(params["config"])

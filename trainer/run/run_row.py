@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trainer.core.config import TrainConfig
 from trainer.core.errors import StudioError
 from trainer.run.checkpoint import read_state
-from trainer.rundb import MetricsWriter, OwnerAlive, RunHandle, RunLost, RunStore
+from trainer.rundb import MetricsWriter, OwnerAlive, RunHandle, RunLost, RunStore, Worker
 from trainer.step.context import all_agree
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RaySeat:
+    """Where this process trains when it is a worker of a Ray job (``trainer.run.ray_worker``): the
+    job that owns the run (rank 0 claims the run for it) and every rank's place, which rank 0 records."""
+
+    job_id: str
+    workers: tuple[Worker, ...]
 
 
 def dataset_fingerprints(spec: str, workspace: Path) -> dict[str, str]:

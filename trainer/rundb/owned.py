@@ -101,6 +101,20 @@ def _owner_of(row: Any) -> Owner | None:
     return Owner(row.pid, row.pid_create_time, row.host)
 
 
+def _claimable(model: Model, claimants: list[Owner], ray_job: str | None) -> Any:
+    """WHERE clause of a claim (see ``OwnedRows._claim``): queued for one of ``claimants`` (or for
+    nobody), queued or running for ``ray_job``, or ended."""
+    kind = _kind(model)
+    queued = and_(model.status == states.QUEUED, or_(model.pid.is_(None), launched_by(model, claimants)))
+    if ray_job is not None and model is SqlRun:
+        queued = or_(
+            queued,
+            and_(SqlRun.ray_job_id == ray_job, SqlRun.status.in_([states.QUEUED, states.RUNNING])),
+        )
+    ended = [s for s in states.sources(kind, states.RUNNING) if s != states.QUEUED]
+    return or_(queued, model.status.in_(ended)) if ended else queued
+
+
 class OwnedRows:
     """Claim, beat, end, stop, re-queue and reap rows of ``runs`` and ``jobs``."""
 
@@ -136,15 +150,7 @@ class OwnedRows:
         (a worker died and ``max_failures`` allows a restart), so that attempt ends and this one begins.
         """
         kind = _kind(model)
-        claimants = [owner, *launchers]
-        queued = and_(model.status == states.QUEUED, or_(model.pid.is_(None), launched_by(model, claimants)))
-        if ray_job is not None and model is SqlRun:
-            queued = or_(
-                queued,
-                and_(SqlRun.ray_job_id == ray_job, SqlRun.status.in_([states.QUEUED, states.RUNNING])),
-            )
-        ended = [s for s in states.sources(kind, states.RUNNING) if s != states.QUEUED]
-        claimable = or_(queued, model.status.in_(ended)) if ended else queued
+        claimable = _claimable(model, [owner, *launchers], ray_job)
         for _ in range(2):
             now = time.time()
             values: dict[str, Any] = {
