@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -55,16 +56,20 @@ def submit(ctx: StudioContext, run: Run, cfg: TrainConfig, me: Owner, total: int
     return SubmittedRun(submitted.job_id, config_path, log_path)
 
 
+# Ray colours the prefixes of forwarded lines ("(RayTrainWorker pid=...)") for a terminal.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def log_tail(address: str, job_id: str, max_lines: int) -> str:
-    """The last ``max_lines`` of a Ray job's log (the workers' output is forwarded into it), or why
-    it cannot be read now."""
+    """The last ``max_lines`` of a Ray job's log (the workers' output is forwarded into it), without
+    terminal colours, or why it cannot be read now."""
     from trainer.cluster import ray_jobs
 
     try:
         text = ray_jobs.logs(address, job_id)
     except ray_jobs.ClusterUnreachable as exc:
         return f"[{exc}: the job's log cannot be read now]"
-    return "\n".join(text.splitlines()[-max_lines:])
+    return "\n".join(ANSI_ESCAPE.sub("", line) for line in text.splitlines()[-max_lines:])
 
 
 def cluster_note(run: Run) -> str | None:

@@ -119,6 +119,16 @@ METRIC_HELP = {
 ABORT_SENT = "Sent SIGTERM to run #{run_id} (pid {pid}); it stops after the current step."
 ABORT_NOT_ACTIVE = "Run #{run_id} is {status}: nothing to abort."
 RESUMED = "Resuming run #{run_id} from its latest checkpoint (pid {pid})."
+# A Ray run: no local process; its job's rank 0 reads the abort at its next heartbeat.
+ABORT_SENT_RAY = (
+    "Recorded the abort of run #{run_id}: its Ray job's trainer stops at its next heartbeat (within "
+    "seconds), saves a checkpoint and ends aborted; the job is stopped if it has not after {grace:g} s."
+)
+RESUMED_RAY = "Resuming run #{run_id} from its latest checkpoint as Ray job `{job}`."
+LAUNCHED_RAY = (
+    "Launched run **#{run_id} {name}** as Ray job `{job}` on {address}. Follow it in the Monitor tab "
+    "(its log is the job's)."
+)
 RESUME_ACTIVE = "Run #{run_id} is {status}: abort it before resuming."
 
 # ---- runs ---------------------------------------------------------------------------------------

@@ -284,6 +284,8 @@ class MonitorHandlers:
             pid = self.supervisor.abort(run_id)
         except (StudioError, OSError) as exc:
             return problems.error_markdown(exc)
+        if self.ctx.store.get_run(run_id).ray_job_id:
+            return text.ABORT_SENT_RAY.format(run_id=run_id, grace=self.supervisor.grace_s)
         return text.ABORT_SENT.format(run_id=run_id, pid=pid)
 
     def on_resume(self, run_id: int | None) -> tuple[str, dict]:
@@ -293,6 +295,8 @@ class MonitorHandlers:
             launched = self.supervisor.resume(run_id)
         except (StudioError, OSError) as exc:
             return problems.error_markdown(exc), empty_state(run_id)
+        if launched.run.ray_job_id:
+            return text.RESUMED_RAY.format(run_id=run_id, job=launched.run.ray_job_id), empty_state(run_id)
         return text.RESUMED.format(run_id=run_id, pid=launched.pid), empty_state(run_id)
 
     def _runs_and_pick(self, current: int | None) -> tuple[list[tuple[str, int]], int | None]:

@@ -177,7 +177,13 @@ class TrainHandlers:
         except (StudioError, OSError) as exc:
             return problems.error_markdown(exc, text.NOT_LAUNCHED), gr.skip(), gr.skip(), gr.skip()
         run = launched.run
-        message = text.LAUNCHED.format(run_id=run.id, name=run.name, pid=launched.pid, log=launched.log_path)
+        message = (
+            text.LAUNCHED_RAY.format(
+                run_id=run.id, name=run.name, job=run.ray_job_id, address=run.ray_address
+            )
+            if run.ray_job_id
+            else text.LAUNCHED.format(run_id=run.id, name=run.name, pid=launched.pid, log=launched.log_path)
+        )
         return message, Path(launched.config_path).read_text(), cmd, run.id
 
     def use(self, selected: list[str] | None, pct: float, mode: str, *args: Any) -> list[Any]:
