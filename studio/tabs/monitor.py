@@ -25,10 +25,12 @@ from studio.context import StudioContext
 from studio.live import Refresh
 from studio.supervisor import Supervisor
 from studio.tabs.monitor_views import (
+    abort_message,
     completions_html,
     ended_early_message,
     progress_html,
     question_html,
+    resume_message,
     run_eta_s,
     status_markdown,
     time_budget_s,
@@ -233,15 +235,10 @@ class MonitorHandlers:
         log = (
             _if_changed(st, "log", self.supervisor.log_tail(run, LOG_LINES)) if view.get("log_open") else skip
         )
+        status = status_markdown(run, st["ended_early"], self.supervisor.cluster_note(run))
         return (
             st,
-            _if_changed(
-                st,
-                "status",
-                status_markdown(
-                    run, ended_early=st["ended_early"], cluster_note=self.supervisor.cluster_note(run)
-                ),
-            ),
+            _if_changed(st, "status", status),
             log,
             steps_update,
             picker_update,
@@ -284,9 +281,7 @@ class MonitorHandlers:
             pid = self.supervisor.abort(run_id)
         except (StudioError, OSError) as exc:
             return problems.error_markdown(exc)
-        if self.ctx.store.get_run(run_id).ray_job_id:
-            return text.ABORT_SENT_RAY.format(run_id=run_id, grace=self.supervisor.grace_s)
-        return text.ABORT_SENT.format(run_id=run_id, pid=pid)
+        return abort_message(self.ctx.store.get_run(run_id), pid, self.supervisor.grace_s)
 
     def on_resume(self, run_id: int | None) -> tuple[str, dict]:
         if run_id is None:
@@ -295,9 +290,7 @@ class MonitorHandlers:
             launched = self.supervisor.resume(run_id)
         except (StudioError, OSError) as exc:
             return problems.error_markdown(exc), empty_state(run_id)
-        if launched.run.ray_job_id:
-            return text.RESUMED_RAY.format(run_id=run_id, job=launched.run.ray_job_id), empty_state(run_id)
-        return text.RESUMED.format(run_id=run_id, pid=launched.pid), empty_state(run_id)
+        return resume_message(launched.run, launched.pid), empty_state(run_id)
 
     def _runs_and_pick(self, current: int | None) -> tuple[list[tuple[str, int]], int | None]:
         """The run picker's choices, and its value: ``current`` while it exists, else the newest."""

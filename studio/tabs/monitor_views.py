@@ -146,6 +146,20 @@ def status_markdown(run: Run, ended_early: str | None = None, cluster_note: str 
     return "\n\n".join(p for p in parts if p)
 
 
+def abort_message(run: Run, pid: int, grace_s: float) -> str:
+    """What Abort says: the signal sent to a local trainer, or the request a Ray job's trainer reads."""
+    if run.ray_job_id:
+        return text.ABORT_SENT_RAY.format(run_id=run.id, grace=grace_s)
+    return text.ABORT_SENT.format(run_id=run.id, pid=pid)
+
+
+def resume_message(run: Run, pid: int) -> str:
+    """What Resume says: the new trainer's pid, or the new Ray job."""
+    if run.ray_job_id:
+        return text.RESUMED_RAY.format(run_id=run.id, job=run.ray_job_id)
+    return text.RESUMED.format(run_id=run.id, pid=pid)
+
+
 def ended_early_message(ctx: StudioContext, run: Run) -> str | None:
     """Why a finished run ended before its last step (max_train_seconds, early_stop_accuracy)."""
     if run.status != "finished":
