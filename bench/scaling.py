@@ -33,16 +33,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.helpers, as bench/step.py
 
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
+from tests.helpers.pg import throwaway_database  # noqa: E402
 from tests.helpers.ray_cluster import LocalRayCluster, local_ray_cluster, ray_env  # noqa: E402
 from trainer.core import metrics_keys as mk  # noqa: E402
 from trainer.core.config import build_config, load_yaml, merge  # noqa: E402
@@ -194,17 +192,7 @@ def scaling_line(step_s_1: float, step_s_2: float) -> str:
 def postgres_database() -> Iterator[str]:
     """The URL of a new PostgreSQL database for this bench's runs; dropped afterwards."""
     admin_url = os.environ.get(PG_URL_ENV) or _start_test_server()
-    name = f"vgrpo_scaling_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        # WITH (FORCE): a Ray job the cluster's stop cut short may still hold a connection.
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    yield from throwaway_database(admin_url, prefix="vgrpo_scaling_")
 
 
 def _start_test_server() -> str:

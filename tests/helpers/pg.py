@@ -25,7 +25,12 @@ def postgres_database() -> Iterator[str]:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{PG_URL_ENV} is not set: CI runs the run-database tests on PostgreSQL too")
         pytest.skip(f"{PG_URL_ENV} not set (scripts/test.sh starts a server): PostgreSQL variant skipped")
-    name = f"vgrpo_t_{uuid.uuid4().hex[:12]}"
+    yield from throwaway_database(admin_url)
+
+
+def throwaway_database(admin_url: str, prefix: str = "vgrpo_t_") -> Iterator[str]:
+    """Yield the URL of a new database on the server at ``admin_url`` (also bench/scaling.py's)."""
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
