@@ -209,3 +209,29 @@ def test_unreachable_heads_are_not_asked_again_at_once(monkeypatch: pytest.Monke
         ray_jobs._bounded(address, refused, "a test call")
     assert calls == [1]
     ray_jobs.forget_unreachable()
+
+
+def test_an_unreachable_head_shows_as_such_and_fails_nothing(tmp_path: Path) -> None:
+    """A running Ray run whose head stopped answering: the Monitor says the cluster is unreachable,
+    the reap leaves the run running (its job may still train), and the log says why it is missing."""
+    from studio.ray_supervision import cluster_note, log_tail
+    from studio.tabs.monitor_views import status_markdown
+    from trainer.rundb import Owner, RunStore
+
+    address = f"http://127.0.0.1:{free_port()}"
+    ray_jobs.forget_unreachable()
+    with RunStore(f"sqlite:///{tmp_path / 'runs.db'}") as store:
+        launcher, rank0 = Owner(11, 1.0, "studio"), Owner(22, 2.0, "node-a")
+        run = store.create_run("r", config={}, owner=launcher)
+        assert store.assign_ray_job(run.id, launcher, "vgrpo-run1-x", address)
+        store.claim_run(run.id, rank0, ray_job="vgrpo-run1-x")
+        assert store.reap_dead_runs([run.id], now=10**10) == []
+        run = store.get_run(run.id)
+    assert run.status == "running"
+    note = cluster_note(run)
+    assert note is not None and note.startswith(
+        f"cluster unreachable: Ray cluster at {address} is unreachable"
+    )
+    assert "**Cluster:** cluster unreachable" in status_markdown(run, None, note)
+    assert log_tail(address, "vgrpo-run1-x", 10).startswith(f"[Ray cluster at {address} is unreachable")
+    ray_jobs.forget_unreachable()
