@@ -99,26 +99,30 @@ def abort(ctx: StudioContext, run: Run, grace_s: float, reap: Callable[[Sequence
     )
 
     def escalate() -> None:
-        from trainer.cluster import ray_jobs
-
-        current = ctx.store.get_run(run.id)
-        if not current.is_active or current.ray_job_id != run.ray_job_id:
-            return
         try:
-            ray_jobs.stop(run.ray_address or "", run.ray_job_id or "")
-        except StudioError as exc:
-            logger.warning("run %d: could not stop Ray job %s: %s", run.id, run.ray_job_id, exc)
-            return
-        ctx.store.add_event(
-            run.id, ABORT_EVENT, f"Ray job {run.ray_job_id} stopped after the grace period", "warning"
-        )
-        deadline, pause = time.monotonic() + REAP_AFTER_STOP_S, threading.Event()
-        while time.monotonic() < deadline and not reap([run.id]):
-            if not ctx.store.get_run(run.id).is_active:
-                return
-            pause.wait(1.0)
+            _stop_if_still_active(ctx, run, reap)
+        except StudioError as exc:  # a timer thread must not die of the database or the head
+            logger.warning("run %d: after the grace period: %s", run.id, exc)
 
     timer = threading.Timer(grace_s, escalate)
     timer.daemon = True
     timer.start()
     return 0
+
+
+def _stop_if_still_active(ctx: StudioContext, run: Run, reap: Callable[[Sequence[int]], list[int]]) -> None:
+    """The grace period is over: stop the job if its run is still active, then reap the run."""
+    from trainer.cluster import ray_jobs
+
+    current = ctx.store.get_run(run.id)
+    if not current.is_active or current.ray_job_id != run.ray_job_id:
+        return
+    ray_jobs.stop(run.ray_address or "", run.ray_job_id or "")
+    ctx.store.add_event(
+        run.id, ABORT_EVENT, f"Ray job {run.ray_job_id} stopped after the grace period", "warning"
+    )
+    deadline, pause = time.monotonic() + REAP_AFTER_STOP_S, threading.Event()
+    while time.monotonic() < deadline and not reap([run.id]):
+        if not ctx.store.get_run(run.id).is_active:
+            return
+        pause.wait(1.0)
